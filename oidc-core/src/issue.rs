@@ -1,0 +1,302 @@
+//! Issuing access tokens: [`Issuer`] turns a [`TokenRequest`] into a signed
+//! RFC 9068 token with the key set's active signer.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ring::rand::SecureRandom;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::claims::{Attributes, BearerToken};
+use crate::keys::SignError;
+use crate::time::{Clock, SystemClock};
+use crate::{base64url, jws, Algorithm, KeySet};
+
+/// Token lifetimes: the default, and the cap no request can exceed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime {
+    default: Duration,
+    max: Duration,
+}
+
+impl Default for Lifetime {
+    /// 300 s by default, at most 900 s.
+    fn default() -> Self {
+        Self {
+            default: Duration::from_secs(300),
+            max: Duration::from_secs(900),
+        }
+    }
+}
+
+impl Lifetime {
+    /// A lifetime policy; `default` must be at least one second and not above `max`.
+    pub fn new(default: Duration, max: Duration) -> Result<Self, IssueError> {
+        if default.as_secs() == 0 || default > max {
+            return Err(IssueError::InvalidLifetime { default, max });
+        }
+        Ok(Self { default, max })
+    }
+
+    /// The default lifetime.
+    pub fn default_ttl(&self) -> Duration {
+        self.default
+    }
+
+    /// The cap.
+    pub fn max_ttl(&self) -> Duration {
+        self.max
+    }
+}
+
+/// What a token is for: who it names and where it may be used.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenRequest {
+    /// `sub`: the connector id.
+    pub subject: String,
+    /// `client_id`: the OAuth client that authenticated.
+    pub client_id: String,
+    /// `aud`: one audience, already checked against what the connector may ask for.
+    pub audience: String,
+    /// `scope`: granted scopes, space separated.
+    pub scope: Option<String>,
+    /// Connector attributes, as private claims.
+    pub attributes: Attributes,
+    /// Requested lifetime; the default when `None`, never above the cap.
+    pub ttl: Option<Duration>,
+}
+
+impl TokenRequest {
+    /// A request for `subject` (also the `client_id`) and `audience`.
+    pub fn new(subject: impl Into<String>, audience: impl Into<String>) -> Self {
+        let subject = subject.into();
+        Self {
+            client_id: subject.clone(),
+            subject,
+            audience: audience.into(),
+            scope: None,
+            attributes: Attributes::default(),
+            ttl: None,
+        }
+    }
+}
+
+/// A signed token and what the audit log and the token response need to know about it.
+#[derive(Clone)]
+pub struct IssuedToken {
+    /// The compact JWS.
+    pub token: BearerToken,
+    /// Its `jti`.
+    pub jti: String,
+    /// The signing key.
+    pub kid: String,
+    /// The signing algorithm.
+    pub alg: Algorithm,
+    /// `iat` (Unix seconds).
+    pub issued_at: u64,
+    /// `exp` (Unix seconds).
+    pub expires_at: u64,
+}
+
+impl IssuedToken {
+    /// Seconds from issue to expiry: the `expires_in` of the token response.
+    pub fn expires_in(&self) -> u64 {
+        self.expires_at - self.issued_at
+    }
+}
+
+impl fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("token", &self.token)
+            .field("jti", &self.jti)
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("issued_at", &self.issued_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// Why a token was not issued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IssueError {
+    /// The key set has no active key.
+    #[error("no signing key is active")]
+    NoActiveKey,
+    /// The active key's publication ends too soon to sign a useful token.
+    #[error("the active key's publication ends in {remaining_secs} s; no token can be issued until the next key is active")]
+    KeyRetiring {
+        /// Seconds until its publication ends.
+        remaining_secs: u64,
+    },
+    /// The signer failed.
+    #[error("signing failed: {0}")]
+    Sign(SignError),
+    /// A field of the request is empty or malformed.
+    #[error("invalid token request: {0}")]
+    InvalidRequest(&'static str),
+    /// `default` is zero or above `max`.
+    #[error("invalid lifetime: default {default:?} must be at least 1 s and at most the maximum {max:?}")]
+    InvalidLifetime {
+        /// The default.
+        default: Duration,
+        /// The cap.
+        max: Duration,
+    },
+}
+
+/// Issues access tokens for one issuer URL with a key set.
+///
+/// ```
+/// # tokio_test_block_on(async {
+/// use std::sync::Arc;
+/// use oidc_core::keys::LocalSigner;
+/// use oidc_core::{Algorithm, Issuer, KeySet, Lifetime, TokenRequest};
+///
+/// let (signer, _pem) = LocalSigner::generate(Algorithm::ES256).unwrap();
+/// let issuer = Issuer::new("https://tokens.example.com", Arc::new(KeySet::single(Arc::new(signer))), Lifetime::default()).unwrap();
+/// let issued = issuer.issue(&TokenRequest::new("connector-1", "https://api.example.com")).await.unwrap();
+/// assert_eq!(issued.expires_in(), 300);
+/// # });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Issuer {
+    issuer: Arc<str>,
+    keys: Arc<KeySet>,
+    lifetime: Lifetime,
+    clock: Arc<dyn Clock>,
+}
+
+/// Tokens shorter-lived than this are not worth issuing near a key's retirement.
+const MIN_TTL_SECS: u64 = 10;
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    client_id: &'a str,
+    iat: u64,
+    nbf: u64,
+    exp: u64,
+    jti: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a str>,
+    #[serde(flatten)]
+    attributes: &'a Map<String, Value>,
+}
+
+impl Issuer {
+    /// An issuer named `issuer` (the exact `iss` value) signing with `keys`.
+    pub fn new(issuer: impl Into<String>, keys: Arc<KeySet>, lifetime: Lifetime) -> Result<Self, IssueError> {
+        let issuer = issuer.into();
+        if issuer.is_empty() {
+            return Err(IssueError::InvalidRequest("the issuer URL is empty"));
+        }
+        Ok(Self {
+            issuer: issuer.into(),
+            keys,
+            lifetime,
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    /// Uses `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The issuer URL.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The key set.
+    pub fn keys(&self) -> &Arc<KeySet> {
+        &self.keys
+    }
+
+    /// The lifetime policy.
+    pub fn lifetime(&self) -> Lifetime {
+        self.lifetime
+    }
+
+    /// Signs a token for `request`.
+    pub async fn issue(&self, request: &TokenRequest) -> Result<IssuedToken, IssueError> {
+        if request.subject.is_empty() {
+            return Err(IssueError::InvalidRequest("subject is empty"));
+        }
+        if request.client_id.is_empty() {
+            return Err(IssueError::InvalidRequest("client_id is empty"));
+        }
+        if request.audience.is_empty() {
+            return Err(IssueError::InvalidRequest("audience is empty"));
+        }
+        let state = self.keys.current();
+        let active = state.active().ok_or(IssueError::NoActiveKey)?;
+
+        let now = self.clock.now();
+        let ttl = request
+            .ttl
+            .unwrap_or(self.lifetime.default)
+            .min(self.lifetime.max)
+            .as_secs()
+            .max(1);
+        let mut exp = now.saturating_add(ttl);
+        if let Some(limit) = active.expires_by() {
+            if limit < exp {
+                let remaining_secs = limit.saturating_sub(now);
+                if remaining_secs < MIN_TTL_SECS {
+                    return Err(IssueError::KeyRetiring { remaining_secs });
+                }
+                exp = limit;
+            }
+        }
+        let jti = new_jti()?;
+        let claims = Claims {
+            iss: &self.issuer,
+            sub: &request.subject,
+            aud: &request.audience,
+            client_id: &request.client_id,
+            iat: now,
+            nbf: now,
+            exp,
+            jti: &jti,
+            scope: request.scope.as_deref().filter(|s| !s.is_empty()),
+            attributes: request.attributes.as_map(),
+        };
+        let payload =
+            serde_json::to_vec(&claims).map_err(|_| IssueError::InvalidRequest("claims do not serialize"))?;
+        let token = jws::sign(active.encoded_header(), &payload, active.signer().as_ref())
+            .await
+            .map_err(IssueError::Sign)?;
+        Ok(IssuedToken {
+            token: BearerToken::new(token),
+            jti,
+            kid: active.signer().kid().to_owned(),
+            alg: active.signer().algorithm(),
+            issued_at: now,
+            expires_at: exp,
+        })
+    }
+}
+
+/// A fresh 128-bit random token id, base64url.
+pub fn new_jti() -> Result<String, IssueError> {
+    let mut bytes = [0u8; 16];
+    ring::rand::SystemRandom::new().fill(&mut bytes).map_err(|_| {
+        IssueError::Sign(SignError::Unavailable {
+            reason: "random number generator failed".into(),
+            retry_after: None,
+        })
+    })?;
+    Ok(base64url::encode(bytes))
+}

@@ -1,0 +1,154 @@
+//! The issuer's key set: the key that signs now and the public keys that are
+//! published, swapped atomically as a whole so that a request never sees half
+//! of a rotation.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::claims::ACCESS_TOKEN_TYP;
+use crate::jwks::{JwkSet, JwkSetError};
+use crate::jws::Header;
+use crate::keys::{Signer, VerifyingKey};
+
+/// The signer tokens are issued with, and the limit its publication puts on them.
+pub struct ActiveKey {
+    signer: Arc<dyn Signer>,
+    encoded_header: String,
+    signs_until: Option<u64>,
+}
+
+impl fmt::Debug for ActiveKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActiveKey")
+            .field("kid", &self.signer.kid())
+            .field("alg", &self.signer.algorithm())
+            .field("signs_until", &self.signs_until)
+            .finish()
+    }
+}
+
+impl ActiveKey {
+    /// `signer` as the active key. `expires_by` (Unix seconds), when set, is the
+    /// time by which every token it signs must have expired, because the key's
+    /// publication may end then.
+    pub fn new(signer: Arc<dyn Signer>, expires_by: Option<u64>) -> Self {
+        let encoded_header = Header::encode(signer.algorithm(), ACCESS_TOKEN_TYP, signer.kid());
+        Self {
+            signer,
+            encoded_header,
+            signs_until: expires_by,
+        }
+    }
+
+    /// The signer.
+    pub fn signer(&self) -> &Arc<dyn Signer> {
+        &self.signer
+    }
+
+    /// The base64url access-token header for this key (computed once).
+    pub fn encoded_header(&self) -> &str {
+        &self.encoded_header
+    }
+
+    /// No token signed by this key may expire after this time (Unix seconds).
+    pub fn expires_by(&self) -> Option<u64> {
+        self.signs_until
+    }
+}
+
+/// One consistent state of the key set.
+#[derive(Debug)]
+pub struct KeySetState {
+    active: Option<ActiveKey>,
+    published: JwkSet,
+    jwks_json: Arc<str>,
+    etag: Arc<str>,
+}
+
+impl KeySetState {
+    /// A state with `active` signing (if any) and `published` keys in the JWKS.
+    /// The active key is always published, whether or not it is listed.
+    pub fn new(active: Option<ActiveKey>, published: Vec<VerifyingKey>) -> Result<Self, JwkSetError> {
+        let mut keys = published;
+        if let Some(active) = &active {
+            let key = active.signer.verifying_key();
+            if !keys.iter().any(|k| k.kid() == key.kid()) {
+                keys.insert(0, key.clone());
+            }
+        }
+        let published = JwkSet::from_keys(keys)?;
+        let jwks_json: Arc<str> = published.to_json().into();
+        let digest = ring::digest::digest(&ring::digest::SHA256, jwks_json.as_bytes());
+        let etag = format!("\"{}\"", crate::base64url::encode(&digest.as_ref()[..16])).into();
+        Ok(Self {
+            active,
+            published,
+            jwks_json,
+            etag,
+        })
+    }
+
+    /// The signing key, if one is active.
+    pub fn active(&self) -> Option<&ActiveKey> {
+        self.active.as_ref()
+    }
+
+    /// The published public keys.
+    pub fn published(&self) -> &JwkSet {
+        &self.published
+    }
+
+    /// The JWKS document, serialized once per state.
+    pub fn jwks_json(&self) -> &Arc<str> {
+        &self.jwks_json
+    }
+
+    /// A strong `ETag` for the JWKS document (quoted).
+    pub fn etag(&self) -> &str {
+        &self.etag
+    }
+}
+
+/// The issuer's key set, shared by the issuer and the JWKS endpoint.
+///
+/// ```
+/// use std::sync::Arc;
+/// use oidc_core::keys::LocalSigner;
+/// use oidc_core::{Algorithm, KeySet};
+///
+/// let (signer, _pem) = LocalSigner::generate(Algorithm::ES256).unwrap();
+/// let keys = KeySet::single(Arc::new(signer));
+/// assert_eq!(keys.current().published().len(), 1);
+/// ```
+#[derive(Debug)]
+pub struct KeySet {
+    state: ArcSwap<KeySetState>,
+}
+
+impl KeySet {
+    /// A key set in `state`.
+    pub fn new(state: KeySetState) -> Self {
+        Self {
+            state: ArcSwap::from_pointee(state),
+        }
+    }
+
+    /// One key that signs and is published, with no rotation.
+    pub fn single(signer: Arc<dyn Signer>) -> Self {
+        let state = KeySetState::new(Some(ActiveKey::new(signer, None)), Vec::new())
+            .unwrap_or_else(|_| unreachable!("a set of one key has no duplicate kid"));
+        Self::new(state)
+    }
+
+    /// The current state (cheap: an atomic load and a reference count).
+    pub fn current(&self) -> Arc<KeySetState> {
+        self.state.load_full()
+    }
+
+    /// Replaces the whole state at once.
+    pub fn replace(&self, state: KeySetState) {
+        self.state.store(Arc::new(state));
+    }
+}

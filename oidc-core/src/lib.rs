@@ -1,0 +1,75 @@
+//! Connector identity tokens: issue them, and verify them strictly.
+//!
+//! A connector presents a short-lived JWT access token (RFC 9068 profile,
+//! compact JWS) on every poll. This crate is both ends of that:
+//!
+//! - [`Issuer`] signs tokens with the active key of a [`KeySet`], through the
+//!   [`Signer`](keys::Signer) trait (local keys here; AWS KMS behind the `aws` feature);
+//! - [`Verifier`] checks them against a [`Policy`] with keys from a
+//!   [`KeySource`] (a static [`JwkSet`]; a remote JWKS or discovery behind `remote`).
+//!
+//! # Layers
+//!
+//! | module | job |
+//! |---|---|
+//! | [`jws`] | strict compact JWS encode/decode, shared by everything that signs or verifies |
+//! | [`keys`] | algorithms, public keys pinned to one algorithm, thumbprints, the `Signer` trait, local keys |
+//! | [`jwks`] | JWK Sets, parsed strictly |
+//! | [`issue`] | [`Issuer`], [`TokenRequest`] |
+//! | [`verify`] | [`Verifier`], [`Policy`], [`Verified`] claims |
+//!
+//! # What it deliberately does not do
+//!
+//! No HMAC, no `none`, no JWE, no JSON serialization, no keys taken from a token
+//! header, no RSA under 2048 bits, no lenient parsing. Every refusal has its own
+//! error variant ([`VerifyError`]) with a stable reason code.
+//!
+//! # Example
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! use std::sync::Arc;
+//! use oidc_core::keys::{LocalSigner, Signer};
+//! use oidc_core::{AccessTokenClaims, Algorithm, Issuer, JwkSet, KeySet, Lifetime, Policy, TokenRequest, Verifier};
+//!
+//! let (signer, _pem) = LocalSigner::generate(Algorithm::ES256)?;
+//! let jwks = JwkSet::from_keys([signer.verifying_key().clone()])?;
+//! let keys = Arc::new(KeySet::single(Arc::new(signer)));
+//! let issuer = Issuer::new("https://tokens.example.com", keys, Lifetime::default())?;
+//!
+//! let issued = issuer.issue(&TokenRequest::new("connector-1", "https://api.example.com")).await?;
+//!
+//! let policy = Policy::builder("https://tokens.example.com", ["https://api.example.com"]).build()?;
+//! let verified = Verifier::new(policy, jwks).verify::<AccessTokenClaims>(issued.token.as_str()).await?;
+//! assert_eq!(verified.claims().sub, "connector-1");
+//! # Ok::<(), oidc_core::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Features
+//!
+//! | feature | adds |
+//! |---|---|
+//! | `remote` | a [`KeySource`] that fetches and caches a JWKS URL or an issuer's discovery document |
+//! | `axum` | an axum extractor that yields verified claims or answers 401 |
+
+mod alg;
+pub mod base64url;
+pub mod claims;
+mod error;
+pub mod issue;
+pub mod json;
+pub mod jwks;
+pub mod jws;
+pub mod keys;
+pub mod keyset;
+pub mod time;
+pub mod verify;
+
+pub use alg::{Algorithm, AlgorithmError};
+pub use claims::{AccessTokenClaims, Audience, BearerToken};
+pub use error::Error;
+pub use issue::{IssueError, IssuedToken, Issuer, Lifetime, TokenRequest};
+pub use jwks::JwkSet;
+pub use keyset::{ActiveKey, KeySet, KeySetState};
+pub use verify::{KeyLookupError, KeySource, Policy, Verified, Verifier, VerifyError};

@@ -1,0 +1,271 @@
+//! Verifying access tokens: a [`Verifier`] checks a token against a [`Policy`]
+//! with keys from a [`KeySource`] and yields [`Verified`] claims.
+//!
+//! The algorithm comes from the key: each key is pinned to one algorithm when
+//! it is loaded, and a token whose header names another is refused. The token
+//! header can never pick the key material (no `jwk`, `jku`, `x5u`, `x5c`).
+
+mod key_source;
+mod policy;
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+pub use key_source::{KeyLookupError, KeySource};
+pub use policy::{Policy, PolicyBuilder, PolicyError, DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME, MAX_LEEWAY};
+
+use crate::json::{self, JsonError};
+use crate::jws::{JwsError, UnverifiedJws};
+use crate::keys::SignatureError;
+use crate::time::{Clock, SystemClock};
+use crate::Algorithm;
+
+/// Claims that passed verification, with the key that vouched for them.
+/// Only a [`Verifier`] makes one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified<C> {
+    claims: C,
+    kid: String,
+    alg: Algorithm,
+}
+
+impl<C> Verified<C> {
+    /// The verified claims.
+    pub fn claims(&self) -> &C {
+        &self.claims
+    }
+
+    /// The verified claims, by value.
+    pub fn into_claims(self) -> C {
+        self.claims
+    }
+
+    /// The `kid` of the key that verified the signature.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The signature algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+}
+
+/// Why a token was refused. Each variant is one reason; [`reason`](Self::reason)
+/// gives a stable short code for metrics and logs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// The token is not a well-formed compact JWS with an acceptable header.
+    #[error("malformed token: {0}")]
+    Malformed(JwsError),
+    /// The header has no `kid`.
+    #[error("token header has no kid")]
+    MissingKid,
+    /// No key could be found for the `kid`.
+    #[error("{0}")]
+    Key(KeyLookupError),
+    /// `typ` is absent or not the required type.
+    #[error("token type is {found:?}, expected {expected:?}")]
+    WrongType {
+        /// The `typ` found.
+        found: Option<String>,
+        /// The `typ` required.
+        expected: String,
+    },
+    /// The signature does not verify with the key.
+    #[error("{0}")]
+    Signature(SignatureError),
+    /// The payload is not a strict JSON object.
+    #[error("claims are not a valid JSON object: {0}")]
+    Claims(JsonError),
+    /// A required claim is absent.
+    #[error("required claim {0:?} is missing")]
+    MissingClaim(&'static str),
+    /// A claim has the wrong JSON type.
+    #[error("claim {claim:?} must be {expected}")]
+    ClaimType {
+        /// The claim.
+        claim: &'static str,
+        /// What it must be.
+        expected: &'static str,
+    },
+    /// `iss` is not byte-equal to the expected issuer.
+    #[error("issuer {found:?} is not the expected issuer")]
+    WrongIssuer {
+        /// The issuer found (shortened).
+        found: String,
+    },
+    /// No `aud` value is an accepted audience.
+    #[error("audience {found:?} is not accepted")]
+    WrongAudience {
+        /// The audiences found (shortened).
+        found: Vec<String>,
+    },
+    /// `exp` has passed (beyond the leeway).
+    #[error("token expired {} s ago (exp {exp}, now {now}, leeway {leeway} s)", now - exp)]
+    Expired {
+        /// `exp`.
+        exp: u64,
+        /// The verifier's time.
+        now: u64,
+        /// The leeway applied.
+        leeway: u64,
+    },
+    /// `nbf` is in the future (beyond the leeway).
+    #[error("token is not valid for another {} s (nbf {nbf}, now {now}, leeway {leeway} s)", nbf - now)]
+    NotYetValid {
+        /// `nbf`.
+        nbf: u64,
+        /// The verifier's time.
+        now: u64,
+        /// The leeway applied.
+        leeway: u64,
+    },
+    /// `iat` is in the future (beyond the leeway).
+    #[error("token was issued {} s in the future (iat {iat}, now {now}, leeway {leeway} s)", iat - now)]
+    IssuedInFuture {
+        /// `iat`.
+        iat: u64,
+        /// The verifier's time.
+        now: u64,
+        /// The leeway applied.
+        leeway: u64,
+    },
+    /// `exp - iat` exceeds the policy's maximum lifetime.
+    #[error("token lifetime of {lifetime} s exceeds the maximum of {max} s")]
+    LifetimeTooLong {
+        /// `exp - iat`.
+        lifetime: u64,
+        /// The maximum.
+        max: u64,
+    },
+    /// The claims passed every check but do not fit the caller's claims type.
+    #[error("claims do not fit the expected type: {0}")]
+    ClaimsShape(String),
+}
+
+impl VerifyError {
+    /// A stable, short reason code (`expired`, `bad_signature`, ...).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Malformed(JwsError::TooLarge { .. }) => "too_large",
+            Self::Malformed(JwsError::Algorithm(_)) => "bad_algorithm",
+            Self::Malformed(JwsError::ForbiddenHeader(_)) => "forbidden_header",
+            Self::Malformed(_) => "malformed",
+            Self::MissingKid => "missing_kid",
+            Self::Key(KeyLookupError::UnknownKid(_)) => "unknown_kid",
+            Self::Key(_) => "keys_unavailable",
+            Self::WrongType { .. } => "wrong_typ",
+            Self::Signature(SignatureError::AlgorithmMismatch { .. }) => "algorithm_mismatch",
+            Self::Signature(_) => "bad_signature",
+            Self::Claims(_) | Self::ClaimType { .. } | Self::ClaimsShape(_) => "malformed_claims",
+            Self::MissingClaim(_) => "missing_claim",
+            Self::WrongIssuer { .. } => "wrong_issuer",
+            Self::WrongAudience { .. } => "wrong_audience",
+            Self::Expired { .. } => "expired",
+            Self::NotYetValid { .. } => "not_yet_valid",
+            Self::IssuedInFuture { .. } => "issued_in_future",
+            Self::LifetimeTooLong { .. } => "lifetime_too_long",
+        }
+    }
+}
+
+impl From<JwsError> for VerifyError {
+    fn from(error: JwsError) -> Self {
+        match error {
+            JwsError::Signature(e) => Self::Signature(e),
+            other => Self::Malformed(other),
+        }
+    }
+}
+
+/// Verifies access tokens for one policy against one key source.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use oidc_core::keys::{LocalSigner, Signer};
+/// use oidc_core::{AccessTokenClaims, Algorithm, Issuer, JwkSet, KeySet, Lifetime, Policy, TokenRequest, Verifier};
+///
+/// let (signer, _pem) = LocalSigner::generate(Algorithm::ES256).unwrap();
+/// let jwks = JwkSet::from_keys([signer.verifying_key().clone()]).unwrap();
+/// let issuer = Issuer::new("https://tokens.example.com", Arc::new(KeySet::single(Arc::new(signer))), Lifetime::default()).unwrap();
+/// let token = issuer.issue(&TokenRequest::new("connector-1", "https://api.example.com")).await.unwrap().token;
+///
+/// let policy = Policy::builder("https://tokens.example.com", ["https://api.example.com"]).build().unwrap();
+/// let verifier = Verifier::new(policy, jwks);
+/// let verified = verifier.verify::<AccessTokenClaims>(token.as_str()).await.unwrap();
+/// assert_eq!(verified.claims().sub, "connector-1");
+/// # });
+/// ```
+#[derive(Debug, Clone)]
+pub struct Verifier<K> {
+    policy: Arc<Policy>,
+    keys: K,
+    clock: Arc<dyn Clock>,
+}
+
+impl<K: KeySource> Verifier<K> {
+    /// A verifier for `policy` with keys from `keys`.
+    pub fn new(policy: Policy, keys: K) -> Self {
+        Self {
+            policy: Arc::new(policy),
+            keys,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Uses `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The key source.
+    pub fn key_source(&self) -> &K {
+        &self.keys
+    }
+
+    /// Verifies `token` and deserializes its claims as `C`
+    /// (for example [`AccessTokenClaims`](crate::AccessTokenClaims)).
+    pub async fn verify<C: DeserializeOwned>(&self, token: &str) -> Result<Verified<C>, VerifyError> {
+        let jws = UnverifiedJws::decode(token, self.policy.max_token_len())?;
+        let header = jws.header();
+        self.policy.check_type(header.typ.as_deref())?;
+        let alg = header.alg;
+        let kid = header.kid.as_deref().ok_or(VerifyError::MissingKid)?;
+        let key = self.keys.key(kid).await.map_err(VerifyError::Key)?;
+        let payload = jws.verify(&key)?;
+        let claims = json::parse_object(&payload).map_err(VerifyError::Claims)?;
+        self.policy.check_claims(&claims, self.clock.now())?;
+        let claims =
+            C::deserialize(Value::Object(claims)).map_err(|e| VerifyError::ClaimsShape(e.to_string()))?;
+        Ok(Verified {
+            claims,
+            kid: key.kid().to_owned(),
+            alg,
+        })
+    }
+}
+
+/// Reads a NumericDate claim: a non-negative integer number of seconds.
+pub(crate) fn numeric_date(
+    claims: &Map<String, Value>,
+    claim: &'static str,
+) -> Result<Option<u64>, VerifyError> {
+    match claims.get(claim) {
+        None => Ok(None),
+        Some(value) => value.as_u64().map(Some).ok_or(VerifyError::ClaimType {
+            claim,
+            expected: "a NumericDate (non-negative integer seconds)",
+        }),
+    }
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole test suite, from a plain clone on a fresh machine.
+#
+# Installs what the tests need into git-ignored folders (first run only):
+#   .venv/  moto_server (AWS emulator), PyJWT, cfn-lint   (PyPI)
+#   .node/  jose                                           (npm)
+# then checks formatting and lints, and runs every test of the workspace.
+# Test suites that need the AWS emulator start their own moto_server on a free
+# loopback port and stop it when they finish.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+if ! .venv/bin/python -c 'import moto, jwt, cfnlint' 2>/dev/null; then
+  echo "== installing Python test tools into .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+fi
+if [ ! -f .node/node_modules/jose/package.json ]; then
+  echo "== installing Node test tools into .node"
+  mkdir -p .node
+  cp scripts/package-test.json .node/package.json
+  (cd .node && npm install --silent --no-audit --no-fund)
+fi
+
+export E2E_PYTHON="$root/.venv/bin/python"
+export E2E_MOTO_SERVER="$root/.venv/bin/moto_server"
+export E2E_NODE_MODULES="$root/.node/node_modules"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+echo "== cargo test"
+cargo test --workspace --all-features "$@"
