@@ -50,6 +50,7 @@
 //!
 //! | feature | adds |
 //! |---|---|
+//! | `http` | [`http::client_builder`]: the HTTPS client (rustls with ring) shared by every crate here |
 //! | `remote` | a [`KeySource`] that fetches and caches a JWKS URL or an issuer's discovery document |
 //! | `axum` | an axum extractor that yields verified claims or answers 401 |
 
@@ -57,6 +58,8 @@ mod alg;
 pub mod base64url;
 pub mod claims;
 mod error;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod issue;
 pub mod json;
 pub mod jwks;
