@@ -1,1 +1,192 @@
-//! End-to-end test helpers.
+//! Shared helpers for the end-to-end tests: start the token server on an
+//! ephemeral loopback port, build test configurations, reach the third-party
+//! verifiers installed by `scripts/test.sh`.
+//!
+//! Every test binary uses these instead of starting servers its own way.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use oidc_core::keys::{LocalSigner, Signer};
+use oidc_core::time::Clock;
+use oidc_core::{Algorithm, KeySet};
+use oidc_server::config::{Config, Origin, Overrides};
+use oidc_server::AppState;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub mod tools;
+
+/// A connector of the test configuration that authenticates with a secret.
+pub const SECRET_CLIENT: &str = "connector-secret";
+/// Its secret.
+pub const SECRET: &str = "test-secret-0123456789abcdefghijklmnopqrstuv";
+/// A connector that authenticates with `private_key_jwt`.
+pub const JWT_CLIENT: &str = "connector-jwt";
+/// The default audience of the test connectors.
+pub const AUDIENCE: &str = "https://control-plane.test";
+/// A second audience they may ask for.
+pub const OTHER_AUDIENCE: &str = "https://other.test";
+
+/// A token server running on 127.0.0.1 with an ephemeral port.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its issuer and base URL (`http://127.0.0.1:PORT`).
+    pub url: String,
+    /// Its state (key set, metrics, ...).
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// What a test server is built from.
+pub struct ServerSetup {
+    /// Config TOML; `issuer` and `listen` are set by the harness.
+    pub toml: String,
+    /// Signing keys; `None` builds them from the config.
+    pub keys: Option<Arc<KeySet>>,
+    /// Clock; `None` is the system clock.
+    pub clock: Option<Arc<dyn Clock>>,
+}
+
+impl TestServer {
+    /// Starts a server with `toml` as its configuration.
+    pub async fn start(toml: &str) -> TestServer {
+        Self::start_with(ServerSetup {
+            toml: toml.to_owned(),
+            keys: None,
+            clock: None,
+        })
+        .await
+    }
+
+    /// Starts a server from `setup`.
+    pub async fn start_with(setup: ServerSetup) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind an ephemeral port");
+        let addr = listener.local_addr().expect("local address");
+        let url = format!("http://{addr}");
+        let config = Config::from_toml(
+            &setup.toml,
+            Origin::File(std::env::temp_dir().join("e2e-config.toml")),
+            std::iter::empty(),
+            &Overrides {
+                listen: Some(addr.to_string()),
+                issuer: Some(url.clone()),
+            },
+        )
+        .unwrap_or_else(|e| panic!("test config is invalid: {e}"));
+        let config = Arc::new(config);
+        let keys = match setup.keys {
+            Some(keys) => keys,
+            None => oidc_server::signing::key_set(&config)
+                .await
+                .expect("signing keys"),
+        };
+        let mut builder = AppState::builder(config, keys);
+        if let Some(clock) = setup.clock {
+            builder = builder.clock(clock);
+        }
+        let state = builder.build();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(oidc_server::run(state.clone(), listener, async move {
+            let _ = rx.await;
+        }));
+        TestServer {
+            addr,
+            url,
+            state,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// The token endpoint URL.
+    pub fn token_url(&self) -> String {
+        format!("{}/token", self.url)
+    }
+
+    /// The JWKS URL.
+    pub fn jwks_url(&self) -> String {
+        format!("{}/.well-known/jwks.json", self.url)
+    }
+
+    /// Stops accepting, finishes requests in flight, and waits for the server to end.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A client key for `private_key_jwt` tests, with its public JWKS.
+pub fn client_key(alg: Algorithm) -> (LocalSigner, serde_json::Value) {
+    let (signer, _pem) = LocalSigner::generate(alg).expect("generate a client key");
+    let jwks = serde_json::json!({ "keys": [serde_json::Value::Object(signer.verifying_key().to_jwk())] });
+    (signer, jwks)
+}
+
+/// The standard test configuration: an ES256 key generated at start, a
+/// connector with a secret and one with `private_key_jwt` (public keys `jwks`).
+pub fn test_config(jwks: &serde_json::Value) -> String {
+    let digest = hex::encode(ring::digest::digest(&ring::digest::SHA256, SECRET.as_bytes()));
+    // An inline table, so that it belongs to the connector above it.
+    let jwks = toml::Value::try_from(jwks).expect("JWKS as TOML");
+    format!(
+        r#"
+issuer = "http://placeholder.invalid"
+
+[signing]
+kind = "local"
+generate = "ES256"
+
+[auth]
+failure_limit = 5
+failure_window_secs = 60
+
+[[connectors]]
+id = "{SECRET_CLIENT}"
+secret_sha256 = "{digest}"
+audiences = ["{AUDIENCE}", "{OTHER_AUDIENCE}"]
+scopes = ["actions:read", "actions:write"]
+default_scopes = ["actions:read"]
+attributes = {{ org_id = "org-1", account_id = "123456789012" }}
+
+[[connectors]]
+id = "{JWT_CLIENT}"
+audiences = ["{AUDIENCE}"]
+scopes = ["actions:read"]
+jwks = {jwks}
+"#
+    )
+}
+
+/// The path of a folder of the workspace.
+pub fn workspace_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
+}
+
+/// An HTTP client configured like every client of the workspace.
+pub fn http() -> reqwest::Client {
+    oidc_core::http::client_builder()
+        .expect("TLS setup")
+        .build()
+        .expect("HTTP client")
+}

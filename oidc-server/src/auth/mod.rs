@@ -1,0 +1,274 @@
+//! Client authentication at the token endpoint: which credential a request
+//! presents, and whether it proves a registered connector.
+//!
+//! Methods: `client_secret_basic`, `client_secret_post`, `private_key_jwt`
+//! (RFC 7523). A request presenting more than one is refused (RFC 6749 §2.3).
+
+mod assertion;
+pub mod replay;
+
+use std::sync::Arc;
+
+use axum::http::{header, HeaderMap};
+use base64::Engine;
+use zeroize::Zeroizing;
+
+pub use assertion::AssertionRules;
+
+use crate::config::ConnectorConfig;
+use crate::connectors::Connectors;
+use crate::error::TokenError;
+use crate::form::Form;
+use replay::ReplayCache;
+
+/// `client_assertion_type` of RFC 7523 §2.2.
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The authentication methods this server supports, as advertised in discovery.
+pub const METHODS: [&str; 3] = ["client_secret_basic", "client_secret_post", "private_key_jwt"];
+
+/// A credential found in a token request.
+pub enum Credential {
+    /// HTTP Basic with the client id and secret.
+    Basic {
+        /// Client id.
+        client_id: String,
+        /// Secret (zeroized on drop).
+        secret: Zeroizing<String>,
+    },
+    /// `client_id` and `client_secret` in the form.
+    Post {
+        /// Client id.
+        client_id: String,
+        /// Secret (zeroized on drop).
+        secret: Zeroizing<String>,
+    },
+    /// A signed JWT assertion.
+    Assertion {
+        /// `client_id` from the form, if sent.
+        client_id: Option<String>,
+        /// The compact JWS.
+        assertion: String,
+    },
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.method())?;
+        if let Some(id) = self.claimed_client_id() {
+            write!(f, "({id:?})")?;
+        }
+        Ok(())
+    }
+}
+
+impl Credential {
+    /// The method's registered name.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Self::Basic { .. } => "client_secret_basic",
+            Self::Post { .. } => "client_secret_post",
+            Self::Assertion { .. } => "private_key_jwt",
+        }
+    }
+
+    /// The client id the request claims (not yet proven).
+    pub fn claimed_client_id(&self) -> Option<&str> {
+        match self {
+            Self::Basic { client_id, .. } | Self::Post { client_id, .. } => Some(client_id),
+            Self::Assertion { client_id, .. } => client_id.as_deref(),
+        }
+    }
+
+    /// Finds the one credential in `headers` and `form`.
+    pub fn from_request(headers: &HeaderMap, form: &Form) -> Result<Self, TokenError> {
+        let authorization = headers.get_all(header::AUTHORIZATION).iter().collect::<Vec<_>>();
+        if authorization.len() > 1 {
+            return Err(TokenError::InvalidRequest("more than one Authorization header"));
+        }
+        let form_client_id = form.single("client_id")?;
+        let form_secret = form.single("client_secret")?;
+        let assertion = form.single("client_assertion")?;
+        let assertion_type = form.single("client_assertion_type")?;
+
+        let presented = usize::from(!authorization.is_empty())
+            + usize::from(form_secret.is_some())
+            + usize::from(assertion.is_some() || assertion_type.is_some());
+        if presented > 1 {
+            return Err(TokenError::InvalidRequest(
+                "more than one client authentication method",
+            ));
+        }
+
+        if let Some(value) = authorization.first() {
+            let (client_id, secret) = parse_basic(value.as_bytes()).ok_or(TokenError::InvalidClient)?;
+            if form_client_id.is_some_and(|id| id != client_id) {
+                return Err(TokenError::InvalidRequest(
+                    "client_id does not match the Authorization header",
+                ));
+            }
+            return Ok(Self::Basic { client_id, secret });
+        }
+        if let Some(secret) = form_secret {
+            let client_id =
+                form_client_id.ok_or(TokenError::InvalidRequest("client_secret without client_id"))?;
+            return Ok(Self::Post {
+                client_id: client_id.to_owned(),
+                secret: Zeroizing::new(secret.to_owned()),
+            });
+        }
+        if assertion.is_some() || assertion_type.is_some() {
+            if assertion_type != Some(JWT_BEARER) {
+                return Err(TokenError::InvalidRequest(
+                    "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ));
+            }
+            let assertion = assertion.ok_or(TokenError::InvalidRequest("client_assertion is missing"))?;
+            return Ok(Self::Assertion {
+                client_id: form_client_id.map(str::to_owned),
+                assertion: assertion.to_owned(),
+            });
+        }
+        Err(TokenError::InvalidClient)
+    }
+}
+
+/// `Basic base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 §2.3.1).
+fn parse_basic(value: &[u8]) -> Option<(String, Zeroizing<String>)> {
+    let value = std::str::from_utf8(value).ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()?,
+    );
+    let decoded = std::str::from_utf8(&decoded).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let id = percent_decode(id)?;
+    let secret = Zeroizing::new(percent_decode(secret)?);
+    if id.is_empty() || secret.is_empty() {
+        return None;
+    }
+    Some((id, secret))
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    // form_urlencoded also maps '+' to ' ', which RFC 6749 §2.3.1 implies
+    // (application/x-www-form-urlencoded encoding).
+    let decoded: String = form_urlencoded::parse(format!("v={text}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())?;
+    Some(decoded)
+}
+
+/// Why authentication failed; goes to the audit log, never to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// Unknown client, no such credential registered, or a wrong one (indistinguishable).
+    BadCredential,
+    /// The client has no keys registered for `private_key_jwt`.
+    NoKeys,
+    /// The assertion was refused; the text says why.
+    Assertion(&'static str),
+    /// The assertion's `jti` was seen before.
+    Replayed,
+}
+
+impl AuthFailure {
+    /// Short reason code for metrics and the audit log.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::BadCredential => "bad_client_credentials",
+            Self::NoKeys => "no_client_keys",
+            Self::Assertion(reason) => reason,
+            Self::Replayed => "assertion_replayed",
+        }
+    }
+}
+
+/// Checks credentials against the registry.
+#[derive(Debug, Clone)]
+pub struct Authenticator {
+    connectors: Arc<Connectors>,
+    rules: AssertionRules,
+    replay: Arc<dyn ReplayCache>,
+}
+
+/// An authentication that could not be completed (the replay store failed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unavailable;
+
+impl Authenticator {
+    /// An authenticator over `connectors`.
+    pub fn new(connectors: Arc<Connectors>, rules: AssertionRules, replay: Arc<dyn ReplayCache>) -> Self {
+        Self {
+            connectors,
+            rules,
+            replay,
+        }
+    }
+
+    /// The registry.
+    pub fn connectors(&self) -> &Arc<Connectors> {
+        &self.connectors
+    }
+
+    /// The connector `credential` proves, or why not.
+    pub async fn authenticate(
+        &self,
+        credential: &Credential,
+        now: u64,
+    ) -> Result<Result<Arc<ConnectorConfig>, AuthFailure>, Unavailable> {
+        match credential {
+            Credential::Basic { client_id, secret } | Credential::Post { client_id, secret } => Ok(self
+                .connectors
+                .check_secret(client_id, secret)
+                .cloned()
+                .ok_or(AuthFailure::BadCredential)),
+            Credential::Assertion { client_id, assertion } => {
+                let checked = match assertion::check(
+                    assertion,
+                    client_id.as_deref(),
+                    &self.connectors,
+                    &self.rules,
+                    now,
+                ) {
+                    Ok(checked) => checked,
+                    Err(failure) => return Ok(Err(failure)),
+                };
+                match self
+                    .replay
+                    .first_use(&checked.connector.id, &checked.jti, checked.remember_until, now)
+                    .await
+                {
+                    Ok(true) => Ok(Ok(checked.connector)),
+                    Ok(false) => Ok(Err(AuthFailure::Replayed)),
+                    Err(_) => Err(Unavailable),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_header_forms() {
+        let header = |s: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(s));
+        let (id, secret) = parse_basic(header("demo:s3cret").as_bytes()).unwrap();
+        assert_eq!((id.as_str(), secret.as_str()), ("demo", "s3cret"));
+        let (id, secret) = parse_basic(header("a%3Ab:x%2By+z").as_bytes()).unwrap();
+        assert_eq!((id.as_str(), secret.as_str()), ("a:b", "x+y z"));
+        assert!(parse_basic(b"Basic !!!").is_none());
+        assert!(parse_basic(header("no-colon").as_bytes()).is_none());
+        assert!(parse_basic(header(":secret").as_bytes()).is_none());
+        assert!(parse_basic(b"Bearer abc").is_none());
+        assert!(parse_basic(b"Basic").is_none());
+        assert!(parse_basic(&[0xff, 0xfe]).is_none());
+    }
+}

@@ -1,0 +1,385 @@
+//! The command line: `serve` (the default), `keygen`, `connectors add`,
+//! `issue`, `check-config` and `verify`. Each handler returns the process exit
+//! code; `main` only parses and calls [`run`].
+
+mod verify;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use oidc_core::keys::{LocalSigner, Signer};
+use oidc_core::{Algorithm, Issuer, KeySet, TokenRequest};
+
+use crate::config::{self, Config, ConfigError, Origin, Overrides, SigningConfig};
+use crate::connectors;
+use crate::state::AppState;
+
+pub use verify::VerifyArgs;
+
+/// Exit code: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: a token was rejected (verify) or the server failed.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code: usage or configuration error.
+pub const EXIT_USAGE: u8 = 2;
+
+/// Token service for connector identity tokens.
+///
+/// With no command, serves the configuration in force: the embedded
+/// development default, or the file given by --config / OIDC_SERVER_CONFIG.
+#[derive(Debug, Parser)]
+#[command(name = "oidc-server", version)]
+pub struct Cli {
+    /// TOML configuration file (default: the embedded development configuration).
+    #[arg(long, global = true, env = config::CONFIG_ENV)]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the token endpoint (the default command).
+    Serve(ServeArgs),
+    /// Generate a signing key: PKCS#8 PEM out, public JWK printed.
+    Keygen(KeygenArgs),
+    /// Manage connectors.
+    #[command(subcommand)]
+    Connectors(ConnectorsCommand),
+    /// Issue a development token from a local key.
+    Issue(IssueArgs),
+    /// Validate a configuration and explain each problem.
+    CheckConfig(CheckConfigArgs),
+    /// Verify a token: claims as JSON on stdout (exit 0), or `rejected: REASON` on stderr (exit 1).
+    Verify(VerifyArgs),
+}
+
+/// `serve`.
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// Listen address (overrides the config).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Issuer URL (overrides the config).
+    #[arg(long)]
+    pub issuer: Option<String>,
+}
+
+/// `keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Algorithm: ES256 or EdDSA.
+    #[arg(long, default_value = "ES256")]
+    pub alg: String,
+    /// Write the PEM here (mode 0600) and the JWK to stdout; without it, the
+    /// PEM goes to stdout and the JWK to stderr.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `connectors ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConnectorsCommand {
+    /// Register a connector: prints a fresh secret once, and the config entry with its digest.
+    Add(ConnectorAddArgs),
+}
+
+/// `connectors add`.
+#[derive(Debug, Args)]
+pub struct ConnectorAddArgs {
+    /// Connector id (client_id and token subject).
+    #[arg(long)]
+    pub id: String,
+    /// Audience it may ask for (repeat; the first is the default).
+    #[arg(long = "audience", required = true)]
+    pub audiences: Vec<String>,
+    /// Scope it may ask for (repeat).
+    #[arg(long = "scope")]
+    pub scopes: Vec<String>,
+    /// Attribute put in its tokens, KEY=VALUE (repeat).
+    #[arg(long = "attribute", value_parser = parse_attribute)]
+    pub attributes: Vec<(String, String)>,
+}
+
+fn parse_attribute(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
+}
+
+/// `issue`.
+#[derive(Debug, Args)]
+pub struct IssueArgs {
+    /// Subject (connector id).
+    #[arg(long)]
+    pub subject: String,
+    /// Audience.
+    #[arg(long)]
+    pub audience: String,
+    /// Scope (space separated).
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// Lifetime in seconds (capped by the config's max_ttl_secs).
+    #[arg(long)]
+    pub ttl: Option<u64>,
+    /// PKCS#8 PEM key (default: the local key of the config in force).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Issuer (default: the config's).
+    #[arg(long)]
+    pub issuer: Option<String>,
+}
+
+/// `check-config`.
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The file to check (default: --config, else the embedded default).
+    pub path: Option<PathBuf>,
+}
+
+/// Runs the command line; returns the exit code.
+pub fn run(cli: Cli) -> u8 {
+    let command = cli.command.unwrap_or(Command::Serve(ServeArgs::default()));
+    match command {
+        Command::Serve(args) => serve(cli.config, args),
+        Command::Keygen(args) => keygen(args),
+        Command::Connectors(ConnectorsCommand::Add(args)) => add_connector(args),
+        Command::Issue(args) => issue(cli.config, args),
+        Command::CheckConfig(args) => check_config(args.path.or(cli.config)),
+        Command::Verify(args) => verify::run(args),
+    }
+}
+
+fn load(path: Option<PathBuf>, overrides: &Overrides) -> Result<Config, ConfigError> {
+    Config::load(path.as_deref(), std::env::vars(), overrides)
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
+fn serve(path: Option<PathBuf>, args: ServeArgs) -> u8 {
+    let overrides = Overrides {
+        listen: args.listen,
+        issuer: args.issuer,
+    };
+    let config = match load(path, &overrides) {
+        Ok(config) => Arc::new(config),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    crate::telemetry::init(&config.log);
+    let Some(rt) = runtime() else { return EXIT_FAILURE };
+    rt.block_on(async move {
+        let keys = match crate::signing::key_set(&config).await {
+            Ok(keys) => keys,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_USAGE;
+            }
+        };
+        let listener = match tokio::net::TcpListener::bind(config.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: cannot listen on {}: {e}", config.listen);
+                return EXIT_FAILURE;
+            }
+        };
+        let bound = listener.local_addr().unwrap_or(config.listen);
+        print_banner(&config, bound);
+        let state = AppState::builder(config.clone(), keys).build();
+        match crate::run(state, listener, crate::shutdown_signal()).await {
+            Ok(()) => EXIT_OK,
+            Err(e) => {
+                eprintln!("error: server failed: {e}");
+                EXIT_FAILURE
+            }
+        }
+    })
+}
+
+/// Tells the operator where the server is and, for the embedded default, how
+/// to get a token (the secret is read from its file, never printed).
+fn print_banner(config: &Config, bound: std::net::SocketAddr) {
+    tracing::info!(issuer = %config.issuer, listen = %bound, signing = ?config.signing, origin = %config.origin, "oidc-server listening");
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "oidc-server listening on http://{bound} (issuer {})",
+        config.issuer
+    );
+    if config.origin == Origin::Embedded {
+        let dir = std::path::Path::new(config::KEYS_EXAMPLE_DIR);
+        let secret_file = dir
+            .canonicalize()
+            .unwrap_or_else(|_| dir.to_path_buf())
+            .join("demo-connector.secret");
+        let _ = writeln!(
+            out,
+            "Embedded development default. Get a token with:\n  curl -s -u \"demo-connector:$(cat {})\" -d grant_type=client_credentials http://{bound}/token",
+            secret_file.display()
+        );
+    }
+    let _ = out.flush();
+}
+
+fn keygen(args: KeygenArgs) -> u8 {
+    let alg = match args.alg.parse::<Algorithm>() {
+        Ok(alg @ (Algorithm::ES256 | Algorithm::EdDSA)) => alg,
+        Ok(other) => {
+            eprintln!("error: cannot generate {other} keys here; use ES256 or EdDSA (RSA keys: create them with OpenSSL or in KMS)");
+            return EXIT_USAGE;
+        }
+        Err(e) => {
+            eprintln!("error: --alg: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let (signer, pem) = match LocalSigner::generate(alg) {
+        Ok(pair) => pair,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    let jwk = serde_json::Value::Object(signer.verifying_key().to_jwk()).to_string();
+    match args.out {
+        Some(path) => {
+            if let Err(e) = write_private(&path, pem.as_str()) {
+                eprintln!("error: cannot write {}: {e}", path.display());
+                return EXIT_FAILURE;
+            }
+            println!("{jwk}");
+        }
+        None => {
+            print!("{}", pem.as_str());
+            eprintln!("{jwk}");
+        }
+    }
+    EXIT_OK
+}
+
+/// Creates `path` readable by its owner only, refusing to overwrite.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
+}
+
+fn add_connector(args: ConnectorAddArgs) -> u8 {
+    let secret = match connectors::new_secret() {
+        Ok(secret) => secret,
+        Err(_) => {
+            eprintln!("error: the random number generator failed");
+            return EXIT_FAILURE;
+        }
+    };
+    let mut entry = toml::Table::new();
+    entry.insert("id".into(), args.id.clone().into());
+    entry.insert(
+        "secret_sha256".into(),
+        connectors::secret_digest_hex(&secret).into(),
+    );
+    entry.insert("audiences".into(), args.audiences.clone().into());
+    entry.insert("scopes".into(), args.scopes.clone().into());
+    let attributes: toml::Table = args.attributes.into_iter().map(|(k, v)| (k, v.into())).collect();
+    entry.insert("attributes".into(), attributes.into());
+    let mut doc = toml::Table::new();
+    doc.insert("connectors".into(), toml::Value::Array(vec![entry.into()]));
+    let text = toml::to_string(&doc).unwrap_or_default();
+    println!(
+        "# Client secret for {:?}: shown once, store it in the connector's secret store:",
+        args.id
+    );
+    println!("#   {}", secret.as_str());
+    println!("# Add this to the server config (only the digest is stored):");
+    print!("{text}");
+    EXIT_OK
+}
+
+fn issue(path: Option<PathBuf>, args: IssueArgs) -> u8 {
+    let config = match load(path, &Overrides::default()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let signer = match &args.key {
+        Some(key) => std::fs::read_to_string(key)
+            .map_err(|e| format!("cannot read {}: {e}", key.display()))
+            .and_then(|pem| LocalSigner::from_pem(&pem).map_err(|e| e.to_string())),
+        None => match &config.signing {
+            SigningConfig::Local(key) => key.signer().map_err(|e| e.to_string()),
+        },
+    };
+    let signer = match signer {
+        Ok(signer) => signer,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let issuer_url = args.issuer.unwrap_or_else(|| config.issuer.clone());
+    let issuer = match Issuer::new(
+        issuer_url,
+        Arc::new(KeySet::single(Arc::new(signer))),
+        config.lifetime,
+    ) {
+        Ok(issuer) => issuer,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let mut request = TokenRequest::new(args.subject, args.audience);
+    request.scope = args.scope;
+    request.ttl = args.ttl.map(Duration::from_secs);
+    let Some(rt) = runtime() else { return EXIT_FAILURE };
+    match rt.block_on(issuer.issue(&request)) {
+        Ok(issued) => {
+            println!("{}", issued.token.as_str());
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+fn check_config(path: Option<PathBuf>) -> u8 {
+    match load(path, &Overrides::default()) {
+        Ok(config) => {
+            println!(
+                "config OK ({}): issuer {}, listen {}, {} connector(s), tokens {} s (max {} s)",
+                config.origin,
+                config.issuer,
+                config.listen,
+                config.connectors.len(),
+                config.lifetime.default_ttl().as_secs(),
+                config.lifetime.max_ttl().as_secs()
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            EXIT_USAGE
+        }
+    }
+}

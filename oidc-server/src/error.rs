@@ -1,0 +1,112 @@
+//! Token endpoint refusals (RFC 6749 §5.2): each a named case with a fixed
+//! status, body and headers. Internal causes are logged, never echoed.
+
+use std::time::Duration;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// A refusal of the token endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    /// Malformed request (400 `invalid_request`); the text is safe to show.
+    InvalidRequest(&'static str),
+    /// Client authentication failed (401 `invalid_client`). Unknown client and
+    /// wrong credential look exactly the same.
+    InvalidClient,
+    /// `grant_type` is not `client_credentials` (400 `unsupported_grant_type`).
+    UnsupportedGrantType,
+    /// A requested scope is not allowed (400 `invalid_scope`).
+    InvalidScope,
+    /// The requested audience or resource is not allowed (400 `invalid_target`).
+    InvalidTarget(&'static str),
+    /// Too many failed authentications from this client or peer (429).
+    TooManyFailures {
+        /// When to try again.
+        retry_after: Duration,
+    },
+    /// The signer or a backend is down (503 `temporarily_unavailable`).
+    TemporarilyUnavailable {
+        /// When to try again.
+        retry_after: Duration,
+    },
+    /// The body is not `application/x-www-form-urlencoded` (415).
+    UnsupportedMediaType,
+    /// The body is over the limit (413).
+    PayloadTooLarge,
+}
+
+#[derive(Serialize)]
+struct Body {
+    error: &'static str,
+    error_description: &'static str,
+}
+
+impl TokenError {
+    /// The RFC 6749 `error` code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) | Self::UnsupportedMediaType | Self::PayloadTooLarge => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::InvalidTarget(_) => "invalid_target",
+            Self::TooManyFailures { .. } | Self::TemporarilyUnavailable { .. } => "temporarily_unavailable",
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidClient => StatusCode::UNAUTHORIZED,
+            Self::TooManyFailures { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TemporarilyUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn description(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(text) | Self::InvalidTarget(text) => text,
+            Self::InvalidClient => "client authentication failed",
+            Self::UnsupportedGrantType => "only grant_type=client_credentials is supported",
+            Self::InvalidScope => "a requested scope is not allowed for this client",
+            Self::TooManyFailures { .. } => "too many failed authentication attempts; retry later",
+            Self::TemporarilyUnavailable { .. } => "the token service cannot sign right now; retry later",
+            Self::UnsupportedMediaType => "the body must be application/x-www-form-urlencoded",
+            Self::PayloadTooLarge => "the request body is too large",
+        }
+    }
+}
+
+impl IntoResponse for TokenError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            error: self.code(),
+            error_description: self.description(),
+        };
+        let mut response = (self.status(), axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        match self {
+            Self::InvalidClient => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"token\", charset=\"UTF-8\""),
+                );
+            }
+            Self::TooManyFailures { retry_after } | Self::TemporarilyUnavailable { retry_after } => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_after.as_secs().max(1)),
+                );
+            }
+            _ => {}
+        }
+        response
+    }
+}

@@ -1,0 +1,50 @@
+//! Strict `application/x-www-form-urlencoded` bodies (RFC 6749 §3.2): a
+//! parameter at most once, and a parameter without a value counts as absent.
+
+use crate::error::TokenError;
+
+/// A parsed form body.
+#[derive(Debug, Default)]
+pub struct Form {
+    params: Vec<(String, String)>,
+}
+
+impl Form {
+    /// Parses a body.
+    pub fn parse(body: &[u8]) -> Self {
+        let params = form_urlencoded::parse(body)
+            .filter(|(_, value)| !value.is_empty())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        Self { params }
+    }
+
+    /// The value of a parameter that may appear at most once.
+    pub fn single<'a>(&'a self, name: &str) -> Result<Option<&'a str>, TokenError> {
+        let mut values = self
+            .params
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str());
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(TokenError::InvalidRequest(
+                "a request parameter appears more than once",
+            ));
+        }
+        Ok(first)
+    }
+
+    /// Every value of a parameter.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.params
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether any of `names` is present.
+    pub fn has_any(&self, names: &[&str]) -> bool {
+        self.params.iter().any(|(k, _)| names.contains(&k.as_str()))
+    }
+}

@@ -1,0 +1,43 @@
+//! Liveness, readiness and metrics.
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::state::AppState;
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `GET /readyz`: a key is active and signing works. After a signing failure
+/// the signer is probed again (at most every couple of seconds), so readiness
+/// comes back by itself when the backend does.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let keys = state.issuer.keys().current();
+    let Some(active) = keys.active() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no active signing key\n").into_response();
+    };
+    if !state.health.is_healthy() && state.health.probe_due() {
+        let probe = active.signer().sign(b"readiness-probe").await;
+        state.health.record(probe.is_ok());
+    }
+    if state.health.is_healthy() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "signer unavailable\n").into_response()
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}

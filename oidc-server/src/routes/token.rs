@@ -1,0 +1,319 @@
+//! `POST /token`: the OAuth 2.0 token endpoint, `client_credentials` only.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Uri};
+use axum::response::{IntoResponse, Response};
+use oidc_core::keys::SignError;
+use oidc_core::{IssueError, TokenRequest};
+use serde::Serialize;
+
+use super::Peer;
+use crate::auth::Credential;
+use crate::config::ConnectorConfig;
+use crate::error::TokenError;
+use crate::form::Form;
+use crate::state::AppState;
+use crate::{audit, auth};
+
+/// Parameters that must never arrive in the query string.
+const BODY_PARAMS: [&str; 9] = [
+    "grant_type",
+    "client_id",
+    "client_secret",
+    "client_assertion",
+    "client_assertion_type",
+    "scope",
+    "audience",
+    "resource",
+    "refresh_token",
+];
+
+/// Retry hint when the signer gives none.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+#[derive(Serialize)]
+struct TokenResponse<'a> {
+    access_token: &'a str,
+    token_type: &'static str,
+    expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a str>,
+}
+
+/// A refused request and what the audit log says about it.
+struct Refusal {
+    error: TokenError,
+    reason: &'static str,
+    client: Option<String>,
+    method: Option<&'static str>,
+}
+
+impl From<TokenError> for Refusal {
+    fn from(error: TokenError) -> Self {
+        Self {
+            reason: error.code(),
+            error,
+            client: None,
+            method: None,
+        }
+    }
+}
+
+/// The handler.
+pub async fn token(
+    State(state): State<AppState>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Body,
+) -> Response {
+    match issue(&state, peer, &headers, &uri, body).await {
+        Ok(response) => response,
+        Err(refusal) => {
+            audit::refused(refusal.client.as_deref(), refusal.method, refusal.reason, peer);
+            state.metrics.token_refused(refusal.reason);
+            refusal.error.into_response()
+        }
+    }
+}
+
+async fn issue(
+    state: &AppState,
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+    uri: &Uri,
+    body: Body,
+) -> Result<Response, Refusal> {
+    if let Some(query) = uri.query() {
+        if Form::parse(query.as_bytes()).has_any(&BODY_PARAMS) {
+            return Err(TokenError::InvalidRequest(
+                "parameters must be sent in the body, not in the query string",
+            )
+            .into());
+        }
+    }
+    check_content_type(headers)?;
+    let form = read_form(state, headers, body).await?;
+
+    match form.single("grant_type")? {
+        None => return Err(TokenError::InvalidRequest("grant_type is missing").into()),
+        Some("client_credentials") => {}
+        Some(_) => return Err(TokenError::UnsupportedGrantType.into()),
+    }
+
+    let credential = Credential::from_request(headers, &form)?;
+    let connector = authenticate(state, &credential, peer).await?;
+    let refuse = |error: TokenError| Refusal {
+        reason: error.code(),
+        error,
+        client: Some(connector.id.clone()),
+        method: Some(credential.method()),
+    };
+
+    let scope = granted_scope(&connector, form.single("scope")?).map_err(refuse)?;
+    let audience = audience(&connector, &form).map_err(refuse)?;
+    let request = TokenRequest {
+        subject: connector.id.clone(),
+        client_id: connector.id.clone(),
+        audience: audience.to_owned(),
+        scope,
+        attributes: connector.attributes.clone(),
+        ttl: None,
+    };
+
+    let started = Instant::now();
+    // The signer is bounded well inside the request timeout, so a hung backend
+    // yields a clean 503 rather than a dropped connection.
+    let budget = state.config.http.request_timeout.mul_f64(0.8);
+    let result = tokio::time::timeout(budget, state.issuer.issue(&request)).await;
+    state.metrics.signed(started.elapsed());
+    let issued = match result {
+        Ok(Ok(issued)) => {
+            state.health.record(true);
+            issued
+        }
+        Ok(Err(error)) => {
+            state.health.record(false);
+            tracing::warn!(connector = %connector.id, %error, "token not issued");
+            return Err(Refusal {
+                reason: unavailable_reason(&error),
+                ..refuse(TokenError::TemporarilyUnavailable {
+                    retry_after: retry_after(&error),
+                })
+            });
+        }
+        Err(_elapsed) => {
+            state.health.record(false);
+            tracing::warn!(connector = %connector.id, "signing timed out");
+            return Err(Refusal {
+                reason: "signer_timeout",
+                ..refuse(TokenError::TemporarilyUnavailable {
+                    retry_after: DEFAULT_RETRY_AFTER,
+                })
+            });
+        }
+    };
+
+    audit::issued(
+        &connector.id,
+        credential.method(),
+        audience,
+        request.scope.as_deref(),
+        &issued,
+    );
+    state.metrics.token_issued();
+    let body = TokenResponse {
+        access_token: issued.token.as_str(),
+        token_type: "Bearer",
+        expires_in: issued.expires_in(),
+        scope: request.scope.as_deref(),
+    };
+    let mut response = axum::Json(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), TokenError> {
+    let essence = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim());
+    match essence {
+        Some(t) if t.eq_ignore_ascii_case("application/x-www-form-urlencoded") => Ok(()),
+        _ => Err(TokenError::UnsupportedMediaType),
+    }
+}
+
+async fn read_form(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Form, TokenError> {
+    let limit = state.config.http.body_limit_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(TokenError::PayloadTooLarge);
+    }
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| TokenError::PayloadTooLarge)?;
+    Ok(Form::parse(&bytes))
+}
+
+async fn authenticate(
+    state: &AppState,
+    credential: &Credential,
+    peer: Option<IpAddr>,
+) -> Result<std::sync::Arc<ConnectorConfig>, Refusal> {
+    let claimed = credential.claimed_client_id();
+    // Only registered ids get a counter of their own, so made-up ids cannot
+    // grow the table; unknown ids are throttled through the peer address.
+    let registered = claimed.filter(|id| state.authenticator.connectors().get(id).is_some());
+    let refusal = |error: TokenError, reason: &'static str| Refusal {
+        error,
+        reason,
+        client: claimed.map(str::to_owned),
+        method: Some(credential.method()),
+    };
+    if let Err(retry_after) = state.throttle.check(registered, peer) {
+        return Err(refusal(TokenError::TooManyFailures { retry_after }, "throttled"));
+    }
+    match state
+        .authenticator
+        .authenticate(credential, state.clock.now())
+        .await
+    {
+        Ok(Ok(connector)) => {
+            state.throttle.succeeded(&connector.id);
+            Ok(connector)
+        }
+        Ok(Err(failure)) => {
+            state.throttle.failed(registered, peer);
+            Err(refusal(TokenError::InvalidClient, failure.reason()))
+        }
+        Err(auth::Unavailable) => Err(refusal(
+            TokenError::TemporarilyUnavailable {
+                retry_after: DEFAULT_RETRY_AFTER,
+            },
+            "replay_cache_unavailable",
+        )),
+    }
+}
+
+/// The scopes to grant: the requested ones if all are allowed, else the defaults.
+fn granted_scope(connector: &ConnectorConfig, requested: Option<&str>) -> Result<Option<String>, TokenError> {
+    let mut granted: Vec<&str> = Vec::new();
+    match requested {
+        Some(requested) => {
+            for scope in requested.split(' ').filter(|s| !s.is_empty()) {
+                if !connector.scopes.contains(scope) {
+                    return Err(TokenError::InvalidScope);
+                }
+                if !granted.contains(&scope) {
+                    granted.push(scope);
+                }
+            }
+        }
+        None => granted.extend(connector.default_scopes.iter().map(String::as_str)),
+    }
+    Ok((!granted.is_empty()).then(|| granted.join(" ")))
+}
+
+/// The audience: `audience` or RFC 8707 `resource`, one value, from the
+/// connector's allowed list; its first audience when none is asked for.
+fn audience<'c>(connector: &'c ConnectorConfig, form: &Form) -> Result<&'c str, TokenError> {
+    let audiences: Vec<&str> = form.all("audience").collect();
+    let resources: Vec<&str> = form.all("resource").collect();
+    if !audiences.is_empty() && !resources.is_empty() {
+        return Err(TokenError::InvalidRequest("send audience or resource, not both"));
+    }
+    let requested = if audiences.is_empty() {
+        resources
+    } else {
+        audiences
+    };
+    match requested.as_slice() {
+        [] => connector
+            .audiences
+            .first()
+            .map(String::as_str)
+            .ok_or(TokenError::InvalidTarget(
+                "no audience is configured for this client",
+            )),
+        [one] => connector
+            .audiences
+            .iter()
+            .find(|a| a == one)
+            .map(String::as_str)
+            .ok_or(TokenError::InvalidTarget(
+                "the requested audience is not allowed for this client",
+            )),
+        _ => Err(TokenError::InvalidTarget("only one audience may be requested")),
+    }
+}
+
+fn retry_after(error: &IssueError) -> Duration {
+    match error {
+        IssueError::Sign(SignError::Unavailable {
+            retry_after: Some(after),
+            ..
+        }) => (*after).max(DEFAULT_RETRY_AFTER),
+        IssueError::KeyRetiring { remaining_secs } => Duration::from_secs((*remaining_secs).max(1)),
+        _ => DEFAULT_RETRY_AFTER,
+    }
+}
+
+fn unavailable_reason(error: &IssueError) -> &'static str {
+    match error {
+        IssueError::Sign(SignError::Unavailable { .. }) => "signer_unavailable",
+        IssueError::Sign(_) => "signer_refused",
+        IssueError::NoActiveKey => "no_active_key",
+        IssueError::KeyRetiring { .. } => "key_retiring",
+        _ => "issue_failed",
+    }
+}

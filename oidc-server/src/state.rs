@@ -1,0 +1,152 @@
+//! Everything a request handler needs, built once at start.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use oidc_core::time::{Clock, SystemClock};
+use oidc_core::{Algorithm, Issuer, KeySet};
+use serde_json::json;
+
+use crate::auth::replay::{InMemoryReplayCache, ReplayCache};
+use crate::auth::{AssertionRules, Authenticator, METHODS};
+use crate::config::Config;
+use crate::connectors::Connectors;
+use crate::metrics::Metrics;
+use crate::signing::SignerHealth;
+use crate::throttle::Throttle;
+
+/// Shared state of the router (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// The parts of [`AppState`].
+#[derive(Debug)]
+pub struct Inner {
+    /// The configuration in force.
+    pub config: Arc<Config>,
+    /// Signs tokens.
+    pub issuer: Issuer,
+    /// Checks client credentials.
+    pub authenticator: Authenticator,
+    /// Throttles failed authentication.
+    pub throttle: Throttle,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Signer health for `/readyz`.
+    pub health: SignerHealth,
+    /// The discovery document, serialized once.
+    pub discovery: Bytes,
+    /// The clock (Unix seconds).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// Builds an [`AppState`]; tests replace the clock or the replay cache.
+#[derive(Debug)]
+#[must_use]
+pub struct AppStateBuilder {
+    config: Arc<Config>,
+    keys: Arc<KeySet>,
+    clock: Arc<dyn Clock>,
+    replay: Arc<dyn ReplayCache>,
+    metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    /// Starts building the state for `config`, signing with `keys`.
+    pub fn builder(config: Arc<Config>, keys: Arc<KeySet>) -> AppStateBuilder {
+        AppStateBuilder {
+            config,
+            keys,
+            clock: Arc::new(SystemClock),
+            replay: Arc::new(InMemoryReplayCache::default()),
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+
+    /// The token endpoint URL.
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/token", self.config.issuer)
+    }
+}
+
+impl AppStateBuilder {
+    /// Uses `clock` for tokens and assertions.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Uses `replay` as the assertion replay cache.
+    pub fn replay_cache(mut self, replay: Arc<dyn ReplayCache>) -> Self {
+        self.replay = replay;
+        self
+    }
+
+    /// Uses `metrics` (to share them with a signer).
+    pub fn metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Builds the state.
+    pub fn build(self) -> AppState {
+        let config = self.config;
+        let issuer = Issuer::new(config.issuer.clone(), self.keys, config.lifetime)
+            .unwrap_or_else(|_| unreachable!("the config checks that the issuer is not empty"))
+            .with_clock(self.clock.clone());
+        let token_endpoint = format!("{}/token", config.issuer);
+        let rules = AssertionRules {
+            audiences: vec![config.issuer.clone(), token_endpoint],
+            max_lifetime: config.auth.assertion_max_lifetime,
+            leeway: config.auth.leeway,
+        };
+        let connectors = Arc::new(Connectors::new(config.connectors.iter().cloned()));
+        let discovery = discovery_document(&config);
+        AppState(Arc::new(Inner {
+            authenticator: Authenticator::new(connectors, rules, self.replay),
+            throttle: Throttle::new(config.auth.failure_limit, config.auth.failure_window),
+            metrics: self.metrics,
+            health: SignerHealth::default(),
+            discovery,
+            clock: self.clock,
+            issuer,
+            config,
+        }))
+    }
+}
+
+/// The discovery document (RFC 8414, OpenID Connect Discovery 1.0).
+fn discovery_document(config: &Config) -> Bytes {
+    let issuer = &config.issuer;
+    let mut scopes: Vec<&str> = config
+        .connectors
+        .iter()
+        .flat_map(|c| c.scopes.iter().map(String::as_str))
+        .collect();
+    scopes.sort_unstable();
+    scopes.dedup();
+    let algs: Vec<&str> = Algorithm::ALL.iter().map(|a| a.name()).collect();
+    let doc = json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "token_endpoint": format!("{issuer}/token"),
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": algs,
+        "scopes_supported": scopes,
+        "response_types_supported": ["token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": algs,
+        "claims_supported": ["iss", "sub", "aud", "client_id", "iat", "nbf", "exp", "jti", "scope"],
+        "access_token_signing_alg_values_supported": algs,
+    });
+    Bytes::from(doc.to_string())
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests: the token server on loopback, driven by HTTP clients,
+//! the workspace's verifier and third-party verifiers.
+
+// A test that cannot unwrap has failed; the panic message is the report.
+#![allow(clippy::unwrap_used)]
+
+mod assertions;
+mod flow;
+mod third_party;
+mod token_endpoint;
