@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use oidc_core::verify::RemoteJwks;
 use oidc_core::{JwkSet, KeySource, Policy, Verifier};
 
 use super::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
@@ -87,8 +88,24 @@ pub(super) fn run(args: VerifyArgs) -> u8 {
             };
             return check(Verifier::new(policy, jwks), &token).await;
         }
-        eprintln!("error: --jwks-url and --discover are not available in this build");
-        EXIT_USAGE
+        let builder = match &args.jwks_url {
+            Some(url) => RemoteJwks::builder(url.clone()),
+            None => RemoteJwks::discovery(args.issuer.clone()),
+        };
+        let keys = match builder.build() {
+            Ok(keys) => keys,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_USAGE;
+            }
+        };
+        // Fetch up front so that an unreachable or invalid key set is a
+        // configuration error (exit 2), not a verdict on the token.
+        if let Err(e) = keys.refresh().await {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+        check(Verifier::new(policy, keys), &token).await
     })
 }
 

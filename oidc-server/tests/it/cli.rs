@@ -1,0 +1,240 @@
+//! The command line: exit codes and outputs of each subcommand.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn oidc_server(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_oidc-server"))
+        .env_remove("OIDC_SERVER_CONFIG")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn with_stdin(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oidc-server"))
+        .env_remove("OIDC_SERVER_CONFIG")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("oidc-server-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A key, its JWKS file, and a token signed with it by `issue`.
+fn issued_token(dir: &std::path::Path, extra: &[&str]) -> (String, std::path::PathBuf) {
+    let key = dir.join("key.pem");
+    let keygen = oidc_server(&["keygen", "--out", key.to_str().unwrap()]);
+    assert!(keygen.status.success(), "{}", text(&keygen.stderr));
+    let jwk: serde_json::Value = serde_json::from_slice(&keygen.stdout).unwrap();
+    let jwks_file = dir.join("jwks.json");
+    std::fs::write(&jwks_file, serde_json::json!({ "keys": [jwk] }).to_string()).unwrap();
+    let mut args = vec![
+        "issue",
+        "--key",
+        key.to_str().unwrap(),
+        "--issuer",
+        "https://tokens.example.com",
+        "--subject",
+        "c1",
+        "--audience",
+        "https://api.example.com",
+    ];
+    args.extend_from_slice(extra);
+    let issue = oidc_server(&args);
+    assert!(issue.status.success(), "{}", text(&issue.stderr));
+    (text(&issue.stdout).trim().to_owned(), jwks_file)
+}
+
+#[test]
+fn keygen_writes_a_private_pem_and_prints_the_jwk() {
+    let dir = temp_dir("keygen");
+    let key = dir.join("k.pem");
+    let out = oidc_server(&["keygen", "--alg", "EdDSA", "--out", key.to_str().unwrap()]);
+    assert!(out.status.success());
+    let jwk: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(jwk["crv"], "Ed25519");
+    assert!(jwk.get("d").is_none(), "the JWK is public");
+    let pem = std::fs::read_to_string(&key).unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    // Never overwrites.
+    let again = oidc_server(&["keygen", "--out", key.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1));
+    let bad = oidc_server(&["keygen", "--alg", "HS256"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn connectors_add_prints_a_secret_once_and_an_entry_with_its_digest() {
+    let out = oidc_server(&[
+        "connectors",
+        "add",
+        "--id",
+        "c9",
+        "--audience",
+        "https://api.example.com",
+        "--scope",
+        "actions:read",
+        "--attribute",
+        "org_id=org-9",
+    ]);
+    assert!(out.status.success());
+    let stdout = text(&out.stdout);
+    let secret = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("#   "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_eq!(
+        oidc_core::base64url::decode(&secret).unwrap().len(),
+        32,
+        "256-bit secret"
+    );
+    let entry: toml::Table = stdout.parse().unwrap();
+    let connector = &entry["connectors"][0];
+    assert_eq!(
+        connector["secret_sha256"].as_str().unwrap(),
+        oidc_server::connectors::secret_digest_hex(&secret)
+    );
+    assert_eq!(connector["attributes"]["org_id"].as_str(), Some("org-9"));
+    // The printed entry is a valid connector for a config.
+    let config = format!(
+        "issuer = \"https://t.example.com\"\n[signing]\nkind = \"local\"\ngenerate = \"ES256\"\n{stdout}"
+    );
+    let dir = temp_dir("add");
+    std::fs::write(dir.join("c.toml"), config).unwrap();
+    let check = oidc_server(&["check-config", dir.join("c.toml").to_str().unwrap()]);
+    assert!(check.status.success(), "{}", text(&check.stderr));
+}
+
+#[test]
+fn issue_and_verify_round_trip_with_exit_codes() {
+    let dir = temp_dir("verify");
+    let (token, jwks) = issued_token(&dir, &["--ttl", "120", "--scope", "actions:read"]);
+    let jwks = jwks.to_str().unwrap();
+    let base = [
+        "verify",
+        "--issuer",
+        "https://tokens.example.com",
+        "--audience",
+        "https://api.example.com",
+        "--jwks-file",
+        jwks,
+    ];
+
+    let mut args = base.to_vec();
+    args.push(&token);
+    let ok = oidc_server(&args);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    let claims: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(claims["sub"], "c1");
+    assert_eq!(
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+        120
+    );
+
+    // From stdin, with "-" or nothing.
+    let mut args = base.to_vec();
+    args.push("-");
+    assert_eq!(with_stdin(&args, &format!("{token}\n")).status.code(), Some(0));
+    assert_eq!(with_stdin(&base, &token).status.code(), Some(0));
+
+    // Rejected: exit 1 and one line "rejected: REASON".
+    let mut args = base.to_vec();
+    args[4] = "https://other.example.com";
+    args.push(&token);
+    let rejected = oidc_server(&args);
+    assert_eq!(rejected.status.code(), Some(1));
+    let stderr = text(&rejected.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("rejected: audience"), "{stderr}");
+
+    let mut args = base.to_vec();
+    args.push("not-a-token");
+    let rejected = oidc_server(&args);
+    assert_eq!(rejected.status.code(), Some(1));
+    assert!(text(&rejected.stderr).starts_with("rejected: malformed token"));
+
+    // Usage and configuration errors: exit 2.
+    assert_eq!(
+        oidc_server(&["verify", "--issuer", "x", "--audience", "y", &token])
+            .status
+            .code(),
+        Some(2)
+    );
+    let missing = oidc_server(&[
+        "verify",
+        "--issuer",
+        "x",
+        "--audience",
+        "y",
+        "--jwks-file",
+        "/nonexistent",
+        &token,
+    ]);
+    assert_eq!(missing.status.code(), Some(2));
+    let http = oidc_server(&[
+        "verify",
+        "--issuer",
+        "x",
+        "--audience",
+        "y",
+        "--jwks-url",
+        "http://example.com/jwks",
+        &token,
+    ]);
+    assert_eq!(
+        http.status.code(),
+        Some(2),
+        "plain http to a non-loopback host is refused"
+    );
+}
+
+#[test]
+fn check_config_explains_each_error() {
+    let dir = temp_dir("check");
+    let file = dir.join("bad.toml");
+    std::fs::write(
+        &file,
+        "issuer = \"http://example.com\"\n[signing]\nkind = \"local\"\nkey_file = \"missing.pem\"\n",
+    )
+    .unwrap();
+    let out = oidc_server(&["check-config", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("issuer:") && stderr.contains("use https"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("signing.key_file:") && stderr.contains("missing.pem"),
+        "{stderr}"
+    );
+
+    let ok = oidc_server(&["check-config"]);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    assert!(text(&ok.stdout).contains("embedded development default"));
+}
