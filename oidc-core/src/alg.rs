@@ -73,7 +73,9 @@ impl FromStr for Algorithm {
             "RS256" => Ok(Self::RS256),
             "PS256" => Ok(Self::PS256),
             _ if name.eq_ignore_ascii_case("none") => Err(AlgorithmError::None),
-            _ if name.len() >= 2 && name[..2].eq_ignore_ascii_case("HS") => {
+            // `get` rather than slicing: the name is attacker-chosen and its
+            // second byte may sit inside a multi-byte character.
+            _ if name.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("HS")) => {
                 Err(AlgorithmError::Symmetric(crate::json::excerpt(name)))
             }
             _ => Err(AlgorithmError::Unsupported(crate::json::excerpt(name))),
@@ -104,6 +106,11 @@ mod tests {
         assert_eq!(
             "ES512".parse::<Algorithm>(),
             Err(AlgorithmError::Unsupported("ES512".into()))
+        );
+        // A multi-byte character straddling the "HS" prefix is just unsupported.
+        assert_eq!(
+            "H\u{e9}256".parse::<Algorithm>(),
+            Err(AlgorithmError::Unsupported("H\u{e9}256".into()))
         );
     }
 }
