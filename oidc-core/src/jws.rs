@@ -104,6 +104,11 @@ pub enum JwsError {
     /// The signature does not verify with the key.
     #[error("{0}")]
     Signature(SignatureError),
+    /// `kid` is present but not a string (the JSON text, shortened). Key ids
+    /// are strings (RFC 7517 §4.5), so no key can match it; a verifier treats
+    /// it as an unknown key.
+    #[error("header kid {0} is not a string, so it names no key")]
+    KidNotString(String),
 }
 
 /// The header members this crate acts on.
@@ -148,9 +153,14 @@ impl Header {
                 })
             }
         };
+        let kid = match map.get("kid") {
+            None => None,
+            Some(Value::String(kid)) => Some(kid.clone()),
+            Some(other) => return Err(JwsError::KidNotString(json::excerpt(&other.to_string()))),
+        };
         Ok(Self {
             alg,
-            kid: optional_string(&map, "kid")?,
+            kid,
             typ: optional_string(&map, "typ")?,
         })
     }

@@ -181,6 +181,8 @@ impl From<JwsError> for VerifyError {
         }
     }
 }
+            // An odd kid is just an unknown key, whatever its JSON type.
+            JwsError::KidNotString(kid) => Self::Key(KeyLookupError::UnknownKid(kid)),
 
 /// Verifies access tokens for one policy against one key source.
 ///
