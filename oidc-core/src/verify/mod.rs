@@ -177,12 +177,12 @@ impl From<JwsError> for VerifyError {
     fn from(error: JwsError) -> Self {
         match error {
             JwsError::Signature(e) => Self::Signature(e),
+            // An odd kid is just an unknown key, whatever its JSON type.
+            JwsError::KidNotString(kid) => Self::Key(KeyLookupError::UnknownKid(kid)),
             other => Self::Malformed(other),
         }
     }
 }
-            // An odd kid is just an unknown key, whatever its JSON type.
-            JwsError::KidNotString(kid) => Self::Key(KeyLookupError::UnknownKid(kid)),
 
 /// Verifies access tokens for one policy against one key source.
 ///
