@@ -8,7 +8,8 @@ use ring::rand::SystemRandom;
 use ring::signature::{self as sig, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
 use zeroize::Zeroizing;
 
-use super::{KeyError, PublicKey, SignError, Signer, VerifyingKey};
+use super::public::bit_len;
+use super::{KeyError, PublicKey, SignError, Signer, VerifyingKey, RSA_MIN_BITS};
 use crate::Algorithm;
 
 /// A private key in memory that signs locally.
@@ -150,6 +151,22 @@ impl LocalSigner {
                 }
             }
         }
+        // ring only says "wrong algorithm" or "too small": name the actual
+        // problem when the key's own AlgorithmIdentifier tells it.
+        let kind = Pkcs8Kind::of(der);
+        match kind {
+            Pkcs8Kind::Rsa { bits } if bits < RSA_MIN_BITS => return Err(KeyError::RsaTooSmall { bits }),
+            Pkcs8Kind::OtherCurve(curve) => return Err(KeyError::UnsupportedCurve(curve.to_owned())),
+            _ => {}
+        }
+        if let (Some(alg), Some(key)) = (alg, kind.key_type()) {
+            if !kind.fits(alg) {
+                return Err(KeyError::AlgorithmMismatch {
+                    alg: alg.name().to_owned(),
+                    key,
+                });
+            }
+        }
         Err(KeyError::Pkcs8(match alg {
             Some(alg) => format!("not a usable {alg} key ({last_reason})"),
             None => format!("not a P-256, Ed25519 or RSA key ({last_reason})"),
@@ -189,6 +206,104 @@ impl LocalSigner {
             }
         }
     }
+}
+
+/// What a PKCS#8 document says it holds, from its AlgorithmIdentifier (and,
+/// for RSA, the modulus size). Read only to explain a refusal: ring parses and
+/// validates the key itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pkcs8Kind {
+    P256,
+    OtherCurve(&'static str),
+    Ed25519,
+    Rsa { bits: usize },
+    Unknown,
+}
+
+/// rsaEncryption (1.2.840.113549.1.1.1).
+const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+/// id-ecPublicKey (1.2.840.10045.2.1).
+const OID_EC: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+/// id-Ed25519 (1.3.101.112).
+const OID_ED25519: &[u8] = &[0x2b, 0x65, 0x70];
+/// Named curves, by OID.
+const CURVES: [(&[u8], &str); 4] = [
+    (&[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07], "P-256"),
+    (&[0x2b, 0x81, 0x04, 0x00, 0x22], "P-384"),
+    (&[0x2b, 0x81, 0x04, 0x00, 0x23], "P-521"),
+    (&[0x2b, 0x81, 0x04, 0x00, 0x0a], "secp256k1"),
+];
+
+impl Pkcs8Kind {
+    fn of(der: &[u8]) -> Self {
+        Self::parse(der).unwrap_or(Self::Unknown)
+    }
+
+    fn parse(der: &[u8]) -> Option<Self> {
+        // PrivateKeyInfo ::= SEQUENCE { version, AlgorithmIdentifier, OCTET STRING, ... }
+        let (info, _) = der_read(der, 0x30)?;
+        let (_version, rest) = der_read(info, 0x02)?;
+        let (algorithm, rest) = der_read(rest, 0x30)?;
+        let (oid, parameters) = der_read(algorithm, 0x06)?;
+        if oid == OID_RSA {
+            // RSAPrivateKey ::= SEQUENCE { version, modulus, ... }
+            let (key, _) = der_read(rest, 0x04)?;
+            let (key, _) = der_read(key, 0x30)?;
+            let (_version, key) = der_read(key, 0x02)?;
+            let (n, _) = der_read(key, 0x02)?;
+            Some(Self::Rsa { bits: bit_len(n) })
+        } else if oid == OID_EC {
+            let (curve, _) = der_read(parameters, 0x06)?;
+            Some(match CURVES.iter().find(|(known, _)| *known == curve) {
+                Some((_, "P-256")) => Self::P256,
+                Some((_, name)) => Self::OtherCurve(name),
+                None => Self::OtherCurve("unrecognised named curve"),
+            })
+        } else if oid == OID_ED25519 {
+            Some(Self::Ed25519)
+        } else {
+            None
+        }
+    }
+
+    fn key_type(self) -> Option<&'static str> {
+        match self {
+            Self::P256 => Some("EC P-256"),
+            Self::Ed25519 => Some("OKP Ed25519"),
+            Self::Rsa { .. } => Some("RSA"),
+            Self::OtherCurve(_) | Self::Unknown => None,
+        }
+    }
+
+    fn fits(self, alg: Algorithm) -> bool {
+        matches!(
+            (self, alg),
+            (Self::P256, Algorithm::ES256)
+                | (Self::Ed25519, Algorithm::EdDSA)
+                | (Self::Rsa { .. }, Algorithm::RS256 | Algorithm::PS256)
+        )
+    }
+}
+
+/// Reads one DER element of type `tag`: its contents and what follows it.
+fn der_read(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (&found, rest) = input.split_first()?;
+    if found != tag {
+        return None;
+    }
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 || rest.len() < count {
+            return None;
+        }
+        let (len_bytes, rest) = rest.split_at(count);
+        let len = len_bytes.iter().fold(0usize, |acc, b| acc << 8 | usize::from(*b));
+        (len, rest)
+    };
+    (rest.len() >= len).then(|| rest.split_at(len))
 }
 
 #[async_trait]

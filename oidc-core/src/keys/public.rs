@@ -509,7 +509,7 @@ fn check_len(member: &'static str, bytes: &[u8], expected: usize) -> Result<(), 
     }
 }
 
-fn bit_len(n: &[u8]) -> usize {
+pub(super) fn bit_len(n: &[u8]) -> usize {
     match n.iter().position(|b| *b != 0) {
         None => 0,
         Some(i) => (n.len() - i) * 8 - n[i].leading_zeros() as usize,
