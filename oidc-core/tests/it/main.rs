@@ -1,0 +1,4 @@
+//! oidc-core's integration tests: one binary, one module per concern.
+
+mod catalog;
+mod helpers;
