@@ -2,4 +2,5 @@
 
 mod catalog;
 mod helpers;
+mod interop;
 mod wycheproof;
