@@ -3,4 +3,5 @@
 mod catalog;
 mod helpers;
 mod interop;
+mod roundtrip;
 mod wycheproof;
