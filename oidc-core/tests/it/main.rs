@@ -3,5 +3,6 @@
 mod catalog;
 mod helpers;
 mod interop;
+mod keys;
 mod roundtrip;
 mod wycheproof;
