@@ -1,6 +1,7 @@
 //! oidc-core's integration tests: one binary, one module per concern.
 
 mod catalog;
+mod fuzz_smoke;
 mod helpers;
 mod interop;
 mod keys;
