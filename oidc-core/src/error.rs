@@ -4,6 +4,8 @@ use crate::issue::IssueError;
 use crate::jwks::JwkSetError;
 use crate::jws::JwsError;
 use crate::keys::{KeyError, SignError};
+#[cfg(feature = "remote")]
+use crate::verify::RemoteJwksError;
 use crate::verify::{PolicyError, VerifyError};
 
 /// Any error of this crate. Match on the inner enums for details.
@@ -31,4 +33,8 @@ pub enum Error {
     /// A verification policy is inconsistent.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// A remote key source could not be set up.
+    #[cfg(feature = "remote")]
+    #[error(transparent)]
+    RemoteJwks(#[from] RemoteJwksError),
 }

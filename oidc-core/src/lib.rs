@@ -51,10 +51,12 @@
 //! | feature | adds |
 //! |---|---|
 //! | `http` | [`http::client_builder`]: the HTTPS client (rustls with ring) shared by every crate here |
-//! | `remote` | a [`KeySource`] that fetches and caches a JWKS URL or an issuer's discovery document |
-//! | `axum` | an axum extractor that yields verified claims or answers 401 |
+//! | `remote` | `verify::RemoteJwks`: a [`KeySource`] that fetches and caches a JWKS URL or an issuer's discovery document (HTTPS only, size cap, timeout, `Cache-Control` clamped, ETag revalidation, one single-flight refetch per cooldown on unknown kids, last good set kept through failures up to a stale limit); implies `http` |
+//! | `axum` | `axum::VerifiedToken`: an axum extractor that yields verified claims or answers `401` with `WWW-Authenticate: Bearer error="invalid_token"` and no detail (the reason is logged) |
 
 mod alg;
+#[cfg(feature = "axum")]
+pub mod axum;
 pub mod base64url;
 pub mod claims;
 mod error;

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A source of the current time in Unix seconds.
 pub trait Clock: Send + Sync + fmt::Debug {
@@ -55,5 +55,66 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A monotonic time source for cache ages and cooldowns: time elapsed since
+/// a fixed, arbitrary origin. Wall-clock time would let an NTP step expire a
+/// cache early or keep it forever; this never goes backwards.
+pub trait MonotonicClock: Send + Sync + fmt::Debug {
+    /// Time since this clock's origin.
+    fn elapsed(&self) -> Duration;
+}
+
+/// The system's monotonic clock ([`Instant`]), counted from its creation.
+#[derive(Debug, Clone, Copy)]
+pub struct SystemMonotonicClock(Instant);
+
+impl SystemMonotonicClock {
+    /// A clock whose origin is now.
+    pub fn new() -> Self {
+        Self(Instant::now())
+    }
+}
+
+impl Default for SystemMonotonicClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MonotonicClock for SystemMonotonicClock {
+    fn elapsed(&self) -> Duration {
+        self.0.elapsed()
+    }
+}
+
+/// A monotonic clock that moves only when told; for tests, so that they step
+/// over cache lifetimes and cooldowns instead of sleeping through them.
+///
+/// ```
+/// use std::time::Duration;
+/// use oidc_core::time::{ManualMonotonicClock, MonotonicClock};
+/// let clock = ManualMonotonicClock::default();
+/// clock.advance(Duration::from_secs(31));
+/// assert_eq!(clock.elapsed(), Duration::from_secs(31));
+/// ```
+#[derive(Debug, Default)]
+pub struct ManualMonotonicClock(AtomicU64);
+
+impl ManualMonotonicClock {
+    /// Moves the clock forward by `by` (whole nanoseconds, saturating).
+    pub fn advance(&self, by: Duration) {
+        let nanos = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        // fetch_update never fails with a closure that always returns Some.
+        let _ = self.0.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
+            Some(t.saturating_add(nanos))
+        });
+    }
+}
+
+impl MonotonicClock for ManualMonotonicClock {
+    fn elapsed(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::SeqCst))
     }
 }

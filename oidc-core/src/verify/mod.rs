@@ -7,6 +7,8 @@
 
 mod key_source;
 mod policy;
+#[cfg(feature = "remote")]
+pub mod remote;
 
 use std::sync::Arc;
 
@@ -15,6 +17,8 @@ use serde_json::{Map, Value};
 
 pub use key_source::{KeyLookupError, KeySource};
 pub use policy::{Policy, PolicyBuilder, PolicyError, DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME, MAX_LEEWAY};
+#[cfg(feature = "remote")]
+pub use remote::{RemoteJwks, RemoteJwksBuilder, RemoteJwksError};
 
 use crate::json::{self, JsonError};
 use crate::jws::{JwsError, UnverifiedJws};

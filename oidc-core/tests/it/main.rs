@@ -1,9 +1,3 @@
 //! oidc-core's integration tests: one binary, one module per concern.
 
-mod catalog;
-mod fuzz_smoke;
-mod helpers;
-mod interop;
-mod keys;
-mod roundtrip;
-mod wycheproof;
+mod remote;
