@@ -1,3 +1,10 @@
 //! oidc-core's integration tests: one binary, one module per concern.
 
+mod catalog;
+mod fuzz_smoke;
+mod helpers;
+mod interop;
+mod keys;
 mod remote;
+mod roundtrip;
+mod wycheproof;
