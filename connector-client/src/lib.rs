@@ -1,1 +1,75 @@
-//! Connector token source.
+//! Access tokens for connectors: get one from an OAuth 2.0 token endpoint,
+//! keep it fresh in the background, and put it on every request.
+//!
+//! | piece | job |
+//! |---|---|
+//! | [`TokenSource`] | the trait: `async fn token() -> Result<AccessToken>` |
+//! | [`ClientCredentials`] | the `client_credentials` grant against any RFC 6749 endpoint, found directly or by discovery; `client_secret_basic`, `client_secret_post`, `private_key_jwt` |
+//! | [`CachedTokenSource`] | lock-free reads of one shared token, background refresh ahead of expiry, single-flight fetches, backoff with jitter and `Retry-After` |
+//! | [`BearerAuth`] | `reqwest-middleware`: `Authorization: Bearer`, one refresh and one retry on 401 |
+//! | [`clock`] | the time source; [`ManualClock`](clock::ManualClock) lets tests move time by hand |
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use connector_client::{BearerAuth, CachedTokenSource, ClientAuth, ClientCredentials, ClientSecret, Endpoint};
+//!
+//! let source = ClientCredentials::builder(
+//!     Endpoint::TokenUrl("https://tokens.example.com/token".into()),
+//!     "connector-1",
+//!     ClientAuth::ClientSecretBasic(ClientSecret::from_file("/run/secrets/client-secret")?),
+//! )
+//! .audience("https://control.example.com")
+//! .build()?;
+//! let tokens = CachedTokenSource::new(source)?;
+//!
+//! let client = reqwest_middleware::ClientBuilder::new(connector_client::http_client_builder()?.build()?)
+//!     .with(BearerAuth::new(tokens.clone()))
+//!     .build();
+//! let actions = client.get("https://control.example.com/v1/actions").send().await?;
+//! # drop(actions); Ok(()) }
+//! ```
+//!
+//! # Refreshing
+//!
+//! A token of lifetime `L` (its `expires_in`, counted on the local monotonic
+//! clock from when it was requested) is refreshed in the background at
+//! 75–80% of `L` (jittered), and at least 30 s before expiry when `L`
+//! allows. While refreshing fails, the still-valid token keeps being served
+//! and attempts back off exponentially (1 s doubling to 60 s, jittered, never
+//! sooner than `Retry-After`). Once it has expired, `token()` fails with
+//! [`Error::Unavailable`], which names the last cause. See [`RefreshPolicy`].
+//!
+//! # What it does not do
+//!
+//! It does not verify or even parse the access token: to the client it is an
+//! opaque string (verification is the resource server's job, with
+//! `oidc-core`'s verifier). It never logs a token or a secret: both are
+//! redacted in `Debug` and have no `Display`.
+
+pub mod cache;
+mod client_credentials;
+pub mod clock;
+mod error;
+mod middleware;
+mod retry_after;
+mod secret;
+mod token;
+
+pub use cache::{CachedTokenSource, CachedTokenSourceBuilder, RefreshPolicy, RefreshStatus};
+pub use client_credentials::{
+    ClientAuth, ClientCredentials, ClientCredentialsBuilder, Endpoint, PrivateKeyJwt, ASSERTION_LIFETIME,
+    ASSERTION_TYP, DEFAULT_TIMEOUT, MAX_EXPIRES_IN, MAX_RESPONSE_BYTES,
+};
+pub use error::{
+    ConfigError, DiscoveryError, DiscoveryProblem, EndpointError, Error, InvalidResponse, NoTokenReason,
+    ResponseProblem, SourceError, TransportError, TransportErrorKind, UnavailableError,
+};
+pub use middleware::BearerAuth;
+/// The HTTPS client configuration shared by the workspace (reqwest on rustls
+/// with ring, platform trust store): use it for the client that carries
+/// [`BearerAuth`], since reqwest here is built without a default TLS provider.
+pub use oidc_core::http::client_builder as http_client_builder;
+pub use secret::ClientSecret;
+pub use token::{AccessToken, TokenSource};

@@ -1,0 +1,793 @@
+//! [`ClientCredentials`]: the OAuth 2.0 `client_credentials` grant (RFC 6749
+//! §4.4) against any token endpoint, found directly or through discovery.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use oidc_core::keys::{LocalSigner, Signer};
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{StatusCode, Url};
+use serde_json::{Map, Value};
+use tokio::sync::OnceCell;
+use zeroize::Zeroizing;
+
+use crate::error::{
+    ConfigError, DiscoveryError, DiscoveryProblem, EndpointError, InvalidResponse, ResponseProblem,
+    TransportError,
+};
+use crate::{retry_after, AccessToken, ClientSecret, Error, TokenSource};
+
+/// Lifetime of a `private_key_jwt` client assertion: short, since it is made
+/// fresh for every request and a captured one should be useless quickly.
+pub const ASSERTION_LIFETIME: Duration = Duration::from_secs(60);
+
+/// The `typ` of our client assertions (draft-ietf-oauth-rfc7523bis), so that
+/// a verifier can never mistake one for an access token (`at+jwt`).
+pub const ASSERTION_TYP: &str = "client-authentication+jwt";
+
+/// Default timeout of a whole token or discovery request.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest token or discovery response read; a real one is a few KiB.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// Longest lifetime taken from `expires_in`; longer values are cut to this, so
+/// that a nonsense value cannot overflow the clock arithmetic.
+pub const MAX_EXPIRES_IN: Duration = Duration::from_secs(365 * 24 * 3600);
+
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// Where the token endpoint is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The token endpoint URL itself.
+    TokenUrl(String),
+    /// The issuer; the token endpoint is read from its discovery document
+    /// (`/.well-known/openid-configuration`, else RFC 8414's
+    /// `/.well-known/oauth-authorization-server`), whose `issuer` must equal
+    /// this string byte for byte.
+    Issuer(String),
+}
+
+/// How the client proves who it is to the token endpoint.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ClientAuth {
+    /// `client_secret_basic`: id and secret in an `Authorization: Basic` header.
+    ClientSecretBasic(ClientSecret),
+    /// `client_secret_post`: id and secret in the form body.
+    ClientSecretPost(ClientSecret),
+    /// `private_key_jwt` (RFC 7523): a short-lived JWT signed with the client's key.
+    PrivateKeyJwt(PrivateKeyJwt),
+}
+
+/// A key for `private_key_jwt` client authentication.
+///
+/// Any [`Signer`] works (a local key, or a KMS key); its `kid` goes in the
+/// assertion header.
+#[derive(Clone)]
+pub struct PrivateKeyJwt {
+    signer: Arc<dyn Signer>,
+    // `Header::encode` depends only on the key, so it is computed once.
+    header: String,
+}
+
+impl PrivateKeyJwt {
+    /// Signs assertions with `signer`.
+    pub fn new(signer: Arc<dyn Signer>) -> Self {
+        let header = oidc_core::jws::Header::encode(signer.algorithm(), ASSERTION_TYP, signer.kid());
+        Self { signer, header }
+    }
+
+    /// Loads a PKCS#8 PEM private key (P-256 → ES256, Ed25519 → EdDSA, RSA → RS256).
+    pub fn from_pem(pem: &str) -> Result<Self, ConfigError> {
+        let signer = LocalSigner::from_pem(pem).map_err(ConfigError::Key)?;
+        Ok(Self::new(Arc::new(signer)))
+    }
+
+    /// Reads a PKCS#8 PEM private key file.
+    pub fn from_pem_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let pem = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| ConfigError::ReadFile {
+            what: "private key",
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?);
+        Self::from_pem(&pem)
+    }
+
+    /// The signer.
+    pub fn signer(&self) -> &Arc<dyn Signer> {
+        &self.signer
+    }
+
+    async fn assertion(&self, client_id: &str, audience: &str) -> Result<String, Error> {
+        let iat = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let jti = oidc_core::issue::new_jti().map_err(|e| match e {
+            oidc_core::IssueError::Sign(sign) => Error::Assertion(sign),
+            other => Error::Assertion(oidc_core::keys::SignError::Refused(other.to_string())),
+        })?;
+        let claims = serde_json::json!({
+            "iss": client_id,
+            "sub": client_id,
+            "aud": audience,
+            "jti": jti,
+            "iat": iat,
+            "exp": iat + ASSERTION_LIFETIME.as_secs(),
+        });
+        let payload = claims.to_string();
+        Ok(oidc_core::jws::sign(&self.header, payload.as_bytes(), &*self.signer).await?)
+    }
+}
+
+impl fmt::Debug for PrivateKeyJwt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrivateKeyJwt")
+            .field("alg", &self.signer.algorithm())
+            .field("kid", &self.signer.kid())
+            .finish()
+    }
+}
+
+/// Which request parameter names the resource a token is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// `audience`: our token endpoint, Auth0, Okta and others.
+    Audience(String),
+    /// `resource` (RFC 8707): Keycloak, Azure AD v1, Ping and others.
+    Resource(String),
+}
+
+/// Builds a [`ClientCredentials`]; see [`ClientCredentials::builder`].
+#[derive(Debug)]
+#[must_use]
+pub struct ClientCredentialsBuilder {
+    endpoint: Endpoint,
+    client_id: String,
+    auth: ClientAuth,
+    target: Option<Target>,
+    scope: Option<String>,
+    assertion_audience: Option<String>,
+    http: Option<reqwest::Client>,
+    timeout: Duration,
+    default_lifetime: Option<Duration>,
+    allow_plain_http: bool,
+}
+
+impl ClientCredentialsBuilder {
+    /// Asks for a token for `audience` (the `audience` parameter).
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.target = Some(Target::Audience(audience.into()));
+        self
+    }
+
+    /// Asks for a token for `resource` (RFC 8707 `resource` parameter), for
+    /// servers that name the target that way. Replaces [`audience`](Self::audience).
+    pub fn resource(mut self, resource: impl Into<String>) -> Self {
+        self.target = Some(Target::Resource(resource.into()));
+        self
+    }
+
+    /// Asks for `scope` (space separated).
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// The `aud` of `private_key_jwt` assertions. By default: the issuer when
+    /// the endpoint is discovered, else the token URL's origin
+    /// (`https://host[:port]`), which is the issuer of a server at the root.
+    pub fn assertion_audience(mut self, audience: impl Into<String>) -> Self {
+        self.assertion_audience = Some(audience.into());
+        self
+    }
+
+    /// Uses this HTTP client instead of building one (its TLS, proxy, timeout
+    /// and redirect settings then apply as they are).
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    /// Timeout of one whole request (default [`DEFAULT_TIMEOUT`]); ignored
+    /// with [`http_client`](Self::http_client).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The lifetime to assume when a server omits `expires_in` (RFC 6749 makes
+    /// it optional). Without this, such a response is an error: guessing a
+    /// lifetime means either refreshing needlessly or using expired tokens.
+    pub fn default_lifetime(mut self, lifetime: Duration) -> Self {
+        self.default_lifetime = Some(lifetime);
+        self
+    }
+
+    /// Allows plain `http://` URLs for hosts other than loopback, which sends
+    /// the client's credentials and tokens unencrypted. For test networks only.
+    pub fn danger_allow_plain_http(mut self) -> Self {
+        self.allow_plain_http = true;
+        self
+    }
+
+    /// Checks the configuration and builds the source. Does no I/O: discovery
+    /// happens on the first [`token`](TokenSource::token) call.
+    pub fn build(self) -> Result<ClientCredentials, Error> {
+        if self.client_id.is_empty() {
+            return Err(ConfigError::Empty("client id").into());
+        }
+        let endpoint = match &self.endpoint {
+            Endpoint::TokenUrl(url) => {
+                ResolvedEndpoint::TokenUrl(parse_url("token URL", url, self.allow_plain_http)?)
+            }
+            Endpoint::Issuer(issuer) => {
+                let url = parse_url("issuer", issuer, self.allow_plain_http)?;
+                ResolvedEndpoint::Issuer {
+                    issuer: issuer.clone(),
+                    url,
+                    discovered: OnceCell::new(),
+                }
+            }
+        };
+        let secret_empty = match &self.auth {
+            ClientAuth::ClientSecretBasic(s) | ClientAuth::ClientSecretPost(s) => s.expose().is_empty(),
+            ClientAuth::PrivateKeyJwt(_) => false,
+        };
+        if secret_empty {
+            return Err(ConfigError::Empty("client secret").into());
+        }
+        let http = match self.http {
+            Some(client) => client,
+            None => oidc_core::http::client_builder()
+                .map_err(|e| ConfigError::HttpClient(e.to_string()))?
+                .timeout(self.timeout)
+                .connect_timeout(self.timeout.min(Duration::from_secs(5)))
+                // Never follow a redirect with credentials in the request.
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("connector-client/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| ConfigError::HttpClient(format!("cannot build the HTTP client: {e}")))?,
+        };
+        Ok(ClientCredentials {
+            http,
+            endpoint,
+            client_id: self.client_id,
+            auth: self.auth,
+            target: self.target,
+            scope: self.scope,
+            assertion_audience: self.assertion_audience,
+            default_lifetime: self.default_lifetime,
+            allow_plain_http: self.allow_plain_http,
+        })
+    }
+}
+
+enum ResolvedEndpoint {
+    TokenUrl(Url),
+    Issuer {
+        issuer: String,
+        url: Url,
+        discovered: OnceCell<Url>,
+    },
+}
+
+/// Gets tokens from an OAuth 2.0 token endpoint with the `client_credentials`
+/// grant: one request per [`token`](TokenSource::token) call, no caching (put
+/// a [`CachedTokenSource`](crate::CachedTokenSource) in front).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), connector_client::Error> {
+/// use connector_client::{ClientAuth, ClientCredentials, ClientSecret, Endpoint, TokenSource};
+///
+/// let source = ClientCredentials::builder(
+///     Endpoint::Issuer("https://tokens.example.com".into()),
+///     "connector-1",
+///     ClientAuth::ClientSecretBasic(ClientSecret::from_file("/run/secrets/client-secret")?),
+/// )
+/// .audience("https://api.example.com")
+/// .build()?;
+/// let token = source.token().await?;
+/// # drop(token); Ok(()) }
+/// ```
+pub struct ClientCredentials {
+    http: reqwest::Client,
+    endpoint: ResolvedEndpoint,
+    client_id: String,
+    auth: ClientAuth,
+    target: Option<Target>,
+    scope: Option<String>,
+    assertion_audience: Option<String>,
+    default_lifetime: Option<Duration>,
+    allow_plain_http: bool,
+}
+
+impl ClientCredentials {
+    /// Starts a configuration: where the endpoint is, who the client is, how it authenticates.
+    pub fn builder(
+        endpoint: Endpoint,
+        client_id: impl Into<String>,
+        auth: ClientAuth,
+    ) -> ClientCredentialsBuilder {
+        ClientCredentialsBuilder {
+            endpoint,
+            client_id: client_id.into(),
+            auth,
+            target: None,
+            scope: None,
+            assertion_audience: None,
+            http: None,
+            timeout: DEFAULT_TIMEOUT,
+            default_lifetime: None,
+            allow_plain_http: false,
+        }
+    }
+
+    /// The client id.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The token endpoint, discovering it first if needed (once; the result is kept).
+    pub async fn token_endpoint(&self) -> Result<&Url, Error> {
+        match &self.endpoint {
+            ResolvedEndpoint::TokenUrl(url) => Ok(url),
+            ResolvedEndpoint::Issuer {
+                issuer,
+                url,
+                discovered,
+            } => discovered.get_or_try_init(|| self.discover(issuer, url)).await,
+        }
+    }
+
+    fn default_assertion_audience(&self, token_url: &Url) -> String {
+        match &self.endpoint {
+            ResolvedEndpoint::Issuer { issuer, .. } => issuer.clone(),
+            ResolvedEndpoint::TokenUrl(_) => token_url.origin().ascii_serialization(),
+        }
+    }
+
+    async fn discover(&self, issuer: &str, issuer_url: &Url) -> Result<Url, Error> {
+        let mut last_error = None;
+        for url in discovery_urls(issuer_url) {
+            let response = self
+                .http
+                .get(url.clone())
+                .header(ACCEPT, "application/json")
+                .send()
+                .await
+                .map_err(|e| TransportError::from_reqwest(url.as_str(), &e))?;
+            let status = response.status();
+            let body = read_capped(response, url.as_str()).await?;
+            if status == StatusCode::NOT_FOUND {
+                last_error = Some(DiscoveryError::new(url.as_str(), DiscoveryProblem::Status(404)));
+                continue;
+            }
+            if !status.is_success() {
+                return Err(
+                    DiscoveryError::new(url.as_str(), DiscoveryProblem::Status(status.as_u16())).into(),
+                );
+            }
+            let fail = |problem| Error::from(DiscoveryError::new(url.as_str(), problem));
+            let document = parse_object(&body).map_err(|e| fail(DiscoveryProblem::NotJson(e)))?;
+            match document.get("issuer") {
+                Some(Value::String(found)) if found == issuer => {}
+                Some(Value::String(found)) => {
+                    return Err(fail(DiscoveryProblem::IssuerMismatch { found: found.clone() }))
+                }
+                _ => return Err(fail(DiscoveryProblem::IssuerMismatch { found: String::new() })),
+            }
+            let Some(Value::String(endpoint)) = document.get("token_endpoint") else {
+                return Err(fail(DiscoveryProblem::NoTokenEndpoint));
+            };
+            let token_url = parse_url("token_endpoint", endpoint, self.allow_plain_http)
+                .map_err(|e| fail(DiscoveryProblem::BadTokenEndpoint(e.to_string())))?;
+            tracing::debug!(issuer, token_endpoint = %token_url, "discovered the token endpoint");
+            return Ok(token_url);
+        }
+        Err(last_error
+            .unwrap_or_else(|| DiscoveryError::new(issuer, DiscoveryProblem::Status(404)))
+            .into())
+    }
+
+    /// The form body and, for `client_secret_basic`, the `Authorization` header.
+    fn request_body(
+        &self,
+        assertion: Option<&str>,
+    ) -> Result<(Zeroizing<String>, Option<HeaderValue>), Error> {
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        form.append_pair("grant_type", "client_credentials");
+        if let Some(scope) = &self.scope {
+            form.append_pair("scope", scope);
+        }
+        match &self.target {
+            Some(Target::Audience(audience)) => {
+                form.append_pair("audience", audience);
+            }
+            Some(Target::Resource(resource)) => {
+                form.append_pair("resource", resource);
+            }
+            None => {}
+        }
+        let mut authorization = None;
+        match &self.auth {
+            ClientAuth::ClientSecretBasic(secret) => {
+                // RFC 6749 §2.3.1: both are form-urlencoded before Basic encoding.
+                let pair = Zeroizing::new(format!(
+                    "{}:{}",
+                    form_encode(&self.client_id),
+                    Zeroizing::new(form_encode(secret.expose())).as_str()
+                ));
+                let encoded =
+                    Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(pair.as_bytes()));
+                // Cannot fail: base64 output is visible ASCII.
+                let mut value = HeaderValue::try_from(format!("Basic {}", encoded.as_str()))
+                    .map_err(|e| ConfigError::HttpClient(e.to_string()))?;
+                value.set_sensitive(true);
+                authorization = Some(value);
+            }
+            ClientAuth::ClientSecretPost(secret) => {
+                form.append_pair("client_id", &self.client_id);
+                form.append_pair("client_secret", secret.expose());
+            }
+            ClientAuth::PrivateKeyJwt(_) => {
+                if let Some(assertion) = assertion {
+                    form.append_pair("client_assertion_type", ASSERTION_TYPE);
+                    form.append_pair("client_assertion", assertion);
+                }
+            }
+        }
+        // reqwest takes the body by value and copies it into its buffers,
+        // where it cannot be wiped; the copy here at least is.
+        let body = Zeroizing::new(form.finish());
+        Ok((body, authorization))
+    }
+
+    async fn request_token(&self) -> Result<AccessToken, Error> {
+        let url = self.token_endpoint().await?;
+        // Signing may be remote (KMS), so it happens here; the form is then
+        // built in a plain function, since its serializer is not `Send`.
+        let assertion = match &self.auth {
+            ClientAuth::PrivateKeyJwt(key) => {
+                let audience = match &self.assertion_audience {
+                    Some(audience) => audience.clone(),
+                    None => self.default_assertion_audience(url),
+                };
+                Some(key.assertion(&self.client_id, &audience).await?)
+            }
+            _ => None,
+        };
+        let (body, authorization) = self.request_body(assertion.as_deref())?;
+        drop(assertion);
+        let mut request = self
+            .http
+            .post(url.clone())
+            .header(ACCEPT, "application/json")
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body.as_str().to_owned());
+        if let Some(value) = authorization {
+            request = request.header(AUTHORIZATION, value);
+        }
+        tracing::debug!(token_endpoint = %url, client_id = %self.client_id, "requesting an access token");
+        let response = request
+            .send()
+            .await
+            .map_err(|e| TransportError::from_reqwest(url.as_str(), &e))?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| retry_after::parse(v, SystemTime::now()));
+        let body = read_capped(response, url.as_str()).await?;
+        if status.is_success() {
+            parse_token_response(url.as_str(), &body, self.default_lifetime)
+        } else {
+            Err(parse_error_response(url.as_str(), status, &body, retry_after).into())
+        }
+    }
+}
+
+impl fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let endpoint = match &self.endpoint {
+            ResolvedEndpoint::TokenUrl(url) => url.as_str(),
+            ResolvedEndpoint::Issuer { issuer, .. } => issuer.as_str(),
+        };
+        f.debug_struct("ClientCredentials")
+            .field("endpoint", &endpoint)
+            .field("client_id", &self.client_id)
+            .field("auth", &self.auth)
+            .field("target", &self.target)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl TokenSource for ClientCredentials {
+    async fn token(&self) -> Result<AccessToken, Error> {
+        self.request_token().await
+    }
+}
+
+fn form_encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// Parses `text` as a URL that may carry credentials: https, or http to a
+/// loopback host (a server on the same machine, as in tests and sidecars).
+fn parse_url(what: &'static str, text: &str, allow_plain_http: bool) -> Result<Url, ConfigError> {
+    let url = Url::parse(text).map_err(|e| ConfigError::InvalidUrl {
+        what,
+        url: text.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let secure = match url.scheme() {
+        "https" => true,
+        "http" => allow_plain_http || is_loopback(&url),
+        _ => false,
+    };
+    if !secure {
+        return Err(ConfigError::InsecureUrl {
+            what,
+            url: text.to_owned(),
+        });
+    }
+    if url.cannot_be_a_base() || url.host().is_none() {
+        return Err(ConfigError::InvalidUrl {
+            what,
+            url: text.to_owned(),
+            reason: "no host".into(),
+        });
+    }
+    Ok(url)
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// The OpenID discovery URL (path appended, OIDC Discovery §4) and the RFC 8414
+/// one (well-known part inserted before the path).
+fn discovery_urls(issuer: &Url) -> [Url; 2] {
+    let path = issuer.path().trim_end_matches('/');
+    let mut openid = issuer.clone();
+    openid.set_path(&format!("{path}/.well-known/openid-configuration"));
+    let mut oauth = issuer.clone();
+    oauth.set_path(&format!("/.well-known/oauth-authorization-server{path}"));
+    for url in [&mut openid, &mut oauth] {
+        url.set_query(None);
+        url.set_fragment(None);
+    }
+    [openid, oauth]
+}
+
+async fn read_capped(mut response: reqwest::Response, url: &str) -> Result<Vec<u8>, Error> {
+    if response
+        .content_length()
+        .is_some_and(|len| len > MAX_RESPONSE_BYTES as u64)
+    {
+        return Err(TransportError::too_large(url, MAX_RESPONSE_BYTES).into());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| TransportError::from_reqwest(url, &e))?
+    {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(TransportError::too_large(url, MAX_RESPONSE_BYTES).into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn parse_object(body: &[u8]) -> Result<Map<String, Value>, String> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err("not an object".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn parse_token_response(
+    url: &str,
+    body: &[u8],
+    default_lifetime: Option<Duration>,
+) -> Result<AccessToken, Error> {
+    let fail = |problem| Error::from(InvalidResponse::new(url, problem));
+    let document = parse_object(body).map_err(|e| fail(ResponseProblem::NotJson(e)))?;
+    let Some(Value::String(access_token)) = document.get("access_token") else {
+        return Err(fail(ResponseProblem::Member("access_token")));
+    };
+    // It goes into an HTTP header as it is: visible ASCII only (RFC 6750 §2.1's b64token is narrower still).
+    if access_token.is_empty() || !access_token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(fail(ResponseProblem::AccessToken));
+    }
+    match document.get("token_type") {
+        Some(Value::String(kind)) if kind.eq_ignore_ascii_case("bearer") => {}
+        Some(Value::String(kind)) => return Err(fail(ResponseProblem::TokenType(kind.clone()))),
+        _ => return Err(fail(ResponseProblem::Member("token_type"))),
+    }
+    let expires_in = match document.get("expires_in") {
+        // Some servers send it as a string ("3600"); RFC 6749 means a number.
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok(),
+        Some(_) => None,
+        None => match default_lifetime {
+            Some(lifetime) => Some(lifetime.as_secs().max(1)),
+            None => return Err(fail(ResponseProblem::ExpiresIn("absent".into()))),
+        },
+    };
+    let expires_in = match expires_in {
+        Some(seconds) if seconds > 0 => Duration::from_secs(seconds).min(MAX_EXPIRES_IN),
+        _ => {
+            let shown = document
+                .get("expires_in")
+                .map(Value::to_string)
+                .unwrap_or_default();
+            return Err(fail(ResponseProblem::ExpiresIn(shown)));
+        }
+    };
+    let mut token = AccessToken::new(access_token.clone(), expires_in);
+    if let Some(Value::String(scope)) = document.get("scope") {
+        token = token.with_scope(scope.clone());
+    }
+    Ok(token)
+}
+
+fn parse_error_response(
+    url: &str,
+    status: StatusCode,
+    body: &[u8],
+    retry_after: Option<Duration>,
+) -> EndpointError {
+    let error = EndpointError::new(url, status.as_u16()).with_retry_after(retry_after);
+    // The body is best effort: proxies and load balancers answer with HTML.
+    match parse_object(body) {
+        Ok(document) => match document.get("error") {
+            Some(Value::String(code)) => {
+                let description = match document.get("error_description") {
+                    Some(Value::String(d)) => Some(d.as_str()),
+                    _ => None,
+                };
+                error.with_oauth(code, description)
+            }
+            _ => error,
+        },
+        Err(_) => error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_urls_follow_both_specs() {
+        let [openid, oauth] = discovery_urls(&Url::parse("https://t.example").unwrap());
+        assert_eq!(
+            openid.as_str(),
+            "https://t.example/.well-known/openid-configuration"
+        );
+        assert_eq!(
+            oauth.as_str(),
+            "https://t.example/.well-known/oauth-authorization-server"
+        );
+        let [openid, oauth] = discovery_urls(&Url::parse("https://t.example/tenant/a/").unwrap());
+        assert_eq!(
+            openid.as_str(),
+            "https://t.example/tenant/a/.well-known/openid-configuration"
+        );
+        assert_eq!(
+            oauth.as_str(),
+            "https://t.example/.well-known/oauth-authorization-server/tenant/a"
+        );
+    }
+
+    #[test]
+    fn urls_must_be_https_except_loopback() {
+        assert!(parse_url("x", "https://t.example/token", false).is_ok());
+        assert!(parse_url("x", "http://127.0.0.1:8080/token", false).is_ok());
+        assert!(parse_url("x", "http://[::1]:8080/token", false).is_ok());
+        assert!(parse_url("x", "http://localhost/token", false).is_ok());
+        assert_eq!(
+            parse_url("token URL", "http://t.example/token", false),
+            Err(ConfigError::InsecureUrl {
+                what: "token URL",
+                url: "http://t.example/token".into()
+            })
+        );
+        assert!(parse_url("x", "http://t.example/token", true).is_ok());
+        assert!(parse_url("x", "ftp://t.example/token", true).is_err());
+        assert!(matches!(
+            parse_url("x", "not a url", false),
+            Err(ConfigError::InvalidUrl { .. })
+        ));
+    }
+
+    fn parse(body: &str) -> Result<AccessToken, Error> {
+        parse_token_response("https://t.example/token", body.as_bytes(), None)
+    }
+
+    #[test]
+    fn token_responses() {
+        let token =
+            parse(r#"{"access_token":"a.b.c","token_type":"bearer","expires_in":300,"scope":"poll"}"#)
+                .unwrap();
+        assert_eq!(token.secret().as_str(), "a.b.c");
+        assert_eq!(token.expires_in(), Duration::from_secs(300));
+        assert_eq!(token.scope(), Some("poll"));
+        let token = parse(r#"{"access_token":"a.b.c","token_type":"Bearer","expires_in":"60"}"#).unwrap();
+        assert_eq!(token.expires_in(), Duration::from_secs(60));
+        let token = parse(r#"{"access_token":"a","token_type":"Bearer","expires_in":99999999999}"#).unwrap();
+        assert_eq!(token.expires_in(), MAX_EXPIRES_IN);
+
+        let problem = |body: &str| match parse(body) {
+            Err(Error::InvalidResponse(e)) => e.problem().clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            problem(r#"{"access_token":"a","token_type":"DPoP","expires_in":60}"#),
+            ResponseProblem::TokenType("DPoP".into())
+        );
+        assert_eq!(
+            problem(r#"{"token_type":"Bearer","expires_in":60}"#),
+            ResponseProblem::Member("access_token")
+        );
+        assert_eq!(
+            problem(r#"{"access_token":"a b","token_type":"Bearer","expires_in":60}"#),
+            ResponseProblem::AccessToken
+        );
+        assert_eq!(
+            problem(r#"{"access_token":"a","expires_in":60}"#),
+            ResponseProblem::Member("token_type")
+        );
+        for bad in ["0", "-5", "1.5", "\"\"", "null", "\"soon\""] {
+            let body = format!(r#"{{"access_token":"a","token_type":"Bearer","expires_in":{bad}}}"#);
+            assert!(matches!(problem(&body), ResponseProblem::ExpiresIn(_)), "{bad}");
+        }
+        assert_eq!(
+            problem(r#"{"access_token":"a","token_type":"Bearer"}"#),
+            ResponseProblem::ExpiresIn("absent".into())
+        );
+        let token = parse_token_response(
+            "u",
+            br#"{"access_token":"a","token_type":"Bearer"}"#,
+            Some(Duration::from_secs(120)),
+        )
+        .unwrap();
+        assert_eq!(token.expires_in(), Duration::from_secs(120));
+        assert!(matches!(problem("<html>"), ResponseProblem::NotJson(_)));
+        assert!(matches!(problem("[1]"), ResponseProblem::NotJson(_)));
+    }
+
+    #[test]
+    fn error_responses() {
+        let e = parse_error_response(
+            "u",
+            StatusCode::UNAUTHORIZED,
+            br#"{"error":"invalid_client","error_description":"nope"}"#,
+            None,
+        );
+        assert_eq!(e.oauth_error(), Some("invalid_client"));
+        assert_eq!(e.description(), Some("nope"));
+        assert!(!e.is_retryable());
+        let e = parse_error_response("u", StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>", None);
+        assert_eq!((e.status(), e.oauth_error()), (502, None));
+        assert!(e.is_retryable());
+    }
+}

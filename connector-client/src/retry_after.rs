@@ -1,0 +1,121 @@
+//! `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an HTTP date.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Parses a `Retry-After` value into a delay from `now` (wall clock, since an
+/// HTTP date is absolute). A date in the past means "now" (zero). Values that
+/// do not parse are ignored (`None`), as RFC 9110 lets a recipient do.
+///
+/// Only the IMF-fixdate form of HTTP dates is understood; the two obsolete
+/// forms (RFC 850, asctime) are not sent by any current server.
+pub(crate) fn parse(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Saturate absurd values rather than fail; the caller clamps them.
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let at = parse_imf_fixdate(value)?;
+    let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
+    Some(Duration::from_secs(at.saturating_sub(now)))
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT` → Unix seconds.
+fn parse_imf_fixdate(value: &str) -> Option<u64> {
+    let bytes = value.as_bytes();
+    if bytes.len() != 29 || &bytes[3..5] != b", " || &bytes[25..] != b" GMT" {
+        return None;
+    }
+    if !["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"].contains(&value.get(0..3)?) {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| -> Option<u64> {
+        let digits = value.get(range)?;
+        if digits.bytes().all(|b| b.is_ascii_digit()) {
+            digits.parse().ok()
+        } else {
+            None
+        }
+    };
+    let day = number(5..7)?;
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| value.get(8..11) == Some(*m))? as u64
+        + 1;
+    let year = number(12..16)?;
+    if bytes[7] != b' ' || bytes[11] != b' ' || bytes[16] != b' ' || bytes[19] != b':' || bytes[22] != b':' {
+        return None;
+    }
+    let (hour, minute, second) = (number(17..19)?, number(20..22)?, number(23..25)?);
+    if !(1..=31).contains(&day) || year < 1970 || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// algorithm), for years from 1970 on.
+fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year / 400;
+    let year_of_era = year - era * 400;
+    let month_index = if month > 2 { month - 3 } else { month + 9 };
+    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds() {
+        let now = SystemTime::now();
+        assert_eq!(parse("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(parse(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(parse("-1", now), None);
+        assert_eq!(parse("1.5", now), None);
+        assert_eq!(parse("", now), None);
+        assert_eq!(
+            parse("99999999999999999999999", now),
+            Some(Duration::from_secs(u64::MAX))
+        );
+    }
+
+    #[test]
+    fn http_dates() {
+        // 1994-11-06T08:49:37Z is Unix 784111777.
+        assert_eq!(
+            parse_imf_fixdate("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(parse_imf_fixdate("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(
+            parse_imf_fixdate("Tue, 29 Feb 2028 12:00:00 GMT"),
+            Some(1_835_438_400)
+        );
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777 - 30);
+        assert_eq!(
+            parse("Sun, 06 Nov 1994 08:49:37 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        let later = UNIX_EPOCH + Duration::from_secs(784_111_777 + 30);
+        assert_eq!(
+            parse("Sun, 06 Nov 1994 08:49:37 GMT", later),
+            Some(Duration::ZERO)
+        );
+        for bad in [
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 06 Xyz 1994 08:49:37 GMT",
+            "Sun, 6  Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 25:49:37 GMT",
+        ] {
+            assert_eq!(parse(bad, now), None, "{bad}");
+        }
+    }
+}
