@@ -6,6 +6,7 @@ use std::cell::Cell;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
 
 /// Deepest nesting of arrays and objects accepted in a header, claim set or key.
@@ -53,7 +54,7 @@ pub fn parse(bytes: &[u8]) -> Result<Value, JsonError> {
 }
 
 /// Shortens an attacker-chosen string before it goes into an error message.
-pub(crate) fn excerpt(s: &str) -> String {
+pub fn excerpt(s: &str) -> String {
     const MAX: usize = 64;
     if s.len() <= MAX {
         return s.to_owned();
@@ -147,11 +148,16 @@ impl<'de> Visitor<'de> for StrictSeed<'_> {
         }
         let mut map = Map::new();
         while let Some(key) = access.next_key::<String>()? {
-            if map.contains_key(&key) {
-                return Err(self.fail(JsonError::DuplicateMember(excerpt(&key))));
+            // One search per member: the entry both detects the duplicate and
+            // is where the value goes.
+            match map.entry(key) {
+                Entry::Occupied(first) => {
+                    return Err(self.fail(JsonError::DuplicateMember(excerpt(first.key()))))
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(access.next_value_seed(self.nested())?);
+                }
             }
-            let value = access.next_value_seed(self.nested())?;
-            map.insert(key, value);
         }
         Ok(Value::Object(map))
     }

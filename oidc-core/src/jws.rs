@@ -226,6 +226,12 @@ impl<'a> UnverifiedJws<'a> {
         &self.header
     }
 
+    /// The payload before its signature is checked: only for choosing which
+    /// key to verify with (e.g. the `sub` of a client assertion); never trust it.
+    pub fn unverified_payload(&self) -> &[u8] {
+        &self.payload
+    }
+
     /// Checks the signature with `key` and returns the payload.
     pub fn verify(self, key: &VerifyingKey) -> Result<Vec<u8>, JwsError> {
         key.verify(self.header.alg, self.signing_input.as_bytes(), &self.signature)

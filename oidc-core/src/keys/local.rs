@@ -54,6 +54,11 @@ impl fmt::Debug for LocalSigner {
 pub struct Pkcs8Pem(Zeroizing<String>);
 
 impl Pkcs8Pem {
+    /// Wraps PEM text read from a file or a secret store.
+    pub fn from_string(pem: String) -> Self {
+        Self(Zeroizing::new(pem))
+    }
+
     /// The PEM text (`-----BEGIN PRIVATE KEY-----` ...).
     pub fn as_str(&self) -> &str {
         &self.0

@@ -311,10 +311,13 @@ impl VerifyingKey {
             }
         }
         if let Some(ops) = jwk.get("key_ops") {
-            let ops = ops.as_array().ok_or(KeyError::MemberType {
-                member: "key_ops",
-                expected: "an array of strings",
-            })?;
+            let ops = ops
+                .as_array()
+                .filter(|ops| ops.iter().all(Value::is_string))
+                .ok_or(KeyError::MemberType {
+                    member: "key_ops",
+                    expected: "an array of strings",
+                })?;
             if !ops.iter().any(|op| op.as_str() == Some("verify")) {
                 return Err(KeyError::KeyOpsWithoutVerify);
             }

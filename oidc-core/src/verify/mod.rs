@@ -109,7 +109,7 @@ pub enum VerifyError {
         found: Vec<String>,
     },
     /// `exp` has passed (beyond the leeway).
-    #[error("token expired {} s ago (exp {exp}, now {now}, leeway {leeway} s)", now - exp)]
+    #[error("token expired {} s ago (exp {exp}, now {now}, leeway {leeway} s)", now.saturating_sub(*exp))]
     Expired {
         /// `exp`.
         exp: u64,
@@ -119,7 +119,7 @@ pub enum VerifyError {
         leeway: u64,
     },
     /// `nbf` is in the future (beyond the leeway).
-    #[error("token is not valid for another {} s (nbf {nbf}, now {now}, leeway {leeway} s)", nbf - now)]
+    #[error("token is not valid for another {} s (nbf {nbf}, now {now}, leeway {leeway} s)", nbf.saturating_sub(*now))]
     NotYetValid {
         /// `nbf`.
         nbf: u64,
@@ -129,7 +129,7 @@ pub enum VerifyError {
         leeway: u64,
     },
     /// `iat` is in the future (beyond the leeway).
-    #[error("token was issued {} s in the future (iat {iat}, now {now}, leeway {leeway} s)", iat - now)]
+    #[error("token was issued {} s in the future (iat {iat}, now {now}, leeway {leeway} s)", iat.saturating_sub(*now))]
     IssuedInFuture {
         /// `iat`.
         iat: u64,
