@@ -3,7 +3,7 @@
 //! immutable [`Config`]. Validation reports every problem, each with the path
 //! of the field and what to do.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -91,8 +91,29 @@ struct RawConfig {
     auth: AuthSection,
     #[serde(default)]
     log: LogSection,
+    aws_iam: Option<AwsIamSection>,
     #[serde(default)]
     connectors: Vec<ConnectorSection>,
+}
+
+/// `[aws_iam]`: client authentication with a signed `sts:GetCallerIdentity`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AwsIamSection {
+    /// The STS endpoint requests are forwarded to (and nowhere else).
+    sts_endpoint: String,
+    #[serde(default = "default_sts_timeout")]
+    timeout_secs: u64,
+    #[serde(default = "default_max_clock_skew")]
+    max_clock_skew_secs: u64,
+}
+
+fn default_sts_timeout() -> u64 {
+    5
+}
+
+fn default_max_clock_skew() -> u64 {
+    900
 }
 
 fn default_listen() -> String {
@@ -200,6 +221,8 @@ struct ConnectorSection {
     default_scopes: Vec<String>,
     #[serde(default)]
     attributes: toml::Table,
+    #[serde(default)]
+    aws_principals: Vec<String>,
 }
 
 /// A validated configuration.
@@ -219,6 +242,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Logging.
     pub log: LogConfig,
+    /// AWS IAM client authentication, if enabled.
+    pub aws_iam: Option<AwsIamConfig>,
     /// Registered connectors.
     pub connectors: Vec<ConnectorConfig>,
     /// Where this configuration came from.
@@ -295,6 +320,17 @@ pub struct AuthConfig {
     pub failure_window: Duration,
 }
 
+/// AWS IAM client authentication (`[aws_iam]`).
+#[derive(Debug, Clone)]
+pub struct AwsIamConfig {
+    /// The STS endpoint, e.g. `https://sts.eu-west-1.amazonaws.com`.
+    pub sts_endpoint: String,
+    /// Longest wait for STS.
+    pub timeout: Duration,
+    /// Largest difference between `X-Amz-Date` and the server's clock.
+    pub max_clock_skew: Duration,
+}
+
 /// Logging.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -321,6 +357,9 @@ pub struct ConnectorConfig {
     pub default_scopes: Vec<String>,
     /// Private claims put in its tokens.
     pub attributes: Attributes,
+    /// IAM principals (role or user ARNs; a trailing `*` matches any suffix)
+    /// that authenticate as this connector through `[aws_iam]`.
+    pub aws_principals: Vec<String>,
 }
 
 /// One thing wrong with a configuration.
@@ -537,6 +576,33 @@ fn validate(raw: RawConfig, origin: Origin) -> Result<Config, ConfigError> {
         }
     }
 
+    let aws_iam = raw.aws_iam.as_ref().map(|section| {
+        if let Err(message) = check_endpoint(&section.sts_endpoint) {
+            problems.add("aws_iam.sts_endpoint", message);
+        }
+        if !(1..=60).contains(&section.timeout_secs) {
+            problems.add("aws_iam.timeout_secs", "must be between 1 and 60");
+        }
+        if !(60..=900).contains(&section.max_clock_skew_secs) {
+            problems.add("aws_iam.max_clock_skew_secs", "must be between 60 and 900");
+        }
+        AwsIamConfig {
+            sts_endpoint: section.sts_endpoint.trim_end_matches('/').to_owned(),
+            timeout: Duration::from_secs(section.timeout_secs),
+            max_clock_skew: Duration::from_secs(section.max_clock_skew_secs),
+        }
+    });
+    if aws_iam.is_none() {
+        for (index, section) in raw.connectors.iter().enumerate() {
+            if !section.aws_principals.is_empty() {
+                problems.add(
+                    format!("connectors[{index}].aws_principals"),
+                    "needs an [aws_iam] section naming the STS endpoint",
+                );
+            }
+        }
+    }
+
     let level = raw.log.level.clone().unwrap_or_else(|| "info".into());
     if problems.0.is_empty() {
         Ok(Config {
@@ -560,6 +626,7 @@ fn validate(raw: RawConfig, origin: Origin) -> Result<Config, ConfigError> {
                 format: raw.log.format,
                 level,
             },
+            aws_iam,
             connectors,
             origin,
         })
@@ -600,6 +667,25 @@ fn check_issuer(issuer: &str) -> Result<(), String> {
     }
     if issuer.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!("{issuer:?} contains whitespace"));
+    }
+    Ok(())
+}
+
+/// An endpoint we send requests to: https, or http only to a loopback host.
+fn check_endpoint(url: &str) -> Result<(), String> {
+    let rest = match url.split_once("://") {
+        Some(("https", rest)) => rest,
+        Some(("http", rest)) => {
+            let host = rest.split(['/', ':']).next().unwrap_or("");
+            if !is_loopback_host(host) && !rest.starts_with("[::1]") {
+                return Err(format!("{url:?} must use https (http only to a loopback host)"));
+            }
+            rest
+        }
+        _ => return Err(format!("{url:?} must be an https URL")),
+    };
+    if rest.is_empty() || rest.starts_with('/') || url.contains(['?', '#', '@']) {
+        return Err(format!("{url:?} must be a plain https://host[:port] URL"));
     }
     Ok(())
 }
@@ -740,11 +826,24 @@ fn connector(
             None
         }
     });
-    if section.secret_sha256.is_none() && section.jwks.is_none() && section.jwks_file.is_none() {
+    if section.secret_sha256.is_none()
+        && section.jwks.is_none()
+        && section.jwks_file.is_none()
+        && section.aws_principals.is_empty()
+    {
         problems.add(
             field.to_owned(),
-            "has no credential: set secret_sha256 (client secret) or jwks/jwks_file (private_key_jwt)",
+            "has no credential: set secret_sha256 (client secret), jwks/jwks_file (private_key_jwt) or aws_principals (AWS IAM)",
         );
+    }
+    for principal in &section.aws_principals {
+        let body = principal.strip_suffix('*').unwrap_or(principal);
+        if !principal.starts_with("arn:") || body.contains('*') || principal.split(':').count() < 6 {
+            problems.add(
+                format!("{field}.aws_principals"),
+                format!("{principal:?} must be an IAM ARN like arn:aws:iam::123456789012:role/name (a trailing * is allowed)"),
+            );
+        }
     }
     if section.audiences.is_empty() || section.audiences.iter().any(String::is_empty) {
         problems.add(
@@ -800,10 +899,6 @@ fn connector(
         scopes,
         default_scopes: section.default_scopes.clone(),
         attributes: attributes.unwrap_or_default(),
+        aws_principals: section.aws_principals.clone(),
     })
-}
-
-/// The embedded config as a map of file names to contents, for `check-config` messages.
-pub fn embedded_files() -> BTreeMap<&'static str, &'static str> {
-    EMBEDDED_FILES.into_iter().collect()
 }
