@@ -11,6 +11,13 @@ use rustls_platform_verifier::BuilderVerifierExt;
 #[error("cannot set up the HTTPS client: {0}")]
 pub struct HttpClientError(String);
 
+impl HttpClientError {
+    /// An error with this explanation.
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self(reason.into())
+    }
+}
+
 /// A reqwest builder with TLS configured; add timeouts and redirect policy to taste.
 ///
 /// ```

@@ -8,7 +8,7 @@ use oidc_core::{Algorithm, Issuer, KeySet};
 use serde_json::json;
 
 use crate::auth::replay::{InMemoryReplayCache, ReplayCache};
-use crate::auth::{AssertionRules, Authenticator, METHODS};
+use crate::auth::{AssertionRules, Authenticator, AwsIam, METHODS};
 use crate::config::Config;
 use crate::connectors::Connectors;
 use crate::metrics::Metrics;
@@ -110,8 +110,23 @@ impl AppStateBuilder {
         };
         let connectors = Arc::new(Connectors::new(config.connectors.iter().cloned()));
         let discovery = discovery_document(&config);
+        let aws_iam = config.aws_iam.clone().and_then(|aws| {
+            let client = oidc_core::http::client_builder()
+                .and_then(|b| {
+                    b.redirect(reqwest::redirect::Policy::none())
+                        .build()
+                        .map_err(|e| oidc_core::http::HttpClientError::new(e.to_string()))
+                })
+                .inspect_err(|error| tracing::error!(%error, "AWS IAM authentication disabled"))
+                .ok()?;
+            Some(AwsIam {
+                config: aws,
+                issuer: config.issuer.clone(),
+                client,
+            })
+        });
         AppState(Arc::new(Inner {
-            authenticator: Authenticator::new(connectors, rules, self.replay),
+            authenticator: Authenticator::new(connectors, rules, self.replay, aws_iam),
             throttle: Throttle::new(config.auth.failure_limit, config.auth.failure_window),
             metrics: self.metrics,
             health: SignerHealth::default(),
@@ -134,12 +149,16 @@ fn discovery_document(config: &Config) -> Bytes {
     scopes.sort_unstable();
     scopes.dedup();
     let algs: Vec<&str> = Algorithm::ALL.iter().map(|a| a.name()).collect();
-    let doc = json!({
+    let mut methods: Vec<&str> = METHODS.to_vec();
+    if config.aws_iam.is_some() {
+        methods.push(crate::auth::aws_iam::METHOD);
+    }
+    let mut doc = json!({
         "issuer": issuer,
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
         "token_endpoint": format!("{issuer}/token"),
         "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": METHODS,
+        "token_endpoint_auth_methods_supported": methods,
         "token_endpoint_auth_signing_alg_values_supported": algs,
         "scopes_supported": scopes,
         "response_types_supported": ["token"],
@@ -148,5 +167,8 @@ fn discovery_document(config: &Config) -> Bytes {
         "claims_supported": ["iss", "sub", "aud", "client_id", "iat", "nbf", "exp", "jti", "scope"],
         "access_token_signing_alg_values_supported": algs,
     });
+    if config.aws_iam.is_some() {
+        doc["aws_iam_client_assertion_type"] = crate::auth::aws_iam::AWS_IAM_ASSERTION_TYPE.into();
+    }
     Bytes::from(doc.to_string())
 }

@@ -5,6 +5,7 @@
 //! (RFC 7523). A request presenting more than one is refused (RFC 6749 §2.3).
 
 mod assertion;
+pub mod aws_iam;
 pub mod replay;
 
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use zeroize::Zeroizing;
 
 pub use assertion::AssertionRules;
 
-use crate::config::ConnectorConfig;
+use crate::config::{AwsIamConfig, ConnectorConfig};
 use crate::connectors::Connectors;
 use crate::error::TokenError;
 use crate::form::Form;
@@ -43,6 +44,13 @@ pub enum Credential {
         /// Secret (zeroized on drop).
         secret: Zeroizing<String>,
     },
+    /// A signed `sts:GetCallerIdentity` request ([`aws_iam`]).
+    AwsIam {
+        /// `client_id` from the form (required for this method).
+        client_id: String,
+        /// The encoded signed request.
+        assertion: String,
+    },
     /// A signed JWT assertion.
     Assertion {
         /// `client_id` from the form, if sent.
@@ -69,13 +77,16 @@ impl Credential {
             Self::Basic { .. } => "client_secret_basic",
             Self::Post { .. } => "client_secret_post",
             Self::Assertion { .. } => "private_key_jwt",
+            Self::AwsIam { .. } => aws_iam::METHOD,
         }
     }
 
     /// The client id the request claims (not yet proven).
     pub fn claimed_client_id(&self) -> Option<&str> {
         match self {
-            Self::Basic { client_id, .. } | Self::Post { client_id, .. } => Some(client_id),
+            Self::Basic { client_id, .. } | Self::Post { client_id, .. } | Self::AwsIam { client_id, .. } => {
+                Some(client_id)
+            }
             Self::Assertion { client_id, .. } => client_id.as_deref(),
         }
     }
@@ -115,6 +126,16 @@ impl Credential {
             return Ok(Self::Post {
                 client_id: client_id.to_owned(),
                 secret: Zeroizing::new(secret.to_owned()),
+            });
+        }
+        if assertion_type == Some(aws_iam::AWS_IAM_ASSERTION_TYPE) {
+            let assertion = assertion.ok_or(TokenError::InvalidRequest("client_assertion is missing"))?;
+            let client_id = form_client_id.ok_or(TokenError::InvalidRequest(
+                "client_id is required with the AWS IAM assertion type",
+            ))?;
+            return Ok(Self::AwsIam {
+                client_id: client_id.to_owned(),
+                assertion: assertion.to_owned(),
             });
         }
         if assertion.is_some() || assertion_type.is_some() {
@@ -173,8 +194,10 @@ pub enum AuthFailure {
     NoKeys,
     /// The assertion was refused; the text says why.
     Assertion(&'static str),
-    /// The assertion's `jti` was seen before.
+    /// The assertion's `jti` (or signed request) was seen before.
     Replayed,
+    /// STS said the caller is someone no connector is bound to.
+    UnboundPrincipal,
 }
 
 impl AuthFailure {
@@ -185,6 +208,7 @@ impl AuthFailure {
             Self::NoKeys => "no_client_keys",
             Self::Assertion(reason) => reason,
             Self::Replayed => "assertion_replayed",
+            Self::UnboundPrincipal => "aws_principal_not_bound",
         }
     }
 }
@@ -195,20 +219,48 @@ pub struct Authenticator {
     connectors: Arc<Connectors>,
     rules: AssertionRules,
     replay: Arc<dyn ReplayCache>,
+    aws_iam: Option<AwsIam>,
 }
 
-/// An authentication that could not be completed (the replay store failed).
+/// What AWS IAM authentication needs: where STS is, and an HTTP client.
+#[derive(Debug, Clone)]
+pub struct AwsIam {
+    /// The `[aws_iam]` configuration.
+    pub config: AwsIamConfig,
+    /// The issuer the signed request must name.
+    pub issuer: String,
+    /// HTTP client (no redirects).
+    pub client: reqwest::Client,
+}
+
+/// An authentication that could not be completed (a backend failed); retry later.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unavailable;
+pub struct Unavailable {
+    /// Why, for the audit log.
+    pub reason: &'static str,
+    /// When to retry.
+    pub retry_after: std::time::Duration,
+}
 
 impl Authenticator {
     /// An authenticator over `connectors`.
-    pub fn new(connectors: Arc<Connectors>, rules: AssertionRules, replay: Arc<dyn ReplayCache>) -> Self {
+    pub fn new(
+        connectors: Arc<Connectors>,
+        rules: AssertionRules,
+        replay: Arc<dyn ReplayCache>,
+        aws_iam: Option<AwsIam>,
+    ) -> Self {
         Self {
             connectors,
             rules,
             replay,
+            aws_iam,
         }
+    }
+
+    /// Whether AWS IAM authentication is enabled.
+    pub fn aws_iam_enabled(&self) -> bool {
+        self.aws_iam.is_some()
     }
 
     /// The registry.
@@ -246,12 +298,60 @@ impl Authenticator {
                 {
                     Ok(true) => Ok(Ok(checked.connector)),
                     Ok(false) => Ok(Err(AuthFailure::Replayed)),
-                    Err(_) => Err(Unavailable),
+                    Err(_) => Err(REPLAY_CACHE_FULL),
                 }
+            }
+            Credential::AwsIam { client_id, assertion } => {
+                self.authenticate_aws(client_id, assertion, now).await
             }
         }
     }
+
+    async fn authenticate_aws(
+        &self,
+        client_id: &str,
+        assertion: &str,
+        now: u64,
+    ) -> Result<Result<Arc<ConnectorConfig>, AuthFailure>, Unavailable> {
+        let Some(aws) = &self.aws_iam else {
+            return Ok(Err(AuthFailure::Assertion("aws_iam_disabled")));
+        };
+        let request = match aws_iam::parse(assertion, &aws.issuer, &aws.config, now) {
+            Ok(request) => request,
+            Err(failure) => return Ok(Err(failure)),
+        };
+        // A signed request stays valid at STS for its whole skew window, so
+        // each one is accepted once, like a client assertion's jti.
+        let remember_until = request.signed_at + aws.config.max_clock_skew.as_secs();
+        match self
+            .replay
+            .first_use("aws-sigv4", &request.signature, remember_until, now)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return Ok(Err(AuthFailure::Replayed)),
+            Err(_) => return Err(REPLAY_CACHE_FULL),
+        }
+        // STS is asked before the connector is looked up, so that an unknown
+        // client id and an unbound principal take the same path.
+        match aws_iam::ask_sts(&aws.client, &aws.config, &request).await {
+            aws_iam::StsOutcome::Caller(arn) => Ok(match self.connectors.get(client_id) {
+                Some(c) if aws_iam::principal_matches(&arn, &c.aws_principals) => Ok(c.clone()),
+                _ => Err(AuthFailure::UnboundPrincipal),
+            }),
+            aws_iam::StsOutcome::Refused => Ok(Err(AuthFailure::Assertion("sts_refused"))),
+            aws_iam::StsOutcome::Unavailable => Err(Unavailable {
+                reason: "sts_unavailable",
+                retry_after: aws_iam::RETRY_AFTER,
+            }),
+        }
+    }
 }
+
+const REPLAY_CACHE_FULL: Unavailable = Unavailable {
+    reason: "replay_cache_unavailable",
+    retry_after: std::time::Duration::from_secs(1),
+};
 
 #[cfg(test)]
 mod tests {

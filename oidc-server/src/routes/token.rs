@@ -236,11 +236,9 @@ async fn authenticate(
             state.throttle.failed(registered, peer);
             Err(refusal(TokenError::InvalidClient, failure.reason()))
         }
-        Err(auth::Unavailable) => Err(refusal(
-            TokenError::TemporarilyUnavailable {
-                retry_after: DEFAULT_RETRY_AFTER,
-            },
-            "replay_cache_unavailable",
+        Err(auth::Unavailable { reason, retry_after }) => Err(refusal(
+            TokenError::TemporarilyUnavailable { retry_after },
+            reason,
         )),
     }
 }

@@ -1,0 +1,416 @@
+//! AWS IAM client authentication: the connector proves who it is with its IAM
+//! credentials and no static secret, the way Vault's AWS auth does.
+//!
+//! The client SigV4-signs an `sts:GetCallerIdentity` request with its own
+//! credentials and sends it as the client assertion:
+//!
+//! - `client_assertion_type`: [`AWS_IAM_ASSERTION_TYPE`]
+//! - `client_assertion`: base64url (unpadded) of a JSON object
+//!   `{"method": "POST", "headers": {name: value, ...}, "body": "Action=GetCallerIdentity&Version=2011-06-15"}`
+//! - `client_id`: the connector id (required).
+//!
+//! The server forwards it to the configured STS endpoint only (never to a URL
+//! or host from the request), and STS answers with the caller's ARN, which
+//! must match one of the connector's `aws_principals`.
+//!
+//! What is refused before STS is asked: another method or body; headers other
+//! than [`ALLOWED_HEADERS`] or larger than the limits; a missing or wrong
+//! issuer header ([`ISSUER_HEADER`]) or one that is not among the SigV4
+//! `SignedHeaders` (so a request signed for another service cannot be replayed
+//! here); an `X-Amz-Date` more than the allowed skew from the server's clock;
+//! a credential scope for another service than `sts`; a signature seen before.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::AuthFailure;
+use crate::config::AwsIamConfig;
+
+/// `client_assertion_type` of this method.
+pub const AWS_IAM_ASSERTION_TYPE: &str =
+    "urn:connector-identity:client-assertion-type:aws-sts-get-caller-identity";
+/// The method's name in discovery.
+pub const METHOD: &str = "aws_iam";
+/// The header that names this issuer inside the signed request.
+pub const ISSUER_HEADER: &str = "x-connector-token-issuer";
+/// The one request body accepted.
+pub const BODY: &str = "Action=GetCallerIdentity&Version=2011-06-15";
+/// Headers a signed request may carry (lower case).
+pub const ALLOWED_HEADERS: [&str; 8] = [
+    "authorization",
+    "content-type",
+    "host",
+    "user-agent",
+    "x-amz-content-sha256",
+    "x-amz-date",
+    "x-amz-security-token",
+    ISSUER_HEADER,
+];
+/// Largest assertion accepted (session tokens make them a few KiB).
+const MAX_ASSERTION_LEN: usize = 12 * 1024;
+/// Largest single header value.
+const MAX_HEADER_LEN: usize = 4096;
+/// Largest STS answer read.
+const MAX_STS_RESPONSE: usize = 16 * 1024;
+
+/// A signed request that passed the local checks, ready to forward.
+#[derive(Debug)]
+pub(crate) struct SignedRequest {
+    headers: Vec<(String, String)>,
+    /// The SigV4 signature (hex), a replay key.
+    pub(crate) signature: String,
+    /// `X-Amz-Date` as Unix seconds.
+    pub(crate) signed_at: u64,
+}
+
+/// Why STS could not settle the question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StsOutcome {
+    /// The caller's ARN.
+    Caller(String),
+    /// STS refused the signature or credentials.
+    Refused,
+    /// STS was unreachable, slow or failing.
+    Unavailable,
+}
+
+/// Decodes and checks an assertion for `issuer` at time `now`.
+pub(crate) fn parse(
+    assertion: &str,
+    issuer: &str,
+    config: &AwsIamConfig,
+    now: u64,
+) -> Result<SignedRequest, AuthFailure> {
+    let refuse = |reason| AuthFailure::Assertion(reason);
+    if assertion.len() > MAX_ASSERTION_LEN {
+        return Err(refuse("aws_request_too_large"));
+    }
+    let json = oidc_core::base64url::decode(assertion).map_err(|_| refuse("aws_request_malformed"))?;
+    let request = oidc_core::json::parse_object(&json).map_err(|_| refuse("aws_request_malformed"))?;
+    if request.get("method").and_then(Value::as_str) != Some("POST") {
+        return Err(refuse("aws_request_not_post"));
+    }
+    if request.get("body").and_then(Value::as_str) != Some(BODY) {
+        return Err(refuse("aws_request_not_get_caller_identity"));
+    }
+    if request
+        .keys()
+        .any(|k| !matches!(k.as_str(), "method" | "headers" | "body"))
+    {
+        return Err(refuse("aws_request_malformed"));
+    }
+    let Some(Value::Object(raw_headers)) = request.get("headers") else {
+        return Err(refuse("aws_request_malformed"));
+    };
+    let mut headers = Vec::with_capacity(raw_headers.len());
+    for (name, value) in raw_headers {
+        let name = name.to_ascii_lowercase();
+        let value = value.as_str().ok_or(refuse("aws_request_malformed"))?;
+        if !ALLOWED_HEADERS.contains(&name.as_str()) {
+            return Err(refuse("aws_request_unexpected_header"));
+        }
+        if value.len() > MAX_HEADER_LEN || value.chars().any(|c| c.is_control()) {
+            return Err(refuse("aws_request_header_too_large"));
+        }
+        if headers.iter().any(|(n, _)| *n == name) {
+            return Err(refuse("aws_request_malformed"));
+        }
+        headers.push((name, value.to_owned()));
+    }
+    let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+
+    if header(ISSUER_HEADER) != Some(issuer) {
+        return Err(refuse("aws_request_wrong_issuer"));
+    }
+    if let Some(host) = header("host") {
+        if !host.eq_ignore_ascii_case(endpoint_authority(&config.sts_endpoint)) {
+            return Err(refuse("aws_request_wrong_host"));
+        }
+    }
+    let authorization = header("authorization").ok_or(refuse("aws_request_unsigned"))?;
+    let sigv4 = SigV4::parse(authorization).ok_or(refuse("aws_request_unsigned"))?;
+    if sigv4.service != "sts" {
+        return Err(refuse("aws_request_wrong_service"));
+    }
+    for required in [ISSUER_HEADER, "host", "x-amz-date"] {
+        if !sigv4.signed_headers.iter().any(|h| h == required) {
+            return Err(refuse("aws_request_issuer_not_signed"));
+        }
+    }
+    let signed_at = header("x-amz-date")
+        .and_then(parse_amz_date)
+        .ok_or(refuse("aws_request_malformed"))?;
+    if signed_at.abs_diff(now) > config.max_clock_skew.as_secs() {
+        return Err(refuse("aws_request_stale"));
+    }
+    Ok(SignedRequest {
+        signature: sigv4.signature,
+        headers,
+        signed_at,
+    })
+}
+
+/// Sends `request` to the configured STS endpoint and reads the caller's ARN.
+pub(crate) async fn ask_sts(
+    client: &reqwest::Client,
+    config: &AwsIamConfig,
+    request: &SignedRequest,
+) -> StsOutcome {
+    let mut call = client
+        .post(format!("{}/", config.sts_endpoint))
+        .timeout(config.timeout)
+        .body(BODY);
+    for (name, value) in &request.headers {
+        // The HTTP client derives Host from the configured endpoint; it was
+        // checked above to be the host the client signed for.
+        if name != "host" {
+            call = call.header(name.as_str(), value.as_str());
+        }
+    }
+    let response = match call.send().await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::warn!(%error, "STS unreachable");
+            return StsOutcome::Unavailable;
+        }
+    };
+    let status = response.status();
+    let body = match read_limited(response).await {
+        Some(body) => body,
+        None => return StsOutcome::Unavailable,
+    };
+    if status.is_server_error() || status.as_u16() == 429 {
+        tracing::warn!(status = status.as_u16(), "STS failing");
+        return StsOutcome::Unavailable;
+    }
+    if !status.is_success() {
+        tracing::info!(
+            status = status.as_u16(),
+            code = sts_error_code(&body),
+            "STS refused the signed request"
+        );
+        return StsOutcome::Refused;
+    }
+    match caller_arn(&body) {
+        Some(arn) => StsOutcome::Caller(arn),
+        None => {
+            tracing::warn!("STS answered without a caller ARN");
+            StsOutcome::Unavailable
+        }
+    }
+}
+
+async fn read_limited(mut response: reqwest::Response) -> Option<String> {
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_STS_RESPONSE {
+                    return None;
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return String::from_utf8(body).ok(),
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Whether the caller `arn` is one of `principals` (exact, or a prefix ending in `*`).
+/// An assumed-role session is matched as its role.
+pub(crate) fn principal_matches(arn: &str, principals: &[String]) -> bool {
+    let arn = normalize_arn(arn);
+    principals.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => arn.starts_with(prefix),
+        None => *p == arn,
+    })
+}
+
+/// `arn:P:sts::ACCOUNT:assumed-role/ROLE/SESSION` → `arn:P:iam::ACCOUNT:role/ROLE`.
+pub(crate) fn normalize_arn(arn: &str) -> String {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    if let [_, partition, "sts", "", account, resource] = parts.as_slice() {
+        if let Some(rest) = resource.strip_prefix("assumed-role/") {
+            if let Some((role, _session)) = rest.split_once('/') {
+                return format!("arn:{partition}:iam::{account}:role/{role}");
+            }
+        }
+    }
+    arn.to_owned()
+}
+
+struct SigV4 {
+    service: String,
+    signed_headers: Vec<String>,
+    signature: String,
+}
+
+impl SigV4 {
+    /// `AWS4-HMAC-SHA256 Credential=AKID/DATE/REGION/SERVICE/aws4_request, SignedHeaders=a;b, Signature=hex`
+    fn parse(value: &str) -> Option<Self> {
+        let rest = value.strip_prefix("AWS4-HMAC-SHA256 ")?;
+        let (mut credential, mut signed, mut signature) = (None, None, None);
+        for part in rest.split(',') {
+            let (key, val) = part.trim().split_once('=')?;
+            match key {
+                "Credential" => credential = Some(val),
+                "SignedHeaders" => signed = Some(val),
+                "Signature" => signature = Some(val),
+                _ => return None,
+            }
+        }
+        let scope: Vec<&str> = credential?.split('/').collect();
+        let [_key_id, _date, _region, service, "aws4_request"] = scope.as_slice() else {
+            return None;
+        };
+        let signature = signature?;
+        if signature.len() != 64 || !signature.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        Some(Self {
+            service: (*service).to_owned(),
+            signed_headers: signed?.split(';').map(str::to_ascii_lowercase).collect(),
+            signature: signature.to_ascii_lowercase(),
+        })
+    }
+}
+
+/// `YYYYMMDDTHHMMSSZ` → Unix seconds.
+fn parse_amz_date(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<u64> {
+        let s = text.get(range)?;
+        if s.bytes().all(|c| c.is_ascii_digit()) {
+            s.parse().ok()
+        } else {
+            None
+        }
+    };
+    let (year, month, day) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (hour, minute, second) = (num(9..11)?, num(11..13)?, num(13..15)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm), for years after 1970.
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146_097 + doe).checked_sub(719_468)?;
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+fn endpoint_authority(endpoint: &str) -> &str {
+    let rest = endpoint.split_once("://").map_or(endpoint, |(_, rest)| rest);
+    rest.split('/').next().unwrap_or(rest)
+}
+
+/// The text of the first `<tag>` element.
+fn element<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&format!("</{tag}>"))? + start;
+    Some(xml[start..end].trim())
+}
+
+fn caller_arn(xml: &str) -> Option<String> {
+    let result = element(xml, "GetCallerIdentityResult")?;
+    let arn = element(result, "Arn")?;
+    let valid = arn.starts_with("arn:")
+        && arn.len() <= 2048
+        && arn
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@-_/:".contains(c));
+    valid.then(|| arn.to_owned())
+}
+
+fn sts_error_code(xml: &str) -> &str {
+    element(xml, "Code").filter(|c| c.len() < 64).unwrap_or("unknown")
+}
+
+/// A retry hint for clients when STS is unavailable.
+pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amz_dates() {
+        assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));
+        assert_eq!(parse_amz_date("20240229T123456Z"), Some(1_709_210_096));
+        assert_eq!(parse_amz_date("2024-02-29T12:34:56Z"), None);
+        assert_eq!(parse_amz_date("20241301T000000Z"), None);
+    }
+
+    #[test]
+    fn arns() {
+        assert_eq!(
+            normalize_arn("arn:aws:sts::123456789012:assumed-role/connector/i-0abc"),
+            "arn:aws:iam::123456789012:role/connector"
+        );
+        assert_eq!(
+            normalize_arn("arn:aws:iam::123456789012:user/alice"),
+            "arn:aws:iam::123456789012:user/alice"
+        );
+        let bound = vec!["arn:aws:iam::123456789012:role/connector-*".to_owned()];
+        assert!(principal_matches(
+            "arn:aws:sts::123456789012:assumed-role/connector-eu/s",
+            &bound
+        ));
+        assert!(!principal_matches(
+            "arn:aws:sts::123456789012:assumed-role/other/s",
+            &bound
+        ));
+        assert!(!principal_matches(
+            "arn:aws:iam::999999999999:role/connector-eu",
+            &bound
+        ));
+    }
+
+    #[test]
+    fn sts_answers() {
+        let ok = "<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>arn:aws:iam::123456789012:user/alice</Arn><UserId>AIDA</UserId><Account>123456789012</Account></GetCallerIdentityResult></GetCallerIdentityResponse>";
+        assert_eq!(
+            caller_arn(ok).as_deref(),
+            Some("arn:aws:iam::123456789012:user/alice")
+        );
+        assert_eq!(caller_arn("<Arn>arn:aws:iam::1:user/x</Arn>"), None);
+        assert_eq!(
+            caller_arn("<GetCallerIdentityResult><Arn>arn:x<y></Arn></GetCallerIdentityResult>"),
+            None
+        );
+        assert_eq!(
+            sts_error_code(
+                "<ErrorResponse><Error><Code>SignatureDoesNotMatch</Code></Error></ErrorResponse>"
+            ),
+            "SignatureDoesNotMatch"
+        );
+    }
+
+    #[test]
+    fn sigv4_authorization() {
+        let sig = "a".repeat(64);
+        let v = format!("AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/sts/aws4_request, SignedHeaders=host;x-amz-date;x-connector-token-issuer, Signature={sig}");
+        let parsed = SigV4::parse(&v).unwrap();
+        assert_eq!(parsed.service, "sts");
+        assert_eq!(
+            parsed.signed_headers,
+            ["host", "x-amz-date", "x-connector-token-issuer"]
+        );
+        assert!(SigV4::parse(
+            "AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/sts/aws4_request, Signature=zz"
+        )
+        .is_none());
+        assert!(SigV4::parse("Basic abc").is_none());
+    }
+}
