@@ -206,6 +206,8 @@ pub struct RemoteJwksStatus {
     pub usable: bool,
     /// Why the last fetch failed, if it did.
     pub last_error: Option<String>,
+    /// Whether a fetch is under way.
+    pub fetching: bool,
 }
 
 impl RemoteJwks {
@@ -248,6 +250,7 @@ impl RemoteJwks {
             fresh: has_keys && now < state.fresh_until,
             usable: has_keys && now < state.fresh_until.saturating_add(self.inner.limits.stale_limit),
             last_error: state.failure.as_ref().map(|f| f.error.to_string()),
+            fetching: self.inner.flight().running.is_some(),
         }
     }
 
