@@ -27,6 +27,8 @@ export E2E_PYTHON="$root/.venv/bin/python"
 export E2E_MOTO_SERVER="$root/.venv/bin/moto_server"
 export E2E_NODE_MODULES="$root/.node/node_modules"
 
+echo "== cfn-lint (every template; a warning fails unless the template justifies it)"
+.venv/bin/cfn-lint deploy/cloudformation/*.yaml
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
