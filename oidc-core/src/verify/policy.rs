@@ -185,38 +185,35 @@ impl Policy {
 
     fn check_audience(&self, aud: &Value) -> Result<(), VerifyError> {
         const EXPECTED: &str = "a non-empty string or a non-empty array of strings";
-        let found: Vec<&str> = match aud {
-            Value::String(one) => vec![one.as_str()],
-            Value::Array(many) => many
-                .iter()
-                .map(|a| {
-                    a.as_str().ok_or(VerifyError::ClaimType {
-                        claim: "aud",
-                        expected: EXPECTED,
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-            _ => {
-                return Err(VerifyError::ClaimType {
-                    claim: "aud",
-                    expected: EXPECTED,
-                })
-            }
+        let malformed = || VerifyError::ClaimType {
+            claim: "aud",
+            expected: EXPECTED,
         };
-        if found.is_empty() || found.iter().any(|a| a.is_empty()) {
-            return Err(VerifyError::ClaimType {
-                claim: "aud",
-                expected: EXPECTED,
-            });
+        // Borrowed in place: no list is built for the usual single audience.
+        let found = match aud {
+            Value::String(_) => std::slice::from_ref(aud),
+            Value::Array(many) if !many.is_empty() => many.as_slice(),
+            _ => return Err(malformed()),
+        };
+        let mut accepted = false;
+        for a in found {
+            match a.as_str() {
+                Some(a) if !a.is_empty() => {
+                    accepted = accepted || self.audiences.iter().any(|known| known == a);
+                }
+                _ => return Err(malformed()),
+            }
         }
-        if found
-            .iter()
-            .any(|a| self.audiences.iter().any(|accepted| accepted == a))
-        {
+        if accepted {
             Ok(())
         } else {
             Err(VerifyError::WrongAudience {
-                found: found.iter().take(4).map(|a| json::excerpt(a)).collect(),
+                found: found
+                    .iter()
+                    .take(4)
+                    .filter_map(Value::as_str)
+                    .map(json::excerpt)
+                    .collect(),
             })
         }
     }
