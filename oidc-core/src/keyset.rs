@@ -5,6 +5,10 @@
 use std::fmt;
 use std::sync::Arc;
 
+#[cfg(feature = "aws")]
+pub mod aws;
+pub mod rotation;
+
 use arc_swap::ArcSwap;
 
 use crate::claims::ACCESS_TOKEN_TYP;

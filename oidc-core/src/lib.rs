@@ -52,9 +52,12 @@
 //! |---|---|
 //! | `http` | [`http::client_builder`]: the HTTPS client (rustls with ring) shared by every crate here |
 //! | `remote` | `verify::RemoteJwks`: a [`KeySource`] that fetches and caches a JWKS URL or an issuer's discovery document (HTTPS only, size cap, timeout, `Cache-Control` clamped, ETag revalidation, one single-flight refetch per cooldown on unknown kids, last good set kept through failures up to a stale limit); implies `http` |
+//! | `aws` | `keys::KmsSigner` (every token one KMS `Sign`), `keys::kms_envelope` (a local key kept encrypted under KMS: zero KMS calls per token), `keyset::aws` (a key set shared by replicas through one Secrets Manager secret, rotated next → active → retiring under enforced rules); AWS SDK on rustls with ring |
 //! | `axum` | `axum::VerifiedToken`: an axum extractor that yields verified claims or answers `401` with `WWW-Authenticate: Bearer error="invalid_token"` and no detail (the reason is logged) |
 
 mod alg;
+#[cfg(feature = "aws")]
+pub mod aws;
 #[cfg(feature = "axum")]
 pub mod axum;
 pub mod base64url;

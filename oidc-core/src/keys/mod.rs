@@ -13,10 +13,17 @@ use crate::base64url::Base64Error;
 use crate::json::JsonError;
 use crate::{Algorithm, AlgorithmError};
 
+pub mod der;
+#[cfg(feature = "aws")]
+pub mod kms;
+#[cfg(feature = "aws")]
+pub mod kms_envelope;
 pub mod local;
 mod public;
 mod roca;
 
+#[cfg(feature = "aws")]
+pub use kms::{KmsOptions, KmsSigner};
 pub use local::{LocalSigner, Pkcs8Pem};
 pub use public::{PublicKey, SignatureError, VerifyingKey, MAX_KID_LEN, RSA_MIN_BITS};
 

@@ -5,6 +5,7 @@ mod fuzz_smoke;
 mod helpers;
 mod interop;
 mod keys;
+mod kms_der;
 mod remote;
 mod roundtrip;
 mod wycheproof;

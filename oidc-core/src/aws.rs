@@ -1,0 +1,164 @@
+//! What the AWS-backed parts share (feature `aws`): the SDK configuration,
+//! built on rustls with ring so the workspace keeps one crypto stack; how SDK
+//! errors become "try later" or "refused"; and [`AwsObserver`], through which
+//! callers see every AWS call (latency, outcome) without this crate knowing
+//! any metrics library.
+
+use std::fmt;
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_smithy_http_client::tls;
+
+pub use aws_config::SdkConfig;
+
+/// The HTTPS client every AWS SDK client here uses: hyper with rustls on ring
+/// (never aws-lc), trusting the platform's roots; plain `http://` endpoints
+/// (an emulator on loopback) work too.
+pub fn https_client() -> aws_sdk_kms::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+        .build_https()
+}
+
+/// Loads the SDK configuration from the standard chain (environment such as
+/// `AWS_REGION` and `AWS_ENDPOINT_URL`, profile files, web identity, container
+/// and instance credentials) with [`https_client`].
+pub async fn load_sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
+        .load()
+        .await
+}
+
+/// How one AWS call ended, as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CallOutcome {
+    /// It worked.
+    Ok,
+    /// The service throttled it.
+    Throttled,
+    /// Unreachable, timed out, or a server-side failure: retrying may work.
+    Unavailable,
+    /// The service refused it (key disabled, not found, access denied, ...).
+    Refused,
+}
+
+impl CallOutcome {
+    /// A stable lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Throttled => "throttled",
+            Self::Unavailable => "unavailable",
+            Self::Refused => "refused",
+        }
+    }
+}
+
+/// Sees every AWS call made by the signers and the key-set poller; a server
+/// turns these into metrics (latency histogram, error counters).
+pub trait AwsObserver: Send + Sync + fmt::Debug {
+    /// `operation` is `service:Operation` (`kms:Sign`, `secretsmanager:GetSecretValue`).
+    fn observe(&self, operation: &'static str, outcome: CallOutcome, took: Duration);
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoObserver;
+
+impl AwsObserver for NoObserver {
+    fn observe(&self, _operation: &'static str, _outcome: CallOutcome, _took: Duration) {}
+}
+
+/// An AWS call that failed, classified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    pub(crate) outcome: CallOutcome,
+    /// The error code and message (AWS error messages name resources, never
+    /// key material or credentials).
+    pub(crate) reason: String,
+    /// The service's error code, if it answered.
+    pub(crate) code: Option<String>,
+}
+
+impl Failure {
+    pub(crate) fn timed_out(operation: &str, after: Duration) -> Self {
+        Self {
+            outcome: CallOutcome::Unavailable,
+            reason: format!("{operation} timed out after {} ms", after.as_millis()),
+            code: None,
+        }
+    }
+}
+
+/// Error codes that mean "slow down".
+const THROTTLING: [&str; 6] = [
+    "ThrottlingException",
+    "Throttling",
+    "ThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "LimitExceededException",
+];
+
+/// Error codes that mean "the service is having trouble; retry later".
+const TRANSIENT: [&str; 6] = [
+    "KMSInternalException",
+    "KMSInternal",
+    "DependencyTimeoutException",
+    "KeyUnavailableException",
+    "InternalServiceError",
+    "ServiceUnavailable",
+];
+
+/// Longest reason kept from an SDK error (the rest is noise in a log line).
+const MAX_REASON: usize = 300;
+
+/// Classifies an SDK error of any operation of any service.
+pub(crate) fn classify<E>(operation: &str, error: &SdkError<E>) -> Failure
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let (outcome, code) = match error {
+        SdkError::ServiceError(context) => {
+            let code = context.err().code().map(str::to_owned);
+            let outcome = match code.as_deref() {
+                Some(c) if THROTTLING.contains(&c) => CallOutcome::Throttled,
+                Some(c) if TRANSIENT.contains(&c) => CallOutcome::Unavailable,
+                _ if context.raw().status().is_server_error() => CallOutcome::Unavailable,
+                _ => CallOutcome::Refused,
+            };
+            (outcome, code)
+        }
+        // Timeouts, connection failures, unreadable answers and anything the
+        // SDK adds later: the service may be back soon.
+        _ => (CallOutcome::Unavailable, None),
+    };
+    let detail = match error {
+        SdkError::ServiceError(context) => format!(
+            "{}: {}",
+            code.as_deref().unwrap_or("error"),
+            context.err().message().unwrap_or("no message")
+        ),
+        SdkError::TimeoutError(_) => "timed out".to_owned(),
+        SdkError::DispatchFailure(_) => format!("cannot reach the service ({})", DisplayErrorContext(error)),
+        _ => DisplayErrorContext(error).to_string(),
+    };
+    let mut reason = format!("{operation}: {detail}");
+    if reason.len() > MAX_REASON {
+        let mut end = MAX_REASON;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        reason.push('…');
+    }
+    Failure {
+        outcome,
+        reason,
+        code,
+    }
+}
