@@ -12,7 +12,7 @@
 //!
 //! Benchmark ids are `{issue,verify}/{ES256,EdDSA,RS256}/{oidc-core,ring,jsonwebtoken}`
 //! (plus `verify/*/jsonwebtoken-signature`);
-//! medians are in `target/criterion/<group>/<id>/new/estimates.json`.
+//! each one's estimates are in `target/criterion/<op>_<alg>/<impl>/new/estimates.json`.
 //!
 //! - `oidc-core` issue: `Issuer::issue` with a local key (fresh `jti`, clock,
 //!   claims serialization, base64url, signature), polled once as it would be
