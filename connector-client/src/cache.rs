@@ -252,7 +252,9 @@ impl CachedTokenSource {
     pub async fn token(&self) -> Result<AccessToken, Error> {
         match self.cached() {
             Some(token) => Ok(token),
-            None => self.shared.token_slow().await,
+            // Boxed so that the slow path's large state (lock acquisition,
+            // fetch) does not inflate the future every fast read builds.
+            None => Box::pin(self.shared.token_slow()).await,
         }
     }
 

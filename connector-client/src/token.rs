@@ -11,10 +11,14 @@ use crate::Error;
 
 /// An access token as the token endpoint granted it.
 ///
+/// Cheap to clone (one reference count): a cached read hands out clones.
 /// `Debug` never shows the token text; there is no `Display`. Write it out
 /// deliberately with [`secret`](Self::secret).
 #[derive(Clone, PartialEq, Eq)]
-pub struct AccessToken {
+pub struct AccessToken(Arc<Granted>);
+
+#[derive(Clone, PartialEq, Eq)]
+struct Granted {
     token: BearerToken,
     expires_in: Duration,
     scope: Option<String>,
@@ -23,41 +27,47 @@ pub struct AccessToken {
 impl AccessToken {
     /// A token valid for `expires_in` from when it was requested.
     pub fn new(token: impl Into<String>, expires_in: Duration) -> Self {
-        Self {
+        Self(Arc::new(Granted {
             token: BearerToken::new(token.into()),
             expires_in,
             scope: None,
-        }
+        }))
     }
 
     /// Adds the granted scope (space separated).
-    pub fn with_scope(mut self, scope: impl Into<String>) -> Self {
-        self.scope = Some(scope.into());
-        self
+    pub fn with_scope(self, scope: impl Into<String>) -> Self {
+        let Granted {
+            token, expires_in, ..
+        } = Arc::unwrap_or_clone(self.0);
+        Self(Arc::new(Granted {
+            token,
+            expires_in,
+            scope: Some(scope.into()),
+        }))
     }
 
     /// The token, to put in an `Authorization: Bearer` header.
     pub fn secret(&self) -> &BearerToken {
-        &self.token
+        &self.0.token
     }
 
     /// The lifetime granted (`expires_in`), counted from the request.
     pub fn expires_in(&self) -> Duration {
-        self.expires_in
+        self.0.expires_in
     }
 
     /// The granted scope, if the server said.
     pub fn scope(&self) -> Option<&str> {
-        self.scope.as_deref()
+        self.0.scope.as_deref()
     }
 }
 
 impl fmt::Debug for AccessToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AccessToken")
-            .field("token", &self.token)
-            .field("expires_in", &self.expires_in)
-            .field("scope", &self.scope)
+            .field("token", &self.0.token)
+            .field("expires_in", &self.0.expires_in)
+            .field("scope", &self.0.scope)
             .finish()
     }
 }
