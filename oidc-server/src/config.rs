@@ -147,6 +147,34 @@ enum SigningSection {
         /// For RSA keys: RS256 (default) or PS256.
         algorithm: Option<String>,
     },
+    /// Every token signed by KMS `Sign`.
+    Kms {
+        /// One fixed key: key id, key ARN, alias name or alias ARN.
+        key_id: Option<String>,
+        /// Or a rotating key set: the Secrets Manager secret holding it.
+        key_set_secret: Option<String>,
+        /// For an RSA `key_id`: RS256 (default) or PS256.
+        algorithm: Option<String>,
+        /// Most KMS calls in flight at once.
+        max_concurrency: Option<usize>,
+        /// How often the key set is read.
+        poll_interval_secs: Option<u64>,
+        /// Longest one AWS call may take.
+        call_timeout_ms: Option<u64>,
+        /// Verifiers' clock leeway, added before a retiring key is removed.
+        leeway_secs: Option<u64>,
+    },
+    /// Local signing with keys kept encrypted under KMS in a key-set secret.
+    KmsEnvelope {
+        /// The Secrets Manager secret holding the key set.
+        key_set_secret: Option<String>,
+        /// How often the key set is read.
+        poll_interval_secs: Option<u64>,
+        /// Longest one AWS call may take.
+        call_timeout_ms: Option<u64>,
+        /// Verifiers' clock leeway, added before a retiring key is removed.
+        leeway_secs: Option<u64>,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -255,6 +283,81 @@ pub struct Config {
 pub enum SigningConfig {
     /// A local key: loaded from PEM text, or generated at start.
     Local(LocalKey),
+    /// KMS signs every token (`kind = "kms"`).
+    Kms(KmsConfig),
+    /// Keys kept encrypted under KMS, signing locally (`kind = "kms-envelope"`).
+    KmsEnvelope(KeySetConfig),
+}
+
+/// `[signing] kind = "kms"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KmsConfig {
+    /// One fixed key (id, ARN or alias), or
+    pub key_id: Option<String>,
+    /// a rotating key set.
+    pub key_set: Option<KeySetConfig>,
+    /// RS256 or PS256 for an RSA `key_id`; `None` follows the key.
+    pub algorithm: Option<Algorithm>,
+    /// Most KMS calls in flight at once.
+    pub max_concurrency: usize,
+    /// Longest one KMS call may take.
+    pub call_timeout: Duration,
+}
+
+/// A key set kept in a Secrets Manager secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySetConfig {
+    /// The secret's name or ARN.
+    pub secret: String,
+    /// How often every replica reads it.
+    pub poll_interval: Duration,
+    /// Longest one AWS call may take.
+    pub call_timeout: Duration,
+    /// Verifiers' clock leeway.
+    pub leeway: Duration,
+}
+
+/// Defaults of the AWS signing settings.
+pub mod aws_defaults {
+    /// `max_concurrency`.
+    pub const MAX_CONCURRENCY: usize = 64;
+    /// `poll_interval_secs`.
+    pub const POLL_INTERVAL_SECS: u64 = 30;
+    /// `call_timeout_ms`.
+    pub const CALL_TIMEOUT_MS: u64 = 2000;
+    /// `leeway_secs`: the verifiers' default leeway (30 s) with room for clock skew.
+    pub const LEEWAY_SECS: u64 = 60;
+}
+
+impl Config {
+    /// `serve --kms-key-id KEY`: signs every token with that KMS key; the
+    /// rest of the configuration (and the KMS settings, if `[signing]` is
+    /// already `kms`) stays as it is.
+    pub fn with_kms_key_id(mut self, key_id: &str) -> Result<Config, ConfigError> {
+        if key_id.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                origin: "--kms-key-id".into(),
+                problems: vec![Problem {
+                    field: "signing.key_id".into(),
+                    message: "is empty; give a key id, key ARN or alias (alias/NAME)".into(),
+                }],
+            });
+        }
+        let mut kms = match self.signing {
+            SigningConfig::Kms(kms) => kms,
+            _ => KmsConfig {
+                key_id: None,
+                key_set: None,
+                algorithm: None,
+                max_concurrency: aws_defaults::MAX_CONCURRENCY,
+                call_timeout: Duration::from_millis(aws_defaults::CALL_TIMEOUT_MS),
+            },
+        };
+        kms.key_id = Some(key_id.to_owned());
+        kms.key_set = None;
+        self.signing = SigningConfig::Kms(kms);
+        Ok(self)
+    }
 }
 
 /// A local signing key, as configured.
@@ -531,6 +634,45 @@ fn validate(raw: RawConfig, origin: Origin) -> Result<Config, ConfigError> {
             generate,
             algorithm,
         } => local_key(&origin, key_file, generate, algorithm, &mut problems),
+        SigningSection::Kms {
+            key_id,
+            key_set_secret,
+            algorithm,
+            max_concurrency,
+            poll_interval_secs,
+            call_timeout_ms,
+            leeway_secs,
+        } => kms_signing(
+            key_id,
+            key_set_secret,
+            algorithm,
+            *max_concurrency,
+            (*poll_interval_secs, *call_timeout_ms, *leeway_secs),
+            raw.http.request_timeout_secs,
+            &mut problems,
+        ),
+        SigningSection::KmsEnvelope {
+            key_set_secret,
+            poll_interval_secs,
+            call_timeout_ms,
+            leeway_secs,
+        } => match key_set_secret {
+            Some(secret) => key_set_config(
+                secret,
+                (*poll_interval_secs, *call_timeout_ms, *leeway_secs),
+                raw.http.request_timeout_secs,
+                &mut problems,
+            )
+            .map(SigningConfig::KmsEnvelope),
+            None => {
+                problems.add(
+                    "signing.key_set_secret",
+                    "kind = \"kms-envelope\" needs the Secrets Manager secret holding the key set \
+                     (create one with `oidc-server keys stage --kind kms-envelope --key-id KMS_KEY`)",
+                );
+                None
+            }
+        },
     };
 
     let http = &raw.http;
@@ -695,6 +837,114 @@ pub fn is_loopback_host(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `[signing] kind = "kms"`.
+fn kms_signing(
+    key_id: &Option<String>,
+    key_set_secret: &Option<String>,
+    algorithm: &Option<String>,
+    max_concurrency: Option<usize>,
+    timings: (Option<u64>, Option<u64>, Option<u64>),
+    request_timeout_secs: u64,
+    problems: &mut Problems,
+) -> Option<SigningConfig> {
+    let before = problems.0.len();
+    let algorithm = match algorithm.as_deref().map(str::parse::<Algorithm>) {
+        None => None,
+        Some(Ok(alg)) => Some(alg),
+        Some(Err(e)) => {
+            problems.add("signing.algorithm", e.to_string());
+            None
+        }
+    };
+    let max_concurrency = max_concurrency.unwrap_or(aws_defaults::MAX_CONCURRENCY);
+    if !(1..=1024).contains(&max_concurrency) {
+        problems.add("signing.max_concurrency", "must be between 1 and 1024");
+    }
+    let call_timeout = call_timeout(timings.1, request_timeout_secs, problems);
+    let key_set = match (key_id, key_set_secret) {
+        (Some(_), Some(_)) => {
+            problems.add(
+                "signing",
+                "set either key_id (one fixed KMS key) or key_set_secret (a rotating key set), not both",
+            );
+            None
+        }
+        (None, None) => {
+            problems.add(
+                "signing.key_id",
+                "kind = \"kms\" needs key_id (key id, ARN or alias/NAME) or key_set_secret (a rotating key set)",
+            );
+            None
+        }
+        (Some(id), None) => {
+            if id.trim().is_empty() {
+                problems.add("signing.key_id", "is empty");
+            }
+            None
+        }
+        (None, Some(secret)) => {
+            if algorithm.is_some() {
+                problems.add(
+                    "signing.algorithm",
+                    "applies to key_id only: each key of a key set records its own algorithm",
+                );
+            }
+            key_set_config(secret, timings, request_timeout_secs, problems)
+        }
+    };
+    if problems.0.len() != before {
+        return None;
+    }
+    Some(SigningConfig::Kms(KmsConfig {
+        key_id: key_id.clone(),
+        key_set,
+        algorithm,
+        max_concurrency,
+        call_timeout,
+    }))
+}
+
+fn call_timeout(ms: Option<u64>, request_timeout_secs: u64, problems: &mut Problems) -> Duration {
+    let ms = ms.unwrap_or(aws_defaults::CALL_TIMEOUT_MS);
+    // Signing gets 80% of the request timeout; a call that may take longer
+    // would turn a failing KMS into a timeout instead of a clear answer.
+    let budget_ms = request_timeout_secs.saturating_mul(800);
+    if ms < 100 || ms >= budget_ms.max(101) {
+        problems.add(
+            "signing.call_timeout_ms",
+            format!("must be at least 100 and below 80% of http.request_timeout_secs ({budget_ms} ms)"),
+        );
+    }
+    Duration::from_millis(ms)
+}
+
+fn key_set_config(
+    secret: &str,
+    (poll_interval_secs, call_timeout_ms, leeway_secs): (Option<u64>, Option<u64>, Option<u64>),
+    request_timeout_secs: u64,
+    problems: &mut Problems,
+) -> Option<KeySetConfig> {
+    let before = problems.0.len();
+    if secret.trim().is_empty() {
+        problems.add("signing.key_set_secret", "is empty");
+    }
+    let poll = poll_interval_secs.unwrap_or(aws_defaults::POLL_INTERVAL_SECS);
+    if !(1..=3600).contains(&poll) {
+        problems.add("signing.poll_interval_secs", "must be between 1 and 3600");
+    }
+    let leeway = leeway_secs.unwrap_or(aws_defaults::LEEWAY_SECS);
+    if leeway > 600 {
+        problems.add("signing.leeway_secs", "must be at most 600");
+    }
+    let call_timeout = call_timeout(call_timeout_ms, request_timeout_secs, problems);
+    (problems.0.len() == before).then(|| KeySetConfig {
+        secret: secret.to_owned(),
+        poll_interval: Duration::from_secs(poll),
+        call_timeout,
+        leeway: Duration::from_secs(leeway),
+    })
 }
 
 fn local_key(

@@ -17,6 +17,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod fault_proxy;
+pub mod moto;
 pub mod tools;
 
 /// A connector of the test configuration that authenticates with a secret.
@@ -65,6 +67,15 @@ impl TestServer {
 
     /// Starts a server from `setup`.
     pub async fn start_with(setup: ServerSetup) -> TestServer {
+        Self::start_with_context(setup, oidc_server::signing::SigningContext::default()).await
+    }
+
+    /// Starts a server from `setup`, building its keys with `context` (an
+    /// SDK configuration for the emulator, shared metrics).
+    pub async fn start_with_context(
+        setup: ServerSetup,
+        context: oidc_server::signing::SigningContext,
+    ) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind an ephemeral port");
@@ -83,11 +94,11 @@ impl TestServer {
         let config = Arc::new(config);
         let keys = match setup.keys {
             Some(keys) => keys,
-            None => oidc_server::signing::key_set(&config)
+            None => oidc_server::signing::key_set_with(&config, &context)
                 .await
                 .expect("signing keys"),
         };
-        let mut builder = AppState::builder(config, keys);
+        let mut builder = AppState::builder(config, keys).metrics(context.metrics.clone());
         if let Some(clock) = setup.clock {
             builder = builder.clock(clock);
         }
@@ -174,6 +185,15 @@ scopes = ["actions:read"]
 jwks = {jwks}
 "#
     )
+}
+
+/// [`test_config`] with another `[signing]` section (TOML text starting with `[signing]`).
+pub fn test_config_with_signing(signing: &str) -> String {
+    let (_signer, jwks) = client_key(Algorithm::ES256);
+    let config = test_config(&jwks);
+    let local = "[signing]\nkind = \"local\"\ngenerate = \"ES256\"\n";
+    assert!(config.contains(local));
+    config.replace(local, signing)
 }
 
 /// The path of a folder of the workspace.

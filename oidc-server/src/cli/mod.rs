@@ -2,6 +2,7 @@
 //! `issue`, `check-config` and `verify`. Each handler returns the process exit
 //! code; `main` only parses and calls [`run`].
 
+mod keys;
 mod verify;
 
 use std::io::Write as _;
@@ -17,6 +18,7 @@ use crate::config::{self, Config, ConfigError, Origin, Overrides, SigningConfig}
 use crate::connectors;
 use crate::state::AppState;
 
+pub use keys::KeysCommand;
 pub use verify::VerifyArgs;
 
 /// Exit code: success.
@@ -57,6 +59,9 @@ pub enum Command {
     CheckConfig(CheckConfigArgs),
     /// Verify a token: claims as JSON on stdout (exit 0), or `rejected: REASON` on stderr (exit 1).
     Verify(VerifyArgs),
+    /// KMS-backed keys: create, stage, promote, retire, show the key set.
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 /// `serve`.
@@ -68,6 +73,12 @@ pub struct ServeArgs {
     /// Issuer URL (overrides the config).
     #[arg(long)]
     pub issuer: Option<String>,
+    /// Sign every token with this KMS key (key id, ARN, alias/NAME or alias
+    /// ARN): a shortcut for `[signing] kind = "kms"` with `key_id`; the rest
+    /// of the config in force applies. AWS settings come from the standard
+    /// chain (AWS_REGION, AWS_ENDPOINT_URL, credentials).
+    #[arg(long, value_name = "KEY")]
+    pub kms_key_id: Option<String>,
 }
 
 /// `keygen`.
@@ -152,6 +163,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Issue(args) => issue(cli.config, args),
         Command::CheckConfig(args) => check_config(args.path.or(cli.config)),
         Command::Verify(args) => verify::run(args),
+        Command::Keys(command) => keys::run(cli.config, command),
     }
 }
 
@@ -174,7 +186,11 @@ fn serve(path: Option<PathBuf>, args: ServeArgs) -> u8 {
         listen: args.listen,
         issuer: args.issuer,
     };
-    let config = match load(path, &overrides) {
+    let loaded = load(path, &overrides).and_then(|config| match &args.kms_key_id {
+        Some(key_id) => config.with_kms_key_id(key_id),
+        None => Ok(config),
+    });
+    let config = match loaded {
         Ok(config) => Arc::new(config),
         Err(e) => {
             eprintln!("error: {e}");
@@ -184,7 +200,12 @@ fn serve(path: Option<PathBuf>, args: ServeArgs) -> u8 {
     crate::telemetry::init(&config.log);
     let Some(rt) = runtime() else { return EXIT_FAILURE };
     rt.block_on(async move {
-        let keys = match crate::signing::key_set(&config).await {
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let context = crate::signing::SigningContext {
+            metrics: metrics.clone(),
+            ..Default::default()
+        };
+        let keys = match crate::signing::key_set_with(&config, &context).await {
             Ok(keys) => keys,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -200,7 +221,7 @@ fn serve(path: Option<PathBuf>, args: ServeArgs) -> u8 {
         };
         let bound = listener.local_addr().unwrap_or(config.listen);
         print_banner(&config, bound);
-        let state = AppState::builder(config.clone(), keys).build();
+        let state = AppState::builder(config.clone(), keys).metrics(metrics).build();
         match crate::run(state, listener, crate::shutdown_signal()).await {
             Ok(()) => EXIT_OK,
             Err(e) => {
@@ -326,6 +347,9 @@ fn issue(path: Option<PathBuf>, args: IssueArgs) -> u8 {
             .and_then(|pem| LocalSigner::from_pem(&pem).map_err(|e| e.to_string())),
         None => match &config.signing {
             SigningConfig::Local(key) => key.signer().map_err(|e| e.to_string()),
+            SigningConfig::Kms(_) | SigningConfig::KmsEnvelope(_) => Err(
+                "`issue` signs with a local key: pass --key FILE (the config in force signs with KMS)".into(),
+            ),
         },
     };
     let signer = match signer {

@@ -6,6 +6,9 @@ use axum::response::{IntoResponse, Response};
 
 use crate::state::AppState;
 
+/// The shortest token worth issuing (as the issuer's own limit).
+const MIN_USEFUL_TTL_SECS: u64 = 10;
+
 /// `GET /healthz`: the process is up.
 pub async fn healthz() -> &'static str {
     "ok\n"
@@ -19,6 +22,18 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let Some(active) = keys.active() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "no active signing key\n").into_response();
     };
+    // A key whose publication is about to end (a retiring key, or a replica
+    // that has not been able to read its key set for a long time) cannot sign
+    // a useful token: not ready, like the token endpoint's 503.
+    if let Some(limit) = active.expires_by() {
+        if limit < state.clock.now().saturating_add(MIN_USEFUL_TTL_SECS) {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "signing key publication ending\n",
+            )
+                .into_response();
+        }
+    }
     if !state.health.is_healthy() && state.health.probe_due() {
         let probe = active.signer().sign(b"readiness-probe").await;
         state.health.record(probe.is_ok());

@@ -6,5 +6,6 @@
 
 mod assertions;
 mod flow;
+mod kms;
 mod third_party;
 mod token_endpoint;
