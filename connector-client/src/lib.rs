@@ -41,6 +41,11 @@
 //! sooner than `Retry-After`). Once it has expired, `token()` fails with
 //! [`Error::Unavailable`], which names the last cause. See [`RefreshPolicy`].
 //!
+//! # Features
+//!
+//! None: the crate always needs an HTTP client (reqwest on rustls with ring,
+//! from `oidc-core`'s `http` feature) and Tokio for its refresh task.
+//!
 //! # What it does not do
 //!
 //! It does not verify or even parse the access token: to the client it is an
