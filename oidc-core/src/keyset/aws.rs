@@ -136,35 +136,35 @@ impl KeySetSecret {
         .map_err(|failure| KeySetError::from_failure(failure, &self.secret_id))
     }
 
-    /// The versions that carry one of the three stages, with their stages.
+    /// The versions that carry one of the three stages, with their stages:
+    /// one `DescribeSecret` (its `VersionIdsToStages` lists exactly the
+    /// labelled versions; moto 5.2 also answers a missing secret there with
+    /// `ResourceNotFoundException`, where `ListSecretVersionIds` fails with a 500).
     pub async fn versions(&self) -> Result<Vec<(String, Vec<Stage>)>, KeySetError> {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .call("secretsmanager:ListSecretVersionIds", || {
-                    self.client
-                        .list_secret_version_ids()
-                        .secret_id(&self.secret_id)
-                        .set_next_token(token.clone())
-                        .send()
-                })
-                .await?;
-            for version in page.versions() {
-                let stages: Vec<Stage> = version
-                    .version_stages()
-                    .iter()
-                    .filter_map(|l| Stage::from_label(l))
-                    .collect();
-                if let (Some(id), false) = (version.version_id(), stages.is_empty()) {
-                    out.push((id.to_owned(), stages));
-                }
-            }
-            match page.next_token() {
-                Some(next) if !next.is_empty() && out.len() < 10_000 => token = Some(next.to_owned()),
-                _ => return Ok(out),
-            }
-        }
+        let output = self
+            .call("secretsmanager:DescribeSecret", || {
+                self.client.describe_secret().secret_id(&self.secret_id).send()
+            })
+            .await?;
+        let mut out: Vec<(String, Vec<Stage>)> = output
+            .version_ids_to_stages()
+            .map(|map| {
+                map.iter()
+                    .map(|(id, labels)| {
+                        (
+                            id.clone(),
+                            labels
+                                .iter()
+                                .filter_map(|l| Stage::from_label(l))
+                                .collect::<Vec<_>>(),
+                        )
+                    })
+                    .filter(|(_, stages)| !stages.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 
     /// The record stored in `version_id`.

@@ -7,5 +7,6 @@
 mod assertions;
 mod flow;
 mod kms;
+mod kms_envelope;
 mod third_party;
 mod token_endpoint;

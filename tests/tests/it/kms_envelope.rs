@@ -1,0 +1,132 @@
+//! KMS-envelope keys against moto_server: a key generated here, encrypted
+//! under a symmetric KMS key with the issuer and kid as encryption context,
+//! kept in the key-set secret, decrypted once at start; tokens then cost zero
+//! KMS calls. A ciphertext opened for another issuer or kid fails clearly.
+
+use e2e::fault_proxy::FaultProxy;
+use e2e::moto::{self, Moto};
+use oidc_core::keys::kms_envelope::{self, EnvelopeError};
+use oidc_core::keys::{KmsOptions, Signer};
+use oidc_core::keyset::aws::{KeySetSecret, StageOutcome};
+use oidc_core::keyset::rotation::{KeyBackend, KeyRecord};
+use oidc_core::time::{Clock, SystemClock};
+use oidc_core::Algorithm;
+
+use crate::kms::{kms_server, token, verify_with_core};
+
+#[tokio::test]
+async fn envelope_keys_round_trip_and_refuse_another_context() {
+    let moto = Moto::shared();
+    let config = moto.sdk_config().await;
+    let kms = aws_sdk_kms::Client::new(&config);
+    let key = moto::create_symmetric_key(&config).await;
+    let options = KmsOptions::default();
+    for alg in [Algorithm::ES256, Algorithm::EdDSA] {
+        let sealed = kms_envelope::create(&kms, &key, "https://issuer.test", alg, &options)
+            .await
+            .unwrap();
+        assert!(!format!("{sealed:?}").contains("PRIVATE"), "{sealed:?}");
+        let signer = kms_envelope::open(&kms, &sealed, "https://issuer.test", &options)
+            .await
+            .unwrap();
+        assert_eq!(signer.kid(), sealed.verifying_key.kid());
+        assert_eq!(signer.algorithm(), alg);
+        let signature = signer.sign(b"header.payload").await.unwrap();
+        sealed
+            .verifying_key
+            .verify(alg, b"header.payload", &signature)
+            .unwrap();
+
+        // Another issuer: KMS refuses, and the error says why.
+        let error = kms_envelope::open(&kms, &sealed, "https://other.test", &options)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, EnvelopeError::WrongContext { .. }), "{error:?}");
+        let message = error.to_string();
+        assert!(
+            message.contains("encryption context") && message.contains("https://other.test"),
+            "{message}"
+        );
+
+        // A record whose kid was changed names another context too.
+        let mut altered = sealed.clone();
+        let (_other, _) = oidc_core::keys::LocalSigner::generate(alg).unwrap();
+        altered.verifying_key = _other.verifying_key().clone();
+        let error = kms_envelope::open(&kms, &altered, "https://issuer.test", &options)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, EnvelopeError::WrongContext { .. }), "{error:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_envelope_key_set_signs_with_zero_kms_calls_per_token() {
+    let moto = Moto::shared();
+    let config = moto.sdk_config().await;
+    let kms = aws_sdk_kms::Client::new(&config);
+    let key = moto::create_symmetric_key(&config).await;
+    let proxy = FaultProxy::start(&moto.endpoint).await;
+    let secret_name = moto::unique("envelope-set");
+
+    // The issuer is the server's URL, known once it listens, so the key is
+    // sealed after the start: the secret exists, empty, before. Until the key
+    // is there the server has none (and says so).
+    let secrets = aws_sdk_secretsmanager::Client::new(&config);
+    secrets.create_secret().name(&secret_name).send().await.unwrap();
+    let server = kms_server(
+        &proxy.endpoint,
+        &format!("[signing]\nkind = \"kms-envelope\"\nkey_set_secret = \"{secret_name}\"\npoll_interval_secs = 1\n"),
+    )
+    .await;
+    let (status, body, _) = crate::kms::request_token(&server).await;
+    assert_eq!(status, 503, "{body}");
+
+    let sealed = kms_envelope::create(&kms, &key, &server.url, Algorithm::ES256, &KmsOptions::default())
+        .await
+        .unwrap();
+    let record = KeyRecord {
+        backend: KeyBackend::KmsEnvelope {
+            kms_key_id: sealed.kms_key_id.clone(),
+            ciphertext: sealed.ciphertext.clone(),
+        },
+        verifying_key: sealed.verifying_key.clone(),
+        published_at: 0,
+        activated_at: None,
+    };
+    let set = KeySetSecret::new(&secrets, &secret_name, KmsOptions::default());
+    let outcome = set.stage(record, SystemClock.now()).await.unwrap();
+    assert!(
+        matches!(outcome, StageOutcome::ActivatedAtOnce { .. }),
+        "{outcome:?}"
+    );
+    // The stored record holds ciphertext only.
+    let stored = secrets
+        .get_secret_value()
+        .secret_id(&secret_name)
+        .send()
+        .await
+        .unwrap();
+    assert!(!stored.secret_string().unwrap().contains("PRIVATE KEY"));
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while crate::kms::request_token(&server).await.0 != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never picked up the key set"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    proxy.reset_counts();
+    for _ in 0..20 {
+        let token = token(&server).await;
+        verify_with_core(&server, &token).await;
+    }
+    let kms_calls: u64 = proxy
+        .counts()
+        .iter()
+        .filter(|(target, _)| target.starts_with("TrentService."))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(kms_calls, 0, "{:?}", proxy.counts());
+    server.stop().await;
+}
