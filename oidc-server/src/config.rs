@@ -16,6 +16,9 @@ use serde::Deserialize;
 
 /// Environment variable naming the config file.
 pub const CONFIG_ENV: &str = "OIDC_SERVER_CONFIG";
+/// Environment variable holding the whole config as TOML text (used when no
+/// file is named; for platforms configured through the environment, like Lambda).
+pub const CONFIG_TOML_ENV: &str = "OIDC_SERVER_CONFIG_TOML";
 /// Prefix of environment variables that override fields: `OIDC_SERVER__TOKENS__MAX_TTL_SECS=600`
 /// sets `tokens.max_ttl_secs`.
 pub const ENV_PREFIX: &str = "OIDC_SERVER__";
@@ -38,6 +41,9 @@ pub enum Origin {
     Embedded,
     /// A TOML file.
     File(PathBuf),
+    /// The `OIDC_SERVER_CONFIG_TOML` environment variable; relative file names
+    /// resolve against the working directory.
+    Environment,
 }
 
 impl Origin {
@@ -49,8 +55,12 @@ impl Origin {
                 .find(|(file, _)| *file == name)
                 .map(|(_, text)| (*text).to_owned())
                 .ok_or_else(|| format!("{name:?} is not one of the embedded keys-example files")),
-            Origin::File(config) => {
-                let path = config.parent().unwrap_or(Path::new(".")).join(name);
+            Origin::File(_) | Origin::Environment => {
+                let dir = match self {
+                    Origin::File(config) => config.parent().unwrap_or(Path::new(".")),
+                    _ => Path::new("."),
+                };
+                let path = dir.join(name);
                 std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
             }
         }
@@ -62,6 +72,7 @@ impl fmt::Display for Origin {
         match self {
             Origin::Embedded => f.write_str("the embedded development default"),
             Origin::File(path) => write!(f, "{}", path.display()),
+            Origin::Environment => write!(f, "${CONFIG_TOML_ENV}"),
         }
     }
 }
@@ -510,22 +521,31 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Loads the configuration in force: the file at `path` if given (else the
-    /// embedded default), then `env` overrides (`OIDC_SERVER__...`), then `overrides`.
+    /// Loads the configuration in force: the file at `path` if given, else
+    /// the TOML in `OIDC_SERVER_CONFIG_TOML`, else the embedded default; then
+    /// `env` overrides (`OIDC_SERVER__...`), then `overrides`.
     pub fn load(
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
         overrides: &Overrides,
     ) -> Result<Config, ConfigError> {
-        let (text, origin) = match path {
-            Some(path) => (
-                std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                })?,
-                Origin::File(path.to_path_buf()),
-            ),
-            None => (EMBEDDED_CONFIG.to_owned(), Origin::Embedded),
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let inline = env
+            .iter()
+            .find(|(k, _)| k == CONFIG_TOML_ENV)
+            .map(|(_, v)| v.clone());
+        let (text, origin) = match (path, inline) {
+            (None, Some(text)) => (text, Origin::Environment),
+            (path, _) => match path {
+                Some(path) => (
+                    std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                        path: path.display().to_string(),
+                        reason: e.to_string(),
+                    })?,
+                    Origin::File(path.to_path_buf()),
+                ),
+                None => (EMBEDDED_CONFIG.to_owned(), Origin::Embedded),
+            },
         };
         Self::from_toml(&text, origin, env, overrides)
     }

@@ -25,6 +25,8 @@ pub mod config;
 pub mod connectors;
 pub mod error;
 pub mod form;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod metrics;
 pub mod routes;
 pub mod signing;

@@ -6,3 +6,5 @@
 mod cli;
 mod config;
 mod embedded;
+#[cfg(feature = "lambda")]
+mod lambda;

@@ -1,0 +1,39 @@
+//! `bootstrap`: oidc-server in AWS Lambda (custom runtime `provided.al2023`).
+//! Build with `cargo build --release -p oidc-server --features lambda --bin bootstrap`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use oidc_server::config::{Config, Overrides};
+use oidc_server::{lambda, AppState};
+
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let issuer = match std::env::var(lambda::ISSUER_PARAMETER_ENV) {
+        Ok(name) => Some(lambda::issuer_from_parameter(&name).await?),
+        Err(_) => None,
+    };
+    let overrides = Overrides { listen: None, issuer };
+    let path = std::env::var_os(oidc_server::config::CONFIG_ENV).map(std::path::PathBuf::from);
+    let config = Arc::new(Config::load(path.as_deref(), std::env::vars(), &overrides)?);
+    oidc_server::telemetry::init(&config.log);
+    let keys = oidc_server::signing::key_set(&config).await?;
+    let state = AppState::builder(config, keys).build();
+    lambda::serve(state).await
+}

@@ -1,0 +1,186 @@
+//! Lambda mode gives the same answers as the standalone server: recorded
+//! function URL and API Gateway HTTP API events go through `lambda_http`, the
+//! same requests go to the standalone router, and status, headers and bodies
+//! are compared.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use http_body_util::BodyExt;
+use oidc_server::config::{Config, Origin, Overrides};
+use oidc_server::{lambda, AppState};
+use serde_json::Value;
+use tower::ServiceExt;
+
+const SECRET: &str = "lambda-test-secret-0123456789abcdefghijkl";
+const ISSUER: &str = "https://abc123xyz.lambda-url.us-east-1.on.aws";
+
+async fn state() -> AppState {
+    let digest = oidc_server::connectors::secret_digest_hex(SECRET);
+    let toml = format!(
+        r#"
+issuer = "{ISSUER}"
+[signing]
+kind = "local"
+generate = "ES256"
+[[connectors]]
+id = "connector-1"
+secret_sha256 = "{digest}"
+audiences = ["https://control-plane.example.com"]
+"#
+    );
+    let config = Arc::new(
+        Config::from_toml(
+            &toml,
+            Origin::Environment,
+            std::iter::empty(),
+            &Overrides::default(),
+        )
+        .unwrap(),
+    );
+    let keys = oidc_server::signing::key_set(&config).await.unwrap();
+    AppState::builder(config, keys).build()
+}
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/tests/fixtures/lambda/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// The same request, sent to the standalone router.
+async fn standalone(state: AppState, event: &Value) -> (u16, Vec<(String, String)>, String) {
+    let mut request = http::Request::builder()
+        .method(event["requestContext"]["http"]["method"].as_str().unwrap())
+        .uri(event["rawPath"].as_str().unwrap());
+    for (name, value) in event["headers"].as_object().unwrap() {
+        request = request.header(name.as_str(), value.as_str().unwrap());
+    }
+    let body = match event["body"].as_str() {
+        Some(b64) => {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
+        }
+        None => Vec::new(),
+    };
+    let response = oidc_server::app(state)
+        .oneshot(request.body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let headers = comparable_headers(
+        response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned())),
+    );
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8(body.to_vec()).unwrap())
+}
+
+/// Headers that must match; `content-length` is the Lambda service's business.
+fn comparable_headers(headers: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+    let mut headers: Vec<(String, String)> = headers.filter(|(k, _)| k != "content-length").collect();
+    headers.sort();
+    headers
+}
+
+async fn through_lambda(state: AppState, event: &str) -> (u16, Vec<(String, String)>, String) {
+    let response = lambda::invoke(lambda::router(state), event).await.unwrap();
+    let status = response["statusCode"].as_u64().unwrap() as u16;
+    let headers = comparable_headers(
+        response["headers"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())),
+    );
+    let body = response["body"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(response["isBase64Encoded"], false, "JSON bodies go out as text");
+    (status, headers, body)
+}
+
+async fn same_answer(kind: &str, name: &str) -> (u16, String) {
+    let state = state().await;
+    let event = fixture(&format!("{kind}-{name}"));
+    let lambda = through_lambda(state.clone(), &event).await;
+    let direct = standalone(state, &serde_json::from_str(&event).unwrap()).await;
+    assert_eq!(lambda.0, direct.0, "{kind}-{name}: status");
+    assert_eq!(lambda.1, direct.1, "{kind}-{name}: headers");
+    if name != "token" {
+        assert_eq!(lambda.2, direct.2, "{kind}-{name}: body");
+    } else {
+        // Each token is new (jti, iat); everything else is the same.
+        let (a, b): (Value, Value) = (
+            serde_json::from_str(&lambda.2).unwrap(),
+            serde_json::from_str(&direct.2).unwrap(),
+        );
+        for field in ["token_type", "expires_in"] {
+            assert_eq!(a[field], b[field], "{field}");
+        }
+        assert_eq!(a.as_object().unwrap().len(), b.as_object().unwrap().len());
+    }
+    (lambda.0, lambda.2)
+}
+
+#[tokio::test]
+async fn function_url_events_get_the_standalone_answers() {
+    for kind in ["function-url", "apigw-v2"] {
+        let (status, body) = same_answer(kind, "discovery").await;
+        assert_eq!(status, 200);
+        let doc: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            doc["issuer"], ISSUER,
+            "the issuer comes from configuration, not the Host header"
+        );
+        assert_eq!(doc["token_endpoint"], format!("{ISSUER}/token"));
+
+        let (status, body) = same_answer(kind, "jwks").await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap()["keys"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+
+        let (status, body) = same_answer(kind, "token").await;
+        assert_eq!(status, 200, "{body}");
+        let token: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(token["token_type"], "Bearer");
+
+        let (status, body) = same_answer(kind, "token-refused").await;
+        assert_eq!(status, 401);
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap()["error"],
+            "invalid_client"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_event_source_ip_is_the_peer_for_throttling() {
+    let state = state().await;
+    let refused = fixture("function-url-token-refused");
+    for _ in 0..10 {
+        assert_eq!(through_lambda(state.clone(), &refused).await.0, 401);
+    }
+    // The default limit is 10 failures per minute per client and per peer.
+    let (status, headers, _) = through_lambda(state.clone(), &fixture("function-url-token")).await;
+    assert_eq!(status, 429);
+    assert!(headers.iter().any(|(k, _)| k == "retry-after"));
+}
+
+#[tokio::test]
+async fn a_non_http_event_is_refused_clearly() {
+    let err = lambda::invoke(lambda::router(state().await), r#"{"hello": "world"}"#)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("not a supported Lambda HTTP event"),
+        "{err}"
+    );
+}
