@@ -76,6 +76,16 @@ impl TestServer {
         setup: ServerSetup,
         context: oidc_server::signing::SigningContext,
     ) -> TestServer {
+        Self::start_with_issuer(setup, context, None).await
+    }
+
+    /// Like [`TestServer::start_with_context`], with `issuer` as the `iss`
+    /// instead of the server's own URL (replicas of one issuer).
+    pub async fn start_with_issuer(
+        setup: ServerSetup,
+        context: oidc_server::signing::SigningContext,
+        issuer: Option<&str>,
+    ) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind an ephemeral port");
@@ -87,7 +97,7 @@ impl TestServer {
             std::iter::empty(),
             &Overrides {
                 listen: Some(addr.to_string()),
-                issuer: Some(url.clone()),
+                issuer: Some(issuer.map_or_else(|| url.clone(), str::to_owned)),
             },
         )
         .unwrap_or_else(|e| panic!("test config is invalid: {e}"));

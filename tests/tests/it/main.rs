@@ -5,8 +5,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod assertions;
+mod deploy;
 mod flow;
 mod kms;
 mod kms_envelope;
+mod rotation;
 mod third_party;
 mod token_endpoint;
