@@ -9,6 +9,7 @@ mod deploy;
 mod flow;
 mod kms;
 mod kms_envelope;
+mod kms_faults;
 mod rotation;
 mod third_party;
 mod token_endpoint;
