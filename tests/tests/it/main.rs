@@ -8,6 +8,7 @@ mod assertions;
 mod deploy;
 mod flow;
 mod kms;
+mod kms_bench;
 mod kms_envelope;
 mod kms_faults;
 mod rotation;

@@ -1,0 +1,154 @@
+//! Benchmark (ignored by default; run with
+//! `cargo test -p e2e --test it kms_bench -- --ignored --nocapture`):
+//! tokens per second through the KMS signer beside a bare SDK `Sign` loop at
+//! the same concurrency against the same moto_server, and KMS calls per
+//! token counted by the proxy (kms: 1, kms-envelope: 0).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec};
+use e2e::fault_proxy::FaultProxy;
+use e2e::moto::{self, Moto};
+use oidc_core::keys::{kms_envelope, KmsOptions, KmsSigner};
+use oidc_core::{Algorithm, Issuer, KeySet, Lifetime, TokenRequest};
+
+const CONCURRENCY: usize = 8;
+const SECONDS: u64 = 5;
+
+async fn run<F, Fut>(work: F) -> f64
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let work = Arc::new(work);
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(SECONDS);
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let (work, done) = (work.clone(), done.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    work().await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run explicitly"]
+async fn kms_bench() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(&moto.endpoint).await;
+    let config = moto::sdk_config_for(&proxy.endpoint).await;
+    let alias = moto::create_signing_key(&moto.sdk_config().await, "ECC_NIST_P256").await;
+    let client = aws_sdk_kms::Client::new(&config);
+    let input =
+        b"eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCIsImtpZCI6IngifQ.eyJpc3MiOiJodHRwczovL2lzc3Vlci50ZXN0In0";
+
+    let bare = {
+        let (client, alias) = (client.clone(), alias.clone());
+        run(move || {
+            let (client, alias) = (client.clone(), alias.clone());
+            async move {
+                client
+                    .sign()
+                    .key_id(alias)
+                    .message(Blob::new(&input[..]))
+                    .message_type(MessageType::Raw)
+                    .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        })
+        .await
+    };
+
+    let signer = KmsSigner::connect(&client, &alias, KmsOptions::default())
+        .await
+        .unwrap();
+    let issuer = Arc::new(
+        Issuer::new(
+            "https://issuer.test",
+            Arc::new(KeySet::single(Arc::new(signer))),
+            Lifetime::default(),
+        )
+        .unwrap(),
+    );
+    proxy.reset_counts();
+    let tokens = Arc::new(AtomicU64::new(0));
+    let kms_rate = {
+        let (issuer, tokens) = (issuer.clone(), tokens.clone());
+        run(move || {
+            let (issuer, tokens) = (issuer.clone(), tokens.clone());
+            async move {
+                issuer
+                    .issue(&TokenRequest::new("connector-1", "https://api.test"))
+                    .await
+                    .unwrap();
+                tokens.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .await
+    };
+    let kms_calls = proxy.count("TrentService.Sign") as f64 / tokens.load(Ordering::Relaxed) as f64;
+
+    let sym = moto::create_symmetric_key(&moto.sdk_config().await).await;
+    let sealed = kms_envelope::create(
+        &client,
+        &sym,
+        "https://issuer.test",
+        Algorithm::ES256,
+        &KmsOptions::default(),
+    )
+    .await
+    .unwrap();
+    let local = kms_envelope::open(&client, &sealed, "https://issuer.test", &KmsOptions::default())
+        .await
+        .unwrap();
+    let issuer = Arc::new(
+        Issuer::new(
+            "https://issuer.test",
+            Arc::new(KeySet::single(Arc::new(local))),
+            Lifetime::default(),
+        )
+        .unwrap(),
+    );
+    proxy.reset_counts();
+    let envelope_tokens = Arc::new(AtomicU64::new(0));
+    let envelope_rate = {
+        let (issuer, tokens) = (issuer.clone(), envelope_tokens.clone());
+        run(move || {
+            let (issuer, tokens) = (issuer.clone(), tokens.clone());
+            async move {
+                issuer
+                    .issue(&TokenRequest::new("connector-1", "https://api.test"))
+                    .await
+                    .unwrap();
+                tokens.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .await
+    };
+    let envelope_calls: u64 = proxy.counts().values().sum();
+
+    println!("concurrency {CONCURRENCY}, {SECONDS} s each, moto_server behind the counting proxy");
+    println!("bare SDK Sign loop:      {bare:>8.1} signatures/s");
+    println!("KmsSigner tokens:        {kms_rate:>8.1} tokens/s ({:.1}% of bare), {kms_calls:.3} KMS Sign calls/token", 100.0 * kms_rate / bare);
+    println!(
+        "kms-envelope tokens:     {envelope_rate:>8.1} tokens/s, {envelope_calls} KMS calls for {} tokens",
+        envelope_tokens.load(Ordering::Relaxed)
+    );
+    assert!((kms_calls - 1.0).abs() < 1e-9);
+    assert_eq!(envelope_calls, 0);
+}
