@@ -11,7 +11,8 @@
 //! ```
 //!
 //! `--private-key key.pem` authenticates with private_key_jwt instead of a
-//! secret; `--issuer URL` finds the token endpoint by discovery instead of
+//! secret; `--aws-iam [--sts-region R]` with the IAM credentials of the
+//! standard AWS chain (ECS task role, instance profile, environment); `--issuer URL` finds the token endpoint by discovery instead of
 //! `--token-url`.
 
 mod common;
@@ -32,7 +33,7 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args: Args = common::parse_args("get-token");
-    let token = match args.credentials.source() {
+    let token = match args.credentials.source().await {
         Ok(source) => source.token().await,
         Err(e) => Err(e),
     };

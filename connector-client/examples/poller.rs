@@ -70,7 +70,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let tokens = CachedTokenSource::new(args.credentials.source()?)?;
+    let tokens = CachedTokenSource::new(args.credentials.source().await?)?;
     let http = http_client_builder()?.timeout(Duration::from_secs(10)).build()?;
     let client = reqwest_middleware::ClientBuilder::new(http)
         .with(BearerAuth::new(tokens.clone()))

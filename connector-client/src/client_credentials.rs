@@ -63,6 +63,10 @@ pub enum ClientAuth {
     ClientSecretPost(ClientSecret),
     /// `private_key_jwt` (RFC 7523): a short-lived JWT signed with the client's key.
     PrivateKeyJwt(PrivateKeyJwt),
+    /// AWS IAM: a SigV4-signed `sts:GetCallerIdentity` for this token service
+    /// (feature `aws-iam`; `oidc-server`'s `aws_iam` method).
+    #[cfg(feature = "aws-iam")]
+    AwsIam(crate::aws_iam::AwsIam),
 }
 
 /// A key for `private_key_jwt` client authentication.
@@ -239,6 +243,8 @@ impl ClientCredentialsBuilder {
         let secret_empty = match &self.auth {
             ClientAuth::ClientSecretBasic(s) | ClientAuth::ClientSecretPost(s) => s.expose().is_empty(),
             ClientAuth::PrivateKeyJwt(_) => false,
+            #[cfg(feature = "aws-iam")]
+            ClientAuth::AwsIam(_) => false,
         };
         if secret_empty {
             return Err(ConfigError::Empty("client secret").into());
@@ -442,6 +448,14 @@ impl ClientCredentials {
                     form.append_pair("client_assertion", assertion);
                 }
             }
+            #[cfg(feature = "aws-iam")]
+            ClientAuth::AwsIam(_) => {
+                if let Some(assertion) = assertion {
+                    form.append_pair("client_id", &self.client_id);
+                    form.append_pair("client_assertion_type", crate::aws_iam::ASSERTION_TYPE);
+                    form.append_pair("client_assertion", assertion);
+                }
+            }
         }
         // reqwest takes the body by value and copies it into its buffers,
         // where it cannot be wiped; the copy here at least is.
@@ -460,6 +474,16 @@ impl ClientCredentials {
                     None => self.default_assertion_audience(url),
                 };
                 Some(key.assertion(&self.client_id, &audience).await?)
+            }
+            // The issuer header names the token service the same way a JWT
+            // assertion's audience does.
+            #[cfg(feature = "aws-iam")]
+            ClientAuth::AwsIam(aws) => {
+                let issuer = match &self.assertion_audience {
+                    Some(issuer) => issuer.clone(),
+                    None => self.default_assertion_audience(url),
+                };
+                Some(aws.assertion(&issuer).await?)
             }
             _ => None,
         };

@@ -129,6 +129,9 @@ pub enum ConfigError {
     /// The HTTPS client could not be built.
     #[error("{0}")]
     HttpClient(String),
+    /// AWS credentials or region could not be set up.
+    #[error("AWS: {0}")]
+    Aws(String),
     /// A refresh policy whose numbers contradict each other.
     #[error("invalid refresh policy: {0}")]
     RefreshPolicy(&'static str),

@@ -43,8 +43,12 @@
 //!
 //! # Features
 //!
-//! None: the crate always needs an HTTP client (reqwest on rustls with ring,
-//! from `oidc-core`'s `http` feature) and Tokio for its refresh task.
+//! | feature | adds |
+//! |---|---|
+//! | `aws-iam` | [`ClientAuth::AwsIam`]: authenticate with the IAM credentials the connector already has (AWS SDK credential chain, SigV4), no static secret |
+//!
+//! Always: an HTTP client (reqwest on rustls with ring, from `oidc-core`'s
+//! `http` feature) and Tokio for the refresh task.
 //!
 //! # What it does not do
 //!
@@ -53,6 +57,8 @@
 //! `oidc-core`'s verifier). It never logs a token or a secret: both are
 //! redacted in `Debug` and have no `Display`.
 
+#[cfg(feature = "aws-iam")]
+pub mod aws_iam;
 pub mod cache;
 mod client_credentials;
 pub mod clock;

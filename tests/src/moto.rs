@@ -61,6 +61,13 @@ impl Moto {
 
     /// A new emulator on `port` (e.g. to restart one where it was).
     pub fn start_on(port: u16) -> Moto {
+        Self::start_with_env(port, &[])
+    }
+
+    /// A new emulator on `port` with extra environment, e.g.
+    /// `INITIAL_NO_AUTH_ACTION_COUNT` to turn on SigV4 and IAM checks after
+    /// that many unauthenticated setup calls.
+    pub fn start_with_env(port: u16, env: &[(&str, &str)]) -> Moto {
         let server = moto_server();
         let log = std::env::temp_dir().join(format!("e2e-moto-{port}.log"));
         let script = format!(
@@ -71,6 +78,7 @@ impl Moto {
         let child = Command::new("sh")
             .arg("-c")
             .arg(script)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -28,11 +28,18 @@ pub(crate) struct Credentials {
     #[arg(long)]
     client_id: String,
     /// A file holding the client secret (one trailing line break is ignored).
-    #[arg(long, required_unless_present = "private_key", conflicts_with = "private_key")]
+    #[arg(long, required_unless_present_any = ["private_key", "aws_iam"], conflicts_with_all = ["private_key", "aws_iam"])]
     client_secret_file: Option<PathBuf>,
     /// A PKCS#8 PEM private key: authenticate with private_key_jwt instead of a secret.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "aws_iam")]
     private_key: Option<PathBuf>,
+    /// Authenticate with the IAM credentials of the standard AWS chain
+    /// (environment, ECS task role, instance profile): no secret at all.
+    #[arg(long)]
+    aws_iam: bool,
+    /// With --aws-iam: the region whose STS endpoint to sign for (default: AWS_REGION).
+    #[arg(long, requires = "aws_iam")]
+    sts_region: Option<String>,
     /// How to send the client secret.
     #[arg(long, value_enum, default_value = "basic", conflicts_with = "private_key")]
     auth_method: AuthMethod,
@@ -49,7 +56,7 @@ pub(crate) struct Credentials {
 
 impl Credentials {
     /// The token source these flags describe.
-    pub(crate) fn source(&self) -> Result<ClientCredentials, Error> {
+    pub(crate) async fn source(&self) -> Result<ClientCredentials, Error> {
         let endpoint = match (&self.token_url, &self.issuer) {
             (Some(url), _) => Endpoint::TokenUrl(url.clone()),
             (None, Some(issuer)) => Endpoint::Issuer(issuer.clone()),
@@ -57,6 +64,7 @@ impl Credentials {
             (None, None) => unreachable!("clap requires --token-url or --issuer"),
         };
         let auth = match (&self.private_key, &self.client_secret_file) {
+            _ if self.aws_iam => aws_iam(self.sts_region.as_deref()).await?,
             (Some(key), _) => ClientAuth::PrivateKeyJwt(PrivateKeyJwt::from_pem_file(key)?),
             (None, Some(file)) => {
                 let secret = ClientSecret::from_file(file)?;
@@ -65,7 +73,7 @@ impl Credentials {
                     AuthMethod::Post => ClientAuth::ClientSecretPost(secret),
                 }
             }
-            (None, None) => unreachable!("clap requires --client-secret-file or --private-key"),
+            (None, None) => unreachable!("clap requires --client-secret-file, --private-key or --aws-iam"),
         };
         let mut builder = ClientCredentials::builder(endpoint, &self.client_id, auth);
         if let Some(audience) = &self.audience {
@@ -79,6 +87,20 @@ impl Credentials {
         }
         builder.build()
     }
+}
+
+#[cfg(feature = "aws-iam")]
+async fn aws_iam(region: Option<&str>) -> Result<ClientAuth, Error> {
+    let aws = connector_client::aws_iam::AwsIam::from_environment(region).await?;
+    Ok(ClientAuth::AwsIam(aws))
+}
+
+#[cfg(not(feature = "aws-iam"))]
+async fn aws_iam(_region: Option<&str>) -> Result<ClientAuth, Error> {
+    Err(
+        connector_client::ConfigError::Aws("this build has no AWS IAM support (feature aws-iam)".into())
+            .into(),
+    )
 }
 
 /// Parses the command line; on a usage error prints one line and exits 2.

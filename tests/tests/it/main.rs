@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod assertions;
+mod aws_iam;
 mod deploy;
 mod flow;
 mod kms;

@@ -1,0 +1,157 @@
+//! AWS IAM client authentication (feature `aws-iam`): the connector proves
+//! who it is with the IAM credentials it already has (ECS task role, instance
+//! profile, environment), and no static secret.
+//!
+//! Each token request carries an `sts:GetCallerIdentity` request signed with
+//! SigV4 for the STS endpoint of one region; the token service forwards it to
+//! STS and learns the caller's ARN. The signed headers include
+//! `X-Connector-Token-Issuer: <issuer>`, so the signed request is good for this
+//! token service only. Wire format (what `oidc-server` expects):
+//! `client_assertion_type` = [`ASSERTION_TYPE`], `client_assertion` =
+//! base64url of `{"method":"POST","headers":{...},"body":"Action=GetCallerIdentity&Version=2011-06-15"}`,
+//! and `client_id`.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::sign::v4;
+use oidc_core::keys::SignError;
+use url::Url;
+
+use crate::error::{ConfigError, Error};
+
+/// `client_assertion_type` of AWS IAM authentication.
+pub const ASSERTION_TYPE: &str = "urn:connector-identity:client-assertion-type:aws-sts-get-caller-identity";
+/// The signed header naming the token service.
+pub const ISSUER_HEADER: &str = "x-connector-token-issuer";
+const BODY: &str = "Action=GetCallerIdentity&Version=2011-06-15";
+const CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=utf-8";
+
+/// IAM credentials and the STS endpoint to sign for.
+#[derive(Clone)]
+pub struct AwsIam {
+    credentials: SharedCredentialsProvider,
+    region: String,
+    sts_endpoint: Url,
+}
+
+impl fmt::Debug for AwsIam {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwsIam")
+            .field("region", &self.region)
+            .field("sts_endpoint", &self.sts_endpoint.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AwsIam {
+    /// Credentials from the standard AWS chain (environment, profile, web
+    /// identity, ECS task role, instance profile). The region is `region`, or
+    /// the chain's (`AWS_REGION`); the STS endpoint is the regional one, unless
+    /// `AWS_ENDPOINT_URL_STS` or `AWS_ENDPOINT_URL` name another.
+    pub async fn from_environment(region: Option<&str>) -> Result<Self, ConfigError> {
+        let sdk = oidc_core::aws::load_sdk_config().await;
+        let credentials = sdk.credentials_provider().ok_or(ConfigError::Aws(
+            "no AWS credentials provider is configured".into(),
+        ))?;
+        let region = match region {
+            Some(region) => region.to_owned(),
+            None => sdk.region().map(|r| r.to_string()).ok_or(ConfigError::Aws(
+                "no AWS region: set AWS_REGION or pass one".into(),
+            ))?,
+        };
+        let endpoint = std::env::var("AWS_ENDPOINT_URL_STS")
+            .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+            .unwrap_or_else(|_| format!("https://sts.{region}.amazonaws.com"));
+        Self::new(credentials, region, &endpoint)
+    }
+
+    /// Signs with `credentials` for the STS endpoint `sts_endpoint` of `region`.
+    pub fn new(
+        credentials: SharedCredentialsProvider,
+        region: impl Into<String>,
+        sts_endpoint: &str,
+    ) -> Result<Self, ConfigError> {
+        let url = Url::parse(sts_endpoint).map_err(|e| ConfigError::InvalidUrl {
+            what: "STS endpoint",
+            url: sts_endpoint.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let loopback = url.host_str().is_some_and(|h| {
+            h == "localhost"
+                || h.trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        });
+        if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+            return Err(ConfigError::InsecureUrl {
+                what: "STS endpoint",
+                url: url.to_string(),
+            });
+        }
+        Ok(Self {
+            credentials,
+            region: region.into(),
+            sts_endpoint: url,
+        })
+    }
+
+    /// The STS endpoint signed for.
+    pub fn sts_endpoint(&self) -> &Url {
+        &self.sts_endpoint
+    }
+
+    /// A fresh signed request naming `issuer`, encoded as a client assertion
+    /// (the token request sends it; public for other clients and for tests).
+    pub async fn assertion(&self, issuer: &str) -> Result<String, Error> {
+        let credentials = self.credentials.provide_credentials().await.map_err(|e| {
+            Error::Assertion(SignError::Unavailable {
+                reason: format!("AWS credentials unavailable: {e}"),
+                retry_after: None,
+            })
+        })?;
+        let host = match (self.sts_endpoint.host_str(), self.sts_endpoint.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            (None, _) => {
+                return Err(Error::Assertion(SignError::Refused(
+                    "STS endpoint has no host".into(),
+                )))
+            }
+        };
+        let identity = credentials.into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name("sts")
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| Error::Assertion(SignError::Refused(e.to_string())))?
+            .into();
+        let url = format!("{}://{host}/", self.sts_endpoint.scheme());
+        let headers = [("content-type", CONTENT_TYPE), (ISSUER_HEADER, issuer)];
+        let signable = SignableRequest::new(
+            "POST",
+            url,
+            headers.into_iter(),
+            SignableBody::Bytes(BODY.as_bytes()),
+        )
+        .map_err(|e| Error::Assertion(SignError::Refused(e.to_string())))?;
+        let (instructions, _signature) = sign(signable, &params)
+            .map_err(|e| Error::Assertion(SignError::Refused(e.to_string())))?
+            .into_parts();
+        let mut signed = serde_json::Map::new();
+        signed.insert("host".into(), host.into());
+        for (name, value) in headers {
+            signed.insert(name.into(), value.into());
+        }
+        for (name, value) in instructions.headers() {
+            signed.insert(name.to_ascii_lowercase(), value.into());
+        }
+        let request = serde_json::json!({ "method": "POST", "headers": signed, "body": BODY });
+        Ok(oidc_core::base64url::encode(request.to_string()))
+    }
+}
