@@ -89,6 +89,38 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind an ephemeral port");
+        Self::serve(listener, setup, context, issuer).await
+    }
+
+    /// Starts a server from `setup` on `addr`, the address of a server that
+    /// was stopped: the same token endpoint coming back after an outage.
+    /// Binding is retried for a while, in case the port is briefly held.
+    pub async fn start_at(setup: ServerSetup, addr: SocketAddr) -> TestServer {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let listener = loop {
+            match TcpListener::bind(addr).await {
+                Ok(listener) => break listener,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("cannot bind {addr} again: {e}"),
+            }
+        };
+        Self::serve(
+            listener,
+            setup,
+            oidc_server::signing::SigningContext::default(),
+            None,
+        )
+        .await
+    }
+
+    async fn serve(
+        listener: TcpListener,
+        setup: ServerSetup,
+        context: oidc_server::signing::SigningContext,
+        issuer: Option<&str>,
+    ) -> TestServer {
         let addr = listener.local_addr().expect("local address");
         let url = format!("http://{addr}");
         let config = Config::from_toml(
@@ -134,6 +166,28 @@ impl TestServer {
     /// The JWKS URL.
     pub fn jwks_url(&self) -> String {
         format!("{}/.well-known/jwks.json", self.url)
+    }
+
+    /// Access tokens issued so far (the server's `oidc_server_tokens_issued_total`).
+    pub fn tokens_issued(&self) -> u64 {
+        let metrics = self.state.metrics.render();
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("oidc_server_tokens_issued_total "))
+            .map_or(0, |n| n.trim().parse().expect("a counter"))
+    }
+
+    /// Requests answered on `POST /token` so far, whatever their status (the
+    /// server's request-latency histogram counts them as the response leaves).
+    pub fn token_requests(&self) -> u64 {
+        let metrics = self.state.metrics.render();
+        metrics
+            .lines()
+            .filter_map(|line| line.strip_prefix("oidc_server_http_request_duration_seconds_count{"))
+            .filter_map(|rest| rest.split_once("} "))
+            .filter(|(labels, _)| labels.split(',').any(|label| label == "route=\"/token\""))
+            .map(|(_, n)| n.trim().parse::<u64>().expect("a count"))
+            .sum()
     }
 
     /// Stops accepting, finishes requests in flight, and waits for the server to end.

@@ -6,6 +6,7 @@
 
 mod assertions;
 mod aws_iam;
+mod client;
 mod deploy;
 mod flow;
 mod kms;
