@@ -551,3 +551,199 @@ impl StagedKeys {
         steps
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{LocalSigner, Signer};
+
+    // M = 30 + 300 = 330 s, T = 900 s, L = 30 s.
+    const TIMINGS: RotationTimings = RotationTimings {
+        poll_interval: Duration::from_secs(30),
+        jwks_max_age: Duration::from_secs(300),
+        max_ttl: Duration::from_secs(900),
+        leeway: Duration::from_secs(30),
+    };
+
+    fn record(published_at: u64, activated_at: Option<u64>) -> KeyRecord {
+        let (signer, _pem) = LocalSigner::generate(Algorithm::ES256).unwrap();
+        KeyRecord {
+            backend: KeyBackend::Kms {
+                key_id: "alias/k".into(),
+            },
+            verifying_key: signer.verifying_key().clone(),
+            published_at,
+            activated_at,
+        }
+    }
+
+    fn staged(record: KeyRecord) -> StagedKey {
+        StagedKey {
+            version_id: format!("v-{}", record.kid()),
+            record,
+        }
+    }
+
+    /// Old key active since 0, new key published at 1000 and promoted at `promoted`.
+    fn rotated(promoted: u64) -> StagedKeys {
+        let new = record(1000, Some(promoted));
+        StagedKeys {
+            next: None,
+            active: Some(staged(new)),
+            retiring: Some(staged(record(0, Some(0)))),
+        }
+    }
+
+    #[test]
+    fn timings() {
+        assert_eq!(TIMINGS.maturity_secs(), 330);
+        let active = record(1000, Some(1400));
+        assert_eq!(TIMINGS.signs_from(&active), 1330);
+        assert_eq!(TIMINGS.retiring_expires_by(&active), 1400 + 330 + 900);
+        assert_eq!(TIMINGS.retirable_at(&active), 1400 + 330 + 900 + 30);
+        assert_eq!(TIMINGS.stale_expires_by(5000), 5000 + 330 + 900);
+    }
+
+    #[test]
+    fn promote_waits_for_publication_and_for_the_retiring_key() {
+        let keys = StagedKeys {
+            next: Some(staged(record(1000, None))),
+            active: Some(staged(record(0, Some(0)))),
+            retiring: None,
+        };
+        assert!(matches!(
+            keys.check_promote(&TIMINGS, 1329),
+            Err(RotationError::NotMature { at: 1330, .. })
+        ));
+        assert_eq!(keys.check_promote(&TIMINGS, 1330), Ok(false));
+
+        // With a retiring key whose tokens may still live, promoting would unpublish it.
+        let mut keys = rotated(1400);
+        keys.next = Some(staged(record(2000, None)));
+        assert!(matches!(
+            keys.check_promote(&TIMINGS, 2500),
+            Err(RotationError::RetiringStillLive {
+                action: "promote",
+                ..
+            })
+        ));
+        assert_eq!(keys.check_promote(&TIMINGS, 1400 + 330 + 900 + 30), Ok(false));
+
+        // Nothing staged; nothing active (first key).
+        assert_eq!(
+            StagedKeys::default().check_promote(&TIMINGS, 0),
+            Err(RotationError::NothingStaged)
+        );
+        let first = StagedKeys {
+            next: Some(staged(record(10, None))),
+            ..StagedKeys::default()
+        };
+        assert_eq!(first.check_promote(&TIMINGS, 10), Ok(false));
+    }
+
+    #[test]
+    fn a_half_done_promotion_is_recognised() {
+        let key = record(1000, None);
+        let mut activated = key.clone();
+        activated.activated_at = Some(1400);
+        let keys = StagedKeys {
+            next: Some(staged(key)),
+            active: Some(staged(activated)),
+            retiring: Some(staged(record(0, Some(0)))),
+        };
+        assert_eq!(keys.check_promote(&TIMINGS, 1400), Ok(true));
+    }
+
+    #[test]
+    fn retire_waits_for_the_last_token_plus_leeway() {
+        let keys = rotated(1400);
+        let at = 1400 + 330 + 900 + 30;
+        assert!(matches!(
+            keys.check_retire(&TIMINGS, at - 1),
+            Err(RotationError::RetiringStillLive { action: "retire", .. })
+        ));
+        assert_eq!(keys.check_retire(&TIMINGS, at), Ok(()));
+        assert_eq!(
+            StagedKeys::default().check_retire(&TIMINGS, at),
+            Err(RotationError::NothingRetiring)
+        );
+    }
+
+    #[test]
+    fn an_early_promotion_keeps_the_retiring_key_signing_with_a_cap() {
+        // Promoted at 1100, before the new key is mature (1330).
+        let keys = rotated(1100);
+        let before = keys.signing_candidates(&TIMINGS, 1200);
+        assert_eq!(before.len(), 1);
+        assert_eq!(before[0].stage, Stage::Retiring);
+        assert_eq!(before[0].expires_by, Some(1100 + 330 + 900));
+
+        let after = keys.signing_candidates(&TIMINGS, 1330);
+        assert_eq!(after[0].stage, Stage::Active);
+        assert_eq!(after[0].expires_by, None);
+        assert_eq!(after[1].stage, Stage::Retiring);
+
+        // With no retiring key to fall back on, the active key signs at once.
+        let only = StagedKeys {
+            active: Some(staged(record(1000, Some(1000)))),
+            ..StagedKeys::default()
+        };
+        assert_eq!(only.signing_candidates(&TIMINGS, 1000)[0].stage, Stage::Active);
+        assert!(StagedKeys::default().signing_candidates(&TIMINGS, 0).is_empty());
+    }
+
+    #[test]
+    fn staging_refuses_a_second_next_key_or_a_known_kid() {
+        let mut keys = rotated(1400);
+        let active_kid = keys.active.as_ref().unwrap().record.kid().to_owned();
+        assert!(matches!(
+            keys.check_stage(&active_kid),
+            Err(RotationError::AlreadyPresent { .. })
+        ));
+        assert_eq!(keys.check_stage("new-kid"), Ok(()));
+        keys.next = Some(staged(record(2000, None)));
+        assert!(matches!(
+            keys.check_stage("new-kid"),
+            Err(RotationError::AlreadyStaged { .. })
+        ));
+        assert_eq!(keys.published().len(), 3);
+    }
+
+    #[test]
+    fn records_round_trip_and_are_strict() {
+        let key = record(1000, Some(1400));
+        let text = key.to_json();
+        assert_eq!(KeyRecord::from_json(&text).unwrap(), key);
+
+        let mut doc: Value = serde_json::from_str(&text).unwrap();
+        doc["kid"] = Value::String("not-the-thumbprint".into());
+        assert!(KeyRecord::from_json(&doc.to_string()).is_err());
+
+        let mut doc: Value = serde_json::from_str(&text).unwrap();
+        doc["extra"] = Value::Bool(true);
+        assert!(
+            KeyRecord::from_json(&doc.to_string()).is_err(),
+            "unknown members are refused"
+        );
+
+        let mut doc: Value = serde_json::from_str(&text).unwrap();
+        doc["activated_at"] = Value::from(999);
+        assert!(
+            KeyRecord::from_json(&doc.to_string()).is_err(),
+            "activated before published"
+        );
+
+        let mut doc: Value = serde_json::from_str(&text).unwrap();
+        doc["jwk"]["d"] = Value::String("AAAA".into());
+        assert!(
+            KeyRecord::from_json(&doc.to_string()).is_err(),
+            "private members are refused"
+        );
+
+        let duplicate = text.replacen('{', "{\"published_at\":1,", 1);
+        assert!(
+            KeyRecord::from_json(&duplicate).is_err(),
+            "duplicate members are refused"
+        );
+    }
+}
