@@ -156,3 +156,71 @@ fn issuer_rules() {
         assert_eq!(load(&toml, &[]).is_ok(), ok, "{issuer}");
     }
 }
+
+fn signing_problems(signing: &str) -> Vec<String> {
+    let toml = MINIMAL.replace("kind = \"local\"\ngenerate = \"ES256\"", signing);
+    match load(&toml, &[]) {
+        Ok(_) => Vec::new(),
+        Err(ConfigError::Invalid { problems, .. }) => problems.iter().map(|p| p.field.clone()).collect(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn kms_signing_fields_are_checked() {
+    assert!(signing_problems("kind = \"kms\"\nkey_id = \"alias/tokens\"").is_empty());
+    assert!(signing_problems(
+        "kind = \"kms\"\nkey_id = \"arn:aws:kms:eu-west-1:123456789012:key/1234\"\nalgorithm = \"PS256\""
+    )
+    .is_empty());
+    assert!(
+        signing_problems("kind = \"kms\"\nkey_set_secret = \"tokens/keys\"\npoll_interval_secs = 10")
+            .is_empty()
+    );
+    assert_eq!(signing_problems("kind = \"kms\""), ["signing.key_id"]);
+    assert_eq!(
+        signing_problems("kind = \"kms\"\nkey_id = \"alias/a\"\nkey_set_secret = \"s\""),
+        ["signing"]
+    );
+    assert_eq!(
+        signing_problems("kind = \"kms\"\nkey_set_secret = \"s\"\nalgorithm = \"RS256\""),
+        ["signing.algorithm"],
+        "a key set records each key's algorithm"
+    );
+    assert_eq!(
+        signing_problems("kind = \"kms\"\nkey_id = \"alias/a\"\nalgorithm = \"HS256\""),
+        ["signing.algorithm"]
+    );
+    assert_eq!(
+        signing_problems("kind = \"kms\"\nkey_id = \"alias/a\"\nmax_concurrency = 0"),
+        ["signing.max_concurrency"]
+    );
+    // A KMS call must fit well inside the request timeout (10 s by default).
+    assert_eq!(
+        signing_problems("kind = \"kms\"\nkey_id = \"alias/a\"\ncall_timeout_ms = 9000"),
+        ["signing.call_timeout_ms"]
+    );
+}
+
+#[test]
+fn envelope_signing_fields_are_checked() {
+    assert!(signing_problems("kind = \"kms-envelope\"\nkey_set_secret = \"tokens/keys\"").is_empty());
+    assert!(!signing_problems("kind = \"kms-envelope\"").is_empty());
+    assert_eq!(
+        signing_problems("kind = \"kms-envelope\"\nkey_set_secret = \"s\"\npoll_interval_secs = 0"),
+        ["signing.poll_interval_secs"]
+    );
+    assert_eq!(
+        signing_problems("kind = \"kms-envelope\"\nkey_set_secret = \"s\"\nleeway_secs = 3600"),
+        ["signing.leeway_secs"]
+    );
+    let err = load(
+        &MINIMAL.replace("generate = \"ES256\"", "generate = \"ES256\"\nkey_id = \"x\""),
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("key_id"),
+        "fields of another kind are refused: {err}"
+    );
+}
