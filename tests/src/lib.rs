@@ -168,6 +168,58 @@ impl TestServer {
         format!("{}/.well-known/jwks.json", self.url)
     }
 
+    /// Asks for a token as [`SECRET_CLIENT`] (`client_secret_basic`); returns
+    /// the status, the JSON body and `Retry-After`.
+    pub async fn request_token(&self) -> (u16, serde_json::Value, Option<String>) {
+        let response = http()
+            .post(self.token_url())
+            .basic_auth(SECRET_CLIENT, Some(SECRET))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .expect("token request");
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+            retry_after,
+        )
+    }
+
+    /// A token for [`SECRET_CLIENT`], or a panic with the error body.
+    pub async fn token(&self) -> String {
+        let (status, body, _) = self.request_token().await;
+        assert_eq!(status, 200, "token request failed: {body}");
+        body["access_token"].as_str().expect("access_token").to_owned()
+    }
+
+    /// Verifies `token` with oidc-core against this server's JWKS as served
+    /// now (policy: this issuer, [`AUDIENCE`]); panics with the reason if refused.
+    pub async fn verify(&self, token: &str) -> oidc_core::AccessTokenClaims {
+        let jwks = http()
+            .get(self.jwks_url())
+            .send()
+            .await
+            .expect("JWKS request")
+            .bytes()
+            .await
+            .expect("JWKS body");
+        let keys = oidc_core::JwkSet::from_json(&jwks).expect("JWKS");
+        let policy = oidc_core::Policy::builder(self.url.clone(), [AUDIENCE])
+            .build()
+            .expect("policy");
+        oidc_core::Verifier::new(policy, keys)
+            .verify::<oidc_core::AccessTokenClaims>(token)
+            .await
+            .unwrap_or_else(|e| panic!("oidc-core refused the token: {e}"))
+            .into_claims()
+    }
+
     /// Access tokens issued so far (the server's `oidc_server_tokens_issued_total`).
     pub fn tokens_issued(&self) -> u64 {
         let metrics = self.state.metrics.render();

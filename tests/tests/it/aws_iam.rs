@@ -14,7 +14,6 @@ use connector_client::{ClientAuth, ClientCredentials, Endpoint, TokenSource};
 use e2e::moto::{free_port, Moto, REGION};
 use e2e::tools::run_python;
 use e2e::{TestServer, AUDIENCE};
-use oidc_core::{AccessTokenClaims, JwkSet, Policy, Verifier};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
@@ -98,24 +97,6 @@ fn aws(iam: &Iam, who: &str, endpoint: &str) -> AwsIam {
     AwsIam::new(credentials(iam, who), REGION, endpoint).unwrap()
 }
 
-async fn verify(server: &TestServer, token: &str) -> AccessTokenClaims {
-    let jwks: Value = e2e::http()
-        .get(server.jwks_url())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let keys = JwkSet::from_json(jwks.to_string().as_bytes()).unwrap();
-    let policy = Policy::builder(server.url.clone(), [AUDIENCE]).build().unwrap();
-    Verifier::new(policy, keys)
-        .verify::<AccessTokenClaims>(token)
-        .await
-        .unwrap()
-        .into_claims()
-}
-
 /// Posts a raw assertion; returns status, body and headers.
 async fn post(
     server: &TestServer,
@@ -165,7 +146,7 @@ async fn an_iam_user_and_an_assumed_role_get_tokens_for_their_connectors() {
         .build()
         .unwrap();
         let token = source.token().await.unwrap_or_else(|e| panic!("{who}: {e}"));
-        let claims = verify(&server, token.secret().as_str()).await;
+        let claims = server.verify(token.secret().as_str()).await;
         assert_eq!(claims.sub, connector);
     }
     // Discovery advertises the method and its assertion type.

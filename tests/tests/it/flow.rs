@@ -6,20 +6,6 @@ use oidc_core::verify::remote::RemoteJwks;
 use oidc_core::{AccessTokenClaims, Algorithm, Policy, Verifier};
 use serde_json::Value;
 
-async fn token(server: &TestServer) -> String {
-    let body: Value = e2e::http()
-        .post(server.token_url())
-        .basic_auth(SECRET_CLIENT, Some(SECRET))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["access_token"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn discovery_jwks_token_verify() {
     let (_signer, jwks) = client_key(Algorithm::ES256);
@@ -66,7 +52,7 @@ async fn discovery_jwks_token_verify() {
         .unwrap();
     assert_eq!(revalidated.status(), 304);
 
-    let token = token(&server).await;
+    let token = server.token().await;
     let keys = RemoteJwks::discovery(server.url.clone()).build().unwrap();
     let policy = Policy::builder(server.url.clone(), [AUDIENCE]).build().unwrap();
     let verified = Verifier::new(policy, keys)

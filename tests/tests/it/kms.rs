@@ -11,7 +11,7 @@ use base64::Engine as _;
 use e2e::fault_proxy::{FaultProxy, Mode};
 use e2e::moto::{self, Moto};
 use e2e::tools::{run_node, run_python};
-use e2e::{ServerSetup, TestServer, AUDIENCE, SECRET, SECRET_CLIENT};
+use e2e::{ServerSetup, TestServer, AUDIENCE, SECRET_CLIENT};
 use oidc_core::keys::{der, KmsOptions, KmsSigner, LocalSigner, Signer};
 use oidc_core::{
     AccessTokenClaims, Algorithm, Issuer, JwkSet, KeySet, Lifetime, Policy, TokenRequest, Verifier,
@@ -20,48 +20,6 @@ use oidc_server::signing::SigningContext;
 use serde_json::{json, Value};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
-
-/// POSTs client credentials; returns the status and JSON body.
-pub(crate) async fn request_token(server: &TestServer) -> (u16, Value, Option<String>) {
-    let response = e2e::http()
-        .post(server.token_url())
-        .basic_auth(SECRET_CLIENT, Some(SECRET))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_owned());
-    (status, response.json().await.unwrap_or(Value::Null), retry_after)
-}
-
-/// A token, or a panic with the error body.
-pub(crate) async fn token(server: &TestServer) -> String {
-    let (status, body, _) = request_token(server).await;
-    assert_eq!(status, 200, "token request failed: {body}");
-    body["access_token"].as_str().unwrap().to_owned()
-}
-
-/// Verifies with oidc-core against the server's JWKS as served now.
-pub(crate) async fn verify_with_core(server: &TestServer, token: &str) -> AccessTokenClaims {
-    let jwks = e2e::http()
-        .get(server.jwks_url())
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let policy = Policy::builder(server.url.clone(), [AUDIENCE]).build().unwrap();
-    let verified = Verifier::new(policy, JwkSet::from_json(&jwks).unwrap())
-        .verify::<AccessTokenClaims>(token)
-        .await
-        .unwrap_or_else(|e| panic!("oidc-core refused a KMS token: {e}"));
-    verified.claims().clone()
-}
 
 fn header(token: &str) -> Value {
     let part = token.split('.').next().unwrap();
@@ -110,7 +68,7 @@ async fn kms_tokens_verify_everywhere(key_spec: &str, alg: &str) {
     )
     .await;
 
-    let token = token(&server).await;
+    let token = server.token().await;
     let head = header(&token);
     assert_eq!(head["alg"], alg);
     assert_eq!(head["typ"], "at+jwt");
@@ -125,7 +83,7 @@ async fn kms_tokens_verify_everywhere(key_spec: &str, alg: &str) {
     let key = der::spki_public_key(public.public_key().unwrap().as_ref()).unwrap();
     assert_eq!(head["kid"], key.thumbprint());
 
-    let claims = verify_with_core(&server, &token).await;
+    let claims = server.verify(&token).await;
     assert_eq!(claims.sub, SECRET_CLIENT);
     let out = run_python(PYJWT, &[&token, &server.jwks_url(), &server.url, AUDIENCE]).await;
     assert_eq!(out.code, 0, "PyJWT refused a KMS {alg} token: {}", out.stderr);
@@ -135,7 +93,7 @@ async fn kms_tokens_verify_everywhere(key_spec: &str, alg: &str) {
     // Exactly one KMS call per token, and the public key is not fetched again.
     proxy.reset_counts();
     for _ in 0..10 {
-        verify_with_core(&server, &crate::kms::token(&server).await).await;
+        server.verify(&server.token().await).await;
     }
     assert_eq!(proxy.count("TrentService.Sign"), 10, "{:?}", proxy.counts());
     assert_eq!(proxy.count("TrentService.GetPublicKey"), 0);

@@ -12,7 +12,7 @@ use oidc_core::keyset::rotation::{KeyBackend, KeyRecord};
 use oidc_core::time::{Clock, SystemClock};
 use oidc_core::Algorithm;
 
-use crate::kms::{kms_server, token, verify_with_core};
+use crate::kms::kms_server;
 
 #[tokio::test]
 async fn envelope_keys_round_trip_and_refuse_another_context() {
@@ -78,7 +78,7 @@ async fn an_envelope_key_set_signs_with_zero_kms_calls_per_token() {
         &format!("[signing]\nkind = \"kms-envelope\"\nkey_set_secret = \"{secret_name}\"\npoll_interval_secs = 1\n"),
     )
     .await;
-    let (status, body, _) = crate::kms::request_token(&server).await;
+    let (status, body, _) = server.request_token().await;
     assert_eq!(status, 503, "{body}");
 
     let sealed = kms_envelope::create(&kms, &key, &server.url, Algorithm::ES256, &KmsOptions::default())
@@ -109,7 +109,7 @@ async fn an_envelope_key_set_signs_with_zero_kms_calls_per_token() {
     assert!(!stored.secret_string().unwrap().contains("PRIVATE KEY"));
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while crate::kms::request_token(&server).await.0 != 200 {
+    while server.request_token().await.0 != 200 {
         assert!(
             std::time::Instant::now() < deadline,
             "the server never picked up the key set"
@@ -118,8 +118,8 @@ async fn an_envelope_key_set_signs_with_zero_kms_calls_per_token() {
     }
     proxy.reset_counts();
     for _ in 0..20 {
-        let token = token(&server).await;
-        verify_with_core(&server, &token).await;
+        let token = server.token().await;
+        server.verify(&token).await;
     }
     let kms_calls: u64 = proxy
         .counts()

@@ -10,7 +10,7 @@ use e2e::fault_proxy::{FaultProxy, Mode, KMS};
 use e2e::moto::{self, Moto};
 use e2e::TestServer;
 
-use crate::kms::{kms_server, request_token, token, verify_with_core};
+use crate::kms::kms_server;
 
 async fn status_of(server: &TestServer, path: &str) -> u16 {
     e2e::http()
@@ -24,7 +24,7 @@ async fn status_of(server: &TestServer, path: &str) -> u16 {
 
 async fn assert_unavailable(server: &TestServer, what: &str) {
     let started = Instant::now();
-    let (status, body, retry_after) = request_token(server).await;
+    let (status, body, retry_after) = server.request_token().await;
     assert_eq!(status, 503, "{what}: {body}");
     assert_eq!(body["error"], "temporarily_unavailable", "{what}: {body}");
     let retry: u64 = retry_after
@@ -54,13 +54,13 @@ async fn assert_unavailable(server: &TestServer, what: &str) {
 async fn assert_recovers(server: &TestServer, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        if request_token(server).await.0 == 200 && status_of(server, "/readyz").await == 200 {
+        if server.request_token().await.0 == 200 && status_of(server, "/readyz").await == 200 {
             break;
         }
         assert!(Instant::now() < deadline, "{what}: did not recover");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    verify_with_core(server, &token(server).await).await;
+    server.verify(&server.token().await).await;
 }
 
 #[tokio::test]
@@ -75,7 +75,7 @@ async fn kms_faults_answer_503_fail_readiness_and_recover() {
         ),
     )
     .await;
-    verify_with_core(&server, &token(&server).await).await;
+    server.verify(&server.token().await).await;
 
     for (what, mode) in [
         ("throttled", Mode::Throttle),
@@ -92,7 +92,7 @@ async fn kms_faults_answer_503_fail_readiness_and_recover() {
     // Throttling is retried with backoff before giving up.
     proxy.reset_counts();
     proxy.set_for(KMS, Mode::Throttle);
-    let _ = request_token(&server).await;
+    let _ = server.request_token().await;
     assert!(proxy.count("TrentService.Sign") >= 2, "{:?}", proxy.counts());
     proxy.set(Mode::Pass);
     server.stop().await;
@@ -109,7 +109,7 @@ async fn a_stopped_emulator_at_start_and_at_run_time_is_survived() {
         "[signing]\nkind = \"kms\"\nkey_id = \"{alias}\"\ncall_timeout_ms = 1000\n\n[http]\nrequest_timeout_secs = 3\n"
     );
     let server = kms_server(&moto.endpoint, &signing).await;
-    verify_with_core(&server, &token(&server).await).await;
+    server.verify(&server.token().await).await;
 
     // KMS gone while serving: 503, not ready, JWKS still served.
     moto.stop();
@@ -122,7 +122,7 @@ async fn a_stopped_emulator_at_start_and_at_run_time_is_survived() {
     // the key up once KMS answers.
     let endpoint = format!("http://127.0.0.1:{port}");
     let server = kms_server(&endpoint, &signing.replace(&alias, "alias/late")).await;
-    assert_eq!(request_token(&server).await.0, 503);
+    assert_eq!(server.request_token().await.0, 503);
     assert_eq!(status_of(&server, "/readyz").await, 503);
     assert_eq!(status_of(&server, "/.well-known/jwks.json").await, 200);
     let moto = Moto::start_on(port);

@@ -18,8 +18,6 @@ use oidc_core::verify::RemoteJwks;
 use oidc_core::{AccessTokenClaims, Algorithm, Policy, Verifier};
 use oidc_server::signing::SigningContext;
 
-use crate::kms::request_token;
-
 const ISSUER: &str = "http://127.0.0.1:1";
 
 async fn replica(config: &aws_config::SdkConfig, secret: &str) -> TestServer {
@@ -120,7 +118,7 @@ async fn two_replicas_rotate_next_active_retiring_removed_with_zero_failures() {
                 let server = &servers[round % 2];
                 let verifier = &verifiers[(round / 2) % 2];
                 round += 1;
-                let (status, body, _) = request_token(server).await;
+                let (status, body, _) = server.request_token().await;
                 if status != 200 {
                     eprintln!("token request failed: {status} {body}");
                     failures.fetch_add(1, Ordering::Relaxed);

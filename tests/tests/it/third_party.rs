@@ -3,23 +3,9 @@
 //! (`createRemoteJWKSet` + `jwtVerify`).
 
 use e2e::tools::{run_node, run_python};
-use e2e::{client_key, test_config, TestServer, AUDIENCE, SECRET, SECRET_CLIENT};
+use e2e::{client_key, test_config, TestServer, AUDIENCE, SECRET_CLIENT};
 use oidc_core::Algorithm;
 use serde_json::Value;
-
-async fn token(server: &TestServer) -> String {
-    let body: Value = e2e::http()
-        .post(server.token_url())
-        .basic_auth(SECRET_CLIENT, Some(SECRET))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["access_token"].as_str().unwrap().to_owned()
-}
 
 /// PyJWT verifies with the key from the JWKS URL, requiring every claim we promise.
 const PYJWT: &str = r#"
@@ -47,7 +33,7 @@ console.log(JSON.stringify({ payload, protectedHeader }));
 async fn pyjwt_accepts_issued_tokens() {
     let (_signer, jwks) = client_key(Algorithm::ES256);
     let server = TestServer::start(&test_config(&jwks)).await;
-    let token = token(&server).await;
+    let token = server.token().await;
     let out = run_python(PYJWT, &[&token, &server.jwks_url(), &server.url, AUDIENCE]).await;
     assert_eq!(out.code, 0, "PyJWT refused the token: {}", out.stderr);
     let claims: Value = serde_json::from_str(&out.stdout).unwrap();
@@ -67,7 +53,7 @@ async fn pyjwt_accepts_issued_tokens() {
 async fn jose_accepts_issued_tokens() {
     let (_signer, jwks) = client_key(Algorithm::ES256);
     let server = TestServer::start(&test_config(&jwks)).await;
-    let token = token(&server).await;
+    let token = server.token().await;
     let out = run_node(JOSE, &[&token, &server.jwks_url(), &server.url, AUDIENCE]).await;
     assert_eq!(out.code, 0, "jose refused the token: {}", out.stderr);
     let result: Value = serde_json::from_str(&out.stdout).unwrap();
