@@ -1,8 +1,9 @@
 //! Token issue and verify, side by side with a bare ring signature over the same
-//! signing input and with the `jsonwebtoken` crate (aws-lc-rs backend) on the
-//! same claims (DESIGN.md, "Performance targets").
+//! signing input and with the `jsonwebtoken` crate on the same claims, in both
+//! its current release (11, on aws-lc-rs) and its last ring-backed one (9)
+//! (DESIGN.md, "Performance targets"; `bench/run.sh` runs this and tabulates it).
 //!
-//! Run (about three minutes on two cores, build included):
+//! Run (about four minutes on two cores, build included):
 //!
 //! ```sh
 //! cargo bench -p oidc-core --bench tokens
@@ -10,8 +11,8 @@
 //! cargo bench -p oidc-core --bench tokens -- 'verify/ES256'
 //! ```
 //!
-//! Benchmark ids are `{issue,verify}/{ES256,EdDSA,RS256}/{oidc-core,ring,jsonwebtoken}`
-//! (plus `verify/*/jsonwebtoken-signature`);
+//! Benchmark ids are `{issue,verify}/{ES256,EdDSA,RS256}/{oidc-core,ring,jsonwebtoken11,jsonwebtoken9}`
+//! (plus `verify/*/jsonwebtoken{11,9}-signature`);
 //! each one's estimates are in `target/criterion/<op>_<alg>/<impl>/new/estimates.json`.
 //!
 //! - `oidc-core` issue: `Issuer::issue` with a local key (fresh `jti`, clock,
@@ -23,13 +24,17 @@
 //!   (`EcdsaKeyPair::sign`, `Ed25519KeyPair::sign`, `RsaKeyPair::sign`;
 //!   `UnparsedPublicKey::verify`, `RsaPublicKeyComponents::verify`). The target is
 //!   `oidc-core` within 1.3x of this.
-//! - `jsonwebtoken`: `encode` of the same claims under the same header, and
+//! - `jsonwebtoken11` (aws-lc-rs) and `jsonwebtoken9` (ring, the same crypto as
+//!   ours): `encode` of the same claims under the same header, and
 //!   `decode::<AccessTokenClaims>` validating issuer, audience, `exp` and `nbf`
-//!   with the same leeway. The target is `oidc-core` faster than this.
-//! - `jsonwebtoken-signature` (verify only; a reference, not a target): the
-//!   signature check alone through `jsonwebtoken::crypto::verify`, i.e. aws-lc-rs.
-//!   Compared with `ring`, it shows how much of a `jsonwebtoken` lead is its
-//!   crypto backend rather than its JWT handling.
+//!   with the same leeway. The target is `oidc-core` faster than these; against
+//!   `jsonwebtoken9` the comparison is of JWT handling alone.
+//! - `jsonwebtoken11-signature`, `jsonwebtoken9-signature` (verify only; a
+//!   reference, not a target): the signature check alone through
+//!   `jsonwebtoken::crypto::verify`. Compared with `ring`, they show how much of a
+//!   `jsonwebtoken` lead is its crypto backend rather than its JWT handling.
+
+mod common;
 
 use std::future::Future;
 use std::hint::black_box;
@@ -42,7 +47,7 @@ use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use ring::rand::SystemRandom;
 use ring::signature::{self as sig, EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair, UnparsedPublicKey};
 
-use oidc_core::claims::{AccessTokenClaims, Attributes, ACCESS_TOKEN_TYP};
+use oidc_core::claims::{AccessTokenClaims, Attributes};
 use oidc_core::keys::{LocalSigner, PublicKey, Signer};
 use oidc_core::{Algorithm, Issuer, JwkSet, KeySet, Lifetime, Policy, TokenRequest, Verifier};
 
@@ -89,16 +94,14 @@ struct Fixture {
     signing_input: Vec<u8>,
     signature: Vec<u8>,
     claims: AccessTokenClaims,
-    kid: String,
     public_key: PublicKey,
     pkcs8_der: Vec<u8>,
-    jwt_alg: jsonwebtoken::Algorithm,
-    jwt_encoding_key: jsonwebtoken::EncodingKey,
-    jwt_decoding_key: jsonwebtoken::DecodingKey,
+    jwt11: common::jwt11::Baseline,
+    jwt9: common::jwt9::Baseline,
 }
 
 impl Fixture {
-    fn new(name: &'static str, pem_text: &str, alg: Algorithm, jwt_alg: jsonwebtoken::Algorithm) -> Self {
+    fn new(name: &'static str, pem_text: &str, alg: Algorithm) -> Self {
         let signer = LocalSigner::from_pem_with_algorithm(pem_text, Some(alg)).expect("test key loads");
         let verifying_key = signer.verifying_key().clone();
         let issuer = Issuer::new(
@@ -125,14 +128,12 @@ impl Fixture {
             .into_claims();
 
         let jwk = serde_json::Value::Object(verifying_key.to_jwk());
-        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk).expect("jsonwebtoken reads the JWK");
-        let pem_bytes = pem_text.as_bytes();
-        let jwt_encoding_key = match alg {
-            Algorithm::ES256 => jsonwebtoken::EncodingKey::from_ec_pem(pem_bytes),
-            Algorithm::EdDSA => jsonwebtoken::EncodingKey::from_ed_pem(pem_bytes),
-            _ => jsonwebtoken::EncodingKey::from_rsa_pem(pem_bytes),
-        }
-        .expect("jsonwebtoken reads the PEM");
+        let kid = verifying_key.kid();
+        let leeway = verifier.policy().leeway_secs();
+        let jwt11 =
+            common::jwt11::Baseline::new(alg.name(), &jwk, Some(pem_text), kid, ISSUER, AUDIENCE, leeway);
+        let jwt9 =
+            common::jwt9::Baseline::new(alg.name(), &jwk, Some(pem_text), kid, ISSUER, AUDIENCE, leeway);
 
         Self {
             name,
@@ -143,31 +144,11 @@ impl Fixture {
             token,
             signature,
             claims,
-            kid: verifying_key.kid().to_owned(),
             public_key: verifying_key.public_key().clone(),
             pkcs8_der: pem::parse(pem_text).expect("PEM").into_contents(),
-            jwt_alg,
-            jwt_encoding_key,
-            jwt_decoding_key: jsonwebtoken::DecodingKey::from_jwk(&jwk).expect("jsonwebtoken key"),
+            jwt11,
+            jwt9,
         }
-    }
-
-    fn jwt_header(&self) -> jsonwebtoken::Header {
-        let mut header = jsonwebtoken::Header::new(self.jwt_alg);
-        header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
-        header.kid = Some(self.kid.clone());
-        header
-    }
-
-    fn jwt_validation(&self) -> jsonwebtoken::Validation {
-        let mut validation = jsonwebtoken::Validation::new(self.jwt_alg);
-        validation.set_issuer(&[ISSUER]);
-        validation.set_audience(&[AUDIENCE]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.leeway = self.verifier.policy().leeway_secs();
-        validation
     }
 }
 
@@ -223,12 +204,11 @@ fn bench_issue(c: &mut Criterion, fixture: &Fixture) {
         }),
     };
 
-    let header = fixture.jwt_header();
-    group.bench_function("jsonwebtoken", |b| {
-        b.iter(|| {
-            jsonwebtoken::encode(&header, black_box(&fixture.claims), &fixture.jwt_encoding_key)
-                .expect("encode")
-        })
+    group.bench_function("jsonwebtoken11", |b| {
+        b.iter(|| fixture.jwt11.encode(black_box(&fixture.claims)))
+    });
+    group.bench_function("jsonwebtoken9", |b| {
+        b.iter(|| fixture.jwt9.encode(black_box(&fixture.claims)))
     });
     group.finish();
 }
@@ -279,69 +259,47 @@ fn bench_verify(c: &mut Criterion, fixture: &Fixture) {
         }
     }
 
-    // Reference, not a target: jsonwebtoken's signature check alone (aws-lc-rs,
-    // plus a base64url decode of the signature), to tell its crypto backend
-    // apart from its JWT handling.
+    // References, not targets: jsonwebtoken's signature check alone (a
+    // base64url decode of the signature, then aws-lc-rs for 11, ring for 9),
+    // to tell its crypto backend apart from its JWT handling.
     let (_, signature_b64) = token.rsplit_once('.').expect("compact JWS");
-    group.bench_function("jsonwebtoken-signature", |b| {
+    group.bench_function("jsonwebtoken11-signature", |b| {
         b.iter(|| {
-            let ok = jsonwebtoken::crypto::verify(
-                black_box(signature_b64),
-                black_box(input),
-                &fixture.jwt_decoding_key,
-                fixture.jwt_alg,
-            )
-            .expect("verify");
-            assert!(ok);
+            fixture
+                .jwt11
+                .verify_signature(black_box(signature_b64), black_box(input))
+        })
+    });
+    group.bench_function("jsonwebtoken9-signature", |b| {
+        b.iter(|| {
+            fixture
+                .jwt9
+                .verify_signature(black_box(signature_b64), black_box(input))
         })
     });
 
-    let validation = fixture.jwt_validation();
-    group.bench_function("jsonwebtoken", |b| {
-        b.iter(|| {
-            jsonwebtoken::decode::<AccessTokenClaims>(
-                black_box(token),
-                &fixture.jwt_decoding_key,
-                &validation,
-            )
-            .expect("decode")
-        })
+    group.bench_function("jsonwebtoken11", |b| {
+        b.iter(|| fixture.jwt11.decode(black_box(token)))
+    });
+    group.bench_function("jsonwebtoken9", |b| {
+        b.iter(|| fixture.jwt9.decode(black_box(token)))
     });
     group.finish();
 }
 
 fn tokens(c: &mut Criterion) {
     let algorithms = [
-        (
-            "ES256",
-            P256_PEM,
-            Algorithm::ES256,
-            jsonwebtoken::Algorithm::ES256,
-        ),
-        (
-            "EdDSA",
-            ED25519_PEM,
-            Algorithm::EdDSA,
-            jsonwebtoken::Algorithm::EdDSA,
-        ),
-        (
-            "RS256",
-            RSA2048_PEM,
-            Algorithm::RS256,
-            jsonwebtoken::Algorithm::RS256,
-        ),
+        ("ES256", P256_PEM, Algorithm::ES256),
+        ("EdDSA", ED25519_PEM, Algorithm::EdDSA),
+        ("RS256", RSA2048_PEM, Algorithm::RS256),
     ];
-    for (name, pem_text, alg, jwt_alg) in algorithms {
+    for (name, pem_text, alg) in algorithms {
         // Built per algorithm, so that its token is fresh when its verify group runs.
-        let fixture = &Fixture::new(name, pem_text, alg, jwt_alg);
-        // Same claims everywhere: what oidc-core signs is what jsonwebtoken encodes.
-        let check = jsonwebtoken::decode::<AccessTokenClaims>(
-            &fixture.token,
-            &fixture.jwt_decoding_key,
-            &fixture.jwt_validation(),
-        )
-        .expect("jsonwebtoken accepts an oidc-core token");
-        assert_eq!(check.claims, fixture.claims);
+        let fixture = &Fixture::new(name, pem_text, alg);
+        // Same claims everywhere: what oidc-core signs is what jsonwebtoken
+        // encodes, and both versions accept an oidc-core token.
+        assert_eq!(fixture.jwt11.decode(&fixture.token), fixture.claims);
+        assert_eq!(fixture.jwt9.decode(&fixture.token), fixture.claims);
         bench_issue(c, fixture);
         bench_verify(c, fixture);
     }

@@ -1,0 +1,261 @@
+#!/usr/bin/env bash
+# Every benchmark of BENCHMARKS.md, side by side with its baseline, one after
+# another on this machine, in release mode:
+#
+#   micro   oidc-core issue/verify vs bare ring and jsonwebtoken 11 (aws-lc-rs)
+#           and 9 (ring); connector-client cached read vs a mutex baseline
+#   http    POST /token (client_credentials, client_secret_basic, ES256 JWT)
+#           on oidc-server vs node-oidc-provider, same wrk, same concurrency
+#           levels, runs alternated, RSS and CPU time of each server sampled
+#   kms     KmsSigner vs a bare SDK Sign loop against moto_server, KMS calls per
+#           token (the ignored e2e test kms_bench, in release)
+#   verify  verifications/s of the same tokens: oidc-core, jsonwebtoken 11 and
+#           9, bare ring, PyJWT, npm jose
+#
+#   bench/run.sh [SECTION ...]        (default: micro http kms verify)
+#
+# Environment: BENCH_DURATION (s per HTTP run, default 10), BENCH_ROUNDS
+# (alternated rounds per level, default 2), BENCH_LEVELS (default "1 16 64"),
+# BENCH_VERIFY_SECONDS (per verifier, default 3).
+#
+# Installs what it needs when missing: wrk (apt-get), bench/node_modules
+# (npm ci: oidc-provider, jose), .venv (PyJWT, moto; same as scripts/test.sh).
+# Results go to bench/results/<timestamp>/ (git-ignored), linked as
+# bench/results/latest; the summary table is printed at the end and written to
+# summary.md there. Takes 15-25 minutes on two cores, builds included.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+sections=("$@")
+[ ${#sections[@]} -gt 0 ] || sections=(micro http kms verify)
+duration=${BENCH_DURATION:-10}
+rounds=${BENCH_ROUNDS:-2}
+read -r -a levels <<<"${BENCH_LEVELS:-1 16 64}"
+verify_seconds=${BENCH_VERIFY_SECONDS:-3}
+ours_port=${BENCH_OURS_PORT:-18080}
+node_port=${BENCH_NODE_PORT:-18090}
+
+results=bench/results/$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$results"
+ln -sfn "$(basename "$results")" bench/results/latest
+log() { printf '\n== %s [load %s]\n' "$*" "$(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$results/log.txt"; }
+
+pids=()
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+want() { local s; for s in "${sections[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
+
+# ---------------------------------------------------------------- tools
+if want http && ! command -v wrk >/dev/null; then
+  echo "== installing wrk (apt-get)"
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq wrk
+  else
+    echo "wrk is missing: install it (apt-get install -y wrk)" >&2; exit 2
+  fi
+fi
+if want http || want verify; then
+  command -v node >/dev/null || { echo "node (>= 18) is missing" >&2; exit 2; }
+  if [ ! -f bench/node_modules/oidc-provider/package.json ] || [ ! -f bench/node_modules/jose/package.json ]; then
+    echo "== installing node-oidc-provider and jose into bench/node_modules"
+    (cd bench && npm ci --silent --no-audit --no-fund)
+  fi
+fi
+if (want kms || want verify) && ! .venv/bin/python -c 'import moto, jwt' 2>/dev/null; then
+  echo "== installing PyJWT and moto into .venv (as scripts/test.sh does)"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+fi
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+
+# ---------------------------------------------------------------- machine
+{
+  echo "date_utc=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo '+dirty')"
+  echo "nproc=$(nproc)"
+  echo "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+  echo "mem_total=$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+  echo "kernel=$(uname -sr)"
+  echo "rustc=$(rustc -V)"
+  echo "node=$(node -v 2>/dev/null || echo none)"
+  echo "python=$(.venv/bin/python -V 2>/dev/null || python3 -V)"
+  echo "wrk=$(wrk -v 2>&1 | head -1 || true)"
+  echo "load_at_start=$(cut -d' ' -f1-3 /proc/loadavg)"
+} > "$results/machine.txt"
+cat "$results/machine.txt"
+
+# ---------------------------------------------------------------- servers
+secret=$(tr -d '\n' < keys-example/demo-connector.secret)
+client=demo-connector
+audience=http://127.0.0.1:9090   # the demo connector's default audience
+oidc_server=$target_dir/release/oidc-server
+
+start_ours() {
+  port_free "$ours_port"
+  "$oidc_server" serve --listen "127.0.0.1:$ours_port" --issuer "http://127.0.0.1:$ours_port" >/dev/null 2>&1 &
+  ours_pid=$!; pids+=("$ours_pid")
+  wait_up "http://127.0.0.1:$ours_port/healthz" "$ours_pid"
+}
+start_node() {
+  port_free "$node_port"
+  NODE_ENV=production node bench/node-provider.mjs "$node_port" "$client" "$secret" "$audience" \
+    >"$results/node-provider.log" 2>&1 &
+  node_pid=$!; pids+=("$node_pid")
+  wait_up "http://127.0.0.1:$node_port/.well-known/openid-configuration" "$node_pid"
+}
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+port_free() {
+  if curl -s -o /dev/null "http://127.0.0.1:$1/"; then
+    echo "port $1 is already in use: stop what listens there or set BENCH_OURS_PORT/BENCH_NODE_PORT" >&2
+    exit 1
+  fi
+}
+wait_up() { # url pid
+  for _ in $(seq 100); do
+    kill -0 "$2" 2>/dev/null || { echo "the server for $1 exited" >&2; exit 1; }
+    curl -sf "$1" >/dev/null && return 0
+    sleep 0.1
+  done
+  echo "server at $1 did not come up" >&2; exit 1
+}
+# One token by the benchmark's exact request: prints the access token.
+fetch_token() {
+  curl -sf -u "$client:$secret" -d grant_type=client_credentials -d scope=actions:read "$1/token" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
+}
+# Checks that a token is an ES256 at+jwt for the audience, and prints its header.
+check_token() {
+  python3 - "$1" "$2" <<'PY'
+import base64, json, sys
+token, audience = sys.argv[1:3]
+part = lambda s: json.loads(base64.urlsafe_b64decode(s + "=" * (-len(s) % 4)))
+header, claims = part(token.split(".")[0]), part(token.split(".")[1])
+assert header["alg"] == "ES256" and header["typ"] == "at+jwt", header
+assert claims["aud"] == audience and claims["sub"] == "demo-connector", claims
+print(json.dumps(header), len(token), "bytes")
+PY
+}
+
+# ---------------------------------------------------------------- micro
+if want micro; then
+  log "micro: cargo bench -p oidc-core --bench tokens"
+  marker=$results/.micro-start; touch "$marker"
+  cargo bench -p oidc-core --bench tokens 2>&1 | tee "$results/micro-tokens.txt" | grep -E '^(issue|verify)/|time:' || true
+  log "micro: cargo bench -p connector-client --bench token"
+  cargo bench -p connector-client --bench token 2>&1 | tee "$results/micro-client.txt" | grep -E '^token_read|time:' || true
+  # Median estimates of this run only (target/criterion also keeps older runs).
+  find "$target_dir/criterion" -path '*/new/estimates.json' -newer "$marker" |
+    python3 -c '
+import json, sys
+out = {}
+for path in sys.stdin.read().split():
+    parts = path.split("/")
+    out[parts[-4] + "/" + parts[-3]] = json.load(open(path))["median"]["point_estimate"]
+json.dump(out, sys.stdout, indent=1, sort_keys=True)' > "$results/micro.json"
+fi
+
+# ---------------------------------------------------------------- http
+if want http; then
+  log "http: building oidc-server (release)"
+  cargo build --release -q -p oidc-server
+  start_ours
+  start_node
+  for who in ours node; do
+    port=$([ $who = ours ] && echo "$ours_port" || echo "$node_port")
+    token=$(fetch_token "http://127.0.0.1:$port")
+    echo "$who token: $(check_token "$token" "$audience")" | tee -a "$results/log.txt"
+  done
+
+  auth=$(printf '%s:%s' "$client" "$secret" | base64 -w0)
+  script=$results/token.lua
+  cat > "$script" <<LUA
+wrk.method = "POST"
+wrk.body = "grant_type=client_credentials&scope=actions%3Aread"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["Authorization"] = "Basic $auth"
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT rps=%.1f p50_ms=%.3f p99_ms=%.3f errors=%d non2xx=%d\n",
+    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
+    latency:percentile(99) / 1000, summary.errors.connect + summary.errors.read +
+    summary.errors.write + summary.errors.timeout, summary.errors.status))
+end
+LUA
+  ticks=$(getconf CLK_TCK)
+  cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+  rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+  # One wrk run against one server: appends a CSV line.
+  load() { # who pid port concurrency round
+    local who=$1 pid=$2 port=$3 c=$4 round=$5 threads out line cpu0 cpu1 peak=0 rss
+    threads=$(( c < 2 ? 1 : 2 ))
+    cpu0=$(cpu_ticks "$pid")
+    wrk -t"$threads" -c"$c" -d"${duration}s" -s "$script" "http://127.0.0.1:$port/token" > "$results/wrk.out" &
+    local wrk_pid=$!
+    while kill -0 "$wrk_pid" 2>/dev/null; do
+      rss=$(rss_kb "$pid"); [ "$rss" -gt "$peak" ] && peak=$rss
+      sleep 1
+    done
+    wait "$wrk_pid"
+    cpu1=$(cpu_ticks "$pid")
+    line=$(grep RESULT "$results/wrk.out"); line=${line#RESULT }
+    local rps p50_ms p99_ms errors non2xx
+    eval "$line"
+    local cpu_us
+    cpu_us=$(python3 -c "print(round(($cpu1 - $cpu0) / $ticks * 1e6 / ($rps * $duration), 1))")
+    echo "$who,$c,$round,$rps,$p50_ms,$p99_ms,$((errors + non2xx)),$(( peak / 1024 )),$cpu_us" | tee -a "$results/http.csv"
+  }
+  echo "server,concurrency,round,rps,p50_ms,p99_ms,errors,rss_peak_mb,cpu_us_per_req" | tee "$results/http.csv"
+  log "http: warm-up (3 s each, not counted)"
+  for who in ours node; do
+    port=$([ $who = ours ] && echo "$ours_port" || echo "$node_port")
+    wrk -t2 -c16 -d3s -s "$script" "http://127.0.0.1:$port/token" >/dev/null
+  done
+  log "http: ${rounds} alternated rounds of ${duration} s at concurrency ${levels[*]}"
+  for c in "${levels[@]}"; do
+    for round in $(seq "$rounds"); do
+      load ours "$ours_pid" "$ours_port" "$c" "$round"
+      load node "$node_pid" "$node_port" "$c" "$round"
+    done
+  done
+  echo "idle_rss_after_mb ours=$(( $(rss_kb "$ours_pid") / 1024 )) node=$(( $(rss_kb "$node_pid") / 1024 ))" | tee -a "$results/log.txt"
+  stop "$ours_pid"; stop "$node_pid"
+fi
+
+# ---------------------------------------------------------------- kms
+if want kms; then
+  log "kms: cargo test --release -p e2e --test it kms_bench -- --ignored --nocapture"
+  for round in $(seq "$rounds"); do
+    E2E_MOTO_SERVER=$root/.venv/bin/moto_server E2E_PYTHON=$root/.venv/bin/python \
+      cargo test --release -q -p e2e --test it kms_bench -- --ignored --nocapture --test-threads 1 \
+      2>&1 | tee -a "$results/kms.txt" | grep -E 'bare SDK|KmsSigner|kms-envelope|concurrency|test result'
+  done
+fi
+
+# ---------------------------------------------------------------- verify
+if want verify; then
+  log "verify: 200 tokens from oidc-server, then each verifier for ${verify_seconds} s"
+  # Built before the tokens are fetched, so none expires (300 s) while compiling.
+  cargo build --release -q -p oidc-server
+  cargo bench -q -p oidc-core --bench verify_compare --no-run 2>/dev/null
+  tokens_dir=$results/tokens; mkdir -p "$tokens_dir"
+  start_ours
+  for _ in $(seq 200); do fetch_token "http://127.0.0.1:$ours_port"; done > "$tokens_dir/tokens.txt"
+  curl -sf "http://127.0.0.1:$ours_port/.well-known/jwks.json" > "$tokens_dir/jwks.json"
+  stop "$ours_pid"
+  printf '{"issuer": "http://127.0.0.1:%s", "audience": "%s", "seconds": %s}\n' \
+    "$ours_port" "$audience" "$verify_seconds" > "$tokens_dir/meta.json"
+  {
+    BENCH_TOKENS_DIR=$root/$tokens_dir cargo bench -q -p oidc-core --bench verify_compare 2>&1 | grep -v '^$'
+    .venv/bin/python bench/verify_pyjwt.py "$tokens_dir"
+    node bench/verify_jose.mjs "$tokens_dir"
+  } | tee "$results/verify.txt"
+fi
+
+# ---------------------------------------------------------------- summary
+log "summary"
+python3 bench/summarize.py "$results" | tee "$results/summary.md"
