@@ -3,8 +3,11 @@
 
 use std::fmt;
 
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use crate::json::Key;
 
 /// The `typ` header of an access token (RFC 9068 §2.1). Verifiers require it,
 /// so a client assertion or an ID token is never taken for an access token.
@@ -41,7 +44,12 @@ pub const RESERVED_CLAIMS: [&str; 22] = [
 ///
 /// Connector attributes configured at the token service (`org_id`, ...) land in
 /// [`attributes`](Self::attributes).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// `Deserialize` is written out rather than derived: the same fields and
+/// rules as the derive with `#[serde(flatten)]` would give (unknown members
+/// into `attributes`, a duplicate field refused), without buffering every
+/// member first, which is what `flatten` costs on each verification.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AccessTokenClaims {
     /// Issuer URL.
     pub iss: String,
@@ -68,14 +76,105 @@ pub struct AccessTokenClaims {
     pub attributes: Map<String, Value>,
 }
 
+impl<'de> Deserialize<'de> for AccessTokenClaims {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(ClaimsVisitor)
+    }
+}
+
+struct ClaimsVisitor;
+
+/// Stores a field's value, refusing a second one.
+fn once<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
+    slot: &mut Option<T>,
+    name: &'static str,
+    access: &mut A,
+) -> Result<(), A::Error> {
+    if slot.is_some() {
+        return Err(de::Error::duplicate_field(name));
+    }
+    *slot = Some(access.next_value()?);
+    Ok(())
+}
+
+impl<'de> Visitor<'de> for ClaimsVisitor {
+    type Value = AccessTokenClaims;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the claims of an access token")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<AccessTokenClaims, A::Error> {
+        let (mut iss, mut sub, mut aud, mut client_id, mut iat) = (None, None, None, None, None);
+        let (mut nbf, mut exp, mut jti, mut scope) =
+            (None::<Option<u64>>, None, None, None::<Option<String>>);
+        let mut attributes = Map::new();
+        while let Some(Key(key)) = access.next_key::<Key<'de>>()? {
+            match &*key {
+                "iss" => once(&mut iss, "iss", &mut access)?,
+                "sub" => once(&mut sub, "sub", &mut access)?,
+                "aud" => once(&mut aud, "aud", &mut access)?,
+                "client_id" => once(&mut client_id, "client_id", &mut access)?,
+                "iat" => once(&mut iat, "iat", &mut access)?,
+                "nbf" => once(&mut nbf, "nbf", &mut access)?,
+                "exp" => once(&mut exp, "exp", &mut access)?,
+                "jti" => once(&mut jti, "jti", &mut access)?,
+                "scope" => once(&mut scope, "scope", &mut access)?,
+                _ => {
+                    attributes.insert(key.into_owned(), access.next_value::<Value>()?);
+                }
+            }
+        }
+        let missing = de::Error::missing_field;
+        Ok(AccessTokenClaims {
+            iss: iss.ok_or_else(|| missing("iss"))?,
+            sub: sub.ok_or_else(|| missing("sub"))?,
+            aud: aud.ok_or_else(|| missing("aud"))?,
+            client_id: client_id.ok_or_else(|| missing("client_id"))?,
+            iat: iat.ok_or_else(|| missing("iat"))?,
+            nbf: nbf.flatten(),
+            exp: exp.ok_or_else(|| missing("exp"))?,
+            jti: jti.ok_or_else(|| missing("jti"))?,
+            scope: scope.flatten(),
+            attributes,
+        })
+    }
+}
+
 /// An `aud` claim: one audience or several.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Audience {
     /// A single audience.
     One(String),
     /// Several audiences.
     Many(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for Audience {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct AudienceVisitor;
+        impl<'de> Visitor<'de> for AudienceVisitor {
+            type Value = Audience;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Audience, E> {
+                Ok(Audience::One(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Audience, E> {
+                Ok(Audience::One(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Audience, A::Error> {
+                let mut many = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(16));
+                while let Some(one) = seq.next_element::<String>()? {
+                    many.push(one);
+                }
+                Ok(Audience::Many(many))
+            }
+        }
+        deserializer.deserialize_any(AudienceVisitor)
+    }
 }
 
 impl Audience {
@@ -167,5 +266,81 @@ impl BearerToken {
 impl fmt::Debug for BearerToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "BearerToken([redacted, {} bytes])", self.0.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn full() -> Value {
+        json!({
+            "iss": "https://i", "sub": "c-1", "aud": ["a", "b"], "client_id": "c-1",
+            "iat": 10, "nbf": 10, "exp": 20, "jti": "j", "scope": "x y",
+            "org_id": "org-42", "tier": {"n": [1, 2]}
+        })
+    }
+
+    /// The written-out `Deserialize` reads what the derive did, from a
+    /// `Value` and from text alike, and round-trips through `Serialize`.
+    #[test]
+    fn deserializes_like_the_derive() {
+        let claims: AccessTokenClaims = serde_json::from_value(full()).unwrap();
+        assert_eq!(claims.aud, Audience::Many(vec!["a".into(), "b".into()]));
+        assert_eq!((claims.iat, claims.nbf, claims.exp), (10, Some(10), 20));
+        assert_eq!(claims.scope.as_deref(), Some("x y"));
+        assert_eq!(claims.attributes.len(), 2);
+        assert_eq!(claims.attributes["tier"], json!({"n": [1, 2]}));
+        let text = serde_json::to_string(&claims).unwrap();
+        assert_eq!(serde_json::from_str::<AccessTokenClaims>(&text).unwrap(), claims);
+        assert_eq!(serde_json::to_value(&claims).unwrap(), full());
+
+        // Optional members absent or null.
+        let mut minimal = full();
+        let map = minimal.as_object_mut().unwrap();
+        map.remove("nbf");
+        map.insert("scope".into(), Value::Null);
+        map.insert("aud".into(), json!("a"));
+        let claims: AccessTokenClaims = serde_json::from_value(minimal).unwrap();
+        assert_eq!(
+            (claims.nbf, claims.scope, claims.aud),
+            (None, None, Audience::One("a".into()))
+        );
+    }
+
+    #[test]
+    fn refuses_what_the_derive_refused() {
+        for (member, value) in [
+            ("iss", json!(1)),
+            ("aud", json!(1)),
+            ("aud", json!([1])),
+            ("exp", json!("20")),
+            ("exp", json!(-1)),
+            ("nbf", json!("x")),
+            ("scope", json!(["x"])),
+        ] {
+            let mut claims = full();
+            claims[member] = value;
+            assert!(
+                serde_json::from_value::<AccessTokenClaims>(claims).is_err(),
+                "{member}"
+            );
+        }
+        for member in ["iss", "sub", "aud", "client_id", "iat", "exp", "jti"] {
+            let mut claims = full();
+            claims.as_object_mut().unwrap().remove(member);
+            let error = serde_json::from_value::<AccessTokenClaims>(claims).unwrap_err();
+            assert!(
+                error.to_string().contains(&format!("missing field `{member}`")),
+                "{error}"
+            );
+        }
+        let error = serde_json::from_str::<AccessTokenClaims>(
+            r#"{"iss":"a","iss":"b","sub":"s","aud":"a","client_id":"c","iat":1,"exp":2,"jti":"j"}"#,
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("duplicate field `iss`"), "{error}");
+        assert!(serde_json::from_str::<AccessTokenClaims>("[]").is_err());
     }
 }

@@ -2,6 +2,7 @@
 //! bounded nesting. serde_json alone keeps the last of two duplicate members,
 //! which lets a token mean different things to different parsers.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 
@@ -50,6 +51,32 @@ pub fn parse(bytes: &[u8]) -> Result<Value, JsonError> {
     match result {
         Ok(value) => Ok(value),
         Err(e) => Err(problem.take().unwrap_or_else(|| JsonError::Syntax(e.to_string()))),
+    }
+}
+
+/// A member name, borrowed unless it has escapes (serde's own `Cow<str>`
+/// always copies).
+pub(crate) struct Key<'a>(pub(crate) Cow<'a, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
     }
 }
 

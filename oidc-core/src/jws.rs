@@ -10,6 +10,7 @@
 //! the exact bytes received.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -181,15 +182,38 @@ fn optional_string(map: &Map<String, Value>, member: &'static str) -> Result<Opt
 /// has not been checked yet. Its payload is reachable only through [`verify`](Self::verify).
 #[derive(Debug)]
 pub struct UnverifiedJws<'a> {
-    header: Header,
+    header: Arc<Header>,
+    header_text: &'a str,
+    reused_header: bool,
     signing_input: &'a str,
     payload: Vec<u8>,
     signature: Vec<u8>,
 }
 
+/// A header that passed every check, with its exact base64url text: a
+/// verifier keeps the last few it accepted, since every token of one key
+/// carries the same header byte for byte.
+#[derive(Debug)]
+pub(crate) struct KnownHeader {
+    pub(crate) text: Box<str>,
+    header: Arc<Header>,
+}
+
 impl<'a> UnverifiedJws<'a> {
     /// Decodes `token` strictly, refusing anything longer than `max_len` before decoding.
     pub fn decode(token: &'a str, max_len: usize) -> Result<Self, JwsError> {
+        Self::decode_reusing(token, max_len, &[])
+    }
+
+    /// [`decode`](Self::decode), reusing one of `known` when the token's
+    /// header text is byte for byte the one it was decoded from: the same
+    /// input, so the same result, without decoding and parsing it again. Every
+    /// other check runs as in `decode`, in the same order.
+    pub(crate) fn decode_reusing(
+        token: &'a str,
+        max_len: usize,
+        known: &[Arc<KnownHeader>],
+    ) -> Result<Self, JwsError> {
         if token.len() > max_len {
             return Err(JwsError::TooLarge {
                 len: token.len(),
@@ -210,14 +234,37 @@ impl<'a> UnverifiedJws<'a> {
         };
         let decode =
             |part, text: &str| base64url::decode(text).map_err(|error| JwsError::Base64 { part, error });
-        let header_bytes = decode(Part::Header, header_text)?;
+        let reused = known.iter().find(|known| *known.text == *header_text);
+        let header_bytes = match reused {
+            Some(_) => Vec::new(),
+            None => decode(Part::Header, header_text)?,
+        };
         let payload = decode(Part::Payload, payload_text)?;
         let signature = decode(Part::Signature, signature_text)?;
+        let header = match reused {
+            Some(known) => known.header.clone(),
+            None => Arc::new(Header::from_json(&header_bytes)?),
+        };
         Ok(Self {
-            header: Header::from_json(&header_bytes)?,
+            header,
+            header_text,
+            reused_header: reused.is_some(),
             signing_input: &token[..header_text.len() + 1 + payload_text.len()],
             payload,
             signature,
+        })
+    }
+
+    /// Whether the header came from the `known` one given to `decode_reusing`.
+    pub(crate) fn reused_header(&self) -> bool {
+        self.reused_header
+    }
+
+    /// The header with its text, to be given to later `decode_reusing` calls.
+    pub(crate) fn known_header(&self) -> Arc<KnownHeader> {
+        Arc::new(KnownHeader {
+            text: self.header_text.into(),
+            header: self.header.clone(),
         })
     }
 

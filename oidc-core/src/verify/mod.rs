@@ -12,6 +12,7 @@ pub mod remote;
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
@@ -21,7 +22,7 @@ pub use policy::{Policy, PolicyBuilder, PolicyError, DEFAULT_LEEWAY, DEFAULT_MAX
 pub use remote::{RemoteJwks, RemoteJwksBuilder, RemoteJwksError};
 
 use crate::json::{self, JsonError};
-use crate::jws::{JwsError, UnverifiedJws};
+use crate::jws::{JwsError, KnownHeader, UnverifiedJws};
 use crate::keys::SignatureError;
 use crate::time::{Clock, SystemClock};
 use crate::Algorithm;
@@ -212,7 +213,14 @@ pub struct Verifier<K> {
     policy: Arc<Policy>,
     keys: K,
     clock: Arc<dyn Clock>,
+    /// The headers of the last tokens that passed every check (most recent
+    /// first, at most [`KNOWN_HEADERS`]), shared by clones.
+    known_headers: Arc<ArcSwap<Vec<Arc<KnownHeader>>>>,
 }
+
+/// How many accepted headers a verifier remembers: the keys in use at once
+/// (active, next, retiring) each give one.
+const KNOWN_HEADERS: usize = 4;
 
 impl<K: KeySource> Verifier<K> {
     /// A verifier for `policy` with keys from `keys`.
@@ -221,6 +229,7 @@ impl<K: KeySource> Verifier<K> {
             policy: Arc::new(policy),
             keys,
             clock: Arc::new(SystemClock),
+            known_headers: Arc::default(),
         }
     }
 
@@ -242,8 +251,15 @@ impl<K: KeySource> Verifier<K> {
 
     /// Verifies `token` and deserializes its claims as `C`
     /// (for example [`AccessTokenClaims`](crate::AccessTokenClaims)).
+    ///
+    /// The headers of the last few accepted tokens are remembered: a token
+    /// whose header text is byte for byte one of them skips decoding and
+    /// parsing it again (every token of one key carries the same header);
+    /// everything else is checked anew on every call.
     pub async fn verify<C: DeserializeOwned>(&self, token: &str) -> Result<Verified<C>, VerifyError> {
-        let jws = UnverifiedJws::decode(token, self.policy.max_token_len())?;
+        let jws =
+            UnverifiedJws::decode_reusing(token, self.policy.max_token_len(), &self.known_headers.load())?;
+        let known = (!jws.reused_header()).then(|| jws.known_header());
         let header = jws.header();
         self.policy.check_type(header.typ.as_deref())?;
         let alg = header.alg;
@@ -254,6 +270,16 @@ impl<K: KeySource> Verifier<K> {
         self.policy.check_claims(&claims, self.clock.now())?;
         let claims =
             C::deserialize(Value::Object(claims)).map_err(|e| VerifyError::ClaimsShape(e.to_string()))?;
+        if let Some(known) = known {
+            self.known_headers.rcu(|headers| {
+                let mut next = Vec::with_capacity(KNOWN_HEADERS);
+                next.push(known.clone());
+                // Another call may have added the same header meanwhile.
+                let others = headers.iter().filter(|h| h.text != known.text);
+                next.extend(others.take(KNOWN_HEADERS - 1).cloned());
+                next
+            });
+        }
         Ok(Verified {
             claims,
             kid: key.kid().to_owned(),
@@ -273,5 +299,145 @@ pub(crate) fn numeric_date(
             claim,
             expected: "a NumericDate (non-negative integer seconds)",
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{LocalSigner, Signer};
+    use crate::{base64url, AccessTokenClaims, Issuer, JwkSet, KeySet, Lifetime, TokenRequest};
+
+    const ISS: &str = "https://tokens.example.com";
+    const AUD: &str = "https://api.example.com";
+
+    struct Key {
+        issuer: Issuer,
+        kid: String,
+    }
+
+    fn key(alg: Algorithm) -> (Key, crate::keys::VerifyingKey) {
+        let (signer, _pem) = LocalSigner::generate(alg).unwrap();
+        let verifying = signer.verifying_key().clone();
+        let issuer = Issuer::new(
+            ISS,
+            Arc::new(KeySet::single(Arc::new(signer))),
+            Lifetime::default(),
+        )
+        .unwrap();
+        let kid = verifying.kid().to_owned();
+        (Key { issuer, kid }, verifying)
+    }
+
+    async fn token(key: &Key) -> String {
+        key.issuer
+            .issue(&TokenRequest::new("connector-1", AUD))
+            .await
+            .unwrap()
+            .token
+            .into_string()
+    }
+
+    /// Remembering accepted headers saves work and changes no outcome: what
+    /// follows the header is checked on every call, a refused token is never
+    /// remembered, and the memory is bounded.
+    #[tokio::test]
+    async fn remembered_headers_change_no_outcome() {
+        let mut keys = Vec::new();
+        let mut verifying = Vec::new();
+        for alg in [
+            Algorithm::ES256,
+            Algorithm::EdDSA,
+            Algorithm::ES256,
+            Algorithm::EdDSA,
+            Algorithm::ES256,
+        ] {
+            let (k, v) = key(alg);
+            keys.push(k);
+            verifying.push(v);
+        }
+        let policy = Policy::builder(ISS, [AUD]).build().unwrap();
+        let verifier = Verifier::new(policy, JwkSet::from_keys(verifying).unwrap());
+        let remembered = |v: &Verifier<JwkSet>| v.known_headers.load().len();
+
+        let first = token(&keys[0]).await;
+        let verified = verifier.verify::<AccessTokenClaims>(&first).await.unwrap();
+        assert_eq!(
+            (verified.kid(), verified.algorithm()),
+            (keys[0].kid.as_str(), Algorithm::ES256)
+        );
+        assert_eq!(remembered(&verifier), 1);
+
+        // The same header again: reused, and the rest is still checked.
+        let second = token(&keys[0]).await;
+        let verified = verifier.verify::<AccessTokenClaims>(&second).await.unwrap();
+        assert_eq!(verified.kid(), keys[0].kid);
+        let (signing_input, _) = second.rsplit_once('.').unwrap();
+        let zero_signature = format!("{signing_input}.{}", base64url::encode([0u8; 64]));
+        assert!(matches!(
+            verifier.verify::<AccessTokenClaims>(&zero_signature).await,
+            Err(VerifyError::Signature(_))
+        ));
+        let (header, rest) = second.split_once('.').unwrap();
+        let (_, signature) = rest.split_once('.').unwrap();
+        let (_, other_payload) = first.split_once('.').unwrap();
+        let (other_payload, _) = other_payload.split_once('.').unwrap();
+        let spliced = format!("{header}.{other_payload}.{signature}");
+        assert!(matches!(
+            verifier.verify::<AccessTokenClaims>(&spliced).await,
+            Err(VerifyError::Signature(_))
+        ));
+        let bad_payload = format!("{header}.{}.{signature}", "%");
+        assert!(matches!(
+            verifier.verify::<AccessTokenClaims>(&bad_payload).await,
+            Err(VerifyError::Malformed(JwsError::Base64 { .. }))
+        ));
+        assert_eq!(remembered(&verifier), 1);
+
+        // A header that is refused is not remembered.
+        let wrong_typ = format!(
+            "{}.{rest}",
+            base64url::encode(format!(
+                r#"{{"alg":"ES256","kid":"{}","typ":"JWT"}}"#,
+                keys[0].kid
+            ))
+        );
+        assert!(matches!(
+            verifier.verify::<AccessTokenClaims>(&wrong_typ).await,
+            Err(VerifyError::WrongType { .. })
+        ));
+        // Nor one whose token fails later (here: its signature).
+        let other_header = format!(
+            "{}.{rest}",
+            base64url::encode(format!(
+                r#"{{"typ":"at+jwt","alg":"ES256","kid":"{}"}}"#,
+                keys[0].kid
+            ))
+        );
+        assert!(matches!(
+            verifier.verify::<AccessTokenClaims>(&other_header).await,
+            Err(VerifyError::Signature(_))
+        ));
+        assert_eq!(remembered(&verifier), 1);
+
+        // Each key's header is remembered, most recent first, at most four;
+        // clones share them; every key's tokens keep verifying.
+        let clone = verifier.clone();
+        for key in &keys {
+            let verified = clone
+                .verify::<AccessTokenClaims>(&token(key).await)
+                .await
+                .unwrap();
+            assert_eq!(verified.kid(), key.kid);
+        }
+        assert_eq!(remembered(&verifier), KNOWN_HEADERS);
+        for key in keys.iter().rev() {
+            let verified = verifier
+                .verify::<AccessTokenClaims>(&token(key).await)
+                .await
+                .unwrap();
+            assert_eq!(verified.kid(), key.kid);
+        }
+        assert_eq!(remembered(&verifier), KNOWN_HEADERS);
     }
 }
