@@ -25,6 +25,9 @@ const provider = new Provider(issuer, {
     scope: 'actions:read actions:write',
   }],
   jwks: { keys: [jwk] },
+  // Neither matters to client_credentials; set so the provider does not warn.
+  cookies: { keys: ['bench-only-not-a-secret'] },
+  ttl: { ClientCredentials: 300 },
   scopes: ['actions:read', 'actions:write'],
   features: {
     devInteractions: { enabled: false },

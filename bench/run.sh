@@ -15,7 +15,7 @@
 #   bench/run.sh [SECTION ...]        (default: micro http kms verify)
 #
 # Environment: BENCH_DURATION (s per HTTP run, default 10), BENCH_ROUNDS
-# (alternated rounds per level, default 2), BENCH_LEVELS (default "1 16 64"),
+# (alternated rounds per level, default 3), BENCH_LEVELS (default "1 16 64"),
 # BENCH_VERIFY_SECONDS (per verifier, default 3).
 #
 # Installs what it needs when missing: wrk (apt-get), bench/node_modules
@@ -30,7 +30,7 @@ root=$PWD
 sections=("$@")
 [ ${#sections[@]} -gt 0 ] || sections=(micro http kms verify)
 duration=${BENCH_DURATION:-10}
-rounds=${BENCH_ROUNDS:-2}
+rounds=${BENCH_ROUNDS:-3}
 read -r -a levels <<<"${BENCH_LEVELS:-1 16 64}"
 verify_seconds=${BENCH_VERIFY_SECONDS:-3}
 ours_port=${BENCH_OURS_PORT:-18080}
@@ -142,6 +142,15 @@ print(json.dumps(header), len(token), "bytes")
 PY
 }
 
+jose_check='
+import { createRemoteJWKSet, jwtVerify } from "jose";
+const [token, issuer, audience] = process.argv.slice(1);
+const discovery = await (await fetch(issuer + "/.well-known/openid-configuration")).json();
+const jwks = createRemoteJWKSet(new URL(discovery.jwks_uri));
+const { protectedHeader } = await jwtVerify(token, jwks, { issuer, audience, typ: "at+jwt", algorithms: ["ES256"] });
+console.log("  jose verified it against " + discovery.jwks_uri + ": alg " + protectedHeader.alg);
+'
+
 # ---------------------------------------------------------------- micro
 if want micro; then
   log "micro: cargo bench -p oidc-core --bench tokens"
@@ -166,10 +175,14 @@ if want http; then
   cargo build --release -q -p oidc-server
   start_ours
   start_node
+  # Both answer the benchmark's request with an ES256 JWT access token that
+  # jose verifies against the server's own JWKS (from its discovery document).
   for who in ours node; do
     port=$([ $who = ours ] && echo "$ours_port" || echo "$node_port")
     token=$(fetch_token "http://127.0.0.1:$port")
     echo "$who token: $(check_token "$token" "$audience")" | tee -a "$results/log.txt"
+    (cd bench && node --input-type=module -e "$jose_check" "$token" "http://127.0.0.1:$port" "$audience") |
+      tee -a "$results/log.txt"
   done
 
   auth=$(printf '%s:%s' "$client" "$secret" | base64 -w0)

@@ -14,7 +14,8 @@ import statistics
 import sys
 
 folder = pathlib.Path(sys.argv[1])
-headline = []  # (comparison, ratio text, ours, baseline, target, verdict)
+headline = []  # (group, comparison, ratio text, ours, baseline, target, verdict)
+GROUPS = ["HTTP", "KMS", "vs ring", "vs jsonwebtoken", "verify, languages", "client"]
 details = []
 
 
@@ -46,7 +47,7 @@ if micro_path.exists():
             if ours is None or ring is None:
                 continue
             ratio = ours / ring
-            headline.append((f"{op} {alg}: oidc-core time / bare ring", f"{ratio:.2f}x", ns(ours), ns(ring),
+            headline.append(("vs ring", f"{op} {alg}: oidc-core time / bare ring", f"{ratio:.2f}x", ns(ours), ns(ring),
                              "<= 1.3x", verdict(ratio <= 1.3)))
             for lib in ("jsonwebtoken11", "jsonwebtoken9"):
                 theirs = micro.get(f"{group}/{lib}")
@@ -55,7 +56,7 @@ if micro_path.exists():
                 speedup = theirs / ours
                 backend = "aws-lc-rs" if lib.endswith("11") else "ring"
                 name = f"jsonwebtoken {lib[len('jsonwebtoken'):]} ({backend})"
-                headline.append((f"{op} {alg}: {name} time / oidc-core", f"{speedup:.2f}x", ns(ours), ns(theirs),
+                headline.append(("vs jsonwebtoken", f"{op} {alg}: {name} time / oidc-core", f"{speedup:.2f}x", ns(ours), ns(theirs),
                                  "> 1x (faster)", verdict(speedup > 1)))
             for impl in ("oidc-core", "ring", "jsonwebtoken11", "jsonwebtoken9",
                          "jsonwebtoken11-signature", "jsonwebtoken9-signature"):
@@ -65,7 +66,7 @@ if micro_path.exists():
     cached = micro.get("token_read_1_thread/cached_token_source")
     mutex = micro.get("token_read_1_thread/mutex_option_baseline")
     if cached and mutex:
-        headline.append(("client cached token() read, 1 thread: mutex time / ours", f"{mutex / cached:.2f}x",
+        headline.append(("client", "client cached token() read, 1 thread: mutex time / ours", f"{mutex / cached:.2f}x",
                          ns(cached), ns(mutex), "well under 1 µs", verdict(cached < 1000)))
         rows.append(f"| client read | 1 thread | cached_token_source | {ns(cached)} | |")
         sync = micro.get("token_read_1_thread/cached_token_source_sync")
@@ -76,7 +77,7 @@ if micro_path.exists():
     mutex8 = micro.get("token_read_8_threads/mutex_option_baseline")
     if cached8 and mutex8:
         # Per iteration of 8 threads reading once each: divide by 8 for per read.
-        headline.append(("client cached read, 8 threads: mutex time / ours", f"{mutex8 / cached8:.2f}x",
+        headline.append(("client", "client cached read, 8 threads: mutex time / ours", f"{mutex8 / cached8:.2f}x",
                          ns(cached8 / 8) + " per read", ns(mutex8 / 8) + " per read", "", ""))
         rows.append(f"| client read | 8 threads | cached_token_source | {ns(cached8 / 8)} per read | |")
         rows.append(f"| client read | 8 threads | mutex_option_baseline | {ns(mutex8 / 8)} per read | |")
@@ -100,20 +101,20 @@ if http_path.exists():
         errors = {who: sum(int(r["errors"]) for r in by[who]) for who in by}
         ratio = med["ours"]["rps"] / med["node"]["rps"]
         target = "" if level == 1 else ">= 4x"
-        headline.append((f"HTTP c={level}: oidc-server req/s / node-oidc-provider", f"{ratio:.1f}x",
+        headline.append(("HTTP", f"HTTP c={level}: oidc-server req/s / node-oidc-provider", f"{ratio:.1f}x",
                          per_s(med["ours"]["rps"]), per_s(med["node"]["rps"]), target,
                          verdict(ratio >= 4) if target else ""))
         p99 = med["node"]["p99_ms"] / med["ours"]["p99_ms"]
-        headline.append((f"HTTP c={level}: p99 latency node / ours", f"{p99:.1f}x",
+        headline.append(("HTTP", f"HTTP c={level}: p99 latency node / ours", f"{p99:.1f}x",
                          f"{med['ours']['p99_ms']:.2f} ms", f"{med['node']['p99_ms']:.2f} ms",
                          "lower p99" if target else "", verdict(p99 > 1) if target else ""))
         cpu = med["node"]["cpu_us_per_req"] / med["ours"]["cpu_us_per_req"]
-        headline.append((f"HTTP c={level}: server CPU time per request node / ours", f"{cpu:.1f}x",
+        headline.append(("HTTP", f"HTTP c={level}: server CPU time per request node / ours", f"{cpu:.1f}x",
                          f"{med['ours']['cpu_us_per_req']:.0f} µs", f"{med['node']['cpu_us_per_req']:.0f} µs", "", ""))
-        headline.append((f"HTTP c={level}: peak RSS under load", f"{peak['node'] / max(peak['ours'], 1):.1f}x smaller",
+        headline.append(("HTTP", f"HTTP c={level}: peak RSS under load", f"{peak['node'] / max(peak['ours'], 1):.1f}x smaller",
                          f"{peak['ours']} MB", f"{peak['node']} MB", "ours < 50 MB", verdict(peak["ours"] < 50)))
         if errors["ours"] or errors["node"]:
-            headline.append((f"HTTP c={level}: errors or non-2xx", "", str(errors["ours"]), str(errors["node"]),
+            headline.append(("HTTP", f"HTTP c={level}: errors or non-2xx", "", str(errors["ours"]), str(errors["node"]),
                              "0", verdict(False)))
     for r in runs:
         who = "oidc-server" if r["server"] == "ours" else "node-oidc-provider"
@@ -134,11 +135,11 @@ if kms_path.exists():
     if bare and kms:
         ratios = [k / b for (k, _), b in zip(kms, bare)]
         ratio = statistics.median(ratios)
-        headline.append(("KMS: KmsSigner tokens/s / bare SDK Sign loop (c=8, moto)", f"{100 * ratio:.0f}%",
+        headline.append(("KMS", "KMS: KmsSigner tokens/s / bare SDK Sign loop (c=8, moto)", f"{100 * ratio:.0f}%",
                          per_s(statistics.median(k for k, _ in kms)), per_s(statistics.median(bare)),
                          ">= 90%", verdict(ratio >= 0.9)))
         calls = max(c for _, c in kms)
-        headline.append(("KMS: Sign calls per token", f"{calls:.3f}", "", "", "exactly 1",
+        headline.append(("KMS", "KMS: Sign calls per token", f"{calls:.3f}", "", "", "exactly 1",
                          verdict(abs(calls - 1) < 1e-9)))
         rows = [f"| {i + 1} | {b:,.1f} | {k:,.1f} | {100 * k / b:.1f}% | {c:.3f} |"
                 for i, ((k, c), b) in enumerate(zip(kms, bare))]
@@ -147,7 +148,7 @@ if kms_path.exists():
                        "|---|---|---|---|---|\n" + "\n".join(rows))
     if env:
         calls = max(int(c) for _, c, _ in env)
-        headline.append(("KMS envelope: KMS calls per token", f"{calls} calls / {env[0][2]} tokens",
+        headline.append(("KMS", "KMS envelope: KMS calls per token", f"{calls} calls / {env[0][2]} tokens",
                          per_s(statistics.median(float(r) for r, _, _ in env)), "", "0", verdict(calls == 0)))
 
 # ---------------------------------------------------------------- verify
@@ -164,10 +165,10 @@ if verify_path.exists():
                 ratio = ours / rates[impl]
                 rows.append(f"| {name} | {per_s(rates[impl])} | {rates[impl] / ours:.2f}x |")
                 if impl != "ring":
-                    headline.append((f"verify ES256, same tokens: oidc-core / {name}", f"{ratio:.2f}x",
+                    headline.append(("verify, languages", f"verify ES256, same tokens: oidc-core / {name}", f"{ratio:.2f}x",
                                      per_s(ours), per_s(rates[impl]), "", ""))
                 else:
-                    headline.append(("verify ES256, same tokens: bare ring / oidc-core (overhead)",
+                    headline.append(("verify, languages", "verify ES256, same tokens: bare ring / oidc-core (overhead)",
                                      f"{rates[impl] / ours:.2f}x", per_s(ours), per_s(rates[impl]), "<= 1.3x",
                                      verdict(rates[impl] / ours <= 1.3)))
         details.append("### Verification throughput, same 200 oidc-server tokens, one thread\n\n"
@@ -184,8 +185,10 @@ if machine.exists():
 print("### Headline (ratios first)\n")
 print("| comparison | ratio | ours | baseline | target | |")
 print("|---|---|---|---|---|---|")
-for row in headline:
-    print("| " + " | ".join(row) + " |")
+for group in GROUPS:
+    for row in headline:
+        if row[0] == group:
+            print("| " + " | ".join(row[1:]) + " |")
 for block in details:
     print()
     print(block)
