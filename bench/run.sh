@@ -47,7 +47,8 @@ cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 want() { local s; for s in "${sections[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
 
@@ -61,7 +62,8 @@ if want http && ! command -v wrk >/dev/null; then
   fi
 fi
 if want http || want verify; then
-  command -v node >/dev/null || { echo "node (>= 18) is missing" >&2; exit 2; }
+  node -e 'process.exit(+process.versions.node.split(".")[0] >= 18 ? 0 : 1)' 2>/dev/null ||
+    { echo "node 18 or later is needed (node-oidc-provider 8, jose 6)" >&2; exit 2; }
   if [ ! -f bench/node_modules/oidc-provider/package.json ] || [ ! -f bench/node_modules/jose/package.json ]; then
     echo "== installing node-oidc-provider and jose into bench/node_modules"
     (cd bench && npm ci --silent --no-audit --no-fund)
@@ -218,6 +220,7 @@ LUA
     line=$(grep RESULT "$results/wrk.out"); line=${line#RESULT }
     local rps p50_ms p99_ms errors non2xx
     eval "$line"
+    [ "${rps%.*}" -gt 0 ] || { echo "$who served nothing at concurrency $c" >&2; exit 1; }
     local cpu_us
     cpu_us=$(python3 -c "print(round(($cpu1 - $cpu0) / $ticks * 1e6 / ($rps * $duration), 1))")
     echo "$who,$c,$round,$rps,$p50_ms,$p99_ms,$((errors + non2xx)),$(( peak / 1024 )),$cpu_us" | tee -a "$results/http.csv"
