@@ -168,6 +168,23 @@ impl TestServer {
         format!("{}/.well-known/jwks.json", self.url)
     }
 
+    /// `GET` of a path of this server, as text (any status).
+    pub async fn get_text(&self, path: &str) -> String {
+        http()
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("body")
+    }
+
+    /// `GET` of a path of this server, as JSON.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        serde_json::from_str(&self.get_text(path).await).expect("a JSON body")
+    }
+
     /// Asks for a token as [`SECRET_CLIENT`] (`client_secret_basic`); returns
     /// the status, the JSON body and `Retry-After`.
     pub async fn request_token(&self) -> (u16, serde_json::Value, Option<String>) {

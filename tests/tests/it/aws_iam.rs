@@ -150,14 +150,7 @@ async fn an_iam_user_and_an_assumed_role_get_tokens_for_their_connectors() {
         assert_eq!(claims.sub, connector);
     }
     // Discovery advertises the method and its assertion type.
-    let doc: Value = e2e::http()
-        .get(format!("{}/.well-known/openid-configuration", server.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = server.get_json("/.well-known/openid-configuration").await;
     assert!(doc["token_endpoint_auth_methods_supported"]
         .as_array()
         .unwrap()

@@ -15,14 +15,7 @@ async fn discovery_jwks_token_verify() {
         "/.well-known/openid-configuration",
         "/.well-known/oauth-authorization-server",
     ] {
-        let doc: Value = e2e::http()
-            .get(format!("{}{path}", server.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let doc: Value = server.get_json(path).await;
         assert_eq!(doc["issuer"], server.url);
         assert_eq!(doc["jwks_uri"], server.jwks_url());
         assert_eq!(doc["token_endpoint"], server.token_url());

@@ -206,14 +206,7 @@ async fn two_replicas_rotate_next_active_retiring_removed_with_zero_failures() {
     assert_eq!(seen.last(), Some(&k2_kid), "{seen:?}");
     // Removed: neither replica publishes K1 any more.
     for server in servers.iter() {
-        let jwks = e2e::http()
-            .get(format!("http://{}/.well-known/jwks.json", server.addr))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let jwks = server.get_text("/.well-known/jwks.json").await;
         assert!(!jwks.contains(&k1_kid) && jwks.contains(&k2_kid), "{jwks}");
     }
 }

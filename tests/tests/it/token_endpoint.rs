@@ -319,14 +319,7 @@ async fn refusals_are_counted_by_reason() {
     let server = server().await;
     let _ = post_form(&server, Some(&basic(SECRET_CLIENT, "wrong")), &[GRANT]).await;
     let _ = post_form(&server, Some(&basic(SECRET_CLIENT, SECRET)), &[GRANT]).await;
-    let metrics = e2e::http()
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.get_text("/metrics").await;
     assert!(metrics.contains("oidc_server_tokens_issued_total 1"), "{metrics}");
     assert!(
         metrics.contains(r#"oidc_server_tokens_refused_total{reason="bad_client_credentials"} 1"#),
