@@ -4,9 +4,18 @@
 use crate::error::TokenError;
 
 /// A parsed form body.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Form {
     params: Vec<(String, String)>,
+}
+
+/// Names only: values include client secrets and assertions.
+impl std::fmt::Debug for Form {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.params.iter().map(|(name, _)| name))
+            .finish()
+    }
 }
 
 impl Form {
@@ -46,5 +55,19 @@ impl Form {
     /// Whether any of `names` is present.
     pub fn has_any(&self, names: &[&str]) -> bool {
         self.params.iter().any(|(k, _)| names.contains(&k.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_never_reach_debug_output() {
+        let form = Form::parse(b"grant_type=client_credentials&client_secret=s3cret&scope=");
+        assert_eq!(format!("{form:?}"), r#"["grant_type", "client_secret"]"#);
+        assert_eq!(form.single("scope"), Ok(None), "an empty value counts as absent");
+        let twice = Form::parse(b"a=1&a=2");
+        assert!(twice.single("a").is_err());
     }
 }

@@ -54,8 +54,8 @@ const MAX_HEADER_LEN: usize = 4096;
 /// Largest STS answer read.
 const MAX_STS_RESPONSE: usize = 16 * 1024;
 
-/// A signed request that passed the local checks, ready to forward.
-#[derive(Debug)]
+/// A signed request that passed the local checks, ready to forward. No
+/// `Debug`: its headers hold a signature and possibly a session token.
 pub(crate) struct SignedRequest {
     headers: Vec<(String, String)>,
     /// The SigV4 signature (hex), a replay key.
