@@ -343,3 +343,46 @@ pub fn http() -> reqwest::Client {
         .build()
         .expect("HTTP client")
 }
+
+/// Builds a binary or example of the workspace with the same profile, target
+/// folder and features as the running tests (so it is usually up to date
+/// already) and returns its path. `what` selects it, e.g. `["--example",
+/// "get-token"]` or `["--bin", "oidc-server"]`.
+pub fn built_executable(what: &[&str], name: &str) -> PathBuf {
+    let mut command = std::process::Command::new(env!("CARGO"));
+    command
+        .current_dir(workspace_path(""))
+        .args(["build", "--workspace", "--all-features"])
+        .args(what)
+        .arg("--message-format=json-render-diagnostics");
+    // Tests run from <target>/<profile>/deps/; cargo marks <target> with CACHEDIR.TAG.
+    let exe = std::env::current_exe().expect("test executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("profile folder");
+    if let Some(target_dir) = profile_dir
+        .parent()
+        .filter(|dir| dir.join("CACHEDIR.TAG").is_file())
+    {
+        command.arg("--target-dir").arg(target_dir);
+    }
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        command.arg("--release");
+    }
+    let output = command.output().expect("run cargo");
+    assert!(
+        output.status.success(),
+        "cargo could not build {name}:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let executable = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| message["reason"] == "compiler-artifact" && message["target"]["name"] == name)
+        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo names no executable {name}"));
+    assert!(executable.is_file(), "{} is missing", executable.display());
+    executable
+}

@@ -887,41 +887,7 @@ async fn issuer_clock_skew_changes_nothing() {
 /// --all-features` builds it.
 fn get_token_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let mut command = std::process::Command::new(env!("CARGO"));
-        command
-            .current_dir(e2e::workspace_path(""))
-            .args(["build", "--workspace", "--all-features", "--example", "get-token"])
-            .arg("--message-format=json-render-diagnostics");
-        // This test runs from <target>/<profile>/deps/; cargo marks <target> with CACHEDIR.TAG.
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-        if let Some(target_dir) = profile_dir
-            .parent()
-            .filter(|dir| dir.join("CACHEDIR.TAG").is_file())
-        {
-            command.arg("--target-dir").arg(target_dir);
-        }
-        if profile_dir.file_name().is_some_and(|name| name == "release") {
-            command.arg("--release");
-        }
-        let output = command.output().expect("run cargo");
-        assert!(
-            output.status.success(),
-            "cargo could not build the get-token example:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let stdout = String::from_utf8(output.stdout).unwrap();
-        let executable = stdout
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .filter(|message| message["reason"] == "compiler-artifact")
-            .filter(|message| message["target"]["name"] == "get-token")
-            .find_map(|message| message["executable"].as_str().map(PathBuf::from))
-            .expect("cargo names the get-token executable");
-        assert!(executable.is_file(), "{} is missing", executable.display());
-        executable
-    })
+    BINARY.get_or_init(|| e2e::built_executable(&["--example", "get-token"], "get-token"))
 }
 
 /// What one run of get-token did.

@@ -11,6 +11,7 @@ mod deploy;
 mod flow;
 mod kms;
 mod kms_bench;
+mod kms_cli;
 mod kms_envelope;
 mod kms_faults;
 mod rotation;
