@@ -74,23 +74,11 @@ impl AwsIam {
         region: impl Into<String>,
         sts_endpoint: &str,
     ) -> Result<Self, ConfigError> {
-        let url = Url::parse(sts_endpoint).map_err(|e| ConfigError::InvalidUrl {
-            what: "STS endpoint",
-            url: sts_endpoint.to_owned(),
-            reason: e.to_string(),
-        })?;
-        let loopback = url.host_str().is_some_and(|h| {
-            h == "localhost"
-                || h.trim_matches(['[', ']'])
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        });
-        if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
-            return Err(ConfigError::InsecureUrl {
-                what: "STS endpoint",
-                url: url.to_string(),
-            });
-        }
+        let url = oidc_core::http::checked_url(
+            "STS endpoint",
+            sts_endpoint,
+            oidc_core::http::PlainHttp::LoopbackOnly,
+        )?;
         Ok(Self {
             credentials,
             region: region.into(),
@@ -152,6 +140,6 @@ impl AwsIam {
             signed.insert(name.to_ascii_lowercase(), value.into());
         }
         let request = serde_json::json!({ "method": "POST", "headers": signed, "body": BODY });
-        Ok(oidc_core::base64url::encode(request.to_string()))
+        Ok(oidc_core::internal::base64url::encode(request.to_string()))
     }
 }

@@ -28,8 +28,8 @@ use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use crate::clock::{Clock, TokioClock};
 use crate::error::{ConfigError, InvalidResponse, NoTokenReason, ResponseProblem, UnavailableError};
+use crate::timer::{Timer, TokioTimer};
 use crate::{AccessToken, Error, TokenSource};
 
 /// When and how a [`CachedTokenSource`] refreshes, and how it backs off.
@@ -162,14 +162,14 @@ impl RefreshPolicy {
 #[must_use]
 pub struct CachedTokenSourceBuilder {
     source: Box<dyn TokenSource>,
-    clock: Arc<dyn Clock>,
+    clock: Arc<dyn Timer>,
     policy: RefreshPolicy,
 }
 
 impl CachedTokenSourceBuilder {
-    /// Uses `clock` instead of the real one (tests: [`ManualClock`](crate::clock::ManualClock)).
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
+    /// Uses `timer` instead of the real one (tests: [`ManualTimer`](crate::timer::ManualTimer)).
+    pub fn timer(mut self, timer: Arc<dyn Timer>) -> Self {
+        self.clock = timer;
         self
     }
 
@@ -241,7 +241,7 @@ impl CachedTokenSource {
     pub fn builder(source: impl TokenSource + 'static) -> CachedTokenSourceBuilder {
         CachedTokenSourceBuilder {
             source: Box::new(source),
-            clock: Arc::new(TokioClock),
+            clock: Arc::new(TokioTimer),
             policy: RefreshPolicy::default(),
         }
     }
@@ -357,7 +357,7 @@ struct Control {
 
 struct Shared {
     source: Box<dyn TokenSource>,
-    clock: Arc<dyn Clock>,
+    clock: Arc<dyn Timer>,
     policy: RefreshPolicy,
     current: ArcSwapOption<Entry>,
     /// Failure bookkeeping; held only for short, synchronous sections.

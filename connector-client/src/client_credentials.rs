@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use base64::Engine as _;
+use oidc_core::http::{self, PlainHttp};
 use oidc_core::keys::{LocalSigner, Signer};
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
@@ -113,15 +114,17 @@ impl PrivateKeyJwt {
         let iat = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let jti = oidc_core::issue::new_jti().map_err(|e| match e {
-            oidc_core::IssueError::Sign(sign) => Error::Assertion(sign),
-            other => Error::Assertion(oidc_core::keys::SignError::Refused(other.to_string())),
+        let jti = oidc_core::Jti::random().map_err(|e| {
+            Error::Assertion(oidc_core::keys::SignError::Unavailable {
+                reason: e.to_string(),
+                retry_after: None,
+            })
         })?;
         let claims = serde_json::json!({
             "iss": client_id,
             "sub": client_id,
             "aud": audience,
-            "jti": jti,
+            "jti": jti.as_str(),
             "iat": iat,
             "exp": iat + ASSERTION_LIFETIME.as_secs(),
         });
@@ -251,7 +254,7 @@ impl ClientCredentialsBuilder {
         }
         let http = match self.http {
             Some(client) => client,
-            None => oidc_core::http::client_builder()
+            None => http::client_builder()
                 .map_err(|e| ConfigError::HttpClient(e.to_string()))?
                 .timeout(self.timeout)
                 .connect_timeout(self.timeout.min(Duration::from_secs(5)))
@@ -360,46 +363,37 @@ impl ClientCredentials {
     }
 
     async fn discover(&self, issuer: &str, issuer_url: &Url) -> Result<Url, Error> {
-        let mut last_error = None;
-        for url in discovery_urls(issuer_url) {
-            let response = self
-                .http
-                .get(url.clone())
-                .header(ACCEPT, "application/json")
-                .send()
-                .await
-                .map_err(|e| TransportError::from_reqwest(url.as_str(), &e))?;
-            let status = response.status();
-            let body = read_capped(response, url.as_str()).await?;
-            if status == StatusCode::NOT_FOUND {
-                last_error = Some(DiscoveryError::new(url.as_str(), DiscoveryProblem::Status(404)));
-                continue;
-            }
-            if !status.is_success() {
-                return Err(
-                    DiscoveryError::new(url.as_str(), DiscoveryProblem::Status(status.as_u16())).into(),
-                );
-            }
-            let fail = |problem| Error::from(DiscoveryError::new(url.as_str(), problem));
-            let document = parse_object(&body).map_err(|e| fail(DiscoveryProblem::NotJson(e)))?;
-            match document.get("issuer") {
-                Some(Value::String(found)) if found == issuer => {}
-                Some(Value::String(found)) => {
-                    return Err(fail(DiscoveryProblem::IssuerMismatch { found: found.clone() }))
+        let candidates = discovery_urls(issuer_url);
+        let discovered = http::fetch_discovery(&self.http, issuer, &candidates, MAX_RESPONSE_BYTES)
+            .await
+            .map_err(|e| -> Error {
+                let url = e.url;
+                match e.problem {
+                    http::DiscoveryProblem::Request(failure) => TransportError::failed(&url, failure).into(),
+                    http::DiscoveryProblem::TooLarge(limit) => TransportError::too_large(&url, limit).into(),
+                    http::DiscoveryProblem::Status(status) => {
+                        DiscoveryError::new(&url, DiscoveryProblem::Status(status)).into()
+                    }
+                    http::DiscoveryProblem::NotJson(e) => {
+                        DiscoveryError::new(&url, DiscoveryProblem::NotJson(e.to_string())).into()
+                    }
+                    http::DiscoveryProblem::IssuerMismatch { found, .. } => DiscoveryError::new(
+                        &url,
+                        DiscoveryProblem::IssuerMismatch {
+                            found: found.unwrap_or_default(),
+                        },
+                    )
+                    .into(),
                 }
-                _ => return Err(fail(DiscoveryProblem::IssuerMismatch { found: String::new() })),
-            }
-            let Some(Value::String(endpoint)) = document.get("token_endpoint") else {
-                return Err(fail(DiscoveryProblem::NoTokenEndpoint));
-            };
-            let token_url = parse_url("token_endpoint", endpoint, self.allow_plain_http)
-                .map_err(|e| fail(DiscoveryProblem::BadTokenEndpoint(e.to_string())))?;
-            tracing::debug!(issuer, token_endpoint = %token_url, "discovered the token endpoint");
-            return Ok(token_url);
-        }
-        Err(last_error
-            .unwrap_or_else(|| DiscoveryError::new(issuer, DiscoveryProblem::Status(404)))
-            .into())
+            })?;
+        let fail = |problem| Error::from(DiscoveryError::new(discovered.url.as_str(), problem));
+        let Some(Value::String(endpoint)) = discovered.document.get("token_endpoint") else {
+            return Err(fail(DiscoveryProblem::NoTokenEndpoint));
+        };
+        let token_url = parse_url("token_endpoint", endpoint, self.allow_plain_http)
+            .map_err(|e| fail(DiscoveryProblem::BadTokenEndpoint(e.to_string())))?;
+        tracing::debug!(issuer, token_endpoint = %token_url, "discovered the token endpoint");
+        Ok(token_url)
     }
 
     /// The form body and, for `client_secret_basic`, the `Authorization` header.
@@ -545,42 +539,16 @@ fn form_encode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
-/// Parses `text` as a URL that may carry credentials: https, or http to a
-/// loopback host (a server on the same machine, as in tests and sidecars).
+/// Parses `text` as a URL that requests carry credentials to: the
+/// workspace's rule ([`http::checked_url`]), with plain http beyond loopback
+/// only when the builder was told so.
 fn parse_url(what: &'static str, text: &str, allow_plain_http: bool) -> Result<Url, ConfigError> {
-    let url = Url::parse(text).map_err(|e| ConfigError::InvalidUrl {
-        what,
-        url: text.to_owned(),
-        reason: e.to_string(),
-    })?;
-    let secure = match url.scheme() {
-        "https" => true,
-        "http" => allow_plain_http || is_loopback(&url),
-        _ => false,
+    let plain_http = if allow_plain_http {
+        PlainHttp::DangerAnywhere
+    } else {
+        PlainHttp::LoopbackOnly
     };
-    if !secure {
-        return Err(ConfigError::InsecureUrl {
-            what,
-            url: text.to_owned(),
-        });
-    }
-    if url.cannot_be_a_base() || url.host().is_none() {
-        return Err(ConfigError::InvalidUrl {
-            what,
-            url: text.to_owned(),
-            reason: "no host".into(),
-        });
-    }
-    Ok(url)
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
+    http::checked_url(what, text, plain_http).map_err(ConfigError::from)
 }
 
 /// The OpenID discovery URL (path appended, OIDC Discovery §4) and the RFC 8414
@@ -598,25 +566,13 @@ fn discovery_urls(issuer: &Url) -> [Url; 2] {
     [openid, oauth]
 }
 
-async fn read_capped(mut response: reqwest::Response, url: &str) -> Result<Vec<u8>, Error> {
-    if response
-        .content_length()
-        .is_some_and(|len| len > MAX_RESPONSE_BYTES as u64)
-    {
-        return Err(TransportError::too_large(url, MAX_RESPONSE_BYTES).into());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
+async fn read_capped(response: reqwest::Response, url: &str) -> Result<Vec<u8>, Error> {
+    http::read_capped(response, MAX_RESPONSE_BYTES)
         .await
-        .map_err(|e| TransportError::from_reqwest(url, &e))?
-    {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(TransportError::too_large(url, MAX_RESPONSE_BYTES).into());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+        .map_err(|e| match e {
+            http::ReadError::TooLarge { limit } => TransportError::too_large(url, limit).into(),
+            http::ReadError::Body(failure) => TransportError::failed(url, failure).into(),
+        })
 }
 
 fn parse_object(body: &[u8]) -> Result<Map<String, Value>, String> {

@@ -9,6 +9,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use oidc_core::http::{FailureKind, RequestFailure, UrlError};
 use oidc_core::keys::{KeyError, SignError};
 
 /// Longest piece of server-chosen text (an `error_description`, an issuer we
@@ -140,6 +141,20 @@ pub enum ConfigError {
     NoRuntime,
 }
 
+impl From<UrlError> for ConfigError {
+    fn from(error: UrlError) -> Self {
+        match error {
+            UrlError::Invalid { what, url, reason } => Self::InvalidUrl { what, url, reason },
+            UrlError::Insecure { what, url } => Self::InsecureUrl { what, url },
+            UrlError::Credentials { what } => Self::InvalidUrl {
+                what,
+                url: "(not shown)".into(),
+                reason: "a URL must not carry a user name or password".into(),
+            },
+        }
+    }
+}
+
 /// What kind of transport failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -164,31 +179,19 @@ pub struct TransportError {
 
 impl TransportError {
     pub(crate) fn from_reqwest(url: &str, error: &reqwest::Error) -> Self {
-        let kind = if error.is_timeout() {
-            TransportErrorKind::Timeout
-        } else if error.is_connect() {
-            TransportErrorKind::Connect
-        } else {
-            TransportErrorKind::Other
+        Self::failed(url, RequestFailure::from_reqwest(error))
+    }
+
+    pub(crate) fn failed(url: &str, failure: RequestFailure) -> Self {
+        let kind = match failure.kind {
+            FailureKind::Timeout => TransportErrorKind::Timeout,
+            FailureKind::Connect => TransportErrorKind::Connect,
+            FailureKind::Other => TransportErrorKind::Other,
         };
-        // reqwest's own message is terse ("error sending request"); the cause
-        // chain says what actually happened (connection refused, certificate ...).
-        let mut detail = String::new();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            if !detail.is_empty() {
-                detail.push_str(": ");
-            }
-            detail.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        if detail.is_empty() {
-            detail = error.to_string();
-        }
         Self {
             url: url.to_owned(),
             kind,
-            detail,
+            detail: failure.detail,
         }
     }
 
@@ -617,15 +620,7 @@ impl StdError for SourceError {
 /// Server-chosen text made safe for one log line: control characters become
 /// `?`, and anything past [`MAX_SERVER_TEXT`] characters is cut.
 pub(crate) fn server_text(text: &str) -> String {
-    let mut out: String = text
-        .chars()
-        .take(MAX_SERVER_TEXT)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    if text.chars().nth(MAX_SERVER_TEXT).is_some() {
-        out.push('…');
-    }
-    out
+    oidc_core::internal::json::one_line(text, MAX_SERVER_TEXT)
 }
 
 #[cfg(test)]

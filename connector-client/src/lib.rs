@@ -7,7 +7,7 @@
 //! | [`ClientCredentials`] | the `client_credentials` grant against any RFC 6749 endpoint, found directly or by discovery; `client_secret_basic`, `client_secret_post`, `private_key_jwt` |
 //! | [`CachedTokenSource`] | lock-free reads of one shared token, background refresh ahead of expiry, single-flight fetches, backoff with jitter and `Retry-After` |
 //! | [`BearerAuth`] | `reqwest-middleware`: `Authorization: Bearer`, one refresh and one retry on 401 |
-//! | [`clock`] | the time source; [`ManualClock`](clock::ManualClock) lets tests move time by hand |
+//! | [`timer`] | the time source; [`ManualTimer`](timer::ManualTimer) lets tests move time by hand |
 //!
 //! # Example
 //!
@@ -61,11 +61,11 @@
 pub mod aws_iam;
 pub mod cache;
 mod client_credentials;
-pub mod clock;
 mod error;
 mod middleware;
 mod retry_after;
 mod secret;
+pub mod timer;
 mod token;
 
 pub use cache::{CachedTokenSource, CachedTokenSourceBuilder, RefreshPolicy, RefreshStatus};

@@ -20,18 +20,17 @@
 //! - `oidc-core static`: the same verifier over a static `JwkSet`, to show what
 //!   the remote source itself costs.
 
-use std::future::Future;
+mod common;
+
 use std::hint::black_box;
-use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
 use criterion::{criterion_group, criterion_main, Criterion};
-use ring::signature::{self as sig, UnparsedPublicKey};
 
+use common::{now_or_never, ED25519_PEM, P256_PEM, RSA2048_PEM};
 use oidc_core::keys::{LocalSigner, PublicKey, Signer};
 use oidc_core::verify::RemoteJwks;
 use oidc_core::{
@@ -39,19 +38,6 @@ use oidc_core::{
 };
 
 const AUDIENCE: &str = "https://api.example.com";
-
-const P256_PEM: &str = include_str!("../tests/keys/p256.pem");
-const ED25519_PEM: &str = include_str!("../tests/keys/ed25519.pem");
-const RSA2048_PEM: &str = include_str!("../tests/keys/rsa2048.pem");
-
-/// Polls a future that must not wait (a warm cache) once, as a task would.
-fn now_or_never<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("a warm cache never waits"),
-    }
-}
 
 struct Fixture {
     name: &'static str,
@@ -100,7 +86,7 @@ fn fixture(runtime: &tokio::runtime::Runtime, name: &'static str, pem: &str, alg
         .token
         .into_string();
     let (signing_input, signature) = token.rsplit_once('.').expect("compact JWS");
-    let signature = oidc_core::base64url::decode(signature).expect("signature");
+    let signature = oidc_core::internal::base64url::decode(signature).expect("signature");
     let policy = Policy::builder(base, [AUDIENCE]).build().expect("policy");
     Fixture {
         name,
@@ -114,21 +100,11 @@ fn fixture(runtime: &tokio::runtime::Runtime, name: &'static str, pem: &str, alg
 }
 
 fn ring_verify(fixture: &Fixture) {
-    let (message, signature) = (
+    common::ring_verify(
+        &fixture.public_key,
         black_box(&fixture.signing_input[..]),
         black_box(&fixture.signature[..]),
     );
-    match &fixture.public_key {
-        PublicKey::P256(point) => UnparsedPublicKey::new(&sig::ECDSA_P256_SHA256_FIXED, point)
-            .verify(message, signature)
-            .expect("valid"),
-        PublicKey::Ed25519(x) => UnparsedPublicKey::new(&sig::ED25519, x)
-            .verify(message, signature)
-            .expect("valid"),
-        PublicKey::Rsa { n, e } => sig::RsaPublicKeyComponents { n, e }
-            .verify(&sig::RSA_PKCS1_2048_8192_SHA256, message, signature)
-            .expect("valid"),
-    }
 }
 
 fn bench(c: &mut Criterion) {

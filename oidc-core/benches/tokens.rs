@@ -36,37 +36,21 @@
 
 mod common;
 
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use ring::rand::SystemRandom;
-use ring::signature::{self as sig, EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair, UnparsedPublicKey};
+use ring::signature::{self as sig, EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair};
 
+use common::{now_or_never, ED25519_PEM, P256_PEM, RSA2048_PEM};
 use oidc_core::claims::{AccessTokenClaims, Attributes};
 use oidc_core::keys::{LocalSigner, PublicKey, Signer};
 use oidc_core::{Algorithm, Issuer, JwkSet, KeySet, Lifetime, Policy, TokenRequest, Verifier};
 
 const ISSUER: &str = "https://tokens.example.com";
 const AUDIENCE: &str = "https://api.example.com";
-
-const P256_PEM: &str = include_str!("../tests/keys/p256.pem");
-const ED25519_PEM: &str = include_str!("../tests/keys/ed25519.pem");
-const RSA2048_PEM: &str = include_str!("../tests/keys/rsa2048.pem");
-
-/// Drives a future that never waits (local signing, a static key set) to
-/// completion with one poll, as a task would, without a runtime around it.
-fn now_or_never<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("a local signer or a static key set never waits"),
-    }
-}
 
 fn request() -> TokenRequest {
     let mut attributes = Attributes::default();
@@ -122,7 +106,7 @@ impl Fixture {
             .token
             .into_string();
         let (signing_input, signature) = token.rsplit_once('.').expect("compact JWS");
-        let signature = oidc_core::base64url::decode(signature).expect("signature");
+        let signature = oidc_core::internal::base64url::decode(signature).expect("signature");
         let claims = now_or_never(verifier.verify::<AccessTokenClaims>(&token))
             .expect("verify")
             .into_claims();
@@ -225,39 +209,9 @@ fn bench_verify(c: &mut Criterion, fixture: &Fixture) {
 
     let input = fixture.signing_input.as_slice();
     let signature = fixture.signature.as_slice();
-    match &fixture.public_key {
-        PublicKey::P256(point) => {
-            let key = UnparsedPublicKey::new(&sig::ECDSA_P256_SHA256_FIXED, point);
-            group.bench_function("ring", |b| {
-                b.iter(|| {
-                    key.verify(black_box(input), black_box(signature))
-                        .expect("verify")
-                })
-            });
-        }
-        PublicKey::Ed25519(x) => {
-            let key = UnparsedPublicKey::new(&sig::ED25519, x);
-            group.bench_function("ring", |b| {
-                b.iter(|| {
-                    key.verify(black_box(input), black_box(signature))
-                        .expect("verify")
-                })
-            });
-        }
-        PublicKey::Rsa { n, e } => {
-            let key = sig::RsaPublicKeyComponents { n, e };
-            group.bench_function("ring", |b| {
-                b.iter(|| {
-                    key.verify(
-                        &sig::RSA_PKCS1_2048_8192_SHA256,
-                        black_box(input),
-                        black_box(signature),
-                    )
-                    .expect("verify")
-                })
-            });
-        }
-    }
+    group.bench_function("ring", |b| {
+        b.iter(|| common::ring_verify(&fixture.public_key, black_box(input), black_box(signature)))
+    });
 
     // References, not targets: jsonwebtoken's signature check alone (a
     // base64url decode of the signature, then aws-lc-rs for 11, ring for 9),

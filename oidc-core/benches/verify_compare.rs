@@ -27,25 +27,15 @@
 
 mod common;
 
-use std::future::Future;
 use std::hint::black_box;
 use std::path::PathBuf;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use common::now_or_never;
 use oidc_core::keys::PublicKey;
 use oidc_core::{AccessTokenClaims, JwkSet, Policy, Verifier};
 use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use serde_json::Value;
-
-fn now_or_never<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("a static key set never waits"),
-    }
-}
 
 /// Runs `verify` over the tokens round-robin for `seconds`; verifications per second.
 fn measure(tokens: &[String], seconds: f64, mut verify: impl FnMut(&str)) -> f64 {
@@ -115,7 +105,7 @@ fn main() {
         .iter()
         .map(|t| {
             let (input, signature) = t.rsplit_once('.').expect("compact JWS");
-            let signature = oidc_core::base64url::decode(signature).expect("signature");
+            let signature = oidc_core::internal::base64url::decode(signature).expect("signature");
             (input.to_owned(), signature)
         })
         .collect();

@@ -269,6 +269,51 @@ impl fmt::Debug for BearerToken {
     }
 }
 
+/// A token id (`jti`): 128 random bits, base64url. Access tokens and client
+/// assertions alike get a fresh one, so a replay store can tell each use apart.
+///
+/// ```
+/// let a = oidc_core::Jti::random().unwrap();
+/// let b = oidc_core::Jti::random().unwrap();
+/// assert_eq!(a.as_str().len(), 22);
+/// assert_ne!(a, b);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Jti(String);
+
+/// The system's random number generator failed (no token id can be made).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the system random number generator failed")]
+pub struct RandomError;
+
+impl Jti {
+    /// A fresh random token id.
+    pub fn random() -> Result<Self, RandomError> {
+        use ring::rand::SecureRandom;
+        let mut bytes = [0u8; 16];
+        ring::rand::SystemRandom::new()
+            .fill(&mut bytes)
+            .map_err(|_| RandomError)?;
+        Ok(Self(crate::base64url::encode(bytes)))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The id as text, by value.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Display for Jti {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

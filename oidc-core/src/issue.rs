@@ -5,14 +5,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ring::rand::SecureRandom;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::claims::{Attributes, BearerToken};
+use crate::claims::{Attributes, BearerToken, Jti};
 use crate::keys::SignError;
-use crate::time::{Clock, SystemClock};
-use crate::{base64url, jws, Algorithm, KeySet};
+use crate::time::{SystemClock, WallClock};
+use crate::{jws, Algorithm, KeySet};
 
 /// Token lifetimes: the default, and the cap no request can exceed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,7 +170,7 @@ pub struct Issuer {
     issuer: Arc<str>,
     keys: Arc<KeySet>,
     lifetime: Lifetime,
-    clock: Arc<dyn Clock>,
+    clock: Arc<dyn WallClock>,
 }
 
 /// Tokens shorter-lived than this are not worth issuing near a key's retirement.
@@ -209,7 +208,7 @@ impl Issuer {
     }
 
     /// Uses `clock` instead of the system clock.
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+    pub fn with_clock(mut self, clock: Arc<dyn WallClock>) -> Self {
         self.clock = clock;
         self
     }
@@ -260,7 +259,15 @@ impl Issuer {
                 exp = limit;
             }
         }
-        let jti = new_jti()?;
+        // A failing RNG is a signer that cannot work right now.
+        let jti = Jti::random()
+            .map_err(|e| {
+                IssueError::Sign(SignError::Unavailable {
+                    reason: e.to_string(),
+                    retry_after: None,
+                })
+            })?
+            .into_string();
         let claims = Claims {
             iss: &self.issuer,
             sub: &request.subject,
@@ -287,16 +294,4 @@ impl Issuer {
             expires_at: exp,
         })
     }
-}
-
-/// A fresh 128-bit random token id, base64url.
-pub fn new_jti() -> Result<String, IssueError> {
-    let mut bytes = [0u8; 16];
-    ring::rand::SystemRandom::new().fill(&mut bytes).map_err(|_| {
-        IssueError::Sign(SignError::Unavailable {
-            reason: "random number generator failed".into(),
-            retry_after: None,
-        })
-    })?;
-    Ok(base64url::encode(bytes))
 }

@@ -50,7 +50,7 @@
 //!
 //! | feature | adds |
 //! |---|---|
-//! | `http` | [`http::client_builder`]: the HTTPS client (rustls with ring) shared by every crate here |
+//! | `http` | the HTTPS client (rustls with ring) and fetch policy shared by every crate here (not a public interface of its own) |
 //! | `remote` | `verify::RemoteJwks`: a [`KeySource`] that fetches and caches a JWKS URL or an issuer's discovery document (HTTPS only, size cap, timeout, `Cache-Control` clamped, ETag revalidation, one single-flight refetch per cooldown on unknown kids, last good set kept through failures up to a stale limit); implies `http` |
 //! | `aws` | `keys::KmsSigner` (every token one KMS `Sign`), `keys::kms_envelope` (a local key kept encrypted under KMS: zero KMS calls per token), `keyset::aws` (a key set shared by replicas through one Secrets Manager secret, rotated next → active → retiring under enforced rules); AWS SDK on rustls with ring |
 //! | `axum` | `axum::VerifiedToken`: an axum extractor that yields verified claims or answers `401` with `WWW-Authenticate: Bearer error="invalid_token"` and no detail (the reason is logged) |
@@ -60,24 +60,48 @@ mod alg;
 pub mod aws;
 #[cfg(feature = "axum")]
 pub mod axum;
-pub mod base64url;
+mod base64url;
 pub mod claims;
 mod error;
 #[cfg(feature = "http")]
+#[doc(hidden)]
 pub mod http;
 pub mod issue;
-pub mod json;
+mod json;
 pub mod jwks;
 pub mod jws;
 pub mod keys;
 pub mod keyset;
-pub mod time;
+mod time;
 pub mod verify;
 
 pub use alg::{Algorithm, AlgorithmError};
-pub use claims::{AccessTokenClaims, Audience, BearerToken};
+pub use claims::{AccessTokenClaims, Audience, BearerToken, Jti};
 pub use error::Error;
 pub use issue::{IssueError, IssuedToken, Issuer, Lifetime, TokenRequest};
 pub use jwks::JwkSet;
 pub use keyset::{ActiveKey, KeySet, KeySetState};
 pub use verify::{KeyLookupError, KeySource, Policy, Verified, Verifier, VerifyError};
+
+/// **Not a stable interface.** What the other crates of this workspace and
+/// the tests share with this one: strict base64url and JSON, the DER reader,
+/// the clocks behind [`Issuer::with_clock`] and [`Verifier::with_clock`].
+/// It may change in any release; depend on the documented modules instead.
+#[doc(hidden)]
+pub mod internal {
+    /// Strict unpadded base64url.
+    pub mod base64url {
+        pub use crate::base64url::*;
+    }
+    /// Strict JSON and the shortening of untrusted text.
+    pub mod json {
+        pub use crate::json::*;
+    }
+    /// The DER reader of KMS answers.
+    pub mod der {
+        pub use crate::keys::der::*;
+    }
+    pub use crate::time::{
+        ManualMonotonicClock, ManualWallClock, MonotonicClock, SystemClock, SystemMonotonicClock, WallClock,
+    };
+}

@@ -1,12 +1,13 @@
-//! Time as the token layer sees it: whole seconds since the Unix epoch, read
-//! through a [`Clock`] so that tests can set it.
+//! Time as the token layer sees it: wall-clock time in whole seconds since the
+//! Unix epoch, read through a [`WallClock`] so that tests can set it; and
+//! monotonic time for cache ages and cooldowns ([`MonotonicClock`]).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A source of the current time in Unix seconds.
-pub trait Clock: Send + Sync + fmt::Debug {
+pub trait WallClock: Send + Sync + fmt::Debug {
     /// Seconds since 1970-01-01T00:00:00Z.
     fn now(&self) -> u64;
 }
@@ -15,7 +16,7 @@ pub trait Clock: Send + Sync + fmt::Debug {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
-impl Clock for SystemClock {
+impl WallClock for SystemClock {
     fn now(&self) -> u64 {
         // A clock before 1970 is a broken machine; treat it as the epoch.
         SystemTime::now()
@@ -27,15 +28,15 @@ impl Clock for SystemClock {
 /// A clock that stands still until told otherwise; for tests.
 ///
 /// ```
-/// use oidc_core::time::{Clock, ManualClock};
-/// let clock = ManualClock::new(1_700_000_000);
+/// use oidc_core::internal::{ManualWallClock, WallClock};
+/// let clock = ManualWallClock::new(1_700_000_000);
 /// clock.advance(30);
 /// assert_eq!(clock.now(), 1_700_000_030);
 /// ```
 #[derive(Debug, Default)]
-pub struct ManualClock(AtomicU64);
+pub struct ManualWallClock(AtomicU64);
 
-impl ManualClock {
+impl ManualWallClock {
     /// A clock reading `now`.
     pub fn new(now: u64) -> Self {
         Self(AtomicU64::new(now))
@@ -52,7 +53,7 @@ impl ManualClock {
     }
 }
 
-impl Clock for ManualClock {
+impl WallClock for ManualWallClock {
     fn now(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
     }
@@ -94,7 +95,7 @@ impl MonotonicClock for SystemMonotonicClock {
 ///
 /// ```
 /// use std::time::Duration;
-/// use oidc_core::time::{ManualMonotonicClock, MonotonicClock};
+/// use oidc_core::internal::{ManualMonotonicClock, MonotonicClock};
 /// let clock = ManualMonotonicClock::default();
 /// clock.advance(Duration::from_secs(31));
 /// assert_eq!(clock.elapsed(), Duration::from_secs(31));

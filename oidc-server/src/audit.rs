@@ -24,7 +24,7 @@ pub fn issued(connector: &str, method: &str, audience: &str, scope: Option<&str>
 /// A token request was refused. `claimed_client` is what the request said,
 /// shortened: it is not proven.
 pub fn refused(claimed_client: Option<&str>, method: Option<&str>, reason: &str, peer: Option<IpAddr>) {
-    let client = claimed_client.map(oidc_core::json::excerpt);
+    let client = claimed_client.map(oidc_core::internal::json::excerpt);
     tracing::info!(
         target: "audit",
         event = "token_refused",

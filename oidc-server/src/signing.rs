@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oidc_core::aws::{AwsObserver, CallOutcome, SdkConfig};
+use oidc_core::internal::{SystemClock, WallClock};
 use oidc_core::keys::{KeyError, KmsOptions, KmsSigner, Signer};
 use oidc_core::keyset::aws::{KeySetError, KeySetPoller, KeySetSecret};
 use oidc_core::keyset::rotation::RotationTimings;
-use oidc_core::time::{Clock, SystemClock};
 use oidc_core::{ActiveKey, KeySet, KeySetState};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
@@ -44,7 +44,7 @@ pub struct SigningContext {
     /// (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials, ...).
     pub sdk_config: Option<SdkConfig>,
     /// The clock of the rotation rules.
-    pub clock: Arc<dyn Clock>,
+    pub clock: Arc<dyn WallClock>,
 }
 
 impl Default for SigningContext {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use oidc_core::time::{Clock, SystemClock};
+use oidc_core::internal::{SystemClock, WallClock};
 use oidc_core::{Algorithm, Issuer, KeySet};
 use serde_json::json;
 
@@ -37,7 +37,7 @@ pub struct Inner {
     /// The discovery document, serialized once.
     pub discovery: Bytes,
     /// The clock (Unix seconds).
-    pub clock: Arc<dyn Clock>,
+    pub clock: Arc<dyn WallClock>,
 }
 
 impl std::ops::Deref for AppState {
@@ -54,7 +54,7 @@ impl std::ops::Deref for AppState {
 pub struct AppStateBuilder {
     config: Arc<Config>,
     keys: Arc<KeySet>,
-    clock: Arc<dyn Clock>,
+    clock: Arc<dyn WallClock>,
     replay: Arc<dyn ReplayCache>,
     metrics: Arc<Metrics>,
 }
@@ -79,7 +79,7 @@ impl AppState {
 
 impl AppStateBuilder {
     /// Uses `clock` for tokens and assertions.
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+    pub fn clock(mut self, clock: Arc<dyn WallClock>) -> Self {
         self.clock = clock;
         self
     }

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use oidc_core::internal::WallClock;
 use oidc_core::keys::{LocalSigner, Signer};
-use oidc_core::time::Clock;
 use oidc_core::{Algorithm, KeySet};
 use oidc_server::config::{Config, Origin, Overrides};
 use oidc_server::AppState;
@@ -51,7 +51,7 @@ pub struct ServerSetup {
     /// Signing keys; `None` builds them from the config.
     pub keys: Option<Arc<KeySet>>,
     /// Clock; `None` is the system clock.
-    pub clock: Option<Arc<dyn Clock>>,
+    pub clock: Option<Arc<dyn WallClock>>,
 }
 
 impl TestServer {

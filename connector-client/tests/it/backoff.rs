@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use connector_client::clock::Clock;
+use connector_client::timer::Timer;
 use connector_client::{Error, SourceError};
 
 use crate::support::{cache, fetched, outage, settle, unavailable, Fake};

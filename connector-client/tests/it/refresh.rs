@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use connector_client::clock::Clock;
+use connector_client::timer::Timer;
 use connector_client::{Error, NoTokenReason};
 
 use crate::support::{cache, eventually, fetched, outage, settle, unavailable, Fake, Outcome};

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use connector_client::clock::ManualClock;
+use connector_client::timer::ManualTimer;
 use connector_client::{AccessToken, CachedTokenSource, Error, SourceError, TokenSource, UnavailableError};
 use tokio::sync::watch;
 
@@ -93,10 +93,10 @@ pub(crate) fn outage(text: &str) -> Error {
 }
 
 /// A cache over `fake` on a fresh manual clock.
-pub(crate) fn cache(fake: &Fake) -> (CachedTokenSource, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock::new());
+pub(crate) fn cache(fake: &Fake) -> (CachedTokenSource, Arc<ManualTimer>) {
+    let clock = Arc::new(ManualTimer::new());
     let cache = CachedTokenSource::builder(fake.clone())
-        .clock(clock.clone())
+        .timer(clock.clone())
         .build()
         .unwrap();
     (cache, clock)
@@ -121,7 +121,7 @@ pub(crate) async fn settle() {
 
 /// Waits until the refresher has fetched `n` times in total and is parked
 /// on the clock again, so that the recorded state is final.
-pub(crate) async fn fetched(fake: &Fake, cache: &CachedTokenSource, clock: &ManualClock, n: u64) {
+pub(crate) async fn fetched(fake: &Fake, cache: &CachedTokenSource, clock: &ManualTimer, n: u64) {
     eventually(&format!("{n} fetches"), || fake.done() >= n).await;
     // The outcome is recorded right after the source returns, before the
     // refresher parks on the clock again.

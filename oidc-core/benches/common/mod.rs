@@ -1,8 +1,50 @@
-//! What the benchmarks share: the `jsonwebtoken` baselines, written once for
-//! both versions (11 on aws-lc-rs, 9 on ring) through a macro, since their
-//! APIs are the same but their types are not.
+//! What the benchmarks share: the test keys, a one-poll executor, the bare
+//! ring verify every verification is measured against, and the
+//! `jsonwebtoken` baselines, written once for both versions (11 on
+//! aws-lc-rs, 9 on ring) through a macro, since their APIs are the same but
+//! their types are not.
 
 #![allow(dead_code, unreachable_pub)]
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use oidc_core::keys::PublicKey;
+use ring::signature::{self as sig, UnparsedPublicKey};
+
+/// The test keys every benchmark signs with.
+pub const P256_PEM: &str = include_str!("../../tests/keys/p256.pem");
+/// Ed25519.
+pub const ED25519_PEM: &str = include_str!("../../tests/keys/ed25519.pem");
+/// RSA 2048.
+pub const RSA2048_PEM: &str = include_str!("../../tests/keys/rsa2048.pem");
+
+/// Drives a future that never waits (local signing, a static key set, a warm
+/// cache) to completion with one poll, as a task would, without a runtime.
+pub fn now_or_never<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("a local signer, a static key set or a warm cache never waits"),
+    }
+}
+
+/// The floor of every verification: ring's `UnparsedPublicKey::verify` (RSA:
+/// `RsaPublicKeyComponents::verify`) of `signature` over `message`.
+pub fn ring_verify(key: &PublicKey, message: &[u8], signature: &[u8]) {
+    match key {
+        PublicKey::P256(point) => UnparsedPublicKey::new(&sig::ECDSA_P256_SHA256_FIXED, point)
+            .verify(message, signature)
+            .expect("valid"),
+        PublicKey::Ed25519(x) => UnparsedPublicKey::new(&sig::ED25519, x)
+            .verify(message, signature)
+            .expect("valid"),
+        PublicKey::Rsa { n, e } => sig::RsaPublicKeyComponents { n, e }
+            .verify(&sig::RSA_PKCS1_2048_8192_SHA256, message, signature)
+            .expect("valid"),
+    }
+}
 
 /// Defines `pub mod $module` around the crate `$krate`: keys built from the
 /// same PEM and JWK as ours, and the encode, decode and signature-only calls

@@ -13,7 +13,7 @@ use crate::base64url::Base64Error;
 use crate::json::JsonError;
 use crate::{Algorithm, AlgorithmError};
 
-pub mod der;
+pub(crate) mod der;
 #[cfg(feature = "aws")]
 pub mod kms;
 #[cfg(feature = "aws")]
@@ -22,6 +22,7 @@ pub mod local;
 mod public;
 mod roca;
 
+pub use der::DerError;
 #[cfg(feature = "aws")]
 pub use kms::{KmsOptions, KmsSigner};
 pub use local::{LocalSigner, Pkcs8Pem};

@@ -24,7 +24,7 @@ use crate::aws::{CallOutcome, Failure};
 use crate::keys::kms::{retrying, KmsOptions};
 use crate::keys::kms_envelope::{self, SealedKey};
 use crate::keys::{KmsSigner, Signer};
-use crate::time::Clock;
+use crate::time::WallClock;
 
 /// Why the key set could not be read or changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -414,7 +414,7 @@ pub struct KeySetPoller {
     issuer: String,
     timings: RotationTimings,
     options: KmsOptions,
-    clock: Arc<dyn Clock>,
+    clock: Arc<dyn WallClock>,
     records: HashMap<String, KeyRecord>,
     signers: HashMap<String, Arc<dyn Signer>>,
     last: Option<PollSummary>,
@@ -428,7 +428,7 @@ impl KeySetPoller {
         issuer: impl Into<String>,
         timings: RotationTimings,
         options: KmsOptions,
-        clock: Arc<dyn Clock>,
+        clock: Arc<dyn WallClock>,
     ) -> Self {
         Self {
             secret,

@@ -24,7 +24,7 @@ pub use remote::{RemoteJwks, RemoteJwksBuilder, RemoteJwksError};
 use crate::json::{self, JsonError};
 use crate::jws::{JwsError, KnownHeader, UnverifiedJws};
 use crate::keys::SignatureError;
-use crate::time::{Clock, SystemClock};
+use crate::time::{SystemClock, WallClock};
 use crate::Algorithm;
 
 /// Claims that passed verification, with the key that vouched for them.
@@ -212,7 +212,7 @@ impl From<JwsError> for VerifyError {
 pub struct Verifier<K> {
     policy: Arc<Policy>,
     keys: K,
-    clock: Arc<dyn Clock>,
+    clock: Arc<dyn WallClock>,
     /// The headers of the last tokens that passed every check (most recent
     /// first, at most [`KNOWN_HEADERS`]), shared by clones.
     known_headers: Arc<ArcSwap<Vec<Arc<KnownHeader>>>>,
@@ -234,7 +234,7 @@ impl<K: KeySource> Verifier<K> {
     }
 
     /// Uses `clock` instead of the system clock.
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+    pub fn with_clock(mut self, clock: Arc<dyn WallClock>) -> Self {
         self.clock = clock;
         self
     }

@@ -8,9 +8,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
+use oidc_core::internal::json;
 use oidc_core::jws::{UnverifiedJws, DEFAULT_MAX_LEN};
 use oidc_core::keys::{LocalSigner, Signer, VerifyingKey};
-use oidc_core::{json, AccessTokenClaims, Algorithm, JwkSet};
+use oidc_core::{AccessTokenClaims, Algorithm, JwkSet};
 use serde_json::Value;
 
 use crate::helpers::*;

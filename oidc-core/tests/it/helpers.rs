@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use oidc_core::internal::base64url;
+use oidc_core::internal::ManualWallClock;
 use oidc_core::keys::{LocalSigner, Signer};
-use oidc_core::time::ManualClock;
 use oidc_core::{
-    base64url, AccessTokenClaims, Algorithm, Issuer, JwkSet, KeySet, Lifetime, Policy, Verified, Verifier,
-    VerifyError,
+    AccessTokenClaims, Algorithm, Issuer, JwkSet, KeySet, Lifetime, Policy, Verified, Verifier, VerifyError,
 };
 use serde_json::{json, Value};
 
@@ -85,7 +85,7 @@ pub(crate) struct Fixture {
     pub(crate) signer: Arc<LocalSigner>,
     pub(crate) pem: String,
     pub(crate) jwks: JwkSet,
-    pub(crate) clock: Arc<ManualClock>,
+    pub(crate) clock: Arc<ManualWallClock>,
 }
 
 impl Fixture {
@@ -96,7 +96,7 @@ impl Fixture {
             signer: Arc::new(signer),
             pem,
             jwks,
-            clock: Arc::new(ManualClock::new(NOW)),
+            clock: Arc::new(ManualWallClock::new(NOW)),
         }
     }
 

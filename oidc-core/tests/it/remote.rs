@@ -26,14 +26,15 @@ use serde_json::{json, Map, Value};
 use tower::ServiceExt;
 
 use oidc_core::axum::{shared_verifier, VerifiedToken};
+use oidc_core::internal::base64url;
+use oidc_core::internal::{ManualMonotonicClock, ManualWallClock, SystemClock, WallClock};
 use oidc_core::jwks::JwkSet;
 use oidc_core::keys::{KeyError, LocalSigner, Signer};
-use oidc_core::time::{Clock, ManualClock, ManualMonotonicClock, SystemClock};
 use oidc_core::verify::remote::{RemoteJwksBuilder, RemoteJwksError, DEFAULT_MAX_BODY};
 use oidc_core::verify::RemoteJwks;
 use oidc_core::{
-    base64url, AccessTokenClaims, Algorithm, Issuer, KeyLookupError, KeySet, KeySource, Lifetime, Policy,
-    TokenRequest, Verifier, VerifyError,
+    AccessTokenClaims, Algorithm, Issuer, KeyLookupError, KeySet, KeySource, Lifetime, Policy, TokenRequest,
+    Verifier, VerifyError,
 };
 
 const AUDIENCE: &str = "https://api.example.com";
@@ -1006,7 +1007,7 @@ async fn the_extractor_yields_claims_or_a_bare_401() {
     )
     .unwrap();
     let an_hour_ago = SystemClock.now() - 3600;
-    expired_issuer = expired_issuer.with_clock(Arc::new(ManualClock::new(an_hour_ago)));
+    expired_issuer = expired_issuer.with_clock(Arc::new(ManualWallClock::new(an_hour_ago)));
     let expired = expired_issuer
         .issue(&TokenRequest::new("connector-1", AUDIENCE))
         .await

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oidc_core::claims::Attributes;
-use oidc_core::time::ManualClock;
+use oidc_core::internal::ManualWallClock;
 use oidc_core::{
     AccessTokenClaims, Algorithm, Audience, IssuedToken, Lifetime, Policy, TokenRequest, VerifyError,
 };
@@ -118,8 +118,8 @@ async fn minimal_request_round_trips() {
 }
 
 /// A verifier on its own clock, with `leeway`.
-fn verifier_at(f: &Fixture, leeway: u64) -> (oidc_core::Verifier<oidc_core::JwkSet>, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock::new(NOW));
+fn verifier_at(f: &Fixture, leeway: u64) -> (oidc_core::Verifier<oidc_core::JwkSet>, Arc<ManualWallClock>) {
+    let clock = Arc::new(ManualWallClock::new(NOW));
     let policy = Policy::builder(ISSUER, [AUDIENCE])
         .leeway(Duration::from_secs(leeway))
         .build()

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use oidc_core::json;
+use oidc_core::internal::json;
 use oidc_core::jws::UnverifiedJws;
 use serde_json::{Map, Value};
 

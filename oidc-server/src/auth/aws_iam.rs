@@ -86,8 +86,10 @@ pub(crate) fn parse(
     if assertion.len() > MAX_ASSERTION_LEN {
         return Err(refuse("aws_request_too_large"));
     }
-    let json = oidc_core::base64url::decode(assertion).map_err(|_| refuse("aws_request_malformed"))?;
-    let request = oidc_core::json::parse_object(&json).map_err(|_| refuse("aws_request_malformed"))?;
+    let json =
+        oidc_core::internal::base64url::decode(assertion).map_err(|_| refuse("aws_request_malformed"))?;
+    let request =
+        oidc_core::internal::json::parse_object(&json).map_err(|_| refuse("aws_request_malformed"))?;
     if request.get("method").and_then(Value::as_str) != Some("POST") {
         return Err(refuse("aws_request_not_post"));
     }
@@ -176,9 +178,15 @@ pub(crate) async fn ask_sts(
         }
     };
     let status = response.status();
-    let body = match read_limited(response).await {
-        Some(body) => body,
-        None => return StsOutcome::Unavailable,
+    let body = match oidc_core::http::read_capped(response, MAX_STS_RESPONSE).await {
+        Ok(body) => match String::from_utf8(body) {
+            Ok(text) => text,
+            Err(_) => return StsOutcome::Unavailable,
+        },
+        Err(error) => {
+            tracing::warn!(%error, "STS answer unreadable");
+            return StsOutcome::Unavailable;
+        }
     };
     if status.is_server_error() || status.as_u16() == 429 {
         tracing::warn!(status = status.as_u16(), "STS failing");
@@ -197,22 +205,6 @@ pub(crate) async fn ask_sts(
         None => {
             tracing::warn!("STS answered without a caller ARN");
             StsOutcome::Unavailable
-        }
-    }
-}
-
-async fn read_limited(mut response: reqwest::Response) -> Option<String> {
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_STS_RESPONSE {
-                    return None;
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return String::from_utf8(body).ok(),
-            Err(_) => return None,
         }
     }
 }

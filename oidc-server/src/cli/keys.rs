@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
+use oidc_core::internal::{SystemClock, WallClock};
 use oidc_core::keys::kms_envelope::{self, SealedKey};
 use oidc_core::keys::{KmsOptions, KmsSigner, Pkcs8Pem, Signer};
 use oidc_core::keyset::aws::{KeySetError, KeySetSecret, StageOutcome};
 use oidc_core::keyset::rotation::{KeyBackend, KeyRecord, RotationTimings, StagedKeys};
-use oidc_core::time::{Clock, SystemClock};
 use oidc_core::Algorithm;
 
 use super::{load, runtime, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};

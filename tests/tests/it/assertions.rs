@@ -27,7 +27,7 @@ fn good_claims(server: &TestServer) -> Value {
     let now = now();
     json!({
         "iss": JWT_CLIENT, "sub": JWT_CLIENT, "aud": server.url,
-        "jti": oidc_core::issue::new_jti().unwrap(), "iat": now, "exp": now + 60,
+        "jti": oidc_core::Jti::random().unwrap().as_str(), "iat": now, "exp": now + 60,
     })
 }
 
@@ -184,9 +184,13 @@ async fn tampered_assertion_is_refused() {
     let (server, signer) = setup().await;
     let jwt = assertion(&signer, "JWT", good_claims(&server)).await;
     let (head, sig) = jwt.rsplit_once('.').unwrap();
-    let mut sig = oidc_core::base64url::decode(sig).unwrap();
+    let mut sig = oidc_core::internal::base64url::decode(sig).unwrap();
     sig[10] ^= 1;
-    refused(&server, format!("{head}.{}", oidc_core::base64url::encode(sig))).await;
+    refused(
+        &server,
+        format!("{head}.{}", oidc_core::internal::base64url::encode(sig)),
+    )
+    .await;
 }
 
 #[tokio::test]

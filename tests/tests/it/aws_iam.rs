@@ -120,11 +120,11 @@ async fn post(
 }
 
 fn decode(assertion: &str) -> Value {
-    serde_json::from_slice(&oidc_core::base64url::decode(assertion).unwrap()).unwrap()
+    serde_json::from_slice(&oidc_core::internal::base64url::decode(assertion).unwrap()).unwrap()
 }
 
 fn encode(request: &Value) -> String {
-    oidc_core::base64url::encode(request.to_string())
+    oidc_core::internal::base64url::encode(request.to_string())
 }
 
 async fn refused(server: &TestServer, client_id: &str, assertion: &str) {

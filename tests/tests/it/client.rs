@@ -3,7 +3,7 @@
 //! endpoint, the 401 retry against a resource that verifies with oidc-core,
 //! issuer clock skew, and the `get-token` example binary.
 //!
-//! The cache runs on connector-client's `ManualClock` (it only decides when to
+//! The cache runs on connector-client's `ManualTimer` (it only decides when to
 //! refresh); the HTTP requests are real and go to the real server, whose
 //! metrics count them. Nothing here sleeps through a token lifetime: real time
 //! is only spent waiting for background work, with generous safety limits.
@@ -19,14 +19,14 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use connector_client::clock::{Clock as _, ManualClock};
+use connector_client::timer::{ManualTimer, Timer as _};
 use connector_client::{
     AccessToken, BearerAuth, CachedTokenSource, ClientAuth, ClientCredentials, ClientSecret, Endpoint, Error,
     NoTokenReason, TokenSource, TransportErrorKind, UnavailableError,
 };
 use e2e::{client_key, test_config, ServerSetup, TestServer, AUDIENCE, JWT_CLIENT, SECRET, SECRET_CLIENT};
+use oidc_core::internal::{SystemClock, WallClock};
 use oidc_core::keys::{LocalSigner, SignError, Signer, VerifyingKey};
-use oidc_core::time::{Clock as IssuerClock, SystemClock};
 use oidc_core::verify::remote::RemoteJwks;
 use oidc_core::{AccessTokenClaims, Algorithm, KeySet, Policy, Verifier};
 use serde_json::Value;
@@ -125,7 +125,7 @@ async fn server_with(signer: Arc<SwitchSigner>) -> TestServer {
 
 /// Verifies `token` as a control plane would: discovery, JWKS, strict policy,
 /// on `clock` (the issuer's, in the skew test).
-async fn verify_on(server: &TestServer, token: &str, clock: Arc<dyn IssuerClock>) -> AccessTokenClaims {
+async fn verify_on(server: &TestServer, token: &str, clock: Arc<dyn WallClock>) -> AccessTokenClaims {
     let keys = RemoteJwks::discovery(server.url.clone()).build().unwrap();
     let policy = Policy::builder(server.url.clone(), [AUDIENCE]).build().unwrap();
     Verifier::new(policy, keys)
@@ -175,20 +175,20 @@ fn credentials(server: &TestServer) -> ClientCredentials {
 /// A `CachedTokenSource` over real `ClientCredentials`, on a manual clock.
 struct Client {
     tokens: CachedTokenSource,
-    clock: Arc<ManualClock>,
+    clock: Arc<ManualTimer>,
     done: Arc<AtomicU64>,
 }
 
 impl Client {
     fn new(source: ClientCredentials) -> Self {
-        let clock = Arc::new(ManualClock::new());
+        let clock = Arc::new(ManualTimer::new());
         let done = Arc::new(AtomicU64::new(0));
         let counted = Counted {
             inner: source,
             done: done.clone(),
         };
         let tokens = CachedTokenSource::builder(counted)
-            .clock(clock.clone())
+            .timer(clock.clone())
             .build()
             .unwrap();
         Self { tokens, clock, done }
@@ -799,7 +799,7 @@ async fn resource_401_refreshes_once_and_retries_once() {
 #[derive(Debug)]
 struct SkewedClock(i64);
 
-impl IssuerClock for SkewedClock {
+impl WallClock for SkewedClock {
     fn now(&self) -> u64 {
         SystemClock.now().saturating_add_signed(self.0)
     }

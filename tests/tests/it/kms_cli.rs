@@ -6,7 +6,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use e2e::moto::{self, free_port, Moto};
-use oidc_core::keys::der;
+use oidc_core::internal::der;
 use oidc_core::{AccessTokenClaims, Policy, Verifier};
 
 /// Kills the server however the test ends.

@@ -5,11 +5,11 @@
 
 use e2e::fault_proxy::FaultProxy;
 use e2e::moto::{self, Moto};
+use oidc_core::internal::{SystemClock, WallClock};
 use oidc_core::keys::kms_envelope::{self, EnvelopeError};
 use oidc_core::keys::{KmsOptions, Signer};
 use oidc_core::keyset::aws::{KeySetSecret, StageOutcome};
 use oidc_core::keyset::rotation::{KeyBackend, KeyRecord};
-use oidc_core::time::{Clock, SystemClock};
 use oidc_core::Algorithm;
 
 use crate::kms::kms_server;

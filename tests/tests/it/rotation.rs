@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use e2e::moto::{self, Moto};
 use e2e::{ServerSetup, TestServer, AUDIENCE};
+use oidc_core::internal::{SystemClock, WallClock};
 use oidc_core::keys::{kms_envelope, KmsOptions, KmsSigner, Signer};
 use oidc_core::keyset::aws::KeySetSecret;
 use oidc_core::keyset::rotation::{KeyBackend, KeyRecord, RotationError, RotationTimings};
-use oidc_core::time::{Clock, SystemClock};
 use oidc_core::verify::RemoteJwks;
 use oidc_core::{AccessTokenClaims, Algorithm, Policy, Verifier};
 use oidc_server::signing::SigningContext;

@@ -1,5 +1,5 @@
 //! Monotonic time as the refresh logic sees it: read and slept on through a
-//! [`Clock`], so that tests move time by hand instead of sleeping through
+//! [`Timer`], so that tests move time by hand instead of sleeping through
 //! real token lifetimes.
 //!
 //! Token lifetimes are measured on this clock from `expires_in`; the wall
@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-/// A boxed, sendable future, as returned by [`Clock::sleep_until`].
+/// A boxed, sendable future, as returned by [`Timer::sleep_until`].
 pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// A monotonic clock with a way to wait for it.
-pub trait Clock: Send + Sync + fmt::Debug + 'static {
+pub trait Timer: Send + Sync + fmt::Debug + 'static {
     /// The current time.
     fn now(&self) -> Instant;
 
@@ -27,9 +27,9 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
 
 /// The real clock: [`Instant::now`] and Tokio's timer.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct TokioClock;
+pub struct TokioTimer;
 
-impl Clock for TokioClock {
+impl Timer for TokioTimer {
     fn now(&self) -> Instant {
         Instant::now()
     }
@@ -48,9 +48,9 @@ impl Clock for TokioClock {
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 /// use std::time::Duration;
-/// use connector_client::clock::{Clock, ManualClock};
+/// use connector_client::timer::{ManualTimer, Timer};
 ///
-/// let clock = ManualClock::new();
+/// let clock = ManualTimer::new();
 /// let start = clock.now();
 /// let wake = clock.sleep_until(start + Duration::from_secs(60));
 /// let waiter = tokio::spawn(wake);
@@ -59,13 +59,13 @@ impl Clock for TokioClock {
 /// assert_eq!(clock.now() - start, Duration::from_secs(60));
 /// # });
 /// ```
-pub struct ManualClock {
+pub struct ManualTimer {
     now: watch::Sender<Instant>,
     // Serializes advances so that two concurrent `advance` calls add up.
     advancing: Mutex<()>,
 }
 
-impl ManualClock {
+impl ManualTimer {
     /// A clock that starts at the real current instant and then stands still.
     pub fn new() -> Self {
         Self {
@@ -95,28 +95,28 @@ impl ManualClock {
         });
     }
 
-    /// How many [`sleep_until`](Clock::sleep_until) futures exist and have
+    /// How many [`sleep_until`](Timer::sleep_until) futures exist and have
     /// not completed; lets a test wait until a background task is parked.
     pub fn sleepers(&self) -> usize {
         self.now.receiver_count()
     }
 }
 
-impl Default for ManualClock {
+impl Default for ManualTimer {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl fmt::Debug for ManualClock {
+impl fmt::Debug for ManualTimer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ManualClock")
+        f.debug_struct("ManualTimer")
             .field("sleepers", &self.sleepers())
             .finish_non_exhaustive()
     }
 }
 
-impl Clock for ManualClock {
+impl Timer for ManualTimer {
     fn now(&self) -> Instant {
         *self.now.borrow()
     }
@@ -143,7 +143,7 @@ mod tests {
 
     #[tokio::test]
     async fn manual_sleepers_wake_only_at_their_deadline() {
-        let clock = std::sync::Arc::new(ManualClock::new());
+        let clock = std::sync::Arc::new(ManualTimer::new());
         let start = clock.now();
         let sleep = tokio::spawn(clock.sleep_until(start + Duration::from_secs(10)));
         clock.advance(Duration::from_secs(9));
