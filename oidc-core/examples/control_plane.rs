@@ -85,6 +85,7 @@ async fn pending_actions(VerifiedToken(token): VerifiedToken<AccessTokenClaims>)
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     match run(Args::parse()).await {
         Ok(()) => ExitCode::SUCCESS,

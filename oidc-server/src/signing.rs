@@ -17,7 +17,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
-use crate::config::{Config, KeySetConfig, SigningConfig};
+use crate::config::{Config, KeySetConfig, KmsKey, SigningConfig};
 use crate::metrics::Metrics;
 
 /// The signer could not be set up at start.
@@ -88,11 +88,12 @@ pub async fn key_set_with(
             let sdk = context.sdk_config().await;
             let mut options = kms_options(kms.call_timeout, &context.metrics);
             options.max_concurrency = kms.max_concurrency;
-            options.algorithm = kms.algorithm;
-            match (&kms.key_id, &kms.key_set) {
-                (_, Some(set)) => rotating(config, set, &sdk, options, context).await,
-                (Some(key_id), None) => fixed_kms_key(&sdk, key_id, options).await,
-                (None, None) => unreachable!("the config requires key_id or key_set_secret"),
+            match &kms.key {
+                KmsKey::Fixed { key_id, algorithm } => {
+                    options.algorithm = *algorithm;
+                    fixed_kms_key(&sdk, key_id, options).await
+                }
+                KmsKey::Rotating(set) => rotating(config, set, &sdk, options, context).await,
             }
         }
         SigningConfig::KmsEnvelope(set) => {

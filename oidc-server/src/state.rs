@@ -19,25 +19,26 @@ use crate::throttle::Throttle;
 #[derive(Debug, Clone)]
 pub struct AppState(Arc<Inner>);
 
-/// The parts of [`AppState`].
+/// The parts of [`AppState`], reached by the handlers through `Deref`;
+/// from outside the crate, through [`AppState`]'s accessors.
 #[derive(Debug)]
 pub struct Inner {
     /// The configuration in force.
-    pub config: Arc<Config>,
+    pub(crate) config: Arc<Config>,
     /// Signs tokens.
-    pub issuer: Issuer,
+    pub(crate) issuer: Issuer,
     /// Checks client credentials.
-    pub authenticator: Authenticator,
+    pub(crate) authenticator: Authenticator,
     /// Throttles failed authentication.
-    pub throttle: Throttle,
+    pub(crate) throttle: Throttle,
     /// Metrics.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// Signer health for `/readyz`.
-    pub health: SignerHealth,
+    pub(crate) health: SignerHealth,
     /// The discovery document, serialized once.
-    pub discovery: Bytes,
+    pub(crate) discovery: Bytes,
     /// The clock (Unix seconds).
-    pub clock: Arc<dyn WallClock>,
+    pub(crate) clock: Arc<dyn WallClock>,
 }
 
 impl std::ops::Deref for AppState {
@@ -74,6 +75,21 @@ impl AppState {
     /// The token endpoint URL.
     pub fn token_endpoint(&self) -> String {
         format!("{}/token", self.config.issuer)
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The key set tokens are signed with and the JWKS is served from.
+    pub fn keys(&self) -> &Arc<KeySet> {
+        self.issuer.keys()
     }
 }
 

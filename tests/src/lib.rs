@@ -239,7 +239,7 @@ impl TestServer {
 
     /// Access tokens issued so far (the server's `oidc_server_tokens_issued_total`).
     pub fn tokens_issued(&self) -> u64 {
-        let metrics = self.state.metrics.render();
+        let metrics = self.state.metrics().render();
         metrics
             .lines()
             .find_map(|line| line.strip_prefix("oidc_server_tokens_issued_total "))
@@ -249,7 +249,7 @@ impl TestServer {
     /// Requests answered on `POST /token` so far, whatever their status (the
     /// server's request-latency histogram counts them as the response leaves).
     pub fn token_requests(&self) -> u64 {
-        let metrics = self.state.metrics.render();
+        let metrics = self.state.metrics().render();
         metrics
             .lines()
             .filter_map(|line| line.strip_prefix("oidc_server_http_request_duration_seconds_count{"))

@@ -18,7 +18,9 @@ use std::time::Duration;
 use aws_sdk_secretsmanager::Client as SecretsClient;
 use ring::rand::SecureRandom;
 
-use super::rotation::{KeyBackend, KeyRecord, RotationError, RotationTimings, Stage, StagedKey, StagedKeys};
+use super::rotation::{
+    KeyBackend, KeyRecord, Promotion, RotationError, RotationTimings, Stage, StagedKey, StagedKeys,
+};
 use super::{ActiveKey, KeySet, KeySetState};
 use crate::aws::{CallOutcome, Failure};
 use crate::keys::kms::{retrying, KmsOptions};
@@ -289,11 +291,11 @@ impl KeySetSecret {
     /// the state before the promotion.
     pub async fn promote(&self, timings: &RotationTimings, now: u64) -> Result<StagedKeys, KeySetError> {
         let keys = self.read().await?;
-        let finished = keys.check_promote(timings, now)?;
+        let promotion = keys.check_promote(timings, now)?;
         let Some(next) = &keys.next else {
             return Err(RotationError::NothingStaged.into());
         };
-        if !finished {
+        if promotion == Promotion::Activate {
             let mut record = next.record.clone();
             record.activated_at = Some(now);
             self.put(&record, Stage::Active).await?;

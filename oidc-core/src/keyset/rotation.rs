@@ -326,6 +326,16 @@ pub struct SigningCandidate<'a> {
     pub expires_by: Option<u64>,
 }
 
+/// What a promotion that the rules allow has left to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Promotion {
+    /// Write the next key as the active one, then remove its next label.
+    Activate,
+    /// A promotion interrupted half-way: the next key is already active and
+    /// only its next label remains to be removed.
+    Finish,
+}
+
 /// Why a rotation step was refused, and when it will be allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -456,16 +466,15 @@ impl StagedKeys {
         Ok(())
     }
 
-    /// Whether the next key may be promoted at `now`. `Ok(true)` when the
-    /// promotion is already done and only the next label remains to be removed.
-    pub fn check_promote(&self, timings: &RotationTimings, now: u64) -> Result<bool, RotationError> {
+    /// Whether the next key may be promoted at `now`, and what is left to do.
+    pub fn check_promote(&self, timings: &RotationTimings, now: u64) -> Result<Promotion, RotationError> {
         let next = self.next.as_ref().ok_or(RotationError::NothingStaged)?;
         let Some(active) = &self.active else {
             // Nothing is active: nothing to rotate from, nobody to break.
-            return Ok(false);
+            return Ok(Promotion::Activate);
         };
         if active.record.kid() == next.record.kid() {
-            return Ok(true);
+            return Ok(Promotion::Finish);
         }
         let at = timings.signs_from(&next.record);
         if now < at {
@@ -487,7 +496,7 @@ impl StagedKeys {
                 });
             }
         }
-        Ok(false)
+        Ok(Promotion::Activate)
     }
 
     /// Whether the retiring key may be removed at `now`.
@@ -615,7 +624,7 @@ mod tests {
             keys.check_promote(&TIMINGS, 1329),
             Err(RotationError::NotMature { at: 1330, .. })
         ));
-        assert_eq!(keys.check_promote(&TIMINGS, 1330), Ok(false));
+        assert_eq!(keys.check_promote(&TIMINGS, 1330), Ok(Promotion::Activate));
 
         // With a retiring key whose tokens may still live, promoting would unpublish it.
         let mut keys = rotated(1400);
@@ -627,7 +636,10 @@ mod tests {
                 ..
             })
         ));
-        assert_eq!(keys.check_promote(&TIMINGS, 1400 + 330 + 900 + 30), Ok(false));
+        assert_eq!(
+            keys.check_promote(&TIMINGS, 1400 + 330 + 900 + 30),
+            Ok(Promotion::Activate)
+        );
 
         // Nothing staged; nothing active (first key).
         assert_eq!(
@@ -638,7 +650,7 @@ mod tests {
             next: Some(staged(record(10, None))),
             ..StagedKeys::default()
         };
-        assert_eq!(first.check_promote(&TIMINGS, 10), Ok(false));
+        assert_eq!(first.check_promote(&TIMINGS, 10), Ok(Promotion::Activate));
     }
 
     #[test]
@@ -651,7 +663,7 @@ mod tests {
             active: Some(staged(activated)),
             retiring: Some(staged(record(0, Some(0)))),
         };
-        assert_eq!(keys.check_promote(&TIMINGS, 1400), Ok(true));
+        assert_eq!(keys.check_promote(&TIMINGS, 1400), Ok(Promotion::Finish));
     }
 
     #[test]

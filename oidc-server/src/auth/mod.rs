@@ -20,7 +20,7 @@ use crate::config::{AwsIamConfig, ConnectorConfig};
 use crate::connectors::Connectors;
 use crate::error::TokenError;
 use crate::form::Form;
-use replay::ReplayCache;
+use replay::{FirstUse, ReplayCache};
 
 /// `client_assertion_type` of RFC 7523 §2.2.
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -233,13 +233,24 @@ pub struct AwsIam {
     pub client: reqwest::Client,
 }
 
-/// An authentication that could not be completed (a backend failed); retry later.
+/// Why no connector was authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unavailable {
-    /// Why, for the audit log.
-    pub reason: &'static str,
-    /// When to retry.
-    pub retry_after: std::time::Duration,
+pub enum AuthError {
+    /// The credential does not prove a registered connector (401).
+    Failed(AuthFailure),
+    /// The check could not be completed (a backend failed); retry later (503).
+    Unavailable {
+        /// Why, for the audit log.
+        reason: &'static str,
+        /// When to retry.
+        retry_after: std::time::Duration,
+    },
+}
+
+impl From<AuthFailure> for AuthError {
+    fn from(failure: AuthFailure) -> Self {
+        Self::Failed(failure)
+    }
 }
 
 impl Authenticator {
@@ -273,37 +284,37 @@ impl Authenticator {
         &self,
         credential: &Credential,
         now: u64,
-    ) -> Result<Result<Arc<ConnectorConfig>, AuthFailure>, Unavailable> {
+    ) -> Result<Arc<ConnectorConfig>, AuthError> {
         match credential {
             Credential::Basic { client_id, secret } | Credential::Post { client_id, secret } => Ok(self
                 .connectors
                 .check_secret(client_id, secret)
                 .cloned()
-                .ok_or(AuthFailure::BadCredential)),
+                .ok_or(AuthFailure::BadCredential)?),
             Credential::Assertion { client_id, assertion } => {
-                let checked = match assertion::check(
+                let checked = assertion::check(
                     assertion,
                     client_id.as_deref(),
                     &self.connectors,
                     &self.rules,
                     now,
-                ) {
-                    Ok(checked) => checked,
-                    Err(failure) => return Ok(Err(failure)),
-                };
-                match self
-                    .replay
-                    .first_use(&checked.connector.id, &checked.jti, checked.remember_until, now)
-                    .await
-                {
-                    Ok(true) => Ok(Ok(checked.connector)),
-                    Ok(false) => Ok(Err(AuthFailure::Replayed)),
-                    Err(_) => Err(REPLAY_CACHE_FULL),
-                }
+                )?;
+                self.first_use(&checked.connector.id, &checked.jti, checked.remember_until, now)
+                    .await?;
+                Ok(checked.connector)
             }
             Credential::AwsIam { client_id, assertion } => {
                 self.authenticate_aws(client_id, assertion, now).await
             }
+        }
+    }
+
+    /// Records a one-time credential; a replay is an authentication failure.
+    async fn first_use(&self, namespace: &str, id: &str, until: u64, now: u64) -> Result<(), AuthError> {
+        match self.replay.first_use(namespace, id, until, now).await {
+            Ok(FirstUse::Fresh) => Ok(()),
+            Ok(FirstUse::Replayed) => Err(AuthFailure::Replayed.into()),
+            Err(_) => Err(REPLAY_CACHE_FULL),
         }
     }
 
@@ -312,35 +323,26 @@ impl Authenticator {
         client_id: &str,
         assertion: &str,
         now: u64,
-    ) -> Result<Result<Arc<ConnectorConfig>, AuthFailure>, Unavailable> {
-        let Some(aws) = &self.aws_iam else {
-            return Ok(Err(AuthFailure::Assertion("aws_iam_disabled")));
-        };
-        let request = match aws_iam::parse(assertion, &aws.issuer, &aws.config, now) {
-            Ok(request) => request,
-            Err(failure) => return Ok(Err(failure)),
-        };
+    ) -> Result<Arc<ConnectorConfig>, AuthError> {
+        let aws = self
+            .aws_iam
+            .as_ref()
+            .ok_or(AuthFailure::Assertion("aws_iam_disabled"))?;
+        let request = aws_iam::parse(assertion, &aws.issuer, &aws.config, now)?;
         // A signed request stays valid at STS for its whole skew window, so
         // each one is accepted once, like a client assertion's jti.
         let remember_until = request.signed_at + aws.config.max_clock_skew.as_secs();
-        match self
-            .replay
-            .first_use("aws-sigv4", &request.signature, remember_until, now)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => return Ok(Err(AuthFailure::Replayed)),
-            Err(_) => return Err(REPLAY_CACHE_FULL),
-        }
+        self.first_use("aws-sigv4", &request.signature, remember_until, now)
+            .await?;
         // STS is asked before the connector is looked up, so that an unknown
         // client id and an unbound principal take the same path.
         match aws_iam::ask_sts(&aws.client, &aws.config, &request).await {
-            aws_iam::StsOutcome::Caller(arn) => Ok(match self.connectors.get(client_id) {
+            aws_iam::StsOutcome::Caller(arn) => match self.connectors.get(client_id) {
                 Some(c) if aws_iam::principal_matches(&arn, &c.aws_principals) => Ok(c.clone()),
-                _ => Err(AuthFailure::UnboundPrincipal),
-            }),
-            aws_iam::StsOutcome::Refused => Ok(Err(AuthFailure::Assertion("sts_refused"))),
-            aws_iam::StsOutcome::Unavailable => Err(Unavailable {
+                _ => Err(AuthFailure::UnboundPrincipal.into()),
+            },
+            aws_iam::StsOutcome::Refused => Err(AuthFailure::Assertion("sts_refused").into()),
+            aws_iam::StsOutcome::Unavailable => Err(AuthError::Unavailable {
                 reason: "sts_unavailable",
                 retry_after: aws_iam::RETRY_AFTER,
             }),
@@ -348,7 +350,7 @@ impl Authenticator {
     }
 }
 
-const REPLAY_CACHE_FULL: Unavailable = Unavailable {
+const REPLAY_CACHE_FULL: AuthError = AuthError::Unavailable {
     reason: "replay_cache_unavailable",
     retry_after: std::time::Duration::from_secs(1),
 };

@@ -14,8 +14,8 @@ use oidc_core::keyset::aws::{KeySetError, KeySetSecret, StageOutcome};
 use oidc_core::keyset::rotation::{KeyBackend, KeyRecord, RotationTimings, StagedKeys};
 use oidc_core::Algorithm;
 
-use super::{load, runtime, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
-use crate::config::{aws_defaults, Config, KeySetConfig, Overrides, SigningConfig};
+use super::{load, runtime, CliError};
+use crate::config::{aws_defaults, Config, KeySetConfig, Overrides};
 
 /// `keys ...`.
 #[derive(Debug, Subcommand)]
@@ -93,106 +93,72 @@ pub struct StageArgs {
 }
 
 /// Runs `keys ...`.
-pub(super) fn run(config_path: Option<PathBuf>, command: KeysCommand) -> u8 {
-    let config = match load(config_path, &Overrides::default()) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
-    };
-    let Some(rt) = runtime() else { return EXIT_FAILURE };
-    rt.block_on(async move {
+pub(super) fn run(config_path: Option<PathBuf>, command: KeysCommand) -> Result<(), CliError> {
+    let config = load(config_path, &Overrides::default())?;
+    runtime()?.block_on(async move {
         let sdk = oidc_core::aws::load_sdk_config().await;
         let kms = aws_sdk_kms::Client::new(&sdk);
         let mut options = KmsOptions::default();
         options.call_timeout = Duration::from_secs(10);
         let clock = SystemClock;
-        let open_secret = |args: &SecretArgs| -> Result<(KeySetSecret, RotationTimings), String> {
-            let set = key_set_config(&config, args)?;
+        let open_secret = |args: &SecretArgs| -> Result<(KeySetSecret, RotationTimings), CliError> {
+            let set = key_set_config(&config, args).map_err(CliError::Usage)?;
             let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
             let timings = crate::signing::rotation_timings(&config, &set);
             Ok((KeySetSecret::new(&secrets, set.secret, options.clone()), timings))
         };
-        let result = match command {
-            KeysCommand::Show(args) => match open_secret(&args) {
-                Ok((secret, timings)) => show(&secret, &timings, clock.now()).await,
-                Err(e) => Err(Failure::Usage(e)),
-            },
+        match command {
+            KeysCommand::Show(args) => {
+                let (secret, timings) = open_secret(&args)?;
+                show(&secret, &timings, clock.now()).await
+            }
             KeysCommand::CreateEnvelope(args) => {
                 create_envelope(&config, &kms, &options, args, clock.now()).await
             }
-            KeysCommand::Stage(args) => match open_secret(&args.secret) {
-                Ok((secret, timings)) => {
-                    stage(&config, &kms, &options, &secret, &timings, args, clock.now()).await
-                }
-                Err(e) => Err(Failure::Usage(e)),
-            },
-            KeysCommand::Promote(args) => match open_secret(&args) {
-                Ok((secret, timings)) => {
-                    let now = clock.now();
-                    match secret.promote(&timings, now).await {
-                        Ok(before) => {
-                            let kid = before
-                                .next
-                                .as_ref()
-                                .map(|k| k.record.kid().to_owned())
-                                .unwrap_or_default();
-                            println!("promoted {kid}: active from {now}");
-                            if let Some(active) = &before.active {
-                                if active.record.kid() != kid {
-                                    println!(
-                                        "{} is retiring: retire it at {} (`oidc-server keys retire`)",
-                                        active.record.kid(),
-                                        timings.retirable_at(&next_active(&before, now))
-                                    );
-                                }
-                            }
-                            Ok(())
-                        }
-                        Err(e) => Err(e.into()),
-                    }
-                }
-                Err(e) => Err(Failure::Usage(e)),
-            },
-            KeysCommand::Retire(args) => match open_secret(&args) {
-                Ok((secret, timings)) => match secret.retire(&timings, clock.now()).await {
-                    Ok(before) => {
-                        let kid = before
-                            .retiring
-                            .as_ref()
-                            .map(|k| k.record.kid().to_owned())
-                            .unwrap_or_default();
-                        println!("retired {kid}: no longer published");
-                        Ok(())
-                    }
-                    Err(e) => Err(e.into()),
-                },
-                Err(e) => Err(Failure::Usage(e)),
-            },
-        };
-        match result {
-            Ok(()) => EXIT_OK,
-            Err(Failure::Usage(e)) => {
-                eprintln!("error: {e}");
-                EXIT_USAGE
+            KeysCommand::Stage(args) => {
+                let (secret, timings) = open_secret(&args.secret)?;
+                stage(&config, &kms, &options, &secret, &timings, args, clock.now()).await
             }
-            Err(Failure::Failed(e)) => {
-                eprintln!("error: {e}");
-                EXIT_FAILURE
+            KeysCommand::Promote(args) => {
+                let (secret, timings) = open_secret(&args)?;
+                let now = clock.now();
+                let before = secret.promote(&timings, now).await?;
+                let kid = before
+                    .next
+                    .as_ref()
+                    .map(|k| k.record.kid().to_owned())
+                    .unwrap_or_default();
+                println!("promoted {kid}: active from {now}");
+                if let Some(active) = &before.active {
+                    if active.record.kid() != kid {
+                        println!(
+                            "{} is retiring: retire it at {} (`oidc-server keys retire`)",
+                            active.record.kid(),
+                            timings.retirable_at(&next_active(&before, now))
+                        );
+                    }
+                }
+                Ok(())
+            }
+            KeysCommand::Retire(args) => {
+                let (secret, timings) = open_secret(&args)?;
+                let before = secret.retire(&timings, clock.now()).await?;
+                let kid = before
+                    .retiring
+                    .as_ref()
+                    .map(|k| k.record.kid().to_owned())
+                    .unwrap_or_default();
+                println!("retired {kid}: no longer published");
+                Ok(())
             }
         }
     })
 }
 
-enum Failure {
-    Usage(String),
-    Failed(String),
-}
-
-impl From<KeySetError> for Failure {
+impl From<KeySetError> for CliError {
+    /// Secrets Manager failed or the rotation rules refused the step.
     fn from(e: KeySetError) -> Self {
-        Failure::Failed(e.to_string())
+        Self::failed(e)
     }
 }
 
@@ -209,11 +175,7 @@ fn next_active(before: &StagedKeys, now: u64) -> KeyRecord {
 
 /// The key set of the config in force, or `--secret` with default timings.
 fn key_set_config(config: &Config, args: &SecretArgs) -> Result<KeySetConfig, String> {
-    let configured = match &config.signing {
-        SigningConfig::Kms(kms) => kms.key_set.clone(),
-        SigningConfig::KmsEnvelope(set) => Some(set.clone()),
-        SigningConfig::Local(_) => None,
-    };
+    let configured = config.signing.key_set().cloned();
     match (configured, &args.secret) {
         (Some(mut set), Some(secret)) => {
             set.secret = secret.clone();
@@ -232,7 +194,7 @@ fn key_set_config(config: &Config, args: &SecretArgs) -> Result<KeySetConfig, St
     }
 }
 
-async fn show(secret: &KeySetSecret, timings: &RotationTimings, now: u64) -> Result<(), Failure> {
+async fn show(secret: &KeySetSecret, timings: &RotationTimings, now: u64) -> Result<(), CliError> {
     let keys = secret.read().await?;
     println!("key set {} (now {now})", secret.secret_id());
     println!(
@@ -295,21 +257,21 @@ fn ago(now: u64, at: u64) -> String {
 }
 
 /// Reads `--pem` and picks the algorithm; or `None` to generate.
-fn pem_arg(pem: &Option<PathBuf>) -> Result<Option<Pkcs8Pem>, Failure> {
+fn pem_arg(pem: &Option<PathBuf>) -> Result<Option<Pkcs8Pem>, CliError> {
     pem.as_ref()
         .map(|path| {
             std::fs::read_to_string(path)
                 .map(Pkcs8Pem::from_string)
-                .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", path.display())))
+                .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))
         })
         .transpose()
 }
 
-fn parse_alg(alg: &Option<String>) -> Result<Option<Algorithm>, Failure> {
+fn parse_alg(alg: &Option<String>) -> Result<Option<Algorithm>, CliError> {
     alg.as_deref()
         .map(|a| {
             a.parse::<Algorithm>()
-                .map_err(|e| Failure::Usage(format!("--alg: {e}")))
+                .map_err(|e| CliError::Usage(format!("--alg: {e}")))
         })
         .transpose()
 }
@@ -321,20 +283,20 @@ async fn seal_key(
     issuer: &str,
     alg: Option<Algorithm>,
     pem: Option<Pkcs8Pem>,
-) -> Result<SealedKey, Failure> {
+) -> Result<SealedKey, CliError> {
     let sealed = match pem {
         Some(pem) => kms_envelope::seal(kms, kms_key_id, issuer, &pem, alg, options).await,
         None => {
             let alg = alg.unwrap_or(Algorithm::ES256);
             if alg.is_rsa() {
-                return Err(Failure::Usage(
+                return Err(CliError::Usage(
                     "RSA keys cannot be generated here: make one with OpenSSL and pass --pem".into(),
                 ));
             }
             kms_envelope::create(kms, kms_key_id, issuer, alg, options).await
         }
     };
-    sealed.map_err(|e| Failure::Failed(e.to_string()))
+    sealed.map_err(|e| CliError::Failed(e.to_string()))
 }
 
 fn envelope_record(sealed: SealedKey, now: u64) -> KeyRecord {
@@ -355,7 +317,7 @@ async fn create_envelope(
     options: &KmsOptions,
     args: CreateEnvelopeArgs,
     now: u64,
-) -> Result<(), Failure> {
+) -> Result<(), CliError> {
     let issuer = args.issuer.clone().unwrap_or_else(|| config.issuer.clone());
     let sealed = seal_key(
         kms,
@@ -371,7 +333,7 @@ async fn create_envelope(
     match &args.out {
         Some(path) => {
             std::fs::write(path, format!("{text}\n"))
-                .map_err(|e| Failure::Failed(format!("cannot write {}: {e}", path.display())))?;
+                .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))?;
             println!("{kid}");
         }
         None => println!("{text}"),
@@ -391,13 +353,13 @@ async fn stage(
     timings: &RotationTimings,
     args: StageArgs,
     now: u64,
-) -> Result<(), Failure> {
+) -> Result<(), CliError> {
     let record = match (&args.record, args.kind, &args.key_id) {
         (Some(path), _, _) => {
             let text = std::fs::read_to_string(path)
-                .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", path.display())))?;
+                .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))?;
             KeyRecord::from_json(text.trim())
-                .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?
+                .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?
         }
         (None, Some(KeyKind::Kms), Some(key_id)) => {
             let mut options = options.clone();
@@ -406,7 +368,7 @@ async fn stage(
             // so every replica publishes it even before it can reach KMS.
             let signer = KmsSigner::connect(kms, key_id, options)
                 .await
-                .map_err(|e| Failure::Failed(e.to_string()))?;
+                .map_err(|e| CliError::Failed(e.to_string()))?;
             KeyRecord {
                 backend: KeyBackend::Kms {
                     key_id: signer.key_arn().to_owned(),
@@ -421,7 +383,7 @@ async fn stage(
             envelope_record(sealed, now)
         }
         _ => {
-            return Err(Failure::Usage(
+            return Err(CliError::Usage(
                 "give --kind kms|kms-envelope with --key-id, or --record FILE".into(),
             ))
         }

@@ -1,7 +1,9 @@
 //! The command line: `serve` (the default), `keygen`, `connectors add`,
-//! `issue`, `check-config` and `verify`. Each handler returns the process exit
-//! code; `main` only parses and calls [`run`].
+//! `issue`, `check-config`, `verify` and `keys`. Each handler returns
+//! `Result<(), CliError>`; [`run`] prints the error and maps it to the exit
+//! code in one place; `main` only parses and calls [`run`].
 
+mod error;
 mod keys;
 mod verify;
 
@@ -18,15 +20,9 @@ use crate::config::{self, Config, ConfigError, Origin, Overrides, SigningConfig}
 use crate::connectors;
 use crate::state::AppState;
 
+pub use error::{CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 pub use keys::KeysCommand;
 pub use verify::VerifyArgs;
-
-/// Exit code: success.
-pub const EXIT_OK: u8 = 0;
-/// Exit code: a token was rejected (verify) or the server failed.
-pub const EXIT_FAILURE: u8 = 1;
-/// Exit code: usage or configuration error.
-pub const EXIT_USAGE: u8 = 2;
 
 /// Token service for connector identity tokens.
 ///
@@ -156,7 +152,7 @@ pub struct CheckConfigArgs {
 /// Runs the command line; returns the exit code.
 pub fn run(cli: Cli) -> u8 {
     let command = cli.command.unwrap_or(Command::Serve(ServeArgs::default()));
-    match command {
+    let result = match command {
         Command::Serve(args) => serve(cli.config, args),
         Command::Keygen(args) => keygen(args),
         Command::Connectors(ConnectorsCommand::Add(args)) => add_connector(args),
@@ -164,6 +160,13 @@ pub fn run(cli: Cli) -> u8 {
         Command::CheckConfig(args) => check_config(args.path.or(cli.config)),
         Command::Verify(args) => verify::run(args),
         Command::Keys(command) => keys::run(cli.config, command),
+    };
+    match result {
+        Ok(()) => EXIT_OK,
+        Err(error) => {
+            eprintln!("{error}");
+            error.exit_code()
+        }
     }
 }
 
@@ -171,71 +174,49 @@ fn load(path: Option<PathBuf>, overrides: &Overrides) -> Result<Config, ConfigEr
     Config::load(path.as_deref(), std::env::vars(), overrides)
 }
 
-fn runtime() -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => Some(rt),
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            None
-        }
-    }
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Failed(format!("cannot start the async runtime: {e}")))
 }
 
-fn serve(path: Option<PathBuf>, args: ServeArgs) -> u8 {
+fn serve(path: Option<PathBuf>, args: ServeArgs) -> Result<(), CliError> {
     let overrides = Overrides {
         listen: args.listen,
         issuer: args.issuer,
     };
-    let loaded = load(path, &overrides).and_then(|config| match &args.kms_key_id {
-        Some(key_id) => config.with_kms_key_id(key_id),
-        None => Ok(config),
-    });
-    let config = match loaded {
-        Ok(config) => Arc::new(config),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
-    };
+    let mut config = load(path, &overrides)?;
+    if let Some(key_id) = &args.kms_key_id {
+        config = config.with_kms_key_id(key_id)?;
+    }
+    let config = Arc::new(config);
     crate::telemetry::init(&config.log);
-    let Some(rt) = runtime() else { return EXIT_FAILURE };
-    rt.block_on(async move {
+    runtime()?.block_on(async move {
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let context = crate::signing::SigningContext {
             metrics: metrics.clone(),
             ..Default::default()
         };
-        let keys = match crate::signing::key_set_with(&config, &context).await {
-            Ok(keys) => keys,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return EXIT_USAGE;
-            }
-        };
-        let listener = match tokio::net::TcpListener::bind(config.listen).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("error: cannot listen on {}: {e}", config.listen);
-                return EXIT_FAILURE;
-            }
-        };
+        let keys = crate::signing::key_set_with(&config, &context)
+            .await
+            .map_err(CliError::usage)?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| CliError::Failed(format!("cannot listen on {}: {e}", config.listen)))?;
         let bound = listener.local_addr().unwrap_or(config.listen);
         print_banner(&config, bound);
         let state = AppState::builder(config.clone(), keys).metrics(metrics).build();
-        match crate::run(state, listener, crate::shutdown_signal()).await {
-            Ok(()) => EXIT_OK,
-            Err(e) => {
-                eprintln!("error: server failed: {e}");
-                EXIT_FAILURE
-            }
-        }
+        crate::run(state, listener, crate::shutdown_signal())
+            .await
+            .map_err(|e| CliError::Failed(format!("server failed: {e}")))
     })
 }
 
 /// Tells the operator where the server is and, for the embedded default, how
 /// to get a token (the secret is read from its file, never printed).
 fn print_banner(config: &Config, bound: std::net::SocketAddr) {
-    tracing::info!(issuer = %config.issuer, listen = %bound, signing = ?config.signing, origin = %config.origin, "oidc-server listening");
+    tracing::info!(issuer = %config.issuer, listen = %bound, signing = %config.signing, origin = %config.origin, "oidc-server listening");
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
@@ -257,32 +238,22 @@ fn print_banner(config: &Config, bound: std::net::SocketAddr) {
     let _ = out.flush();
 }
 
-fn keygen(args: KeygenArgs) -> u8 {
+fn keygen(args: KeygenArgs) -> Result<(), CliError> {
     let alg = match args.alg.parse::<Algorithm>() {
         Ok(alg @ (Algorithm::ES256 | Algorithm::EdDSA)) => alg,
         Ok(other) => {
-            eprintln!("error: cannot generate {other} keys here; use ES256 or EdDSA (RSA keys: create them with OpenSSL or in KMS)");
-            return EXIT_USAGE;
+            return Err(CliError::Usage(format!(
+                "cannot generate {other} keys here; use ES256 or EdDSA (RSA keys: create them with OpenSSL or in KMS)"
+            )))
         }
-        Err(e) => {
-            eprintln!("error: --alg: {e}");
-            return EXIT_USAGE;
-        }
+        Err(e) => return Err(CliError::Usage(format!("--alg: {e}"))),
     };
-    let (signer, pem) = match LocalSigner::generate(alg) {
-        Ok(pair) => pair,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_FAILURE;
-        }
-    };
+    let (signer, pem) = LocalSigner::generate(alg).map_err(CliError::failed)?;
     let jwk = serde_json::Value::Object(signer.verifying_key().to_jwk()).to_string();
     match args.out {
         Some(path) => {
-            if let Err(e) = write_private(&path, pem.as_str()) {
-                eprintln!("error: cannot write {}: {e}", path.display());
-                return EXIT_FAILURE;
-            }
+            write_private(&path, pem.as_str())
+                .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))?;
             println!("{jwk}");
         }
         None => {
@@ -290,7 +261,7 @@ fn keygen(args: KeygenArgs) -> u8 {
             eprintln!("{jwk}");
         }
     }
-    EXIT_OK
+    Ok(())
 }
 
 /// Creates `path` readable by its owner only, refusing to overwrite.
@@ -302,14 +273,9 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     options.open(path)?.write_all(text.as_bytes())
 }
 
-fn add_connector(args: ConnectorAddArgs) -> u8 {
-    let secret = match connectors::new_secret() {
-        Ok(secret) => secret,
-        Err(_) => {
-            eprintln!("error: the random number generator failed");
-            return EXIT_FAILURE;
-        }
-    };
+fn add_connector(args: ConnectorAddArgs) -> Result<(), CliError> {
+    let secret =
+        connectors::new_secret().map_err(|_| CliError::failed("the random number generator failed"))?;
     let mut entry = toml::Table::new();
     entry.insert("id".into(), args.id.clone().into());
     entry.insert(
@@ -330,17 +296,11 @@ fn add_connector(args: ConnectorAddArgs) -> u8 {
     println!("#   {}", secret.as_str());
     println!("# Add this to the server config (only the digest is stored):");
     print!("{text}");
-    EXIT_OK
+    Ok(())
 }
 
-fn issue(path: Option<PathBuf>, args: IssueArgs) -> u8 {
-    let config = match load(path, &Overrides::default()) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
-    };
+fn issue(path: Option<PathBuf>, args: IssueArgs) -> Result<(), CliError> {
+    let config = load(path, &Overrides::default())?;
     let signer = match &args.key {
         Some(key) => std::fs::read_to_string(key)
             .map_err(|e| format!("cannot read {}: {e}", key.display()))
@@ -351,59 +311,35 @@ fn issue(path: Option<PathBuf>, args: IssueArgs) -> u8 {
                 "`issue` signs with a local key: pass --key FILE (the config in force signs with KMS)".into(),
             ),
         },
-    };
-    let signer = match signer {
-        Ok(signer) => signer,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
-    };
+    }
+    .map_err(CliError::Usage)?;
     let issuer_url = args.issuer.unwrap_or_else(|| config.issuer.clone());
-    let issuer = match Issuer::new(
+    let issuer = Issuer::new(
         issuer_url,
         Arc::new(KeySet::single(Arc::new(signer))),
         config.lifetime,
-    ) {
-        Ok(issuer) => issuer,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
-    };
+    )
+    .map_err(CliError::usage)?;
     let mut request = TokenRequest::new(args.subject, args.audience);
     request.scope = args.scope;
     request.ttl = args.ttl.map(Duration::from_secs);
-    let Some(rt) = runtime() else { return EXIT_FAILURE };
-    match rt.block_on(issuer.issue(&request)) {
-        Ok(issued) => {
-            println!("{}", issued.token.as_str());
-            EXIT_OK
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            EXIT_FAILURE
-        }
-    }
+    let issued = runtime()?
+        .block_on(issuer.issue(&request))
+        .map_err(CliError::failed)?;
+    println!("{}", issued.token.as_str());
+    Ok(())
 }
 
-fn check_config(path: Option<PathBuf>) -> u8 {
-    match load(path, &Overrides::default()) {
-        Ok(config) => {
-            println!(
-                "config OK ({}): issuer {}, listen {}, {} connector(s), tokens {} s (max {} s)",
-                config.origin,
-                config.issuer,
-                config.listen,
-                config.connectors.len(),
-                config.lifetime.default_ttl().as_secs(),
-                config.lifetime.max_ttl().as_secs()
-            );
-            EXIT_OK
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            EXIT_USAGE
-        }
-    }
+fn check_config(path: Option<PathBuf>) -> Result<(), CliError> {
+    let config = load(path, &Overrides::default()).map_err(CliError::InvalidConfig)?;
+    println!(
+        "config OK ({}): issuer {}, listen {}, {} connector(s), tokens {} s (max {} s)",
+        config.origin,
+        config.issuer,
+        config.listen,
+        config.connectors.len(),
+        config.lifetime.default_ttl().as_secs(),
+        config.lifetime.max_ttl().as_secs()
+    );
+    Ok(())
 }

@@ -8,7 +8,7 @@ use clap::Args;
 use oidc_core::verify::RemoteJwks;
 use oidc_core::{JwkSet, KeySource, Policy, Verifier};
 
-use super::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
+use super::CliError;
 
 /// `verify`.
 #[derive(Debug, Args)]
@@ -42,16 +42,17 @@ pub struct VerifyArgs {
     pub token: Option<String>,
 }
 
-/// Runs `verify`; exit 0 valid, 1 rejected, 2 usage or configuration error.
-pub(super) fn run(args: VerifyArgs) -> u8 {
+/// Runs `verify`: `Ok` when the token is valid (claims printed), `Rejected`
+/// when it is not, `Usage` for arguments or keys that cannot be used.
+pub(super) fn run(args: VerifyArgs) -> Result<(), CliError> {
     let token = match args.token.as_deref() {
         Some(token) if token != "-" => token.trim().to_owned(),
         _ => {
             let mut text = String::new();
-            if let Err(e) = std::io::stdin().take(1 << 20).read_to_string(&mut text) {
-                eprintln!("error: cannot read the token from stdin: {e}");
-                return EXIT_USAGE;
-            }
+            std::io::stdin()
+                .take(1 << 20)
+                .read_to_string(&mut text)
+                .map_err(|e| CliError::Usage(format!("cannot read the token from stdin: {e}")))?;
             text.trim().to_owned()
         }
     };
@@ -59,68 +60,40 @@ pub(super) fn run(args: VerifyArgs) -> u8 {
         .typ(args.typ.clone())
         .leeway(Duration::from_secs(args.leeway))
         .max_lifetime(Duration::from_secs(args.max_lifetime))
-        .build();
-    let policy = match policy {
-        Ok(policy) => policy,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return EXIT_FAILURE;
-        }
-    };
+        .build()
+        .map_err(CliError::usage)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Failed(format!("cannot start the async runtime: {e}")))?;
     rt.block_on(async {
         if let Some(path) = &args.jwks_file {
-            let jwks = match std::fs::read(path)
+            let jwks = std::fs::read(path)
                 .map_err(|e| e.to_string())
                 .and_then(|bytes| JwkSet::from_json(&bytes).map_err(|e| e.to_string()))
-            {
-                Ok(jwks) => jwks,
-                Err(e) => {
-                    eprintln!("error: --jwks-file {}: {e}", path.display());
-                    return EXIT_USAGE;
-                }
-            };
+                .map_err(|e| CliError::Usage(format!("--jwks-file {}: {e}", path.display())))?;
             return check(Verifier::new(policy, jwks), &token).await;
         }
         let builder = match &args.jwks_url {
             Some(url) => RemoteJwks::builder(url.clone()),
             None => RemoteJwks::discovery(args.issuer.clone()),
         };
-        let keys = match builder.build() {
-            Ok(keys) => keys,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return EXIT_USAGE;
-            }
-        };
+        let keys = builder.build().map_err(CliError::usage)?;
         // Fetch up front so that an unreachable or invalid key set is a
         // configuration error (exit 2), not a verdict on the token.
-        if let Err(e) = keys.refresh().await {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
+        keys.refresh().await.map_err(CliError::usage)?;
         check(Verifier::new(policy, keys), &token).await
     })
 }
 
-async fn check<K: KeySource>(verifier: Verifier<K>, token: &str) -> u8 {
-    match verifier.verify::<serde_json::Value>(token).await {
-        Ok(verified) => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(verified.claims()).unwrap_or_else(|_| "{}".into())
-            );
-            EXIT_OK
-        }
-        Err(e) => {
-            eprintln!("rejected: {e}");
-            EXIT_FAILURE
-        }
-    }
+async fn check<K: KeySource>(verifier: Verifier<K>, token: &str) -> Result<(), CliError> {
+    let verified = verifier
+        .verify::<serde_json::Value>(token)
+        .await
+        .map_err(|e| CliError::Rejected(e.to_string()))?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(verified.claims()).unwrap_or_else(|_| "{}".into())
+    );
+    Ok(())
 }

@@ -12,12 +12,13 @@ use oidc_core::{IssueError, TokenRequest};
 use serde::Serialize;
 
 use super::Peer;
+use crate::audit;
+use crate::auth::AuthError;
 use crate::auth::Credential;
 use crate::config::ConnectorConfig;
 use crate::error::TokenError;
 use crate::form::Form;
 use crate::state::AppState;
-use crate::{audit, auth};
 
 /// Parameters that must never arrive in the query string.
 const BODY_PARAMS: [&str; 9] = [
@@ -223,24 +224,21 @@ async fn authenticate(
     if let Err(retry_after) = state.throttle.check(registered, peer) {
         return Err(refusal(TokenError::TooManyFailures { retry_after }, "throttled"));
     }
-    match state
+    let connector = state
         .authenticator
         .authenticate(credential, state.clock.now())
         .await
-    {
-        Ok(Ok(connector)) => {
-            state.throttle.succeeded(&connector.id);
-            Ok(connector)
-        }
-        Ok(Err(failure)) => {
-            state.throttle.failed(registered, peer);
-            Err(refusal(TokenError::InvalidClient, failure.reason()))
-        }
-        Err(auth::Unavailable { reason, retry_after }) => Err(refusal(
-            TokenError::TemporarilyUnavailable { retry_after },
-            reason,
-        )),
-    }
+        .map_err(|error| match error {
+            AuthError::Failed(failure) => {
+                state.throttle.failed(registered, peer);
+                refusal(TokenError::InvalidClient, failure.reason())
+            }
+            AuthError::Unavailable { reason, retry_after } => {
+                refusal(TokenError::TemporarilyUnavailable { retry_after }, reason)
+            }
+        })?;
+    state.throttle.succeeded(&connector.id);
+    Ok(connector)
 }
 
 /// The scopes to grant: the requested ones if all are allowed, else the defaults.

@@ -66,7 +66,7 @@ async fn discovery_jwks_token_verify() {
         16
     );
     let kid = verified.kid().to_owned();
-    let active = server.state.issuer.keys().current();
+    let active = server.state.keys().current();
     assert_eq!(kid, active.active().unwrap().signer().kid());
 }
 

@@ -1,0 +1,206 @@
+//! The configuration file's shape: what serde reads, with the defaults of
+//! every optional field. Nothing here is checked; [`super::validate`] turns
+//! it into a [`Config`](super::Config) or a list of problems.
+
+use serde::Deserialize;
+
+use super::LogConfig;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub(super) issuer: String,
+    #[serde(default = "default_listen")]
+    pub(super) listen: String,
+    #[serde(default)]
+    pub(super) tokens: TokensSection,
+    pub(super) signing: SigningSection,
+    #[serde(default)]
+    pub(super) http: HttpSection,
+    #[serde(default)]
+    pub(super) auth: AuthSection,
+    #[serde(default)]
+    pub(super) log: LogConfig,
+    pub(super) aws_iam: Option<AwsIamSection>,
+    #[serde(default)]
+    pub(super) connectors: Vec<ConnectorSection>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
+/// `[tokens]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct TokensSection {
+    pub(super) default_ttl_secs: u64,
+    pub(super) max_ttl_secs: u64,
+}
+
+impl Default for TokensSection {
+    fn default() -> Self {
+        Self {
+            default_ttl_secs: 300,
+            max_ttl_secs: 900,
+        }
+    }
+}
+
+/// `[signing]`, by `kind`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub(super) enum SigningSection {
+    Local {
+        /// PKCS#8 PEM file, relative to the config file.
+        key_file: Option<String>,
+        /// Generate an ephemeral key of this algorithm at start (development).
+        generate: Option<String>,
+        /// For RSA keys: RS256 (default) or PS256.
+        algorithm: Option<String>,
+    },
+    /// Every token signed by KMS `Sign`.
+    Kms {
+        /// One fixed key: key id, key ARN, alias name or alias ARN.
+        key_id: Option<String>,
+        /// Or a rotating key set: the Secrets Manager secret holding it.
+        key_set_secret: Option<String>,
+        /// For an RSA `key_id`: RS256 (default) or PS256.
+        algorithm: Option<String>,
+        /// Most KMS calls in flight at once.
+        max_concurrency: Option<usize>,
+        /// How often the key set is read.
+        poll_interval_secs: Option<u64>,
+        /// Longest one AWS call may take.
+        call_timeout_ms: Option<u64>,
+        /// Verifiers' clock leeway, added before a retiring key is removed.
+        leeway_secs: Option<u64>,
+    },
+    /// Local signing with keys kept encrypted under KMS in a key-set secret.
+    KmsEnvelope {
+        /// The Secrets Manager secret holding the key set.
+        key_set_secret: Option<String>,
+        /// How often the key set is read.
+        poll_interval_secs: Option<u64>,
+        /// Longest one AWS call may take.
+        call_timeout_ms: Option<u64>,
+        /// Verifiers' clock leeway, added before a retiring key is removed.
+        leeway_secs: Option<u64>,
+    },
+}
+
+/// The AWS timings both KMS kinds share (serde cannot flatten them into a
+/// tagged enum that refuses unknown fields, so they are gathered here).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct AwsTimings {
+    pub(super) poll_interval_secs: Option<u64>,
+    pub(super) call_timeout_ms: Option<u64>,
+    pub(super) leeway_secs: Option<u64>,
+}
+
+impl SigningSection {
+    /// The AWS timings of a `kms` or `kms-envelope` section.
+    pub(super) fn aws_timings(&self) -> AwsTimings {
+        match *self {
+            Self::Local { .. } => AwsTimings::default(),
+            Self::Kms {
+                poll_interval_secs,
+                call_timeout_ms,
+                leeway_secs,
+                ..
+            }
+            | Self::KmsEnvelope {
+                poll_interval_secs,
+                call_timeout_ms,
+                leeway_secs,
+                ..
+            } => AwsTimings {
+                poll_interval_secs,
+                call_timeout_ms,
+                leeway_secs,
+            },
+        }
+    }
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct HttpSection {
+    pub(super) body_limit_bytes: usize,
+    pub(super) request_timeout_secs: u64,
+    pub(super) jwks_max_age_secs: u64,
+    pub(super) trust_forwarded_for: bool,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self {
+            body_limit_bytes: 16 * 1024,
+            request_timeout_secs: 10,
+            jwks_max_age_secs: 300,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct AuthSection {
+    pub(super) assertion_max_lifetime_secs: u64,
+    pub(super) leeway_secs: u64,
+    pub(super) failure_limit: u32,
+    pub(super) failure_window_secs: u64,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        Self {
+            assertion_max_lifetime_secs: 300,
+            leeway_secs: 30,
+            failure_limit: 10,
+            failure_window_secs: 60,
+        }
+    }
+}
+
+/// `[aws_iam]`: client authentication with a signed `sts:GetCallerIdentity`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AwsIamSection {
+    /// The STS endpoint requests are forwarded to (and nowhere else).
+    pub(super) sts_endpoint: String,
+    #[serde(default = "default_sts_timeout")]
+    pub(super) timeout_secs: u64,
+    #[serde(default = "default_max_clock_skew")]
+    pub(super) max_clock_skew_secs: u64,
+}
+
+fn default_sts_timeout() -> u64 {
+    5
+}
+
+fn default_max_clock_skew() -> u64 {
+    900
+}
+
+/// `[[connectors]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ConnectorSection {
+    pub(super) id: String,
+    pub(super) secret_sha256: Option<String>,
+    pub(super) jwks: Option<toml::Table>,
+    pub(super) jwks_file: Option<String>,
+    pub(super) audiences: Vec<String>,
+    #[serde(default)]
+    pub(super) scopes: Vec<String>,
+    #[serde(default)]
+    pub(super) default_scopes: Vec<String>,
+    #[serde(default)]
+    pub(super) attributes: toml::Table,
+    #[serde(default)]
+    pub(super) aws_principals: Vec<String>,
+}

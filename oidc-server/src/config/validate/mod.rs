@@ -1,0 +1,280 @@
+//! From the file's shape to a [`Config`]: one function per section, each
+//! returning `Some` only when its part is valid, every problem recorded with
+//! its field path. The config is built only when every part is `Some`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use oidc_core::http::{checked_url, PlainHttp};
+use oidc_core::Lifetime;
+
+mod connectors;
+mod signing;
+
+use super::raw::{AuthSection, AwsIamSection, ConnectorSection, HttpSection, RawConfig, TokensSection};
+use super::{AuthConfig, AwsIamConfig, Config, ConfigError, HttpConfig, Origin, Problem};
+use connectors::connectors;
+use signing::signing;
+
+/// The problems found so far.
+#[derive(Default)]
+pub(super) struct Problems(Vec<Problem>);
+
+impl Problems {
+    pub(super) fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Runs `check`; its value if it recorded no problem, else `None`.
+    pub(super) fn part<T>(&mut self, check: impl FnOnce(&mut Self) -> Option<T>) -> Option<T> {
+        let before = self.0.len();
+        let value = check(self);
+        value.filter(|_| self.0.len() == before)
+    }
+
+    /// `value` if `ok`, else `None` and `message` for `field`.
+    pub(super) fn require<T>(
+        &mut self,
+        ok: bool,
+        value: T,
+        field: &str,
+        message: impl Into<String>,
+    ) -> Option<T> {
+        if ok {
+            Some(value)
+        } else {
+            self.add(field, message);
+            None
+        }
+    }
+}
+
+pub(super) fn validate(raw: RawConfig, origin: Origin) -> Result<Config, ConfigError> {
+    let mut p = Problems::default();
+    let issuer = p.part(|p| issuer(&raw.issuer, p));
+    let listen = p.part(|p| listen(&raw.listen, p));
+    let lifetime = p.part(|p| tokens(&raw.tokens, p));
+    let signing = p.part(|p| signing(&raw.signing, &origin, raw.http.request_timeout_secs, p));
+    let http = p.part(|p| http(&raw.http, p));
+    let auth = p.part(|p| auth(&raw.auth, p));
+    let aws_iam = p.part(|p| aws_iam(raw.aws_iam.as_ref(), &raw.connectors, p));
+    let connectors = p.part(|p| connectors(&raw.connectors, &origin, p));
+    match (issuer, listen, lifetime, signing, http, auth, aws_iam, connectors) {
+        (
+            Some(()),
+            Some(listen),
+            Some(lifetime),
+            Some(signing),
+            Some(http),
+            Some(auth),
+            Some(aws_iam),
+            Some(connectors),
+        ) => Ok(Config {
+            issuer: raw.issuer,
+            listen,
+            lifetime,
+            signing,
+            http,
+            auth,
+            log: raw.log,
+            aws_iam,
+            connectors,
+            origin,
+        }),
+        _ => Err(ConfigError::Invalid {
+            origin: origin.to_string(),
+            problems: p.0,
+        }),
+    }
+}
+
+/// The issuer must be an https URL (http only on a loopback host), with no
+/// query, fragment or trailing slash, so that `iss` comparisons are exact.
+fn issuer(issuer: &str, p: &mut Problems) -> Option<()> {
+    match check_issuer(issuer) {
+        Ok(()) => Some(()),
+        Err(message) => {
+            p.add("issuer", message);
+            None
+        }
+    }
+}
+
+fn check_issuer(issuer: &str) -> Result<(), String> {
+    let rest = if let Some(rest) = issuer.strip_prefix("https://") {
+        rest
+    } else if let Some(rest) = issuer.strip_prefix("http://") {
+        let host = rest.split(['/', ':']).next().unwrap_or("");
+        if !is_loopback_host(host) && !rest.starts_with('[') {
+            return Err(format!(
+                "{issuer:?} uses http on a non-loopback host; use https (http is only for 127.0.0.1, ::1 and localhost)"
+            ));
+        }
+        rest
+    } else {
+        return Err(format!("{issuer:?} must start with https://"));
+    };
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("{issuer:?} has no host"));
+    }
+    if issuer.contains(['?', '#']) {
+        return Err(format!("{issuer:?} must not have a query or fragment"));
+    }
+    if issuer.ends_with('/') {
+        return Err(format!(
+            "{issuer:?} must not end with '/': verifiers compare iss byte for byte"
+        ));
+    }
+    if issuer.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{issuer:?} contains whitespace"));
+    }
+    Ok(())
+}
+
+/// Whether `host` (as written in a URL, brackets allowed) is a loopback name or address.
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn listen(listen: &str, p: &mut Problems) -> Option<SocketAddr> {
+    let parsed = listen.parse::<SocketAddr>();
+    let message = format!("{listen:?} is not an address like 127.0.0.1:8080");
+    p.require(parsed.is_ok(), (), "listen", message)?;
+    parsed.ok()
+}
+
+fn tokens(tokens: &TokensSection, p: &mut Problems) -> Option<Lifetime> {
+    let lifetime = Lifetime::new(
+        Duration::from_secs(tokens.default_ttl_secs),
+        Duration::from_secs(tokens.max_ttl_secs),
+    );
+    if let Err(e) = &lifetime {
+        p.add("tokens", e.to_string());
+    }
+    if tokens.max_ttl_secs > 86_400 {
+        p.add(
+            "tokens.max_ttl_secs",
+            "more than a day; connector tokens are meant to be short-lived",
+        );
+    }
+    lifetime.ok()
+}
+
+fn http(http: &HttpSection, p: &mut Problems) -> Option<HttpConfig> {
+    let body_limit = p.require(
+        (1024..=1024 * 1024).contains(&http.body_limit_bytes),
+        http.body_limit_bytes,
+        "http.body_limit_bytes",
+        "must be between 1024 and 1048576",
+    );
+    let request_timeout = p.require(
+        (1..=120).contains(&http.request_timeout_secs),
+        Duration::from_secs(http.request_timeout_secs),
+        "http.request_timeout_secs",
+        "must be between 1 and 120",
+    );
+    let jwks_max_age = p.require(
+        http.jwks_max_age_secs <= 86_400,
+        Duration::from_secs(http.jwks_max_age_secs),
+        "http.jwks_max_age_secs",
+        "more than a day would keep verifiers on old keys; keep it below the pre-publication window",
+    );
+    Some(HttpConfig {
+        body_limit_bytes: body_limit?,
+        request_timeout: request_timeout?,
+        jwks_max_age: jwks_max_age?,
+        trust_forwarded_for: http.trust_forwarded_for,
+    })
+}
+
+fn auth(auth: &AuthSection, p: &mut Problems) -> Option<AuthConfig> {
+    let assertion_max_lifetime = p.require(
+        (1..=3600).contains(&auth.assertion_max_lifetime_secs),
+        Duration::from_secs(auth.assertion_max_lifetime_secs),
+        "auth.assertion_max_lifetime_secs",
+        "must be between 1 and 3600",
+    );
+    let leeway = p.require(
+        auth.leeway_secs <= 300,
+        Duration::from_secs(auth.leeway_secs),
+        "auth.leeway_secs",
+        "must be at most 300",
+    );
+    let failure_limit = p.require(
+        auth.failure_limit >= 1,
+        auth.failure_limit,
+        "auth.failure_limit",
+        "must be at least 1",
+    );
+    let failure_window = p.require(
+        auth.failure_window_secs >= 1,
+        Duration::from_secs(auth.failure_window_secs),
+        "auth.failure_window_secs",
+        "must be at least 1",
+    );
+    Some(AuthConfig {
+        assertion_max_lifetime: assertion_max_lifetime?,
+        leeway: leeway?,
+        failure_limit: failure_limit?,
+        failure_window: failure_window?,
+    })
+}
+
+/// `[aws_iam]`, and the connectors that need it.
+fn aws_iam(
+    section: Option<&AwsIamSection>,
+    connectors: &[ConnectorSection],
+    p: &mut Problems,
+) -> Option<Option<AwsIamConfig>> {
+    let Some(section) = section else {
+        for (index, connector) in connectors.iter().enumerate() {
+            if !connector.aws_principals.is_empty() {
+                p.add(
+                    format!("connectors[{index}].aws_principals"),
+                    "needs an [aws_iam] section naming the STS endpoint",
+                );
+            }
+        }
+        return Some(None);
+    };
+    let endpoint = match check_endpoint(&section.sts_endpoint) {
+        Ok(()) => Some(section.sts_endpoint.trim_end_matches('/').to_owned()),
+        Err(message) => {
+            p.add("aws_iam.sts_endpoint", message);
+            None
+        }
+    };
+    let timeout = p.require(
+        (1..=60).contains(&section.timeout_secs),
+        Duration::from_secs(section.timeout_secs),
+        "aws_iam.timeout_secs",
+        "must be between 1 and 60",
+    );
+    let max_clock_skew = p.require(
+        (60..=900).contains(&section.max_clock_skew_secs),
+        Duration::from_secs(section.max_clock_skew_secs),
+        "aws_iam.max_clock_skew_secs",
+        "must be between 60 and 900",
+    );
+    Some(Some(AwsIamConfig {
+        sts_endpoint: endpoint?,
+        timeout: timeout?,
+        max_clock_skew: max_clock_skew?,
+    }))
+}
+
+/// An endpoint requests are forwarded to: the workspace's URL rule
+/// ([`checked_url`]), and nothing but `scheme://host[:port]`.
+fn check_endpoint(url: &str) -> Result<(), String> {
+    checked_url("the STS endpoint", url, PlainHttp::LoopbackOnly).map_err(|e| e.to_string())?;
+    let rest = url.split_once("://").map_or("", |(_, rest)| rest);
+    if rest.is_empty() || rest.starts_with('/') || url.contains(['?', '#', '@']) {
+        return Err(format!("{url:?} must be a plain https://host[:port] URL"));
+    }
+    Ok(())
+}
