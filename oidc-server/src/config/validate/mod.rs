@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use oidc_core::http::{checked_url, PlainHttp};
+use oidc_core::http::{checked_url, PlainHttp, UrlError};
 use oidc_core::Lifetime;
 
 mod connectors;
@@ -104,20 +104,16 @@ fn issuer(issuer: &str, p: &mut Problems) -> Option<()> {
 }
 
 fn check_issuer(issuer: &str) -> Result<(), String> {
-    let rest = if let Some(rest) = issuer.strip_prefix("https://") {
-        rest
-    } else if let Some(rest) = issuer.strip_prefix("http://") {
-        let host = rest.split(['/', ':']).next().unwrap_or("");
-        if !is_loopback_host(host) && !rest.starts_with('[') {
-            return Err(format!(
-                "{issuer:?} uses http on a non-loopback host; use https (http is only for 127.0.0.1, ::1 and localhost)"
-            ));
-        }
-        rest
-    } else {
-        return Err(format!("{issuer:?} must start with https://"));
-    };
-    if rest.is_empty() || rest.starts_with('/') {
+    // The workspace's URL rule first (https, or http to a loopback host; no
+    // credentials), then what makes `iss` comparable byte for byte.
+    let url = checked_url("issuer", issuer, PlainHttp::LoopbackOnly).map_err(|e| match e {
+        UrlError::Insecure { .. } if issuer.starts_with("http://") => format!(
+            "{issuer:?} uses http on a non-loopback host; use https (http is only for 127.0.0.1, ::1 and localhost)"
+        ),
+        UrlError::Insecure { .. } => format!("{issuer:?} must start with https://"),
+        other => other.to_string(),
+    })?;
+    if !issuer.starts_with(&format!("{}://", url.scheme())) || url.host_str().is_none_or(str::is_empty) {
         return Err(format!("{issuer:?} has no host"));
     }
     if issuer.contains(['?', '#']) {
@@ -132,13 +128,6 @@ fn check_issuer(issuer: &str) -> Result<(), String> {
         return Err(format!("{issuer:?} contains whitespace"));
     }
     Ok(())
-}
-
-/// Whether `host` (as written in a URL, brackets allowed) is a loopback name or address.
-fn is_loopback_host(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn listen(listen: &str, p: &mut Problems) -> Option<SocketAddr> {

@@ -2,24 +2,24 @@
 //! §4.4) against any token endpoint, found directly or through discovery.
 
 use std::fmt;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use base64::Engine as _;
 use oidc_core::http::{self, PlainHttp};
-use oidc_core::keys::{LocalSigner, Signer};
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
-use reqwest::{StatusCode, Url};
-use serde_json::{Map, Value};
+use reqwest::Url;
 use tokio::sync::OnceCell;
 use zeroize::Zeroizing;
 
-use crate::error::{
-    ConfigError, DiscoveryError, DiscoveryProblem, EndpointError, InvalidResponse, ResponseProblem,
-    TransportError,
-};
+mod discovery;
+mod private_key_jwt;
+mod response;
+
+pub use private_key_jwt::PrivateKeyJwt;
+use response::{parse_error_response, parse_token_response};
+
+use crate::error::{ConfigError, TransportError};
 use crate::{retry_after, AccessToken, ClientSecret, Error, TokenSource};
 
 /// Lifetime of a `private_key_jwt` client assertion: short, since it is made
@@ -68,78 +68,6 @@ pub enum ClientAuth {
     /// (feature `aws-iam`; `oidc-server`'s `aws_iam` method).
     #[cfg(feature = "aws-iam")]
     AwsIam(crate::aws_iam::AwsIam),
-}
-
-/// A key for `private_key_jwt` client authentication.
-///
-/// Any [`Signer`] works (a local key, or a KMS key); its `kid` goes in the
-/// assertion header.
-#[derive(Clone)]
-pub struct PrivateKeyJwt {
-    signer: Arc<dyn Signer>,
-    // `Header::encode` depends only on the key, so it is computed once.
-    header: String,
-}
-
-impl PrivateKeyJwt {
-    /// Signs assertions with `signer`.
-    pub fn new(signer: Arc<dyn Signer>) -> Self {
-        let header = oidc_core::jws::Header::encode(signer.algorithm(), ASSERTION_TYP, signer.kid());
-        Self { signer, header }
-    }
-
-    /// Loads a PKCS#8 PEM private key (P-256 → ES256, Ed25519 → EdDSA, RSA → RS256).
-    pub fn from_pem(pem: &str) -> Result<Self, ConfigError> {
-        let signer = LocalSigner::from_pem(pem).map_err(ConfigError::Key)?;
-        Ok(Self::new(Arc::new(signer)))
-    }
-
-    /// Reads a PKCS#8 PEM private key file.
-    pub fn from_pem_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
-        let path = path.as_ref();
-        let pem = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| ConfigError::ReadFile {
-            what: "private key",
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?);
-        Self::from_pem(&pem)
-    }
-
-    /// The signer.
-    pub fn signer(&self) -> &Arc<dyn Signer> {
-        &self.signer
-    }
-
-    async fn assertion(&self, client_id: &str, audience: &str) -> Result<String, Error> {
-        let iat = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let jti = oidc_core::Jti::random().map_err(|e| {
-            Error::Assertion(oidc_core::keys::SignError::Unavailable {
-                reason: e.to_string(),
-                retry_after: None,
-            })
-        })?;
-        let claims = serde_json::json!({
-            "iss": client_id,
-            "sub": client_id,
-            "aud": audience,
-            "jti": jti.as_str(),
-            "iat": iat,
-            "exp": iat + ASSERTION_LIFETIME.as_secs(),
-        });
-        let payload = claims.to_string();
-        Ok(oidc_core::jws::sign(&self.header, payload.as_bytes(), &*self.signer).await?)
-    }
-}
-
-impl fmt::Debug for PrivateKeyJwt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PrivateKeyJwt")
-            .field("alg", &self.signer.algorithm())
-            .field("kid", &self.signer.kid())
-            .finish()
-    }
 }
 
 /// Which request parameter names the resource a token is for.
@@ -351,7 +279,13 @@ impl ClientCredentials {
                 issuer,
                 url,
                 discovered,
-            } => discovered.get_or_try_init(|| self.discover(issuer, url)).await,
+            } => {
+                discovered
+                    .get_or_try_init(|| {
+                        discovery::token_endpoint(&self.http, issuer, url, self.allow_plain_http)
+                    })
+                    .await
+            }
         }
     }
 
@@ -360,40 +294,6 @@ impl ClientCredentials {
             ResolvedEndpoint::Issuer { issuer, .. } => issuer.clone(),
             ResolvedEndpoint::TokenUrl(_) => token_url.origin().ascii_serialization(),
         }
-    }
-
-    async fn discover(&self, issuer: &str, issuer_url: &Url) -> Result<Url, Error> {
-        let candidates = discovery_urls(issuer_url);
-        let discovered = http::fetch_discovery(&self.http, issuer, &candidates, MAX_RESPONSE_BYTES)
-            .await
-            .map_err(|e| -> Error {
-                let url = e.url;
-                match e.problem {
-                    http::DiscoveryProblem::Request(failure) => TransportError::failed(&url, failure).into(),
-                    http::DiscoveryProblem::TooLarge(limit) => TransportError::too_large(&url, limit).into(),
-                    http::DiscoveryProblem::Status(status) => {
-                        DiscoveryError::new(&url, DiscoveryProblem::Status(status)).into()
-                    }
-                    http::DiscoveryProblem::NotJson(e) => {
-                        DiscoveryError::new(&url, DiscoveryProblem::NotJson(e.to_string())).into()
-                    }
-                    http::DiscoveryProblem::IssuerMismatch { found, .. } => DiscoveryError::new(
-                        &url,
-                        DiscoveryProblem::IssuerMismatch {
-                            found: found.unwrap_or_default(),
-                        },
-                    )
-                    .into(),
-                }
-            })?;
-        let fail = |problem| Error::from(DiscoveryError::new(discovered.url.as_str(), problem));
-        let Some(Value::String(endpoint)) = discovered.document.get("token_endpoint") else {
-            return Err(fail(DiscoveryProblem::NoTokenEndpoint));
-        };
-        let token_url = parse_url("token_endpoint", endpoint, self.allow_plain_http)
-            .map_err(|e| fail(DiscoveryProblem::BadTokenEndpoint(e.to_string())))?;
-        tracing::debug!(issuer, token_endpoint = %token_url, "discovered the token endpoint");
-        Ok(token_url)
     }
 
     /// The form body and, for `client_secret_basic`, the `Authorization` header.
@@ -551,21 +451,6 @@ fn parse_url(what: &'static str, text: &str, allow_plain_http: bool) -> Result<U
     http::checked_url(what, text, plain_http).map_err(ConfigError::from)
 }
 
-/// The OpenID discovery URL (path appended, OIDC Discovery §4) and the RFC 8414
-/// one (well-known part inserted before the path).
-fn discovery_urls(issuer: &Url) -> [Url; 2] {
-    let path = issuer.path().trim_end_matches('/');
-    let mut openid = issuer.clone();
-    openid.set_path(&format!("{path}/.well-known/openid-configuration"));
-    let mut oauth = issuer.clone();
-    oauth.set_path(&format!("/.well-known/oauth-authorization-server{path}"));
-    for url in [&mut openid, &mut oauth] {
-        url.set_query(None);
-        url.set_fragment(None);
-    }
-    [openid, oauth]
-}
-
 async fn read_capped(response: reqwest::Response, url: &str) -> Result<Vec<u8>, Error> {
     http::read_capped(response, MAX_RESPONSE_BYTES)
         .await
@@ -575,108 +460,9 @@ async fn read_capped(response: reqwest::Response, url: &str) -> Result<Vec<u8>, 
         })
 }
 
-fn parse_object(body: &[u8]) -> Result<Map<String, Value>, String> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err("not an object".into()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-fn parse_token_response(
-    url: &str,
-    body: &[u8],
-    default_lifetime: Option<Duration>,
-) -> Result<AccessToken, Error> {
-    let fail = |problem| Error::from(InvalidResponse::new(url, problem));
-    let document = parse_object(body).map_err(|e| fail(ResponseProblem::NotJson(e)))?;
-    let Some(Value::String(access_token)) = document.get("access_token") else {
-        return Err(fail(ResponseProblem::Member("access_token")));
-    };
-    // It goes into an HTTP header as it is: visible ASCII only (RFC 6750 §2.1's b64token is narrower still).
-    if access_token.is_empty() || !access_token.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(fail(ResponseProblem::AccessToken));
-    }
-    match document.get("token_type") {
-        Some(Value::String(kind)) if kind.eq_ignore_ascii_case("bearer") => {}
-        Some(Value::String(kind)) => return Err(fail(ResponseProblem::TokenType(kind.clone()))),
-        _ => return Err(fail(ResponseProblem::Member("token_type"))),
-    }
-    let expires_in = match document.get("expires_in") {
-        // Some servers send it as a string ("3600"); RFC 6749 means a number.
-        Some(Value::Number(n)) => n.as_u64(),
-        Some(Value::String(s)) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok(),
-        Some(_) => None,
-        None => match default_lifetime {
-            Some(lifetime) => Some(lifetime.as_secs().max(1)),
-            None => return Err(fail(ResponseProblem::ExpiresIn("absent".into()))),
-        },
-    };
-    let expires_in = match expires_in {
-        Some(seconds) if seconds > 0 => Duration::from_secs(seconds).min(MAX_EXPIRES_IN),
-        _ => {
-            let shown = document
-                .get("expires_in")
-                .map(Value::to_string)
-                .unwrap_or_default();
-            return Err(fail(ResponseProblem::ExpiresIn(shown)));
-        }
-    };
-    let mut token = AccessToken::new(access_token.clone(), expires_in);
-    if let Some(Value::String(scope)) = document.get("scope") {
-        token = token.with_scope(scope.clone());
-    }
-    Ok(token)
-}
-
-fn parse_error_response(
-    url: &str,
-    status: StatusCode,
-    body: &[u8],
-    retry_after: Option<Duration>,
-) -> EndpointError {
-    let error = EndpointError::new(url, status.as_u16()).with_retry_after(retry_after);
-    // The body is best effort: proxies and load balancers answer with HTML.
-    match parse_object(body) {
-        Ok(document) => match document.get("error") {
-            Some(Value::String(code)) => {
-                let description = match document.get("error_description") {
-                    Some(Value::String(d)) => Some(d.as_str()),
-                    _ => None,
-                };
-                error.with_oauth(code, description)
-            }
-            _ => error,
-        },
-        Err(_) => error,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn discovery_urls_follow_both_specs() {
-        let [openid, oauth] = discovery_urls(&Url::parse("https://t.example").unwrap());
-        assert_eq!(
-            openid.as_str(),
-            "https://t.example/.well-known/openid-configuration"
-        );
-        assert_eq!(
-            oauth.as_str(),
-            "https://t.example/.well-known/oauth-authorization-server"
-        );
-        let [openid, oauth] = discovery_urls(&Url::parse("https://t.example/tenant/a/").unwrap());
-        assert_eq!(
-            openid.as_str(),
-            "https://t.example/tenant/a/.well-known/openid-configuration"
-        );
-        assert_eq!(
-            oauth.as_str(),
-            "https://t.example/.well-known/oauth-authorization-server/tenant/a"
-        );
-    }
 
     #[test]
     fn urls_must_be_https_except_loopback() {
@@ -697,77 +483,5 @@ mod tests {
             parse_url("x", "not a url", false),
             Err(ConfigError::InvalidUrl { .. })
         ));
-    }
-
-    fn parse(body: &str) -> Result<AccessToken, Error> {
-        parse_token_response("https://t.example/token", body.as_bytes(), None)
-    }
-
-    #[test]
-    fn token_responses() {
-        let token =
-            parse(r#"{"access_token":"a.b.c","token_type":"bearer","expires_in":300,"scope":"poll"}"#)
-                .unwrap();
-        assert_eq!(token.secret().as_str(), "a.b.c");
-        assert_eq!(token.expires_in(), Duration::from_secs(300));
-        assert_eq!(token.scope(), Some("poll"));
-        let token = parse(r#"{"access_token":"a.b.c","token_type":"Bearer","expires_in":"60"}"#).unwrap();
-        assert_eq!(token.expires_in(), Duration::from_secs(60));
-        let token = parse(r#"{"access_token":"a","token_type":"Bearer","expires_in":99999999999}"#).unwrap();
-        assert_eq!(token.expires_in(), MAX_EXPIRES_IN);
-
-        let problem = |body: &str| match parse(body) {
-            Err(Error::InvalidResponse(e)) => e.problem().clone(),
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(
-            problem(r#"{"access_token":"a","token_type":"DPoP","expires_in":60}"#),
-            ResponseProblem::TokenType("DPoP".into())
-        );
-        assert_eq!(
-            problem(r#"{"token_type":"Bearer","expires_in":60}"#),
-            ResponseProblem::Member("access_token")
-        );
-        assert_eq!(
-            problem(r#"{"access_token":"a b","token_type":"Bearer","expires_in":60}"#),
-            ResponseProblem::AccessToken
-        );
-        assert_eq!(
-            problem(r#"{"access_token":"a","expires_in":60}"#),
-            ResponseProblem::Member("token_type")
-        );
-        for bad in ["0", "-5", "1.5", "\"\"", "null", "\"soon\""] {
-            let body = format!(r#"{{"access_token":"a","token_type":"Bearer","expires_in":{bad}}}"#);
-            assert!(matches!(problem(&body), ResponseProblem::ExpiresIn(_)), "{bad}");
-        }
-        assert_eq!(
-            problem(r#"{"access_token":"a","token_type":"Bearer"}"#),
-            ResponseProblem::ExpiresIn("absent".into())
-        );
-        let token = parse_token_response(
-            "u",
-            br#"{"access_token":"a","token_type":"Bearer"}"#,
-            Some(Duration::from_secs(120)),
-        )
-        .unwrap();
-        assert_eq!(token.expires_in(), Duration::from_secs(120));
-        assert!(matches!(problem("<html>"), ResponseProblem::NotJson(_)));
-        assert!(matches!(problem("[1]"), ResponseProblem::NotJson(_)));
-    }
-
-    #[test]
-    fn error_responses() {
-        let e = parse_error_response(
-            "u",
-            StatusCode::UNAUTHORIZED,
-            br#"{"error":"invalid_client","error_description":"nope"}"#,
-            None,
-        );
-        assert_eq!(e.oauth_error(), Some("invalid_client"));
-        assert_eq!(e.description(), Some("nope"));
-        assert!(!e.is_retryable());
-        let e = parse_error_response("u", StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>", None);
-        assert_eq!((e.status(), e.oauth_error()), (502, None));
-        assert!(e.is_retryable());
     }
 }
