@@ -5,7 +5,8 @@
 //! any metrics library.
 
 use std::fmt;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
 use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -73,18 +74,101 @@ impl AwsObserver for NoObserver {
     fn observe(&self, _operation: &'static str, _outcome: CallOutcome, _took: Duration) {}
 }
 
-/// An AWS call that failed, classified.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Failure {
-    pub(crate) outcome: CallOutcome,
-    /// The error code and message (AWS error messages name resources, never
-    /// key material or credentials).
-    pub(crate) reason: String,
-    /// The service's error code, if it answered.
-    pub(crate) code: Option<String>,
+/// How every AWS call here is made: each attempt bounded by a timeout,
+/// throttling retried with jittered exponential backoff, every attempt
+/// reported to an observer. The SDK clients' own retries are turned off so
+/// that all of it happens in one place, in budget.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CallPolicy {
+    /// Attempts per call when the service throttles (the first included).
+    pub max_attempts: u32,
+    /// First backoff after throttling; doubled per attempt, with jitter.
+    pub base_backoff: Duration,
+    /// Longest backoff.
+    pub max_backoff: Duration,
+    /// Longest one attempt may take.
+    pub call_timeout: Duration,
+    /// Sees every attempt.
+    pub observer: Arc<dyn AwsObserver>,
 }
 
-impl Failure {
+impl Default for CallPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            base_backoff: Duration::from_millis(25),
+            max_backoff: Duration::from_millis(800),
+            call_timeout: Duration::from_secs(3),
+            observer: Arc::new(NoObserver),
+        }
+    }
+}
+
+/// Runs `call` (one SDK operation of any service) under `policy`.
+/// `operation` names it for the observer: `service:Operation`.
+pub async fn call<T, E, F, Fut>(
+    policy: &CallPolicy,
+    operation: &'static str,
+    call: F,
+) -> Result<T, CallFailure>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, SdkError<E>>>,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let mut attempt: u32 = 1;
+    loop {
+        let started = Instant::now();
+        let failure = match tokio::time::timeout(policy.call_timeout, call()).await {
+            Ok(Ok(value)) => {
+                policy
+                    .observer
+                    .observe(operation, CallOutcome::Ok, started.elapsed());
+                return Ok(value);
+            }
+            Ok(Err(error)) => classify(operation, &error),
+            Err(_elapsed) => CallFailure::timed_out(operation, policy.call_timeout),
+        };
+        policy
+            .observer
+            .observe(operation, failure.outcome, started.elapsed());
+        if failure.outcome != CallOutcome::Throttled || attempt >= policy.max_attempts {
+            return Err(failure);
+        }
+        tokio::time::sleep(backoff(attempt, policy.base_backoff, policy.max_backoff)).await;
+        attempt += 1;
+    }
+}
+
+/// Full jitter: a random wait up to `base · 2^(attempt-1)`, capped.
+fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
+    use ring::rand::SecureRandom;
+    let ceiling = base
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(max);
+    let mut bytes = [0u8; 4];
+    // Without randomness the wait is the ceiling: slower, never wrong.
+    let fraction = match ring::rand::SystemRandom::new().fill(&mut bytes) {
+        Ok(()) => f64::from(u32::from_le_bytes(bytes)) / f64::from(u32::MAX),
+        Err(_) => 1.0,
+    };
+    ceiling.mul_f64(0.5 + fraction / 2.0)
+}
+
+/// An AWS call that failed, classified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallFailure {
+    /// What kind of failure.
+    pub outcome: CallOutcome,
+    /// The operation, error code and message (AWS error messages name
+    /// resources, never key material or credentials).
+    pub reason: String,
+    /// The service's error code, if it answered.
+    pub code: Option<String>,
+}
+
+impl CallFailure {
     pub(crate) fn timed_out(operation: &str, after: Duration) -> Self {
         Self {
             outcome: CallOutcome::Unavailable,
@@ -118,7 +202,7 @@ const TRANSIENT: [&str; 6] = [
 const MAX_REASON: usize = 300;
 
 /// Classifies an SDK error of any operation of any service.
-pub(crate) fn classify<E>(operation: &str, error: &SdkError<E>) -> Failure
+pub(crate) fn classify<E>(operation: &str, error: &SdkError<E>) -> CallFailure
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -156,9 +240,23 @@ where
         reason.truncate(end);
         reason.push('…');
     }
-    Failure {
+    CallFailure {
         outcome,
         reason,
         code,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let base = Duration::from_millis(10);
+        let max = Duration::from_millis(100);
+        assert!(backoff(1, base, max) <= base);
+        assert!(backoff(3, base, max) >= Duration::from_millis(20));
+        assert!(backoff(30, base, max) <= max);
     }
 }

@@ -106,8 +106,8 @@ pub async fn key_set_with(
 
 fn kms_options(call_timeout: Duration, metrics: &Metrics) -> KmsOptions {
     let mut options = KmsOptions::default();
-    options.call_timeout = call_timeout;
-    options.observer = aws_observer(metrics);
+    options.calls.call_timeout = call_timeout;
+    options.calls.observer = aws_observer(metrics);
     options
 }
 

@@ -20,18 +20,16 @@
 //! answers with something verifiers would refuse yields an error, not a token.
 
 use std::fmt;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_kms::config::retry::RetryConfig;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeyUsageType, MessageType, SigningAlgorithmSpec};
-use ring::rand::SecureRandom;
 use tokio::sync::Semaphore;
 
 use super::{der, PublicKey, SignError, Signer, VerifyingKey};
-use crate::aws::{classify, AwsObserver, CallOutcome, Failure, NoObserver};
+use crate::aws::{self, CallOutcome, CallPolicy};
 use crate::Algorithm;
 
 /// KMS signs at most this many bytes with `MessageType = RAW`.
@@ -47,19 +45,11 @@ pub struct KmsOptions {
     /// Most KMS calls in flight at once from this signer (KMS request quotas
     /// are per account and region; queueing here beats being throttled).
     pub max_concurrency: usize,
-    /// Attempts per signature when KMS throttles (the first included).
-    pub max_attempts: u32,
-    /// First backoff after throttling; doubled per attempt, with jitter.
-    pub base_backoff: Duration,
-    /// Longest backoff.
-    pub max_backoff: Duration,
-    /// Longest one KMS call may take.
-    pub call_timeout: Duration,
+    /// How each KMS call is made (timeout, throttling retries, observer).
+    pub calls: CallPolicy,
     /// Check each signature against the public key before returning it; only
     /// [`danger_skip_signature_checks`](Self::danger_skip_signature_checks) turns it off.
     verify_signatures: bool,
-    /// Sees every KMS call.
-    pub observer: Arc<dyn AwsObserver>,
 }
 
 impl Default for KmsOptions {
@@ -67,12 +57,8 @@ impl Default for KmsOptions {
         Self {
             algorithm: None,
             max_concurrency: 64,
-            max_attempts: 4,
-            base_backoff: Duration::from_millis(25),
-            max_backoff: Duration::from_millis(800),
-            call_timeout: Duration::from_secs(3),
+            calls: CallPolicy::default(),
             verify_signatures: true,
-            observer: Arc::new(NoObserver),
         }
     }
 }
@@ -166,7 +152,7 @@ impl KmsSigner {
                 .retry_config(RetryConfig::disabled())
                 .build(),
         );
-        let output = with_retries(&options, "kms:GetPublicKey", || {
+        let output = aws::call(&options.calls, "kms:GetPublicKey", || {
             client.get_public_key().key_id(key_id).send()
         })
         .await
@@ -294,7 +280,7 @@ impl Signer for KmsSigner {
             .acquire()
             .await
             .map_err(|_| SignError::Refused("KMS signer is shut down".into()))?;
-        let output = with_retries(&self.options, "kms:Sign", || {
+        let output = aws::call(&self.options.calls, "kms:Sign", || {
             self.client
                 .sign()
                 .key_id(&self.key_arn)
@@ -330,92 +316,5 @@ impl Signer for KmsSigner {
                 })?;
         }
         Ok(jws)
-    }
-}
-
-/// Runs `call` with a timeout per attempt, retrying throttling with jittered
-/// exponential backoff; reports every attempt to the observer.
-pub(crate) async fn with_retries<T, E, F, Fut>(
-    options: &KmsOptions,
-    operation: &'static str,
-    call: F,
-) -> Result<T, Failure>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<T, aws_sdk_kms::error::SdkError<E>>>,
-    E: aws_sdk_kms::error::ProvideErrorMetadata + std::error::Error + 'static,
-{
-    retrying(
-        options.max_attempts,
-        options.base_backoff,
-        options.max_backoff,
-        options.call_timeout,
-        options.observer.as_ref(),
-        operation,
-        call,
-    )
-    .await
-}
-
-/// [`with_retries`] with explicit settings (shared with Secrets Manager calls).
-pub(crate) async fn retrying<T, E, F, Fut>(
-    max_attempts: u32,
-    base_backoff: Duration,
-    max_backoff: Duration,
-    call_timeout: Duration,
-    observer: &dyn AwsObserver,
-    operation: &'static str,
-    call: F,
-) -> Result<T, Failure>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<T, aws_sdk_kms::error::SdkError<E>>>,
-    E: aws_sdk_kms::error::ProvideErrorMetadata + std::error::Error + 'static,
-{
-    let mut attempt: u32 = 1;
-    loop {
-        let started = Instant::now();
-        let failure = match tokio::time::timeout(call_timeout, call()).await {
-            Ok(Ok(value)) => {
-                observer.observe(operation, CallOutcome::Ok, started.elapsed());
-                return Ok(value);
-            }
-            Ok(Err(error)) => classify(operation, &error),
-            Err(_elapsed) => Failure::timed_out(operation, call_timeout),
-        };
-        observer.observe(operation, failure.outcome, started.elapsed());
-        if failure.outcome != CallOutcome::Throttled || attempt >= max_attempts {
-            return Err(failure);
-        }
-        tokio::time::sleep(backoff(attempt, base_backoff, max_backoff)).await;
-        attempt += 1;
-    }
-}
-
-/// Full jitter: a random wait up to `base · 2^(attempt-1)`, capped.
-fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
-    let ceiling = base
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-        .min(max);
-    let mut bytes = [0u8; 4];
-    // Without randomness the wait is the ceiling: slower, never wrong.
-    let fraction = match ring::rand::SystemRandom::new().fill(&mut bytes) {
-        Ok(()) => f64::from(u32::from_le_bytes(bytes)) / f64::from(u32::MAX),
-        Err(_) => 1.0,
-    };
-    ceiling.mul_f64(0.5 + fraction / 2.0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let base = Duration::from_millis(10);
-        let max = Duration::from_millis(100);
-        assert!(backoff(1, base, max) <= base);
-        assert!(backoff(3, base, max) >= Duration::from_millis(20));
-        assert!(backoff(30, base, max) <= max);
     }
 }

@@ -18,8 +18,9 @@ use std::fmt;
 use aws_sdk_kms::primitives::Blob;
 use zeroize::Zeroizing;
 
-use super::kms::{with_retries, KmsOptions};
+use super::kms::KmsOptions;
 use super::{KeyError, LocalSigner, Pkcs8Pem, Signer, VerifyingKey};
+use crate::aws;
 use crate::aws::CallOutcome;
 use crate::Algorithm;
 
@@ -126,7 +127,7 @@ pub async fn seal(
     let der = Zeroizing::new(parsed.into_contents());
     let verifying_key = signer.verifying_key().clone();
     let context = encryption_context(issuer, verifying_key.kid());
-    let output = with_retries(options, "kms:Encrypt", || {
+    let output = aws::call(&options.calls, "kms:Encrypt", || {
         client
             .encrypt()
             .key_id(kms_key_id)
@@ -161,7 +162,7 @@ pub async fn open(
 ) -> Result<LocalSigner, EnvelopeError> {
     let kid = sealed.verifying_key.kid();
     let context = encryption_context(issuer, kid);
-    let output = with_retries(options, "kms:Decrypt", || {
+    let output = aws::call(&options.calls, "kms:Decrypt", || {
         client
             .decrypt()
             .key_id(&sealed.kms_key_id)

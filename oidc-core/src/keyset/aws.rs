@@ -22,8 +22,8 @@ use super::rotation::{
     KeyBackend, KeyRecord, Promotion, RotationError, RotationTimings, Stage, StagedKey, StagedKeys,
 };
 use super::{ActiveKey, KeySet, KeySetState};
-use crate::aws::{CallOutcome, Failure};
-use crate::keys::kms::{retrying, KmsOptions};
+use crate::aws::{self, CallFailure, CallOutcome};
+use crate::keys::kms::KmsOptions;
 use crate::keys::kms_envelope::{self, SealedKey};
 use crate::keys::{KmsSigner, Signer};
 use crate::time::WallClock;
@@ -60,7 +60,7 @@ impl KeySetError {
         matches!(self, Self::Unavailable(_))
     }
 
-    fn from_failure(failure: Failure, secret_id: &str) -> Self {
+    fn from_failure(failure: CallFailure, secret_id: &str) -> Self {
         match (failure.outcome, failure.code.as_deref()) {
             (CallOutcome::Refused, Some("ResourceNotFoundException")) => {
                 Self::NoSuchSecret(secret_id.to_owned())
@@ -124,18 +124,9 @@ impl KeySetSecret {
         Fut: std::future::Future<Output = Result<T, aws_sdk_secretsmanager::error::SdkError<E>>>,
         E: aws_sdk_secretsmanager::error::ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let o = &self.options;
-        retrying(
-            o.max_attempts,
-            o.base_backoff,
-            o.max_backoff,
-            o.call_timeout,
-            o.observer.as_ref(),
-            operation,
-            call,
-        )
-        .await
-        .map_err(|failure| KeySetError::from_failure(failure, &self.secret_id))
+        aws::call(&self.options.calls, operation, call)
+            .await
+            .map_err(|failure| KeySetError::from_failure(failure, &self.secret_id))
     }
 
     /// The versions that carry one of the three stages, with their stages:

@@ -99,7 +99,7 @@ pub(super) fn run(config_path: Option<PathBuf>, command: KeysCommand) -> Result<
         let sdk = oidc_core::aws::load_sdk_config().await;
         let kms = aws_sdk_kms::Client::new(&sdk);
         let mut options = KmsOptions::default();
-        options.call_timeout = Duration::from_secs(10);
+        options.calls.call_timeout = Duration::from_secs(10);
         let clock = SystemClock;
         let open_secret = |args: &SecretArgs| -> Result<(KeySetSecret, RotationTimings), CliError> {
             let set = key_set_config(&config, args).map_err(CliError::Usage)?;
