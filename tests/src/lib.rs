@@ -12,6 +12,7 @@ use oidc_core::internal::WallClock;
 use oidc_core::keys::{LocalSigner, Signer};
 use oidc_core::{Algorithm, KeySet};
 use oidc_server::config::{Config, Origin, Overrides};
+use oidc_server::signing::SigningContext;
 use oidc_server::AppState;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -44,104 +45,82 @@ pub struct TestServer {
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
 
-/// What a test server is built from.
-pub struct ServerSetup {
-    /// Config TOML; `issuer` and `listen` are set by the harness.
-    pub toml: String,
-    /// Signing keys; `None` builds them from the config.
-    pub keys: Option<Arc<KeySet>>,
-    /// Clock; `None` is the system clock.
-    pub clock: Option<Arc<dyn WallClock>>,
+/// Builds a [`TestServer`]: `TestServer::builder(toml).keys(..).clock(..)
+/// .context(..).issuer(..).at(addr).start().await`, every part optional.
+#[must_use]
+pub struct TestServerBuilder {
+    toml: String,
+    keys: Option<Arc<KeySet>>,
+    clock: Option<Arc<dyn WallClock>>,
+    context: SigningContext,
+    issuer: Option<String>,
+    at: Option<SocketAddr>,
 }
 
-impl TestServer {
-    /// Starts a server with `toml` as its configuration.
-    pub async fn start(toml: &str) -> TestServer {
-        Self::start_with(ServerSetup {
-            toml: toml.to_owned(),
-            keys: None,
-            clock: None,
-        })
-        .await
+impl TestServerBuilder {
+    /// Signs with `keys` instead of the keys the config describes.
+    pub fn keys(mut self, keys: Arc<KeySet>) -> Self {
+        self.keys = Some(keys);
+        self
     }
 
-    /// Starts a server from `setup`.
-    pub async fn start_with(setup: ServerSetup) -> TestServer {
-        Self::start_with_context(setup, oidc_server::signing::SigningContext::default()).await
+    /// Uses `clock` for tokens and assertions instead of the system clock.
+    pub fn clock(mut self, clock: Arc<dyn WallClock>) -> Self {
+        self.clock = Some(clock);
+        self
     }
 
-    /// Starts a server from `setup`, building its keys with `context` (an
-    /// SDK configuration for the emulator, shared metrics).
-    pub async fn start_with_context(
-        setup: ServerSetup,
-        context: oidc_server::signing::SigningContext,
-    ) -> TestServer {
-        Self::start_with_issuer(setup, context, None).await
+    /// Builds the keys with `context` (an SDK configuration for the
+    /// emulator, shared metrics).
+    pub fn context(mut self, context: SigningContext) -> Self {
+        self.context = context;
+        self
     }
 
-    /// Like [`TestServer::start_with_context`], with `issuer` as the `iss`
-    /// instead of the server's own URL (replicas of one issuer).
-    pub async fn start_with_issuer(
-        setup: ServerSetup,
-        context: oidc_server::signing::SigningContext,
-        issuer: Option<&str>,
-    ) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind an ephemeral port");
-        Self::serve(listener, setup, context, issuer).await
+    /// Uses `issuer` as the `iss` instead of the server's own URL (replicas
+    /// of one issuer).
+    pub fn issuer(mut self, issuer: &str) -> Self {
+        self.issuer = Some(issuer.to_owned());
+        self
     }
 
-    /// Starts a server from `setup` on `addr`, the address of a server that
-    /// was stopped: the same token endpoint coming back after an outage.
-    /// Binding is retried for a while, in case the port is briefly held.
-    pub async fn start_at(setup: ServerSetup, addr: SocketAddr) -> TestServer {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let listener = loop {
-            match TcpListener::bind(addr).await {
-                Ok(listener) => break listener,
-                Err(_) if std::time::Instant::now() < deadline => {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-                Err(e) => panic!("cannot bind {addr} again: {e}"),
-            }
+    /// Listens on `addr`, the address of a server that was stopped: the same
+    /// token endpoint coming back after an outage. Binding is retried for a
+    /// while, in case the port is briefly held.
+    pub fn at(mut self, addr: SocketAddr) -> Self {
+        self.at = Some(addr);
+        self
+    }
+
+    /// Binds, builds the state and serves until the server is stopped or dropped.
+    pub async fn start(self) -> TestServer {
+        let listener = match self.at {
+            Some(addr) => bind_again(addr).await,
+            None => TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind an ephemeral port"),
         };
-        Self::serve(
-            listener,
-            setup,
-            oidc_server::signing::SigningContext::default(),
-            None,
-        )
-        .await
-    }
-
-    async fn serve(
-        listener: TcpListener,
-        setup: ServerSetup,
-        context: oidc_server::signing::SigningContext,
-        issuer: Option<&str>,
-    ) -> TestServer {
         let addr = listener.local_addr().expect("local address");
         let url = format!("http://{addr}");
         let config = Config::from_toml(
-            &setup.toml,
+            &self.toml,
             Origin::File(std::env::temp_dir().join("e2e-config.toml")),
             std::iter::empty(),
             &Overrides {
                 listen: Some(addr.to_string()),
-                issuer: Some(issuer.map_or_else(|| url.clone(), str::to_owned)),
+                issuer: Some(self.issuer.unwrap_or_else(|| url.clone())),
             },
         )
         .unwrap_or_else(|e| panic!("test config is invalid: {e}"));
         let config = Arc::new(config);
-        let keys = match setup.keys {
+        let keys = match self.keys {
             Some(keys) => keys,
-            None => oidc_server::signing::key_set_with(&config, &context)
+            None => oidc_server::signing::key_set_with(&config, &self.context)
                 .await
                 .expect("signing keys"),
         };
-        let mut builder = AppState::builder(config, keys).metrics(context.metrics.clone());
-        if let Some(clock) = setup.clock {
+        let mut builder = AppState::builder(config, keys).metrics(self.context.metrics.clone());
+        if let Some(clock) = self.clock {
             builder = builder.clock(clock);
         }
         let state = builder.build();
@@ -155,6 +134,40 @@ impl TestServer {
             state,
             shutdown: Some(tx),
             task: Some(task),
+        }
+    }
+}
+
+async fn bind_again(addr: SocketAddr) -> TcpListener {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => return listener,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("cannot bind {addr} again: {e}"),
+        }
+    }
+}
+
+impl TestServer {
+    /// Starts a server with `toml` as its configuration: the shorthand for
+    /// `TestServer::builder(toml).start()`.
+    pub async fn start(toml: &str) -> TestServer {
+        Self::builder(toml).start().await
+    }
+
+    /// A server with `toml` as its configuration; its `issuer` and `listen`
+    /// are set by the harness.
+    pub fn builder(toml: &str) -> TestServerBuilder {
+        TestServerBuilder {
+            toml: toml.to_owned(),
+            keys: None,
+            clock: None,
+            context: SigningContext::default(),
+            issuer: None,
+            at: None,
         }
     }
 

@@ -24,7 +24,7 @@ use connector_client::{
     AccessToken, BearerAuth, CachedTokenSource, ClientAuth, ClientCredentials, ClientSecret, Endpoint, Error,
     NoTokenReason, TokenSource, TransportErrorKind, UnavailableError,
 };
-use e2e::{client_key, test_config, ServerSetup, TestServer, AUDIENCE, JWT_CLIENT, SECRET, SECRET_CLIENT};
+use e2e::{client_key, test_config, TestServer, AUDIENCE, JWT_CLIENT, SECRET, SECRET_CLIENT};
 use oidc_core::internal::{SystemClock, WallClock};
 use oidc_core::keys::{LocalSigner, SignError, Signer, VerifyingKey};
 use oidc_core::verify::remote::RemoteJwks;
@@ -115,12 +115,10 @@ impl Signer for SwitchSigner {
 }
 
 async fn server_with(signer: Arc<SwitchSigner>) -> TestServer {
-    TestServer::start_with(ServerSetup {
-        toml: config(),
-        keys: Some(Arc::new(KeySet::single(signer))),
-        clock: None,
-    })
-    .await
+    TestServer::builder(&config())
+        .keys(Arc::new(KeySet::single(signer)))
+        .start()
+        .await
 }
 
 /// Verifies `token` as a control plane would: discovery, JWKS, strict policy,
@@ -626,15 +624,7 @@ async fn token_endpoint_down_then_back() {
     assert_eq!(phase, (true, true), "the outage did not span the token's expiry");
 
     // The endpoint comes back at the same address; the client is left alone.
-    let server = TestServer::start_at(
-        ServerSetup {
-            toml,
-            keys: None,
-            clock: None,
-        },
-        addr,
-    )
-    .await;
+    let server = TestServer::builder(&toml).at(addr).start().await;
     assert_eq!(server.token_url(), token_url);
     let retry_at = client.tokens.status().retry_at.unwrap();
     client.clock.advance_to(retry_at - Duration::from_millis(1));
@@ -815,12 +805,10 @@ impl WallClock for SkewedClock {
 async fn issuer_clock_skew_changes_nothing() {
     for skew in [600i64, -600] {
         let issuer_clock = Arc::new(SkewedClock(skew));
-        let server = TestServer::start_with(ServerSetup {
-            toml: config(),
-            keys: None,
-            clock: Some(issuer_clock.clone()),
-        })
-        .await;
+        let server = TestServer::builder(&config())
+            .clock(issuer_clock.clone())
+            .start()
+            .await;
         let client = Client::new(credentials(&server));
         client.idle(1).await;
 

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use e2e::fault_proxy::{FaultProxy, Mode};
 use e2e::moto::{self, Moto};
 use e2e::tools::{run_node, run_python};
-use e2e::{ServerSetup, TestServer, AUDIENCE, SECRET_CLIENT};
+use e2e::{TestServer, AUDIENCE, SECRET_CLIENT};
 use oidc_core::internal::der;
 use oidc_core::keys::{KmsOptions, KmsSigner, LocalSigner, Signer};
 use oidc_core::{
@@ -33,12 +33,10 @@ pub(crate) async fn kms_server(endpoint: &str, signing: &str) -> TestServer {
         sdk_config: Some(moto::sdk_config_for(endpoint).await),
         ..Default::default()
     };
-    let setup = ServerSetup {
-        toml: e2e::test_config_with_signing(signing),
-        keys: None,
-        clock: None,
-    };
-    TestServer::start_with_context(setup, context).await
+    TestServer::builder(&e2e::test_config_with_signing(signing))
+        .context(context)
+        .start()
+        .await
 }
 
 const PYJWT: &str = r#"

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use e2e::moto::{self, Moto};
-use e2e::{ServerSetup, TestServer, AUDIENCE};
+use e2e::{TestServer, AUDIENCE};
 use oidc_core::internal::{SystemClock, WallClock};
 use oidc_core::keys::{kms_envelope, KmsOptions, KmsSigner, Signer};
 use oidc_core::keyset::aws::KeySetSecret;
@@ -28,13 +28,12 @@ async fn replica(config: &aws_config::SdkConfig, secret: &str) -> TestServer {
         sdk_config: Some(config.clone()),
         ..Default::default()
     };
-    let setup = ServerSetup {
-        toml,
-        keys: None,
-        clock: None,
-    };
     // Both replicas are one issuer: the same `iss` and envelope context.
-    TestServer::start_with_issuer(setup, context, Some(ISSUER)).await
+    TestServer::builder(&toml)
+        .context(context)
+        .issuer(ISSUER)
+        .start()
+        .await
 }
 
 fn timings() -> RotationTimings {
