@@ -1,10 +1,16 @@
 //! The third-party tools `scripts/test.sh` installs: Python (PyJWT, moto) in
 //! `.venv/`, Node packages (jose) in `.node/`. Tests that need one fail with a
 //! message naming the command that installs it; they are not skipped silently.
+//!
+//! [`verify_with_pyjwt`] and [`verify_with_jose`] are the independent
+//! verifiers every test uses: one script each, as strict as those libraries
+//! let a control plane be.
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use serde_json::Value;
 use tokio::process::Command;
 
 fn tool(var: &str, fallback: &str) -> PathBuf {
@@ -47,6 +53,74 @@ pub struct Output {
     pub stderr: String,
 }
 
+/// What a third-party verifier accepted: the token's protected header and claims.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The JOSE header.
+    pub header: Value,
+    /// The claims.
+    pub claims: Value,
+}
+
+/// PyJWT (`PyJWKClient` on the JWKS URL, then `jwt.decode`): the key chosen
+/// by `kid`, `typ: at+jwt`, exact `iss` and `aud`, and every claim we
+/// promise present.
+const PYJWT: &str = r#"
+import json, sys, jwt
+token, jwks_url, issuer, audience = sys.argv[1:5]
+key = jwt.PyJWKClient(jwks_url).get_signing_key_from_jwt(token)
+header = jwt.get_unverified_header(token)
+assert header["typ"] == "at+jwt", header
+claims = jwt.decode(token, key.key, algorithms=[header["alg"]], audience=audience, issuer=issuer,
+                    options={"require": ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"]})
+print(json.dumps({"header": header, "claims": claims}))
+"#;
+
+/// npm jose (`createRemoteJWKSet` + `jwtVerify`): exact `iss` and `aud`, `typ: at+jwt`.
+const JOSE: &str = r#"
+import { createRemoteJWKSet, jwtVerify } from 'jose';
+const [token, jwksUrl, issuer, audience] = process.argv.slice(2);
+const jwks = createRemoteJWKSet(new URL(jwksUrl));
+const { payload, protectedHeader } = await jwtVerify(token, jwks, { issuer, audience, typ: 'at+jwt' });
+console.log(JSON.stringify({ header: protectedHeader, claims: payload }));
+"#;
+
+/// Verifies `token` with PyJWT against the keys at `jwks_url`, for `issuer`
+/// and `audience`. A refusal is the script's output: its exit code and, in
+/// `stderr`, PyJWT's exception (`InvalidAudienceError`, ...).
+pub async fn verify_with_pyjwt(
+    jwks_url: &str,
+    issuer: &str,
+    audience: &str,
+    token: &str,
+) -> Result<Accepted, Output> {
+    accepted(run_python(PYJWT, &[token, jwks_url, issuer, audience]).await)
+}
+
+/// Verifies `token` with npm jose against the keys at `jwks_url`, for
+/// `issuer` and `audience`. A refusal is the script's output: its exit code
+/// and, in `stderr`, jose's error (naming the claim that failed).
+pub async fn verify_with_jose(
+    jwks_url: &str,
+    issuer: &str,
+    audience: &str,
+    token: &str,
+) -> Result<Accepted, Output> {
+    accepted(run_node(JOSE, &[token, jwks_url, issuer, audience]).await)
+}
+
+fn accepted(output: Output) -> Result<Accepted, Output> {
+    if output.code != 0 {
+        return Err(output);
+    }
+    let mut printed: Value = serde_json::from_str(&output.stdout)
+        .unwrap_or_else(|e| panic!("the verifier printed no JSON ({e}): {output:?}"));
+    Ok(Accepted {
+        header: printed["header"].take(),
+        claims: printed["claims"].take(),
+    })
+}
+
 /// Runs a Python script with the virtualenv's Python.
 pub async fn run_python(script: &str, args: &[&str]) -> Output {
     run(Command::new(python()).arg("-c").arg(script).args(args)).await
@@ -56,7 +130,10 @@ pub async fn run_python(script: &str, args: &[&str]) -> Output {
 pub async fn run_node(script: &str, args: &[&str]) -> Output {
     let modules = node_modules();
     let dir = tempdir_for_node(&modules);
-    let file = dir.join(format!("script-{}.mjs", std::process::id()));
+    // One file per run: tests in one process run scripts concurrently.
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let n = RUNS.fetch_add(1, Ordering::Relaxed);
+    let file = dir.join(format!("script-{}-{n}.mjs", std::process::id()));
     std::fs::write(&file, script).expect("write the node script");
     let output = run(Command::new("node").arg(&file).args(args)).await;
     let _ = std::fs::remove_file(&file);
