@@ -8,10 +8,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use fixture::StateSetup;
 use oidc_core::internal::WallClock;
-use oidc_core::keys::{LocalSigner, Signer};
 use oidc_core::{Algorithm, KeySet};
-use oidc_server::config::{Config, Origin, Overrides};
+use oidc_server::config::Overrides;
 use oidc_server::signing::SigningContext;
 use oidc_server::AppState;
 use tokio::net::TcpListener;
@@ -22,16 +22,19 @@ pub mod fault_proxy;
 pub mod moto;
 pub mod tools;
 
-/// A connector of the test configuration that authenticates with a secret.
-pub const SECRET_CLIENT: &str = "connector-secret";
-/// Its secret.
-pub const SECRET: &str = "test-secret-0123456789abcdefghijklmnopqrstuv";
-/// A connector that authenticates with `private_key_jwt`.
-pub const JWT_CLIENT: &str = "connector-jwt";
-/// The default audience of the test connectors.
-pub const AUDIENCE: &str = "https://control-plane.test";
-/// A second audience they may ask for.
-pub const OTHER_AUDIENCE: &str = "https://other.test";
+// The test connectors, their configuration, the router state and client
+// assertions: one file shared with oidc-server's own tests, which cannot
+// depend on this package (see the file's documentation). Its items are `pub`
+// because it is compiled in two crates; what is not re-exported here (the
+// state builder) is used by `TestServerBuilder`.
+#[allow(unreachable_pub)]
+#[path = "../../oidc-server/tests/it/support/fixture.rs"]
+mod fixture;
+
+pub use fixture::{
+    assertion, client_key, good_claims, now, test_config, AUDIENCE, JWT_BEARER, JWT_CLIENT, OTHER_AUDIENCE,
+    SECRET, SECRET_CLIENT,
+};
 
 /// A token server running on 127.0.0.1 with an ephemeral port.
 pub struct TestServer {
@@ -50,9 +53,7 @@ pub struct TestServer {
 #[must_use]
 pub struct TestServerBuilder {
     toml: String,
-    keys: Option<Arc<KeySet>>,
-    clock: Option<Arc<dyn WallClock>>,
-    context: SigningContext,
+    setup: StateSetup,
     issuer: Option<String>,
     at: Option<SocketAddr>,
 }
@@ -60,20 +61,20 @@ pub struct TestServerBuilder {
 impl TestServerBuilder {
     /// Signs with `keys` instead of the keys the config describes.
     pub fn keys(mut self, keys: Arc<KeySet>) -> Self {
-        self.keys = Some(keys);
+        self.setup.keys = Some(keys);
         self
     }
 
     /// Uses `clock` for tokens and assertions instead of the system clock.
     pub fn clock(mut self, clock: Arc<dyn WallClock>) -> Self {
-        self.clock = Some(clock);
+        self.setup.clock = Some(clock);
         self
     }
 
     /// Builds the keys with `context` (an SDK configuration for the
     /// emulator, shared metrics).
     pub fn context(mut self, context: SigningContext) -> Self {
-        self.context = context;
+        self.setup.context = context;
         self
     }
 
@@ -102,28 +103,11 @@ impl TestServerBuilder {
         };
         let addr = listener.local_addr().expect("local address");
         let url = format!("http://{addr}");
-        let config = Config::from_toml(
-            &self.toml,
-            Origin::File(std::env::temp_dir().join("e2e-config.toml")),
-            std::iter::empty(),
-            &Overrides {
-                listen: Some(addr.to_string()),
-                issuer: Some(self.issuer.unwrap_or_else(|| url.clone())),
-            },
-        )
-        .unwrap_or_else(|e| panic!("test config is invalid: {e}"));
-        let config = Arc::new(config);
-        let keys = match self.keys {
-            Some(keys) => keys,
-            None => oidc_server::signing::key_set_with(&config, &self.context)
-                .await
-                .expect("signing keys"),
+        let overrides = Overrides {
+            listen: Some(addr.to_string()),
+            issuer: Some(self.issuer.unwrap_or_else(|| url.clone())),
         };
-        let mut builder = AppState::builder(config, keys).metrics(self.context.metrics.clone());
-        if let Some(clock) = self.clock {
-            builder = builder.clock(clock);
-        }
-        let state = builder.build();
+        let state = fixture::app_state(&self.toml, &overrides, self.setup).await;
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(oidc_server::run(state.clone(), listener, async move {
             let _ = rx.await;
@@ -163,9 +147,7 @@ impl TestServer {
     pub fn builder(toml: &str) -> TestServerBuilder {
         TestServerBuilder {
             toml: toml.to_owned(),
-            keys: None,
-            clock: None,
-            context: SigningContext::default(),
+            setup: StateSetup::default(),
             issuer: None,
             at: None,
         }
@@ -289,48 +271,6 @@ impl Drop for TestServer {
             let _ = tx.send(());
         }
     }
-}
-
-/// A client key for `private_key_jwt` tests, with its public JWKS.
-pub fn client_key(alg: Algorithm) -> (LocalSigner, serde_json::Value) {
-    let (signer, _pem) = LocalSigner::generate(alg).expect("generate a client key");
-    let jwks = serde_json::json!({ "keys": [serde_json::Value::Object(signer.verifying_key().to_jwk())] });
-    (signer, jwks)
-}
-
-/// The standard test configuration: an ES256 key generated at start, a
-/// connector with a secret and one with `private_key_jwt` (public keys `jwks`).
-pub fn test_config(jwks: &serde_json::Value) -> String {
-    let digest = hex::encode(ring::digest::digest(&ring::digest::SHA256, SECRET.as_bytes()));
-    // An inline table, so that it belongs to the connector above it.
-    let jwks = toml::Value::try_from(jwks).expect("JWKS as TOML");
-    format!(
-        r#"
-issuer = "http://placeholder.invalid"
-
-[signing]
-kind = "local"
-generate = "ES256"
-
-[auth]
-failure_limit = 5
-failure_window_secs = 60
-
-[[connectors]]
-id = "{SECRET_CLIENT}"
-secret_sha256 = "{digest}"
-audiences = ["{AUDIENCE}", "{OTHER_AUDIENCE}"]
-scopes = ["actions:read", "actions:write"]
-default_scopes = ["actions:read"]
-attributes = {{ org_id = "org-1", account_id = "123456789012" }}
-
-[[connectors]]
-id = "{JWT_CLIENT}"
-audiences = ["{AUDIENCE}"]
-scopes = ["actions:read"]
-jwks = {jwks}
-"#
-    )
 }
 
 /// [`test_config`] with another `[signing]` section (TOML text starting with `[signing]`).

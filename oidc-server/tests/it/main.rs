@@ -1,10 +1,14 @@
-//! Tests of the `oidc-server` binary and its configuration.
+//! Tests of the `oidc-server` binary, its configuration, and its router
+//! driven without a socket.
 
 // A test that cannot unwrap has failed; the panic message is the report.
 #![allow(clippy::unwrap_used)]
 
+mod assertions;
 mod cli;
 mod config;
 mod embedded;
 #[cfg(feature = "lambda")]
 mod lambda;
+mod support;
+mod token_endpoint;
