@@ -6,7 +6,8 @@
 //! SigV4 for the STS endpoint of one region; the token service forwards it to
 //! STS and learns the caller's ARN. The signed headers include
 //! `X-Connector-Token-Issuer: <issuer>`, so the signed request is good for this
-//! token service only. Wire format (what `oidc-server` expects):
+//! token service only, and `X-Connector-Token-Nonce: <random>`, so that no two
+//! requests are alike. Wire format (what `oidc-server` expects):
 //! `client_assertion_type` = [`ASSERTION_TYPE`], `client_assertion` =
 //! base64url of `{"method":"POST","headers":{...},"body":"Action=GetCallerIdentity&Version=2011-06-15"}`,
 //! and `client_id`.
@@ -26,6 +27,11 @@ use crate::error::{ConfigError, Error};
 pub const ASSERTION_TYPE: &str = "urn:connector-identity:client-assertion-type:aws-sts-get-caller-identity";
 /// The signed header naming the token service.
 pub const ISSUER_HEADER: &str = "x-connector-token-issuer";
+/// The signed header carrying a fresh random value (128 bits, base64url) per
+/// request: SigV4 is deterministic, and two processes with one role signing
+/// in the same second must not send the same signature (the token service
+/// accepts each signature once).
+pub const NONCE_HEADER: &str = "x-connector-token-nonce";
 const BODY: &str = "Action=GetCallerIdentity&Version=2011-06-15";
 const CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=utf-8";
 
@@ -120,7 +126,17 @@ impl AwsIam {
             .map_err(|e| Error::Assertion(SignError::Refused(e.to_string())))?
             .into();
         let url = format!("{}://{host}/", self.sts_endpoint.scheme());
-        let headers = [("content-type", CONTENT_TYPE), (ISSUER_HEADER, issuer)];
+        let nonce = oidc_core::Jti::random().map_err(|e| {
+            Error::Assertion(SignError::Unavailable {
+                reason: e.to_string(),
+                retry_after: None,
+            })
+        })?;
+        let headers = [
+            ("content-type", CONTENT_TYPE),
+            (ISSUER_HEADER, issuer),
+            (NONCE_HEADER, nonce.as_str()),
+        ];
         let signable = SignableRequest::new(
             "POST",
             url,

@@ -12,10 +12,12 @@
 //! |---|---|
 //! | [`config`] | layered configuration, validated once |
 //! | [`connectors`] | the registry of connectors, secret digests |
-//! | [`auth`] | client authentication (secret, `private_key_jwt`, replay cache) |
+//! | [`auth`] | client authentication (secret, `private_key_jwt`, `aws_iam`) |
+//! | [`replay`] | one-time use across the fleet: the DynamoDB (or in-memory) replay store |
 //! | [`throttle`] | 429 after repeated authentication failures |
 //! | [`routes`] | the HTTP handlers |
-//! | [`signing`] | builds the key set from `[signing]`, signer health |
+//! | [`signing`] | builds the key set from `[signing]` |
+//! | [`health`] | whether the signer and the replay store work, for `/readyz` |
 //! | [`audit`], [`metrics`], [`telemetry`] | what operators see |
 
 pub mod audit;
@@ -25,9 +27,11 @@ pub mod config;
 pub mod connectors;
 pub mod error;
 pub mod form;
+pub mod health;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod metrics;
+pub mod replay;
 pub mod routes;
 pub mod signing;
 pub mod state;
@@ -48,7 +52,7 @@ use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 
 pub use config::Config;
-pub use state::AppState;
+pub use state::{AppState, ServiceContext, StartError};
 
 /// The router with every endpoint.
 pub fn app(state: AppState) -> Router {

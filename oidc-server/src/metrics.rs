@@ -1,10 +1,11 @@
 //! Prometheus metrics: tokens issued and refused (by reason), signing latency,
-//! HTTP latency by route and status.
+//! HTTP latency by route and status, AWS calls by operation and outcome.
 
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use oidc_core::aws::{AwsObserver, CallOutcome};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -23,10 +24,35 @@ struct HttpLabels {
     status: u16,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AwsCallLabels {
+    operation: &'static str,
+    outcome: &'static str,
+}
+
+/// AWS calls as Prometheus metrics: `oidc_server_aws_call_duration_seconds`
+/// by operation and outcome (its `_count` counts calls and errors).
+#[derive(Debug)]
+struct AwsMetrics {
+    calls: Family<AwsCallLabels, Histogram>,
+}
+
+impl AwsObserver for AwsMetrics {
+    fn observe(&self, operation: &'static str, outcome: CallOutcome, took: Duration) {
+        self.calls
+            .get_or_create(&AwsCallLabels {
+                operation,
+                outcome: outcome.as_str(),
+            })
+            .observe(took.as_secs_f64());
+    }
+}
+
 /// The server's metrics.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Mutex<Registry>,
+    aws: Arc<AwsMetrics>,
     issued: Counter,
     refused: Family<ReasonLabels, Counter>,
     signing: Histogram,
@@ -66,13 +92,31 @@ impl Metrics {
             "HTTP request latency",
             http.clone(),
         );
+        let aws = Arc::new(AwsMetrics {
+            calls: Family::<AwsCallLabels, Histogram>::new_with_constructor(|| {
+                // 0.5 ms .. ~16 s: an emulator answers in a millisecond, KMS in tens.
+                Histogram::new(exponential_buckets(0.000_5, 2.0, 16))
+            }),
+        });
+        registry.register(
+            "aws_call_duration_seconds",
+            "AWS calls (KMS, Secrets Manager, DynamoDB) by operation and outcome",
+            aws.calls.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
+            aws,
             issued,
             refused,
             signing,
             http,
         }
+    }
+
+    /// The observer that turns every AWS call into
+    /// `oidc_server_aws_call_duration_seconds{operation,outcome}`.
+    pub fn aws_observer(&self) -> Arc<dyn AwsObserver> {
+        self.aws.clone()
     }
 
     /// Counts an issued token.

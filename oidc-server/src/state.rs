@@ -3,16 +3,18 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use oidc_core::aws::{AwsObserver, SdkConfig};
 use oidc_core::internal::{SystemClock, WallClock};
 use oidc_core::{Algorithm, Issuer, KeySet};
 use serde_json::json;
 
-use crate::auth::replay::{InMemoryReplayCache, ReplayCache};
 use crate::auth::{AssertionRules, Authenticator, AwsIam, METHODS};
 use crate::config::Config;
 use crate::connectors::Connectors;
+use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::signing::SignerHealth;
+use crate::replay::{MemoryReplayStore, ReplayStore, TableError};
+use crate::signing::SigningSetupError;
 use crate::throttle::Throttle;
 
 /// Shared state of the router (cheap to clone).
@@ -34,7 +36,7 @@ pub struct Inner {
     /// Metrics.
     pub(crate) metrics: Arc<Metrics>,
     /// Signer health for `/readyz`.
-    pub(crate) health: SignerHealth,
+    pub(crate) health: Health,
     /// The discovery document, serialized once.
     pub(crate) discovery: Bytes,
     /// The clock (Unix seconds).
@@ -49,14 +51,77 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// Builds an [`AppState`]; tests replace the clock or the replay cache.
+/// What building the server's services needs besides the configuration:
+/// where metrics go, how to reach AWS, and the clock.
+#[derive(Debug, Clone)]
+pub struct ServiceContext {
+    /// Metrics to report AWS calls to (they become the [`AppState`]'s).
+    pub metrics: Arc<Metrics>,
+    /// The AWS SDK configuration; `None` loads it from the standard chain
+    /// (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials, ...).
+    pub sdk_config: Option<SdkConfig>,
+    /// The clock of tokens, assertions and the rotation rules.
+    pub clock: Arc<dyn WallClock>,
+}
+
+impl Default for ServiceContext {
+    fn default() -> Self {
+        Self {
+            metrics: Arc::new(Metrics::new()),
+            sdk_config: None,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl ServiceContext {
+    /// The SDK configuration: the one given, else the standard chain's.
+    pub async fn sdk_config(&self) -> SdkConfig {
+        match &self.sdk_config {
+            Some(config) => config.clone(),
+            None => oidc_core::aws::load_sdk_config().await,
+        }
+    }
+
+    /// The observer of AWS calls, into [`ServiceContext::metrics`].
+    pub fn aws_observer(&self) -> Arc<dyn AwsObserver> {
+        self.metrics.aws_observer()
+    }
+}
+
+/// The services `config` needs could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The signing key or key set.
+    #[error(transparent)]
+    Signing(#[from] SigningSetupError),
+    /// The replay store.
+    #[error(transparent)]
+    Replay(#[from] TableError),
+}
+
+impl AppState {
+    /// Everything `config` asks for: its key set (and the poller that keeps
+    /// it current), its replay store (the table checked), the state over them.
+    pub async fn start(config: Arc<Config>, context: &ServiceContext) -> Result<AppState, StartError> {
+        let keys = crate::signing::key_set_with(&config, context).await?;
+        let replay = crate::replay::store_for(&config, context).await?;
+        Ok(AppState::builder(config, keys)
+            .replay_store(replay)
+            .metrics(context.metrics.clone())
+            .clock(context.clock.clone())
+            .build())
+    }
+}
+
+/// Builds an [`AppState`]; tests replace the clock or the replay store.
 #[derive(Debug)]
 #[must_use]
 pub struct AppStateBuilder {
     config: Arc<Config>,
     keys: Arc<KeySet>,
     clock: Arc<dyn WallClock>,
-    replay: Arc<dyn ReplayCache>,
+    replay: Arc<dyn ReplayStore>,
     metrics: Arc<Metrics>,
 }
 
@@ -67,7 +132,7 @@ impl AppState {
             config,
             keys,
             clock: Arc::new(SystemClock),
-            replay: Arc::new(InMemoryReplayCache::default()),
+            replay: Arc::new(MemoryReplayStore::default()),
             metrics: Arc::new(Metrics::new()),
         }
     }
@@ -100,8 +165,8 @@ impl AppStateBuilder {
         self
     }
 
-    /// Uses `replay` as the assertion replay cache.
-    pub fn replay_cache(mut self, replay: Arc<dyn ReplayCache>) -> Self {
+    /// Records one-time uses in `replay` (default: in memory).
+    pub fn replay_store(mut self, replay: Arc<dyn ReplayStore>) -> Self {
         self.replay = replay;
         self
     }
@@ -120,6 +185,7 @@ impl AppStateBuilder {
             .with_clock(self.clock.clone());
         let token_endpoint = format!("{}/token", config.issuer);
         let rules = AssertionRules {
+            issuer: config.issuer.clone(),
             audiences: vec![config.issuer.clone(), token_endpoint],
             max_lifetime: config.auth.assertion_max_lifetime,
             leeway: config.auth.leeway,
@@ -145,7 +211,7 @@ impl AppStateBuilder {
             authenticator: Authenticator::new(connectors, rules, self.replay, aws_iam),
             throttle: Throttle::new(config.auth.failure_limit, config.auth.failure_window),
             metrics: self.metrics,
-            health: SignerHealth::default(),
+            health: Health::default(),
             discovery,
             clock: self.clock,
             issuer,

@@ -12,8 +12,8 @@ use fixture::StateSetup;
 use oidc_core::internal::WallClock;
 use oidc_core::{Algorithm, KeySet};
 use oidc_server::config::Overrides;
-use oidc_server::signing::SigningContext;
 use oidc_server::AppState;
+use oidc_server::ServiceContext;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -73,7 +73,7 @@ impl TestServerBuilder {
 
     /// Builds the keys with `context` (an SDK configuration for the
     /// emulator, shared metrics).
-    pub fn context(mut self, context: SigningContext) -> Self {
+    pub fn context(mut self, context: ServiceContext) -> Self {
         self.setup.context = context;
         self
     }

@@ -25,6 +25,8 @@ const MAX_JTI_LEN: usize = 256;
 /// What an assertion must satisfy.
 #[derive(Debug, Clone)]
 pub struct AssertionRules {
+    /// This issuer: the namespace of assertion ids in the replay store.
+    pub issuer: String,
     /// Accepted audiences: the issuer and the token endpoint URL.
     pub audiences: Vec<String>,
     /// Longest lifetime (`exp - iat`, or `exp - now` without `iat`).
@@ -124,6 +126,13 @@ fn audience_ok(claims: &Map<String, Value>, accepted: &[String]) -> bool {
         Some(one) => matches(one),
         None => false,
     }
+}
+
+/// The `sub` of an assertion that may not even be well formed, for the audit
+/// log of a refusal.
+pub(super) fn claimed_subject_of(assertion: &str) -> Option<String> {
+    let jws = UnverifiedJws::decode(assertion, MAX_ASSERTION_LEN).ok()?;
+    claimed_subject(&jws)
 }
 
 /// The `sub` of a not-yet-verified assertion, used only to pick whose keys to

@@ -18,7 +18,10 @@
 //! issuer header ([`ISSUER_HEADER`]) or one that is not among the SigV4
 //! `SignedHeaders` (so a request signed for another service cannot be replayed
 //! here); an `X-Amz-Date` more than the allowed skew from the server's clock;
-//! a credential scope for another service than `sts`; a signature seen before.
+//! a credential scope for another service than `sts`; a missing or unsigned
+//! nonce ([`NONCE_HEADER`]); a repeated `Credential`, `SignedHeaders` or
+//! `Signature` parameter. After STS has answered with an identity, the
+//! signature is recorded in the replay store and accepted once.
 
 use std::time::Duration;
 
@@ -34,10 +37,15 @@ pub const AWS_IAM_ASSERTION_TYPE: &str =
 pub const METHOD: &str = "aws_iam";
 /// The header that names this issuer inside the signed request.
 pub const ISSUER_HEADER: &str = "x-connector-token-issuer";
+/// A random value the client signs with each request (128 bits or more,
+/// base64url): SigV4 is deterministic, so without it two processes sharing
+/// one role that sign in the same second would send the same signature,
+/// and the second would be refused as a replay.
+pub const NONCE_HEADER: &str = "x-connector-token-nonce";
 /// The one request body accepted.
 pub const BODY: &str = "Action=GetCallerIdentity&Version=2011-06-15";
 /// Headers a signed request may carry (lower case).
-pub const ALLOWED_HEADERS: [&str; 8] = [
+pub const ALLOWED_HEADERS: [&str; 9] = [
     "authorization",
     "content-type",
     "host",
@@ -46,6 +54,7 @@ pub const ALLOWED_HEADERS: [&str; 8] = [
     "x-amz-date",
     "x-amz-security-token",
     ISSUER_HEADER,
+    NONCE_HEADER,
 ];
 /// Largest assertion accepted (session tokens make them a few KiB).
 const MAX_ASSERTION_LEN: usize = 12 * 1024;
@@ -139,6 +148,14 @@ pub(crate) fn parse(
         if !sigv4.signed_headers.iter().any(|h| h == required) {
             return Err(refuse("aws_request_issuer_not_signed"));
         }
+    }
+    let nonce_ok = header(NONCE_HEADER).is_some_and(|n| {
+        (22..=128).contains(&n.len())
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    });
+    if !nonce_ok || !sigv4.signed_headers.iter().any(|h| h == NONCE_HEADER) {
+        return Err(refuse("aws_request_nonce_missing"));
     }
     let signed_at = header("x-amz-date")
         .and_then(parse_amz_date)
@@ -245,11 +262,15 @@ impl SigV4 {
         let (mut credential, mut signed, mut signature) = (None, None, None);
         for part in rest.split(',') {
             let (key, val) = part.trim().split_once('=')?;
-            match key {
-                "Credential" => credential = Some(val),
-                "SignedHeaders" => signed = Some(val),
-                "Signature" => signature = Some(val),
+            let slot = match key {
+                "Credential" => &mut credential,
+                "SignedHeaders" => &mut signed,
+                "Signature" => &mut signature,
                 _ => return None,
+            };
+            // A repeated parameter could mean one thing to us and another to STS.
+            if slot.replace(val).is_some() {
+                return None;
             }
         }
         let scope: Vec<&str> = credential?.split('/').collect();
@@ -404,5 +425,12 @@ mod tests {
         )
         .is_none());
         assert!(SigV4::parse("Basic abc").is_none());
+        for repeated in [
+            format!("AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/sts/aws4_request, Credential=X/20240101/us-east-1/sts/aws4_request, SignedHeaders=host, Signature={sig}"),
+            format!("AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/sts/aws4_request, SignedHeaders=host, SignedHeaders=x-amz-date, Signature={sig}"),
+            format!("AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/sts/aws4_request, SignedHeaders=host, Signature={sig}, Signature={sig}"),
+        ] {
+            assert!(SigV4::parse(&repeated).is_none(), "{repeated}");
+        }
     }
 }

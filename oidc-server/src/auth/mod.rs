@@ -6,7 +6,6 @@
 
 mod assertion;
 pub mod aws_iam;
-pub mod replay;
 
 use std::sync::Arc;
 
@@ -20,7 +19,8 @@ use crate::config::{AwsIamConfig, ConnectorConfig};
 use crate::connectors::Connectors;
 use crate::error::TokenError;
 use crate::form::Form;
-use replay::{FirstUse, ReplayCache};
+use crate::health::Health;
+use crate::replay::{FirstUse, ReplayKey, ReplayStore, StoreError};
 
 /// `client_assertion_type` of RFC 7523 §2.2.
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -88,6 +88,19 @@ impl Credential {
                 Some(client_id)
             }
             Self::Assertion { client_id, .. } => client_id.as_deref(),
+        }
+    }
+
+    /// The client to name in the audit event of a refusal: the claimed
+    /// client id, or for an assertion sent without one, its (unverified)
+    /// `sub`. Not proven: the audit log says so.
+    pub fn audit_client(&self) -> Option<String> {
+        match self {
+            Self::Assertion {
+                client_id: None,
+                assertion,
+            } => assertion::claimed_subject_of(assertion),
+            other => other.claimed_client_id().map(str::to_owned),
         }
     }
 
@@ -218,8 +231,10 @@ impl AuthFailure {
 pub struct Authenticator {
     connectors: Arc<Connectors>,
     rules: AssertionRules,
-    replay: Arc<dyn ReplayCache>,
+    replay: Arc<dyn ReplayStore>,
     aws_iam: Option<AwsIam>,
+    /// One health for the replay store, learned from real calls.
+    replay_health: Arc<Health>,
 }
 
 /// What AWS IAM authentication needs: where STS is, and an HTTP client.
@@ -258,7 +273,7 @@ impl Authenticator {
     pub fn new(
         connectors: Arc<Connectors>,
         rules: AssertionRules,
-        replay: Arc<dyn ReplayCache>,
+        replay: Arc<dyn ReplayStore>,
         aws_iam: Option<AwsIam>,
     ) -> Self {
         Self {
@@ -266,6 +281,26 @@ impl Authenticator {
             rules,
             replay,
             aws_iam,
+            replay_health: Arc::new(Health::default()),
+        }
+    }
+
+    /// Whether one-time uses can be recorded (for `/readyz`): what the last
+    /// call found, and after a failure a probe at most every
+    /// [`Health::PROBE_INTERVAL`].
+    pub async fn replay_ready(&self) -> Result<(), StoreError> {
+        if !self.replay_health.is_healthy() && self.replay_health.probe_due() {
+            let probe = self.replay.ready().await;
+            self.replay_health.record(probe.is_ok());
+            probe?;
+        }
+        if self.replay_health.is_healthy() {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!(
+                "the {} replay store failed its last call",
+                self.replay.kind()
+            )))
         }
     }
 
@@ -299,8 +334,8 @@ impl Authenticator {
                     &self.rules,
                     now,
                 )?;
-                self.first_use(&checked.connector.id, &checked.jti, checked.remember_until, now)
-                    .await?;
+                let key = ReplayKey::assertion(&self.rules.issuer, &checked.connector.id, &checked.jti);
+                self.first_use(&key, checked.remember_until, now).await?;
                 Ok(checked.connector)
             }
             Credential::AwsIam { client_id, assertion } => {
@@ -309,12 +344,21 @@ impl Authenticator {
         }
     }
 
-    /// Records a one-time credential; a replay is an authentication failure.
-    async fn first_use(&self, namespace: &str, id: &str, until: u64, now: u64) -> Result<(), AuthError> {
-        match self.replay.first_use(namespace, id, until, now).await {
+    /// Records a one-time credential; a replay is an authentication failure,
+    /// a store that cannot record it a 503 (never an accepted login).
+    async fn first_use(&self, key: &ReplayKey, until: u64, now: u64) -> Result<(), AuthError> {
+        let result = self.replay.first_use(key, until, now).await;
+        self.replay_health.record(result.is_ok());
+        match result {
             Ok(FirstUse::Fresh) => Ok(()),
             Ok(FirstUse::Replayed) => Err(AuthFailure::Replayed.into()),
-            Err(_) => Err(REPLAY_CACHE_FULL),
+            Err(error) => Err(AuthError::Unavailable {
+                reason: match error {
+                    StoreError::Full(_) => "replay_store_full",
+                    StoreError::Unavailable(_) => "replay_store_unavailable",
+                },
+                retry_after: REPLAY_RETRY_AFTER,
+            }),
         }
     }
 
@@ -328,32 +372,35 @@ impl Authenticator {
             .aws_iam
             .as_ref()
             .ok_or(AuthFailure::Assertion("aws_iam_disabled"))?;
+        // Local checks, then STS; only a signature STS vouched for is
+        // recorded, so forged requests never reach the store.
         let request = aws_iam::parse(assertion, &aws.issuer, &aws.config, now)?;
+        let caller = match aws_iam::ask_sts(&aws.client, &aws.config, &request).await {
+            aws_iam::StsOutcome::Caller(caller) => caller,
+            aws_iam::StsOutcome::Refused => return Err(AuthFailure::Assertion("sts_refused").into()),
+            aws_iam::StsOutcome::Unavailable => {
+                return Err(AuthError::Unavailable {
+                    reason: "sts_unavailable",
+                    retry_after: aws_iam::RETRY_AFTER,
+                })
+            }
+        };
         // A signed request stays valid at STS for its whole skew window, so
         // each one is accepted once, like a client assertion's jti.
         let remember_until = request.signed_at + aws.config.max_clock_skew.as_secs();
-        self.first_use("aws-sigv4", &request.signature, remember_until, now)
+        self.first_use(&ReplayKey::aws_signature(&request.signature), remember_until, now)
             .await?;
-        // STS is asked before the connector is looked up, so that an unknown
-        // client id and an unbound principal take the same path.
-        match aws_iam::ask_sts(&aws.client, &aws.config, &request).await {
-            aws_iam::StsOutcome::Caller(arn) => match self.connectors.get(client_id) {
-                Some(c) if aws_iam::principal_matches(&arn, &c.aws_principals) => Ok(c.clone()),
-                _ => Err(AuthFailure::UnboundPrincipal.into()),
-            },
-            aws_iam::StsOutcome::Refused => Err(AuthFailure::Assertion("sts_refused").into()),
-            aws_iam::StsOutcome::Unavailable => Err(AuthError::Unavailable {
-                reason: "sts_unavailable",
-                retry_after: aws_iam::RETRY_AFTER,
-            }),
+        // The connector is looked up only now, so that an unknown client id
+        // and an unbound principal take the same path.
+        match self.connectors.get(client_id) {
+            Some(c) if aws_iam::principal_matches(&caller, &c.aws_principals) => Ok(c.clone()),
+            _ => Err(AuthFailure::UnboundPrincipal.into()),
         }
     }
 }
 
-const REPLAY_CACHE_FULL: AuthError = AuthError::Unavailable {
-    reason: "replay_cache_unavailable",
-    retry_after: std::time::Duration::from_secs(1),
-};
+/// A retry hint when the replay store cannot record a use.
+const REPLAY_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use oidc_server::config::{Config, Overrides};
-use oidc_server::{lambda, AppState};
+use oidc_server::{lambda, AppState, ServiceContext};
 
 fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -33,7 +33,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let path = std::env::var_os(oidc_server::config::CONFIG_ENV).map(std::path::PathBuf::from);
     let config = Arc::new(Config::load(path.as_deref(), std::env::vars(), &overrides)?);
     oidc_server::telemetry::init(&config.log);
-    let keys = oidc_server::signing::key_set(&config).await?;
-    let state = AppState::builder(config, keys).build();
+    // Every execution environment would have a memory of its own.
+    if let Some(problem) = config.fleet_replay_problem() {
+        return Err(format!("Lambda mode cannot start: {problem}").into());
+    }
+    let state = AppState::start(config, &ServiceContext::default()).await?;
     lambda::serve(state).await
 }

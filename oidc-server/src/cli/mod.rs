@@ -18,7 +18,7 @@ use oidc_core::{Algorithm, Issuer, KeySet, TokenRequest};
 
 use crate::config::{self, Config, ConfigError, Origin, Overrides, SigningConfig};
 use crate::connectors;
-use crate::state::AppState;
+use crate::state::{AppState, ServiceContext};
 
 pub use error::{CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 pub use keys::KeysCommand;
@@ -193,12 +193,7 @@ fn serve(path: Option<PathBuf>, args: ServeArgs) -> Result<(), CliError> {
     let config = Arc::new(config);
     crate::telemetry::init(&config.log);
     runtime()?.block_on(async move {
-        let metrics = Arc::new(crate::metrics::Metrics::new());
-        let context = crate::signing::SigningContext {
-            metrics: metrics.clone(),
-            ..Default::default()
-        };
-        let keys = crate::signing::key_set_with(&config, &context)
+        let state = AppState::start(config.clone(), &ServiceContext::default())
             .await
             .map_err(CliError::usage)?;
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -206,7 +201,6 @@ fn serve(path: Option<PathBuf>, args: ServeArgs) -> Result<(), CliError> {
             .map_err(|e| CliError::Failed(format!("cannot listen on {}: {e}", config.listen)))?;
         let bound = listener.local_addr().unwrap_or(config.listen);
         print_banner(&config, bound);
-        let state = AppState::builder(config.clone(), keys).metrics(metrics).build();
         crate::run(state, listener, crate::shutdown_signal())
             .await
             .map_err(|e| CliError::Failed(format!("server failed: {e}")))
@@ -341,5 +335,8 @@ fn check_config(path: Option<PathBuf>) -> Result<(), CliError> {
         config.lifetime.default_ttl().as_secs(),
         config.lifetime.max_ttl().as_secs()
     );
+    if let Some(problem) = config.fleet_replay_problem() {
+        println!("note: in Lambda mode (the bootstrap binary) this config refuses to start: {problem}");
+    }
     Ok(())
 }

@@ -114,6 +114,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Where one-time uses are recorded.
+    pub replay: ReplayConfig,
     /// AWS IAM client authentication, if enabled.
     pub aws_iam: Option<AwsIamConfig>,
     /// Registered connectors.
@@ -318,6 +320,52 @@ pub struct AuthConfig {
     pub failure_limit: u32,
     /// The window failures are counted over, and the throttling period.
     pub failure_window: Duration,
+}
+
+/// Where one-time uses (`private_key_jwt` assertion ids, `aws_iam` signed
+/// requests) are recorded (`[replay]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayConfig {
+    /// In this process only (`store = "memory"`, the default): right for one
+    /// process, wrong for a fleet.
+    Memory,
+    /// A DynamoDB table shared by every replica (`store = "dynamodb"`).
+    DynamoDb {
+        /// The table's name.
+        table: String,
+        /// Longest one DynamoDB call may take.
+        call_timeout: Duration,
+    },
+}
+
+impl Config {
+    /// Why this configuration cannot keep one-time use across a fleet, if it
+    /// cannot: it records uses in memory while some connector authenticates
+    /// with a one-time credential (`private_key_jwt` or `aws_iam`). Lambda
+    /// mode refuses to start then, since every environment would have a
+    /// memory of its own.
+    pub fn fleet_replay_problem(&self) -> Option<Problem> {
+        if self.replay != ReplayConfig::Memory {
+            return None;
+        }
+        let one_time: Vec<&str> = self
+            .connectors
+            .iter()
+            .filter(|c| c.jwks.is_some() || !c.aws_principals.is_empty())
+            .map(|c| c.id.as_str())
+            .collect();
+        let first = one_time.first()?;
+        Some(Problem {
+            field: "replay.store".into(),
+            message: format!(
+                "is \"memory\", but {} connector(s) ({first}{}) authenticate with private_key_jwt or aws_iam: \
+                 a fleet (Lambda's many environments, several tasks) cannot keep one-time use in memory; \
+                 set [replay] store = \"dynamodb\" with table = \"NAME\"",
+                one_time.len(),
+                if one_time.len() > 1 { ", ..." } else { "" }
+            ),
+        })
+    }
 }
 
 /// AWS IAM client authentication (`[aws_iam]`).

@@ -21,6 +21,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) auth: AuthSection,
     #[serde(default)]
+    pub(super) replay: ReplaySection,
+    #[serde(default)]
     pub(super) log: LogConfig,
     pub(super) aws_iam: Option<AwsIamSection>,
     #[serde(default)]
@@ -158,12 +160,28 @@ pub(super) struct AuthSection {
 impl Default for AuthSection {
     fn default() -> Self {
         Self {
-            assertion_max_lifetime_secs: 300,
+            assertion_max_lifetime_secs: 3600,
             leeway_secs: 30,
             failure_limit: 10,
             failure_window_secs: 60,
         }
     }
+}
+
+/// `[replay]`: where one-time uses (assertion ids, signed STS requests) are recorded.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(tag = "store", rename_all = "lowercase", deny_unknown_fields)]
+pub(super) enum ReplaySection {
+    /// In this process only.
+    #[default]
+    Memory,
+    /// A DynamoDB table shared by every replica.
+    Dynamodb {
+        /// The table's name.
+        table: Option<String>,
+        /// Longest one DynamoDB call may take.
+        call_timeout_ms: Option<u64>,
+    },
 }
 
 /// `[aws_iam]`: client authentication with a signed `sts:GetCallerIdentity`.

@@ -14,9 +14,9 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// `GET /readyz`: a key is active and signing works. After a signing failure
-/// the signer is probed again (at most every couple of seconds), so readiness
-/// comes back by itself when the backend does.
+/// `GET /readyz`: a key is active, signing works, and one-time uses can be
+/// recorded. After a failure the backend is probed again (at most every
+/// couple of seconds), so readiness comes back by itself when it does.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let keys = state.issuer.keys().current();
     let Some(active) = keys.active() else {
@@ -38,11 +38,14 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         let probe = active.signer().sign(b"readiness-probe").await;
         state.health.record(probe.is_ok());
     }
-    if state.health.is_healthy() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "signer unavailable\n").into_response()
+    if !state.health.is_healthy() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "signer unavailable\n").into_response();
     }
+    // One-time credentials cannot be accepted while their uses cannot be recorded.
+    if let Err(error) = state.authenticator.replay_ready().await {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")).into_response();
+    }
+    (StatusCode::OK, "ready\n").into_response()
 }
 
 /// `GET /metrics`: Prometheus text format.

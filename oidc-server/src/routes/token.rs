@@ -218,7 +218,7 @@ async fn authenticate(
     let refusal = |error: TokenError, reason: &'static str| Refusal {
         error,
         reason,
-        client: claimed.map(str::to_owned),
+        client: credential.audit_client(),
         method: Some(credential.method()),
     };
     if let Err(retry_after) = state.throttle.check(registered, peer) {

@@ -81,9 +81,11 @@ async fn missing_exp_is_refused() {
 
 #[tokio::test]
 async fn long_lifetime_is_refused() {
+    // The default cap is an hour (what Authlib and Google's libraries send,
+    // FAPI's bound); a second more is refused.
     let app = TestApp::new().await;
     let mut claims = good_claims(ISSUER);
-    claims["exp"] = json!(now() + 3600);
+    claims["exp"] = json!(now() + 3601);
     refused(&app, assertion(&app.client_key, "JWT", claims).await).await;
 }
 

@@ -15,13 +15,15 @@ use e2e::workspace_path;
 use serde_json::Value;
 
 /// SDK operations the running service makes, and the IAM action each needs.
-const SERVICE_CALLS: [(&str, &str); 6] = [
+const SERVICE_CALLS: [(&str, &str); 8] = [
     ("get_public_key", "kms:GetPublicKey"),
     ("sign", "kms:Sign"),
     ("decrypt", "kms:Decrypt"),
     ("describe_secret", "secretsmanager:DescribeSecret"),
     ("get_secret_value", "secretsmanager:GetSecretValue"),
     ("get_parameter", "ssm:GetParameter"),
+    ("put_item", "dynamodb:PutItem"),
+    ("describe_table", "dynamodb:DescribeTable"),
 ];
 
 /// SDK operations only `oidc-server keys` makes (operator credentials).
@@ -39,7 +41,12 @@ const OPERATOR_CALLS: [(&str, &str); 5] = [
 /// The AWS services whose clients the code may use; STS is absent on
 /// purpose: the server forwards the connector's own signed request and calls
 /// STS with no credentials of its own.
-const SDK_CRATES: [&str; 3] = ["aws_sdk_kms", "aws_sdk_secretsmanager", "aws_sdk_ssm"];
+const SDK_CRATES: [&str; 4] = [
+    "aws_sdk_kms",
+    "aws_sdk_secretsmanager",
+    "aws_sdk_ssm",
+    "aws_sdk_dynamodb",
+];
 
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -186,6 +193,7 @@ async fn template_grants_exactly_what_the_service_calls() {
                 || a.starts_with("secretsmanager:")
                 || a.starts_with("ssm:")
                 || a.starts_with("sts:")
+                || a.starts_with("dynamodb:")
         })
         .collect();
     assert_eq!(aws_granted, code, "template grants vs service calls");
@@ -209,4 +217,54 @@ async fn template_grants_exactly_what_the_service_calls() {
         !text.contains("sts:GetCallerIdentity"),
         "the service needs no STS permission"
     );
+}
+
+/// The replay table is the one the server checks for at start (`pk` String
+/// partition key, TTL on `expires_at`, on demand), the role may write to that
+/// table only, and both platforms' configurations record uses there: a fleet
+/// never keeps one-time use in memory.
+#[tokio::test]
+async fn the_replay_table_serves_both_platforms() {
+    let path = workspace_path("deploy/cloudformation/token-service.yaml");
+    let out = run_python(DECODE, &[path.to_str().unwrap()]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let template: Value = serde_json::from_str(&out.stdout).unwrap();
+    let resources = &template["Resources"];
+    let table = &resources["ReplayTable"];
+    assert_eq!(table["Type"], "AWS::DynamoDB::Table");
+    let props = &table["Properties"];
+    assert_eq!(props["BillingMode"], "PAY_PER_REQUEST");
+    assert_eq!(
+        props["KeySchema"],
+        serde_json::json!([{"AttributeName": oidc_server::replay::PARTITION_KEY, "KeyType": "HASH"}])
+    );
+    assert_eq!(
+        props["AttributeDefinitions"],
+        serde_json::json!([{"AttributeName": oidc_server::replay::PARTITION_KEY, "AttributeType": "S"}])
+    );
+    assert_eq!(
+        props["TimeToLiveSpecification"],
+        serde_json::json!({"AttributeName": oidc_server::replay::EXPIRES_AT, "Enabled": true})
+    );
+
+    let (_, statements) = granted(&template);
+    let replay: Vec<&Value> = statements
+        .iter()
+        .filter(|s| as_list(&s["Action"]).iter().any(|a| a.starts_with("dynamodb:")))
+        .collect();
+    assert_eq!(replay.len(), 1, "{replay:?}");
+    assert_eq!(
+        replay[0]["Resource"],
+        serde_json::json!({"Fn::GetAtt": ["ReplayTable", "Arn"]})
+    );
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    let configs = text.matches("OIDC_SERVER_CONFIG_TOML").count();
+    let dynamodb = text
+        .matches(
+            "[replay]\n                  store = \"dynamodb\"\n                  table = \"${ReplayTable}\"",
+        )
+        .count();
+    assert_eq!(configs, 2, "the Lambda and the ECS configuration");
+    assert_eq!(dynamodb, configs, "each records one-time uses in the table");
 }

@@ -17,7 +17,7 @@ use oidc_core::keys::{KmsOptions, KmsSigner, LocalSigner, Signer};
 use oidc_core::{
     AccessTokenClaims, Algorithm, Issuer, JwkSet, KeySet, Lifetime, Policy, TokenRequest, Verifier,
 };
-use oidc_server::signing::SigningContext;
+use oidc_server::ServiceContext;
 use serde_json::{json, Value};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -29,7 +29,7 @@ fn header(token: &str) -> Value {
 
 /// A server signing with the KMS key `key_id`, reaching KMS through `endpoint`.
 pub(crate) async fn kms_server(endpoint: &str, signing: &str) -> TestServer {
-    let context = SigningContext {
+    let context = ServiceContext {
         sdk_config: Some(moto::sdk_config_for(endpoint).await),
         ..Default::default()
     };
@@ -114,7 +114,7 @@ async fn a_key_that_does_not_exist_stops_the_server_from_starting() {
         },
     )
     .unwrap();
-    let context = SigningContext {
+    let context = ServiceContext {
         sdk_config: Some(moto.sdk_config().await),
         ..Default::default()
     };

@@ -16,7 +16,7 @@ use oidc_core::keyset::aws::KeySetSecret;
 use oidc_core::keyset::rotation::{KeyBackend, KeyRecord, RotationError, RotationTimings};
 use oidc_core::verify::RemoteJwks;
 use oidc_core::{AccessTokenClaims, Algorithm, Policy, Verifier};
-use oidc_server::signing::SigningContext;
+use oidc_server::ServiceContext;
 
 const ISSUER: &str = "http://127.0.0.1:1";
 
@@ -24,7 +24,7 @@ async fn replica(config: &aws_config::SdkConfig, secret: &str) -> TestServer {
     let toml = e2e::test_config_with_signing(&format!(
         "[signing]\nkind = \"kms\"\nkey_set_secret = \"{secret}\"\npoll_interval_secs = 1\nleeway_secs = 1\n"
     )) + "\n[tokens]\ndefault_ttl_secs = 12\nmax_ttl_secs = 12\n\n[http]\njwks_max_age_secs = 1\n";
-    let context = SigningContext {
+    let context = ServiceContext {
         sdk_config: Some(config.clone()),
         ..Default::default()
     };

@@ -11,8 +11,10 @@ use oidc_core::Lifetime;
 mod connectors;
 mod signing;
 
-use super::raw::{AuthSection, AwsIamSection, ConnectorSection, HttpSection, RawConfig, TokensSection};
-use super::{AuthConfig, AwsIamConfig, Config, ConfigError, HttpConfig, Origin, Problem};
+use super::raw::{
+    AuthSection, AwsIamSection, ConnectorSection, HttpSection, RawConfig, ReplaySection, TokensSection,
+};
+use super::{AuthConfig, AwsIamConfig, Config, ConfigError, HttpConfig, Origin, Problem, ReplayConfig};
 use connectors::connectors;
 use signing::signing;
 
@@ -60,9 +62,12 @@ pub(super) fn validate(raw: RawConfig, origin: Origin) -> Result<Config, ConfigE
     let signing = p.part(|p| signing(&raw.signing, &origin, raw.http.request_timeout_secs, p));
     let http = p.part(|p| http(&raw.http, p));
     let auth = p.part(|p| auth(&raw.auth, p));
+    let replay = p.part(|p| replay(&raw.replay, raw.http.request_timeout_secs, p));
     let aws_iam = p.part(|p| aws_iam(raw.aws_iam.as_ref(), &raw.connectors, p));
     let connectors = p.part(|p| connectors(&raw.connectors, &origin, p));
-    match (issuer, listen, lifetime, signing, http, auth, aws_iam, connectors) {
+    match (
+        issuer, listen, lifetime, signing, http, auth, replay, aws_iam, connectors,
+    ) {
         (
             Some(()),
             Some(listen),
@@ -70,6 +75,7 @@ pub(super) fn validate(raw: RawConfig, origin: Origin) -> Result<Config, ConfigE
             Some(signing),
             Some(http),
             Some(auth),
+            Some(replay),
             Some(aws_iam),
             Some(connectors),
         ) => Ok(Config {
@@ -79,6 +85,7 @@ pub(super) fn validate(raw: RawConfig, origin: Origin) -> Result<Config, ConfigE
             signing,
             http,
             auth,
+            replay,
             log: raw.log,
             aws_iam,
             connectors,
@@ -212,6 +219,58 @@ fn auth(auth: &AuthSection, p: &mut Problems) -> Option<AuthConfig> {
         failure_limit: failure_limit?,
         failure_window: failure_window?,
     })
+}
+
+/// `[replay]`.
+fn replay(section: &ReplaySection, request_timeout_secs: u64, p: &mut Problems) -> Option<ReplayConfig> {
+    match section {
+        ReplaySection::Memory => Some(ReplayConfig::Memory),
+        ReplaySection::Dynamodb {
+            table,
+            call_timeout_ms,
+        } => {
+            let table = match table.as_deref().map(str::trim) {
+                Some(name) if valid_table_name(name) => Some(name.to_owned()),
+                Some(name) => {
+                    p.add(
+                        "replay.table",
+                        format!("{name:?} is not a DynamoDB table name (3 to 255 of A-Z a-z 0-9 _ - .)"),
+                    );
+                    None
+                }
+                None => {
+                    p.add(
+                        "replay.table",
+                        "store = \"dynamodb\" needs the table's name (partition key `pk` of type String, TTL on `expires_at`)",
+                    );
+                    None
+                }
+            };
+            let ms = call_timeout_ms.unwrap_or(DEFAULT_REPLAY_CALL_TIMEOUT_MS);
+            // The store is asked before signing; both must fit the request timeout.
+            let budget_ms = request_timeout_secs.saturating_mul(400);
+            let call_timeout = p.require(
+                ms >= 50 && ms <= budget_ms.max(50),
+                Duration::from_millis(ms),
+                "replay.call_timeout_ms",
+                format!("must be at least 50 and at most 40% of http.request_timeout_secs ({budget_ms} ms)"),
+            );
+            Some(ReplayConfig::DynamoDb {
+                table: table?,
+                call_timeout: call_timeout?,
+            })
+        }
+    }
+}
+
+/// Default `[replay] call_timeout_ms`: DynamoDB answers in milliseconds.
+const DEFAULT_REPLAY_CALL_TIMEOUT_MS: u64 = 1000;
+
+fn valid_table_name(name: &str) -> bool {
+    (3..=255).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 /// `[aws_iam]`, and the connectors that need it.

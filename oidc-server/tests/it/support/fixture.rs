@@ -16,8 +16,8 @@ use oidc_core::jws::{self, Header};
 use oidc_core::keys::{LocalSigner, Signer};
 use oidc_core::{Algorithm, KeySet};
 use oidc_server::config::{Config, Origin, Overrides};
-use oidc_server::signing::SigningContext;
 use oidc_server::AppState;
+use oidc_server::ServiceContext;
 
 /// A connector of the test configuration that authenticates with a secret.
 pub const SECRET_CLIENT: &str = "connector-secret";
@@ -84,7 +84,7 @@ pub struct StateSetup {
     pub clock: Option<Arc<dyn WallClock>>,
     /// What building the keys needs (an SDK configuration for the emulator);
     /// its metrics become the state's.
-    pub context: SigningContext,
+    pub context: ServiceContext,
 }
 
 /// The router state for the config `toml` with `overrides` applied (the
@@ -104,7 +104,12 @@ pub async fn app_state(toml: &str, overrides: &Overrides, setup: StateSetup) -> 
             .await
             .expect("signing keys"),
     };
-    let mut builder = AppState::builder(config, keys).metrics(setup.context.metrics.clone());
+    let replay = oidc_server::replay::store_for(&config, &setup.context)
+        .await
+        .expect("replay store");
+    let mut builder = AppState::builder(config, keys)
+        .replay_store(replay)
+        .metrics(setup.context.metrics.clone());
     if let Some(clock) = setup.clock {
         builder = builder.clock(clock);
     }
