@@ -2,7 +2,7 @@
 # The whole test suite, from a plain clone on a fresh machine.
 #
 # Installs what the tests need into git-ignored folders (first run only):
-#   .venv/  moto_server (AWS emulator), PyJWT, cfn-lint   (PyPI)
+#   .venv/  moto_server (AWS emulator), PyJWT, cfn-lint, Authlib   (PyPI)
 #   .node/  jose                                           (npm)
 # then checks formatting and lints, and runs every test of the workspace.
 # Test suites that need the AWS emulator start their own moto_server on a free
@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-if ! .venv/bin/python -c 'import moto, jwt, cfnlint' 2>/dev/null; then
+if ! .venv/bin/python -c 'import moto, jwt, cfnlint, authlib, requests' 2>/dev/null; then
   echo "== installing Python test tools into .venv"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt

@@ -58,6 +58,8 @@ pub struct FaultProxy {
 pub const KMS: &str = "TrentService.";
 /// Secrets Manager's target prefix.
 pub const SECRETS_MANAGER: &str = "secretsmanager.";
+/// DynamoDB's target prefix.
+pub const DYNAMODB: &str = "DynamoDB_20120810.";
 
 impl FaultProxy {
     /// A proxy to `upstream` (`http://127.0.0.1:PORT`), passing everything.

@@ -195,3 +195,69 @@ pub async fn create_symmetric_key(config: &SdkConfig) -> String {
     let key = kms.create_key().send().await.expect("CreateKey");
     key.key_metadata().expect("metadata").key_id().to_owned()
 }
+
+/// Creates a replay table the way the CloudFormation stack does (partition
+/// key `pk` of type String, on-demand); returns its name.
+pub async fn create_replay_table(config: &SdkConfig) -> String {
+    create_table(config, &[("pk", "S", "HASH")]).await
+}
+
+/// Creates a table with `keys` (`(attribute, type, HASH|RANGE)`), e.g. one
+/// whose schema the server must refuse; returns its name.
+pub async fn create_table(config: &SdkConfig, keys: &[(&str, &str, &str)]) -> String {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let name = unique("e2e-replay");
+    let mut create = aws_sdk_dynamodb::Client::new(config)
+        .create_table()
+        .table_name(&name)
+        .billing_mode(BillingMode::PayPerRequest);
+    for (attribute, kind, key) in keys {
+        create = create
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(*attribute)
+                    .attribute_type(ScalarAttributeType::from(*kind))
+                    .build()
+                    .expect("attribute definition"),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(*attribute)
+                    .key_type(KeyType::from(*key))
+                    .build()
+                    .expect("key schema element"),
+            );
+    }
+    create.send().await.expect("CreateTable");
+    name
+}
+
+/// The partition keys of every item in `table` (a scan; test tables are small).
+pub async fn replay_items(config: &SdkConfig, table: &str) -> Vec<(String, u64)> {
+    let output = aws_sdk_dynamodb::Client::new(config)
+        .scan()
+        .table_name(table)
+        .send()
+        .await
+        .expect("Scan");
+    output
+        .items()
+        .iter()
+        .map(|item| {
+            let pk = item["pk"].as_s().expect("pk is a string").clone();
+            let until = item["expires_at"]
+                .as_n()
+                .expect("expires_at is a number")
+                .parse()
+                .expect("whole seconds");
+            (pk, until)
+        })
+        .collect()
+}
+
+/// `[replay]` for `table`, to append to a test configuration.
+pub fn replay_section(table: &str) -> String {
+    format!("\n[replay]\nstore = \"dynamodb\"\ntable = \"{table}\"\ncall_timeout_ms = 500\n")
+}

@@ -13,7 +13,8 @@ use connector_client::aws_iam::AwsIam;
 use connector_client::{ClientAuth, ClientCredentials, Endpoint, TokenSource};
 use e2e::moto::{free_port, Moto, REGION};
 use e2e::tools::run_python;
-use e2e::{TestServer, AUDIENCE};
+use e2e::{TestServer, AUDIENCE, JWT_CLIENT};
+use oidc_core::keys::LocalSigner;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
@@ -197,6 +198,19 @@ async fn tampered_requests_are_refused() {
     request["headers"]["authorization"] = Value::String(unsigned);
     refused(&server, "connector-user", &encode(&request)).await;
 
+    // The nonce missing, or not among the signed headers.
+    let mut request = good.clone();
+    request["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("x-connector-token-nonce");
+    refused(&server, "connector-user", &encode(&request)).await;
+    let mut request = good.clone();
+    let unsigned = auth.replace(";x-connector-token-nonce", "");
+    assert_ne!(unsigned, auth);
+    request["headers"]["authorization"] = Value::String(unsigned);
+    refused(&server, "connector-user", &encode(&request)).await;
+
     // A stale date (20 minutes ago).
     let mut request = good.clone();
     let stale = time_text(std::time::SystemTime::now() - std::time::Duration::from_secs(1200));
@@ -354,4 +368,123 @@ fn time_text(t: std::time::SystemTime) -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+// ---------------------------------------------------------------------------
+// One-time use across the fleet
+// ---------------------------------------------------------------------------
+
+/// Two replicas of one issuer whose replay table is in the shared emulator
+/// (this module's own emulator checks signatures for STS), with a
+/// `private_key_jwt` connector beside the IAM ones.
+async fn fleet(iam: &Iam) -> (TestServer, TestServer, LocalSigner, String) {
+    let sdk = Moto::shared().sdk_config().await;
+    let table = e2e::moto::create_replay_table(&sdk).await;
+    let (signer, jwks) = e2e::client_key(oidc_core::Algorithm::ES256);
+    let jwks = toml::Value::try_from(&jwks).unwrap();
+    let toml = format!(
+        "{}{}\n[[connectors]]\nid = \"{JWT_CLIENT}\"\naudiences = [\"{AUDIENCE}\"]\njwks = {jwks}\n",
+        config(&iam.moto.endpoint),
+        e2e::moto::replay_section(&table)
+    );
+    let context = || async {
+        oidc_server::ServiceContext {
+            sdk_config: Some(sdk.clone()),
+            ..Default::default()
+        }
+    };
+    let a = TestServer::builder(&toml).context(context().await).start().await;
+    let b = TestServer::builder(&toml)
+        .context(context().await)
+        .issuer(&a.url)
+        .start()
+        .await;
+    (a, b, signer, table)
+}
+
+#[tokio::test]
+async fn a_signed_request_is_accepted_once_across_replicas() {
+    let iam = iam().await;
+    let (a, b, _, _) = fleet(iam).await;
+    let alice = aws(iam, "alice", &iam.moto.endpoint);
+
+    let one = alice.assertion(&a.url).await.unwrap();
+    let (status, body, _) = post(&a, "connector-user", &one).await;
+    assert_eq!(status, 200, "{body}");
+    refused(&b, "connector-user", &one).await;
+
+    let one = alice.assertion(&a.url).await.unwrap();
+    let servers = [&a, &b];
+    let attempts = (0..32).map(|i| post(servers[i % 2], "connector-user", &one));
+    let statuses: Vec<u16> = futures_util::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|(status, _, _)| status)
+        .collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 31, "{statuses:?}");
+}
+
+#[tokio::test]
+async fn forged_signatures_never_reach_the_store_nor_stop_assertion_logins() {
+    let iam = iam().await;
+    let (a, _b, signer, table) = fleet(iam).await;
+    let alice = aws(iam, "alice", &iam.moto.endpoint);
+    let template = decode(&alice.assertion(&a.url).await.unwrap());
+    // Well-formed, fresh, for this issuer, with a nonce: only the signature
+    // is made up (what anyone can send without credentials).
+    for n in 0..50u32 {
+        let mut forged = template.clone();
+        let auth = forged["headers"]["authorization"].as_str().unwrap().to_owned();
+        let (head, _) = auth.rsplit_once("Signature=").unwrap();
+        let digest = ring::digest::digest(&ring::digest::SHA256, &n.to_be_bytes());
+        forged["headers"]["authorization"] =
+            Value::String(format!("{head}Signature={}", hex::encode(digest)));
+        refused(&a, "connector-user", &encode(&forged)).await;
+    }
+    let sdk = Moto::shared().sdk_config().await;
+    assert!(e2e::moto::replay_items(&sdk, &table).await.is_empty());
+
+    let claims = e2e::good_claims(&a.url);
+    let (status, body) = jwt_login(&a, &e2e::assertion(&signer, "JWT", claims).await).await;
+    assert_eq!(status, 200, "{body}");
+    let items = e2e::moto::replay_items(&sdk, &table).await;
+    assert_eq!(items.len(), 1);
+    assert!(items[0].0.starts_with("jti#"), "{items:?}");
+}
+
+#[tokio::test]
+async fn two_honest_requests_signed_in_the_same_second_both_get_tokens() {
+    let iam = iam().await;
+    let (a, b, _, table) = fleet(iam).await;
+    let alice = aws(iam, "alice", &iam.moto.endpoint);
+    // Two processes sharing one role's credentials, signing in one second.
+    let (first, second) = loop {
+        let first = alice.assertion(&a.url).await.unwrap();
+        let second = alice.assertion(&a.url).await.unwrap();
+        if decode(&first)["headers"]["x-amz-date"] == decode(&second)["headers"]["x-amz-date"] {
+            break (first, second);
+        }
+    };
+    let (status, body, _) = post(&a, "connector-user", &first).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body, _) = post(&b, "connector-user", &second).await;
+    assert_eq!(status, 200, "{body}");
+    let items = e2e::moto::replay_items(&Moto::shared().sdk_config().await, &table).await;
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert!(items.iter().all(|(pk, _)| pk.starts_with("sigv4#")), "{items:?}");
+}
+
+async fn jwt_login(server: &TestServer, assertion: &str) -> (u16, Value) {
+    let response = e2e::http()
+        .post(server.token_url())
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", e2e::JWT_BEARER),
+            ("client_assertion", assertion),
+        ])
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
 }

@@ -14,6 +14,7 @@ mod kms_bench;
 mod kms_cli;
 mod kms_envelope;
 mod kms_faults;
+mod replay;
 mod rotation;
 mod third_party;
 mod token_endpoint;
