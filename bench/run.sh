@@ -9,10 +9,13 @@
 #           levels, runs alternated, RSS and CPU time of each server sampled
 #   kms     KmsSigner vs a bare SDK Sign loop against moto_server, KMS calls per
 #           token (the ignored e2e test kms_bench, in release)
+#   replay  private_key_jwt logins/s with the in-memory replay store and with
+#           the DynamoDB store against moto_server, DynamoDB calls per login
+#           (the ignored e2e test replay_bench, in release)
 #   verify  verifications/s of the same tokens: oidc-core, jsonwebtoken 11 and
 #           9, bare ring, PyJWT, npm jose
 #
-#   bench/run.sh [SECTION ...]        (default: micro http kms verify)
+#   bench/run.sh [SECTION ...]        (default: micro http kms replay verify)
 #
 # Environment: BENCH_DURATION (s per HTTP run, default 10), BENCH_ROUNDS
 # (alternated rounds per level, default 3), BENCH_LEVELS (default "1 16 64"),
@@ -28,7 +31,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 sections=("$@")
-[ ${#sections[@]} -gt 0 ] || sections=(micro http kms verify)
+[ ${#sections[@]} -gt 0 ] || sections=(micro http kms replay verify)
 duration=${BENCH_DURATION:-10}
 rounds=${BENCH_ROUNDS:-3}
 read -r -a levels <<<"${BENCH_LEVELS:-1 16 64}"
@@ -69,7 +72,7 @@ if want http || want verify; then
     (cd bench && npm ci --silent --no-audit --no-fund)
   fi
 fi
-if (want kms || want verify) && ! .venv/bin/python -c 'import moto, jwt' 2>/dev/null; then
+if (want kms || want replay || want verify) && ! .venv/bin/python -c 'import moto, jwt' 2>/dev/null; then
   echo "== installing PyJWT and moto into .venv (as scripts/test.sh does)"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
@@ -249,6 +252,16 @@ if want kms; then
     E2E_MOTO_SERVER=$root/.venv/bin/moto_server E2E_PYTHON=$root/.venv/bin/python \
       cargo test --release -q -p e2e --test it kms_bench -- --ignored --nocapture --test-threads 1 \
       2>&1 | tee -a "$results/kms.txt" | grep -E 'bare SDK|KmsSigner|kms-envelope|concurrency|test result'
+  done
+fi
+
+# ---------------------------------------------------------------- replay
+if want replay; then
+  log "replay: cargo test --release -p e2e --test it replay_bench -- --ignored --nocapture"
+  for round in $(seq "$rounds"); do
+    E2E_MOTO_SERVER=$root/.venv/bin/moto_server E2E_PYTHON=$root/.venv/bin/python \
+      cargo test --release -q -p e2e --test it replay_bench -- --ignored --nocapture --test-threads 1 \
+      2>&1 | tee -a "$results/replay.txt" | grep -E 'store|concurrency|test result'
   done
 fi
 

@@ -2,7 +2,7 @@
 
     python3 bench/summarize.py bench/results/latest
 
-Reads what the sections left there (micro.json, http.csv, kms.txt,
+Reads what the sections left there (micro.json, http.csv, kms.txt, replay.txt,
 verify.txt, machine.txt); a section that did not run is left out.
 """
 
@@ -150,6 +150,27 @@ if kms_path.exists():
         calls = max(int(c) for _, c, _ in env)
         headline.append(("KMS", "KMS envelope: KMS calls per token", f"{calls} calls / {env[0][2]} tokens",
                          per_s(statistics.median(float(r) for r, _, _ in env)), "", "0", verdict(calls == 0)))
+
+# ---------------------------------------------------------------- replay
+replay_path = folder / "replay.txt"
+if replay_path.exists():
+    text = replay_path.read_text()
+    memory = [float(x) for x in re.findall(r"memory store:\s+([\d.]+) logins/s", text)]
+    dynamo = [(float(a), float(b)) for a, b in
+              re.findall(r"dynamodb store \(moto\):\s+([\d.]+) logins/s .*?([\d.]+) PutItem per login", text)]
+    if memory and dynamo:
+        headline.append(("Replay", "private_key_jwt logins/s: DynamoDB store (moto) / memory store (c=16)",
+                         f"{100 * statistics.median(d / m for (d, _), m in zip(dynamo, memory)):.0f}%",
+                         per_s(statistics.median(d for d, _ in dynamo)), per_s(statistics.median(memory)),
+                         "bounded by the emulator", ""))
+        calls = max(c for _, c in dynamo)
+        headline.append(("Replay", "DynamoDB calls per assertion login", f"{calls:.3f}", "", "", "exactly 1",
+                         verdict(abs(calls - 1) < 1e-9)))
+        rows = [f"| {i + 1} | {m:,.1f} | {d:,.1f} | {100 * d / m:.1f}% | {c:.3f} |"
+                for i, ((d, c), m) in enumerate(zip(dynamo, memory))]
+        details.append("### Replay store runs (private_key_jwt, concurrency 16, 5 s each)\n\n"
+                       "| run | memory logins/s | DynamoDB (moto) logins/s | ratio | PutItem/login |\n"
+                       "|---|---|---|---|---|\n" + "\n".join(rows))
 
 # ---------------------------------------------------------------- verify
 verify_path = folder / "verify.txt"

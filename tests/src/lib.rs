@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub mod fault_proxy;
+pub mod load;
 pub mod moto;
 pub mod tools;
 

@@ -4,9 +4,7 @@
 //! the same concurrency against the same moto_server, and KMS calls per
 //! token counted by the proxy (kms: 1, kms-envelope: 0).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec};
@@ -18,33 +16,20 @@ use oidc_core::{Algorithm, Issuer, KeySet, Lifetime, TokenRequest};
 const CONCURRENCY: usize = 8;
 const SECONDS: u64 = 5;
 
-/// Runs `work` on CONCURRENCY tasks for SECONDS; returns the rate per second
-/// and how many times it ran.
+/// Runs `work` on CONCURRENCY tasks for SECONDS.
 async fn run<F, Fut>(work: F) -> (f64, u64)
 where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    let work = Arc::new(work);
-    let done = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(SECONDS);
-    let tasks: Vec<_> = (0..CONCURRENCY)
-        .map(|_| {
-            let (work, done) = (work.clone(), done.clone());
-            tokio::spawn(async move {
-                while Instant::now() < deadline {
-                    work().await;
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let done = done.load(Ordering::Relaxed);
-    (done as f64 / started.elapsed().as_secs_f64(), done)
+    e2e::load::run(CONCURRENCY, SECONDS, move || {
+        let done = work();
+        async move {
+            done.await;
+            true
+        }
+    })
+    .await
 }
 
 /// Issues tokens with `keys` as fast as CONCURRENCY tasks can.

@@ -15,6 +15,7 @@ mod kms_cli;
 mod kms_envelope;
 mod kms_faults;
 mod replay;
+mod replay_bench;
 mod rotation;
 mod third_party;
 mod token_endpoint;
