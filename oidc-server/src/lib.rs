@@ -31,16 +31,17 @@ pub mod health;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod metrics;
+pub mod peer;
 pub mod replay;
 pub mod routes;
+pub mod serve;
 pub mod signing;
 pub mod state;
 pub mod telemetry;
 pub mod throttle;
 
 use std::future::Future;
-use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
@@ -54,7 +55,8 @@ use tower_http::timeout::TimeoutLayer;
 pub use config::Config;
 pub use state::{AppState, ServiceContext, StartError};
 
-/// The router with every endpoint.
+/// The router with every public endpoint (discovery, JWKS, token, health).
+/// `/metrics` is not among them: it has a listener of its own ([`metrics_app`]).
 pub fn app(state: AppState) -> Router {
     let timeout = state.config.http.request_timeout;
     Router::new()
@@ -70,7 +72,6 @@ pub fn app(state: AppState) -> Router {
         .route("/token", post(routes::token::token))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
-        .route("/metrics", get(routes::health::metrics))
         .layer(middleware::from_fn_with_state(state.clone(), track_latency))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -79,32 +80,61 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The router of the metrics listener (`[metrics] listen`): `GET /metrics`.
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(routes::health::metrics))
+        .with_state(state)
+}
+
 async fn track_latency(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
+    // Labels from a fixed set only: a stranger's method or path must never
+    // become a time series of its own.
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_owned();
-    let method = request.method().as_str().to_owned();
+        .map_or(metrics::UNMATCHED, |p| metrics::route_label(p.as_str()));
+    let method = metrics::method_label(request.method());
     let response = next.run(request).await;
     state
         .metrics
-        .http_request(&route, &method, response.status().as_u16(), started.elapsed());
+        .http_request(route, method, response.status().as_u16(), started.elapsed());
     response
 }
 
+/// The listener limits of `state`'s configuration.
+fn limits(state: &AppState) -> serve::Limits {
+    let http = &state.config.http;
+    serve::Limits {
+        header_read_timeout: http.header_read_timeout,
+        max_connections: http.max_connections,
+        drain: http.request_timeout + Duration::from_secs(1),
+    }
+}
+
 /// Serves `state` on `listener` until `shutdown` completes, then finishes the
-/// requests in flight.
+/// requests in flight (see [`serve`] for the limits a listener enforces).
 pub async fn run(
     state: AppState,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = limits(&state);
+    serve::serve(app(state), listener, limits, shutdown).await
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown` completes.
+pub async fn run_metrics(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let limits = serve::Limits {
+        max_connections: 64,
+        ..limits(&state)
+    };
+    serve::serve(metrics_app(state), listener, limits, shutdown).await
 }
 
 /// Completes on SIGINT or SIGTERM.

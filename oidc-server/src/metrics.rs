@@ -19,9 +19,42 @@ struct ReasonLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
-    route: String,
-    method: String,
+    route: &'static str,
+    method: &'static str,
     status: u16,
+}
+
+/// The route label of a request that matched no route.
+pub const UNMATCHED: &str = "unmatched";
+
+/// The routes there are: a matched route's template is one of these.
+const ROUTES: [&str; 7] = [
+    "/.well-known/openid-configuration",
+    "/.well-known/oauth-authorization-server",
+    "/.well-known/jwks.json",
+    "/token",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+];
+
+/// The route label of a matched route's template (from a fixed set).
+pub fn route_label(template: &str) -> &'static str {
+    ROUTES
+        .iter()
+        .find(|r| **r == template)
+        .copied()
+        .unwrap_or(UNMATCHED)
+}
+
+/// The method label: `GET`, `POST`, `HEAD` or `OTHER`, never the request's text.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    match *method {
+        axum::http::Method::GET => "GET",
+        axum::http::Method::POST => "POST",
+        axum::http::Method::HEAD => "HEAD",
+        _ => "OTHER",
+    }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -134,12 +167,13 @@ impl Metrics {
         self.signing.observe(took.as_secs_f64());
     }
 
-    /// Records an HTTP request.
-    pub fn http_request(&self, route: &str, method: &str, status: u16, took: Duration) {
+    /// Records an HTTP request: `route` and `method` from a fixed set
+    /// ([`route_label`], [`method_label`]); `status` is one of a few hundred.
+    pub fn http_request(&self, route: &'static str, method: &'static str, status: u16, took: Duration) {
         self.http
             .get_or_create(&HttpLabels {
-                route: route.to_owned(),
-                method: method.to_owned(),
+                route,
+                method,
                 status,
             })
             .observe(took.as_secs_f64());

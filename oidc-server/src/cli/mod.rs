@@ -200,10 +200,32 @@ fn serve(path: Option<PathBuf>, args: ServeArgs) -> Result<(), CliError> {
             .await
             .map_err(|e| CliError::Failed(format!("cannot listen on {}: {e}", config.listen)))?;
         let bound = listener.local_addr().unwrap_or(config.listen);
+        // The metrics listener stops when the public one has.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let metrics = match config.metrics_listen {
+            Some(addr) => {
+                let metrics_listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| CliError::Failed(format!("cannot listen on {addr} (metrics): {e}")))?;
+                tracing::info!(listen = %metrics_listener.local_addr().unwrap_or(addr), "metrics listening");
+                let mut stopped = stopped.clone();
+                Some(tokio::spawn(crate::run_metrics(
+                    state.clone(),
+                    metrics_listener,
+                    async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    },
+                )))
+            }
+            None => None,
+        };
         print_banner(&config, bound);
-        crate::run(state, listener, crate::shutdown_signal())
-            .await
-            .map_err(|e| CliError::Failed(format!("server failed: {e}")))
+        let served = crate::run(state, listener, crate::shutdown_signal()).await;
+        let _ = stop.send(true);
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
+        }
+        served.map_err(|e| CliError::Failed(format!("server failed: {e}")))
     })
 }
 
@@ -335,6 +357,12 @@ fn check_config(path: Option<PathBuf>) -> Result<(), CliError> {
         config.lifetime.default_ttl().as_secs(),
         config.lifetime.max_ttl().as_secs()
     );
+    match config.metrics_listen {
+        Some(addr) => println!("metrics: GET /metrics on {addr} (not on the public listener)"),
+        None => println!(
+            "metrics: no [metrics] section, so no metrics listener (set [metrics] listen = \"ADDR\")"
+        ),
+    }
     if let Some(problem) = config.fleet_replay_problem() {
         println!("note: in Lambda mode (the bootstrap binary) this config refuses to start: {problem}");
     }

@@ -31,6 +31,8 @@ use std::time::Duration;
 use oidc_core::claims::Attributes;
 use oidc_core::keys::LocalSigner;
 use oidc_core::{Algorithm, JwkSet, Lifetime};
+
+use crate::peer::TrustedProxies;
 use serde::Deserialize;
 
 /// Environment variable naming the config file.
@@ -116,6 +118,9 @@ pub struct Config {
     pub log: LogConfig,
     /// Where one-time uses are recorded.
     pub replay: ReplayConfig,
+    /// Where `/metrics` is served, if anywhere (`[metrics] listen`): never
+    /// on the public listener.
+    pub metrics_listen: Option<SocketAddr>,
     /// AWS IAM client authentication, if enabled.
     pub aws_iam: Option<AwsIamConfig>,
     /// Registered connectors.
@@ -305,8 +310,13 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// `max-age` of the JWKS response.
     pub jwks_max_age: Duration,
-    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
-    pub trust_forwarded_for: bool,
+    /// Proxies whose `X-Forwarded-For` entries are believed.
+    pub trusted_proxies: TrustedProxies,
+    /// Longest a client may take to send a request's headers, also the
+    /// longest a keep-alive connection may sit idle before its next request.
+    pub header_read_timeout: Duration,
+    /// Most connections served at once; beyond, new ones are answered 503 and closed.
+    pub max_connections: usize,
 }
 
 /// Client authentication limits.

@@ -22,6 +22,7 @@ pub(super) struct RawConfig {
     pub(super) auth: AuthSection,
     #[serde(default)]
     pub(super) replay: ReplaySection,
+    pub(super) metrics: Option<MetricsSection>,
     #[serde(default)]
     pub(super) log: LogConfig,
     pub(super) aws_iam: Option<AwsIamSection>,
@@ -133,7 +134,11 @@ pub(super) struct HttpSection {
     pub(super) body_limit_bytes: usize,
     pub(super) request_timeout_secs: u64,
     pub(super) jwks_max_age_secs: u64,
-    pub(super) trust_forwarded_for: bool,
+    /// Replaced by `trusted_proxies`; kept only to say so.
+    pub(super) trust_forwarded_for: Option<bool>,
+    pub(super) trusted_proxies: Vec<String>,
+    pub(super) header_read_timeout_secs: u64,
+    pub(super) max_connections: usize,
 }
 
 impl Default for HttpSection {
@@ -142,9 +147,19 @@ impl Default for HttpSection {
             body_limit_bytes: 16 * 1024,
             request_timeout_secs: 10,
             jwks_max_age_secs: 300,
-            trust_forwarded_for: false,
+            trust_forwarded_for: None,
+            trusted_proxies: Vec::new(),
+            header_read_timeout_secs: 10,
+            max_connections: 4096,
         }
     }
+}
+
+/// `[metrics]`: the Prometheus listener, apart from the public one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MetricsSection {
+    pub(super) listen: String,
 }
 
 /// `[auth]`.

@@ -1,6 +1,5 @@
 //! `POST /token`: the OAuth 2.0 token endpoint, `client_credentials` only.
 
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -67,7 +66,7 @@ impl From<TokenError> for Refusal {
 /// The handler.
 pub async fn token(
     State(state): State<AppState>,
-    Peer(peer): Peer,
+    peer: Peer,
     headers: HeaderMap,
     uri: Uri,
     body: Body,
@@ -75,7 +74,7 @@ pub async fn token(
     match issue(&state, peer, &headers, &uri, body).await {
         Ok(response) => response,
         Err(refusal) => {
-            audit::refused(refusal.client.as_deref(), refusal.method, refusal.reason, peer);
+            audit::refused(refusal.client.as_deref(), refusal.method, refusal.reason, peer.0);
             state.metrics.token_refused(refusal.reason);
             refusal.error.into_response()
         }
@@ -84,7 +83,7 @@ pub async fn token(
 
 async fn issue(
     state: &AppState,
-    peer: Option<IpAddr>,
+    peer: Peer,
     headers: &HeaderMap,
     uri: &Uri,
     body: Body,
@@ -209,36 +208,40 @@ async fn read_form(state: &AppState, headers: &HeaderMap, body: Body) -> Result<
 async fn authenticate(
     state: &AppState,
     credential: &Credential,
-    peer: Option<IpAddr>,
+    peer: Peer,
 ) -> Result<std::sync::Arc<ConnectorConfig>, Refusal> {
-    let claimed = credential.claimed_client_id();
-    // Only registered ids get a counter of their own, so made-up ids cannot
-    // grow the table; unknown ids are throttled through the peer address.
-    let registered = claimed.filter(|id| state.authenticator.connectors().get(id).is_some());
     let refusal = |error: TokenError, reason: &'static str| Refusal {
         error,
         reason,
         client: credential.audit_client(),
         method: Some(credential.method()),
     };
-    if let Err(retry_after) = state.throttle.check(registered, peer) {
+    let peer_key = peer.throttle_key();
+    // A flooding peer is refused before any work; a client id alone never
+    // refuses a correct credential.
+    if let Err(retry_after) = state.throttle.check_peer(peer_key) {
         return Err(refusal(TokenError::TooManyFailures { retry_after }, "throttled"));
     }
-    let connector = state
+    state
         .authenticator
         .authenticate(credential, state.clock.now())
         .await
         .map_err(|error| match error {
             AuthError::Failed(failure) => {
-                state.throttle.failed(registered, peer);
-                refusal(TokenError::InvalidClient, failure.reason())
+                // Only registered ids get a counter of their own, so made-up
+                // ids cannot grow the table.
+                let registered = credential
+                    .claimed_client_id()
+                    .filter(|id| state.authenticator.connectors().get(id).is_some());
+                match state.throttle.failed(registered, peer_key) {
+                    Ok(()) => refusal(TokenError::InvalidClient, failure.reason()),
+                    Err(retry_after) => refusal(TokenError::TooManyFailures { retry_after }, "throttled"),
+                }
             }
             AuthError::Unavailable { reason, retry_after } => {
                 refusal(TokenError::TemporarilyUnavailable { retry_after }, reason)
             }
-        })?;
-    state.throttle.succeeded(&connector.id);
-    Ok(connector)
+        })
 }
 
 /// The scopes to grant: the requested ones if all are allowed, else the defaults.

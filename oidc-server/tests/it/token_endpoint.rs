@@ -283,7 +283,7 @@ async fn refusals_are_counted_by_reason() {
         .post_form(Some(&basic(SECRET_CLIENT, "wrong")), &[GRANT])
         .await;
     let _ = app.post_form(Some(&basic(SECRET_CLIENT, SECRET)), &[GRANT]).await;
-    let metrics = app.get("/metrics").await;
+    let metrics = app.metrics().await;
     let metrics = metrics.body.as_str().unwrap();
     assert!(metrics.contains("oidc_server_tokens_issued_total 1"), "{metrics}");
     assert!(

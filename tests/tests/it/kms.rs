@@ -83,7 +83,7 @@ async fn kms_tokens_verify_everywhere(key_spec: &str, alg: &str) {
     assert_eq!(proxy.count("TrentService.GetPublicKey"), 0);
 
     // KMS latency and outcome are metrics.
-    let metrics = server.get_text("/metrics").await;
+    let metrics = server.state.metrics().render();
     assert!(
         metrics.contains("aws_call_duration_seconds_count{operation=\"kms:Sign\",outcome=\"ok\"}"),
         "{metrics}"

@@ -12,9 +12,11 @@ mod connectors;
 mod signing;
 
 use super::raw::{
-    AuthSection, AwsIamSection, ConnectorSection, HttpSection, RawConfig, ReplaySection, TokensSection,
+    AuthSection, AwsIamSection, ConnectorSection, HttpSection, MetricsSection, RawConfig, ReplaySection,
+    TokensSection,
 };
 use super::{AuthConfig, AwsIamConfig, Config, ConfigError, HttpConfig, Origin, Problem, ReplayConfig};
+use crate::peer::{Cidr, TrustedProxies};
 use connectors::connectors;
 use signing::signing;
 
@@ -63,10 +65,20 @@ pub(super) fn validate(raw: RawConfig, origin: Origin) -> Result<Config, ConfigE
     let http = p.part(|p| http(&raw.http, p));
     let auth = p.part(|p| auth(&raw.auth, p));
     let replay = p.part(|p| replay(&raw.replay, raw.http.request_timeout_secs, p));
+    let metrics_listen = p.part(|p| metrics(raw.metrics.as_ref(), p));
     let aws_iam = p.part(|p| aws_iam(raw.aws_iam.as_ref(), &raw.connectors, p));
     let connectors = p.part(|p| connectors(&raw.connectors, &origin, p));
     match (
-        issuer, listen, lifetime, signing, http, auth, replay, aws_iam, connectors,
+        issuer,
+        listen,
+        lifetime,
+        signing,
+        http,
+        auth,
+        replay,
+        metrics_listen,
+        aws_iam,
+        connectors,
     ) {
         (
             Some(()),
@@ -76,6 +88,7 @@ pub(super) fn validate(raw: RawConfig, origin: Origin) -> Result<Config, ConfigE
             Some(http),
             Some(auth),
             Some(replay),
+            Some(metrics_listen),
             Some(aws_iam),
             Some(connectors),
         ) => Ok(Config {
@@ -86,6 +99,7 @@ pub(super) fn validate(raw: RawConfig, origin: Origin) -> Result<Config, ConfigE
             http,
             auth,
             replay,
+            metrics_listen,
             log: raw.log,
             aws_iam,
             connectors,
@@ -138,10 +152,23 @@ fn check_issuer(issuer: &str) -> Result<(), String> {
 }
 
 fn listen(listen: &str, p: &mut Problems) -> Option<SocketAddr> {
-    let parsed = listen.parse::<SocketAddr>();
-    let message = format!("{listen:?} is not an address like 127.0.0.1:8080");
-    p.require(parsed.is_ok(), (), "listen", message)?;
+    address(listen, "listen", p)
+}
+
+fn address(text: &str, field: &str, p: &mut Problems) -> Option<SocketAddr> {
+    let parsed = text.parse::<SocketAddr>();
+    let message = format!("{text:?} is not an address like 127.0.0.1:8080");
+    p.require(parsed.is_ok(), (), field, message)?;
     parsed.ok()
+}
+
+/// `[metrics]`: absent means no metrics listener (several replicas on one
+/// host never collide); `check-config` says so.
+fn metrics(section: Option<&MetricsSection>, p: &mut Problems) -> Option<Option<SocketAddr>> {
+    match section {
+        None => Some(None),
+        Some(section) => address(&section.listen, "metrics.listen", p).map(Some),
+    }
 }
 
 fn tokens(tokens: &TokensSection, p: &mut Problems) -> Option<Lifetime> {
@@ -180,11 +207,40 @@ fn http(http: &HttpSection, p: &mut Problems) -> Option<HttpConfig> {
         "http.jwks_max_age_secs",
         "more than a day would keep verifiers on old keys; keep it below the pre-publication window",
     );
+    if http.trust_forwarded_for.is_some() {
+        p.add(
+            "http.trust_forwarded_for",
+            "is replaced by trusted_proxies = [\"CIDR\", ...]: the networks of the proxies in front of \
+             the server (e.g. the VPC's CIDR behind a load balancer); the client is the right-most \
+             X-Forwarded-For hop that is not one of them (docs/deploy.md, \"Moving to this release\")",
+        );
+    }
+    let mut networks = Vec::new();
+    for (index, text) in http.trusted_proxies.iter().enumerate() {
+        match text.parse::<Cidr>() {
+            Ok(network) => networks.push(network),
+            Err(e) => p.add(format!("http.trusted_proxies[{index}]"), e.to_string()),
+        }
+    }
+    let header_read_timeout = p.require(
+        (1..=120).contains(&http.header_read_timeout_secs),
+        Duration::from_secs(http.header_read_timeout_secs),
+        "http.header_read_timeout_secs",
+        "must be between 1 and 120",
+    );
+    let max_connections = p.require(
+        (1..=1_000_000).contains(&http.max_connections),
+        http.max_connections,
+        "http.max_connections",
+        "must be between 1 and 1000000",
+    );
     Some(HttpConfig {
         body_limit_bytes: body_limit?,
         request_timeout: request_timeout?,
         jwks_max_age: jwks_max_age?,
-        trust_forwarded_for: http.trust_forwarded_for,
+        trusted_proxies: TrustedProxies::new(networks),
+        header_read_timeout: header_read_timeout?,
+        max_connections: max_connections?,
     })
 }
 

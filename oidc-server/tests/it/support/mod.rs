@@ -66,9 +66,26 @@ impl TestApp {
     }
 
     /// Sends `request` through a fresh copy of the router, from [`PEER`].
-    pub(crate) async fn send(&self, mut request: Request<Body>) -> Answer {
-        request.extensions_mut().insert(ConnectInfo(PEER));
-        let response = oidc_server::app(self.state.clone())
+    pub(crate) async fn send(&self, request: Request<Body>) -> Answer {
+        self.send_from(PEER, request).await
+    }
+
+    /// Sends `request` through a fresh copy of the router, from `peer`.
+    pub(crate) async fn send_from(&self, peer: SocketAddr, request: Request<Body>) -> Answer {
+        self.send_to(oidc_server::app(self.state.clone()), peer, request)
+            .await
+    }
+
+    /// `GET /metrics` from the metrics listener's router.
+    pub(crate) async fn metrics(&self) -> Answer {
+        let request = Request::get("/metrics").body(Body::empty()).unwrap();
+        self.send_to(oidc_server::metrics_app(self.state.clone()), PEER, request)
+            .await
+    }
+
+    async fn send_to(&self, router: axum::Router, peer: SocketAddr, mut request: Request<Body>) -> Answer {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let response = router
             .oneshot(request)
             .await
             .unwrap_or_else(|never| match never {});
