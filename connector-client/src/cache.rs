@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use crate::error::{ConfigError, InvalidResponse, NoTokenReason, ResponseProblem, UnavailableError};
 use crate::timer::{Timer, TokioTimer};
@@ -193,6 +193,7 @@ impl CachedTokenSourceBuilder {
             control: Mutex::new(Control::default()),
             flight: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
+            changes: watch::Sender::new(0),
         });
         let task = runtime.spawn(refresher(shared.clone()));
         Ok(CachedTokenSource {
@@ -272,6 +273,21 @@ impl CachedTokenSource {
         self.shared.invalidate(token)
     }
 
+    /// A subscription to changes of the current token: a new one stored by a
+    /// fetch, or the current one dropped by [`invalidate`](Self::invalidate).
+    /// For code that acts on each new token (writing it to a file, handing it
+    /// to another process) without polling; read the token itself with
+    /// [`cached`](Self::cached) and its times with [`status`](Self::status).
+    pub fn changes(&self) -> TokenChanges {
+        TokenChanges(self.shared.changes.subscribe())
+    }
+
+    /// The clock this cache runs on; the instants in [`status`](Self::status)
+    /// are on it.
+    pub fn timer(&self) -> &Arc<dyn Timer> {
+        &self.shared.clock
+    }
+
     /// A snapshot of the refresh state, for health checks, metrics and tests.
     pub fn status(&self) -> RefreshStatus {
         let shared = &self.shared;
@@ -309,6 +325,30 @@ impl TokenSource for CachedTokenSource {
         CachedTokenSource::invalidate(self, token)
     }
 }
+
+/// Changes of a [`CachedTokenSource`]'s current token; see
+/// [`CachedTokenSource::changes`].
+///
+/// Changes are not queued: [`changed`](Self::changed) completes once for any
+/// number of changes since it last completed, so a slow reader sees the
+/// latest state, never a backlog. It does not keep the cache alive.
+#[derive(Debug)]
+pub struct TokenChanges(watch::Receiver<u64>);
+
+impl TokenChanges {
+    /// Waits until the current token has changed since this subscription was
+    /// made or this method last returned (at once if it has already).
+    /// Fails with [`CacheDropped`] once every clone of the cache is gone:
+    /// nothing will change any more.
+    pub async fn changed(&mut self) -> Result<(), CacheDropped> {
+        self.0.changed().await.map_err(|_| CacheDropped)
+    }
+}
+
+/// Every clone of the [`CachedTokenSource`] a [`TokenChanges`] watches has been dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the token cache was dropped")]
+pub struct CacheDropped;
 
 /// The state of a [`CachedTokenSource`] at one moment. Instants are on its clock.
 #[derive(Debug, Clone)]
@@ -366,6 +406,8 @@ struct Shared {
     flight: tokio::sync::Mutex<()>,
     /// Tells the refresher that the schedule changed.
     wake: Notify,
+    /// Counts changes of `current`, for [`TokenChanges`].
+    changes: watch::Sender<u64>,
 }
 
 impl Shared {
@@ -470,11 +512,16 @@ impl Shared {
                     expires_at,
                     refresh_at,
                 })));
-                let mut control = self.control();
-                control.failures = 0;
-                control.last_error = None;
-                control.retry_at = None;
-                control.refused = false;
+                {
+                    let mut control = self.control();
+                    control.failures = 0;
+                    control.last_error = None;
+                    control.retry_at = None;
+                    control.refused = false;
+                }
+                // After the bookkeeping, so that a subscriber woken by this
+                // sees a status that matches the new token.
+                self.changes.send_modify(|n| *n = n.wrapping_add(1));
                 Ok(token)
             }
             Err(error) => {
@@ -528,6 +575,7 @@ impl Shared {
         if swapped {
             self.control().refused = true;
             tracing::info!("access token refused by a server; fetching a new one");
+            self.changes.send_modify(|n| *n = n.wrapping_add(1));
             self.wake.notify_one();
         }
     }

@@ -7,6 +7,8 @@
 //! | [`ClientCredentials`] | the `client_credentials` grant against any RFC 6749 endpoint, found directly or by discovery; `client_secret_basic`, `client_secret_post`, `private_key_jwt` |
 //! | [`CachedTokenSource`] | lock-free reads of one shared token, background refresh ahead of expiry, single-flight fetches, backoff with jitter and `Retry-After` |
 //! | [`BearerAuth`] | `reqwest-middleware`: `Authorization: Bearer`, one refresh and one retry on 401 |
+//! | [`TokenFile`] | a token on disk that readers always find whole: temporary file with the final mode, `fsync`, rename; an info file with `expires_at` (Unix) |
+//! | [`FileSink`] | keeps a [`TokenFile`] holding a [`CachedTokenSource`]'s current token; removes it once that token expires with no fresh one (Unix) |
 //! | [`timer`] | the time source; [`ManualTimer`](timer::ManualTimer) lets tests move time by hand |
 //!
 //! # Example
@@ -43,9 +45,9 @@
 //!
 //! # Features
 //!
-//! | feature | adds |
-//! |---|---|
-//! | `aws-iam` | [`ClientAuth::AwsIam`]: authenticate with the IAM credentials the connector already has (AWS SDK credential chain, SigV4), no static secret |
+//! | feature | default | adds |
+//! |---|---|---|
+//! | `aws-iam` | yes | [`ClientAuth::AwsIam`]: authenticate with the IAM credentials the connector already has (AWS SDK credential chain, SigV4), no static secret |
 //!
 //! Always: an HTTP client (reqwest on rustls with ring, from `oidc-core`'s
 //! `http` feature) and Tokio for the refresh task.
@@ -62,13 +64,19 @@ pub mod aws_iam;
 pub mod cache;
 mod client_credentials;
 mod error;
+#[cfg(unix)]
+pub mod file_sink;
 mod middleware;
 mod retry_after;
 mod secret;
 pub mod timer;
 mod token;
+#[cfg(unix)]
+pub mod token_file;
 
-pub use cache::{CachedTokenSource, CachedTokenSourceBuilder, RefreshPolicy, RefreshStatus};
+pub use cache::{
+    CacheDropped, CachedTokenSource, CachedTokenSourceBuilder, RefreshPolicy, RefreshStatus, TokenChanges,
+};
 pub use client_credentials::{
     ClientAuth, ClientCredentials, ClientCredentialsBuilder, Endpoint, PrivateKeyJwt, ASSERTION_LIFETIME,
     ASSERTION_TYP, DEFAULT_TIMEOUT, MAX_EXPIRES_IN, MAX_RESPONSE_BYTES,
@@ -77,6 +85,8 @@ pub use error::{
     ConfigError, DiscoveryError, DiscoveryProblem, EndpointError, Error, InvalidResponse, NoTokenReason,
     ResponseProblem, SourceError, TransportError, TransportErrorKind, UnavailableError,
 };
+#[cfg(unix)]
+pub use file_sink::{FileSink, FileState};
 pub use middleware::BearerAuth;
 /// The HTTPS client configuration shared by the workspace (reqwest on rustls
 /// with ring, platform trust store): use it for the client that carries
@@ -84,3 +94,5 @@ pub use middleware::BearerAuth;
 pub use oidc_core::http::client_builder as http_client_builder;
 pub use secret::ClientSecret;
 pub use token::{AccessToken, TokenSource};
+#[cfg(unix)]
+pub use token_file::{FileMode, Owner, TokenFile, TokenFileError, TokenInfo};

@@ -1,0 +1,787 @@
+//! [`TokenFile`]: an access token on disk that a reader always finds whole,
+//! with the mode (and owner) it was asked for, and a small JSON file beside it
+//! saying when the token expires.
+//!
+//! Every write goes to a fresh temporary file in the same directory, created
+//! with the final mode from the start (`O_CREAT | O_EXCL` with that mode, so
+//! there is no moment with wider permissions), given its owner and exact mode,
+//! written, flushed to disk (`fsync`), and renamed over the token file; then
+//! the directory is flushed too, so that the rename survives a crash. A reader
+//! opening the path sees either the old token or the new one, never an empty
+//! or partial file (spiffe-helper's and many hand-written sinks' failure).
+//! Since every write makes a new file, an outside `chmod` or `chown` lasts
+//! only until the next write.
+//!
+//! The info file (by default `PATH.json`) is written the same way, after the
+//! token:
+//!
+//! ```json
+//! {"expires_at":"2026-05-01T12:05:00Z","expires_at_unix":1777637100,"scope":"actions:read"}
+//! ```
+//!
+//! `scope` is there when the server named one. Since the token is written
+//! first, a reader that reads the info file and then the token may for a
+//! moment see the previous token's expiry with the new token: an expiry that
+//! is earlier than the truth, never later.
+//!
+//! Unix only. The operations block (`fsync`): call them from a blocking
+//! context (`tokio::task::spawn_blocking`), as [`FileSink`](crate::FileSink) does.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write as _};
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::AccessToken;
+
+/// A file mode: permission bits only (`0o000`–`0o777`); no setuid, setgid or
+/// sticky bits. Parses from octal text: `600`, `0600` or `0o600`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMode(u32);
+
+impl FileMode {
+    /// Owner read and write only: the default for a token file.
+    pub const OWNER_ONLY: FileMode = FileMode(0o600);
+
+    /// The mode `bits`, if they are permission bits only.
+    pub fn new(bits: u32) -> Result<Self, InvalidFileMode> {
+        if bits > 0o777 {
+            return Err(InvalidFileMode(format!("{bits:o}")));
+        }
+        Ok(Self(bits))
+    }
+
+    /// The permission bits.
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+}
+
+impl Default for FileMode {
+    fn default() -> Self {
+        Self::OWNER_ONLY
+    }
+}
+
+impl fmt::Display for FileMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04o}", self.0)
+    }
+}
+
+impl FromStr for FileMode {
+    type Err = InvalidFileMode;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let digits = text.strip_prefix("0o").unwrap_or(text);
+        if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+            return Err(InvalidFileMode(text.to_owned()));
+        }
+        let bits = u32::from_str_radix(digits, 8).map_err(|_| InvalidFileMode(text.to_owned()))?;
+        Self::new(bits).map_err(|_| InvalidFileMode(text.to_owned()))
+    }
+}
+
+/// Text that is not a file mode of permission bits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a file mode: give octal permission bits, 0000 to 0777 (for example 0600)")]
+pub struct InvalidFileMode(String);
+
+/// Who owns the token file: a numeric user id and optionally a group id (the
+/// group is left alone without one). Parses from `UID` or `UID:GID`; names
+/// are not looked up.
+///
+/// Changing the owner to another user needs privileges (root, or
+/// `CAP_CHOWN`); [`TokenFile::check`] finds out at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    /// The user id.
+    pub uid: u32,
+    /// The group id, if it is to be set.
+    pub gid: Option<u32>,
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.gid {
+            Some(gid) => write!(f, "{}:{gid}", self.uid),
+            None => write!(f, "{}", self.uid),
+        }
+    }
+}
+
+impl FromStr for Owner {
+    type Err = InvalidOwner;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let id = |part: &str| {
+            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(InvalidOwner(text.to_owned()));
+            }
+            part.parse::<u32>().map_err(|_| InvalidOwner(text.to_owned()))
+        };
+        match text.split_once(':') {
+            Some((uid, gid)) => Ok(Self {
+                uid: id(uid)?,
+                gid: Some(id(gid)?),
+            }),
+            None => Ok(Self {
+                uid: id(text)?,
+                gid: None,
+            }),
+        }
+    }
+}
+
+/// Text that is not `UID` or `UID:GID`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an owner: give a numeric UID or UID:GID (names are not looked up)")]
+pub struct InvalidOwner(String);
+
+/// A file operation that failed, with the path and the system's reason.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {action} {}: {source}", path.display())]
+pub struct TokenFileError {
+    action: &'static str,
+    path: PathBuf,
+    #[source]
+    source: io::Error,
+}
+
+impl TokenFileError {
+    pub(crate) fn new(action: &'static str, path: &Path, source: io::Error) -> Self {
+        Self {
+            action,
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    /// The path the operation was on.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The system's error.
+    pub fn io_error(&self) -> &io::Error {
+        &self.source
+    }
+}
+
+/// What the token file holds besides the token: when it expires and the
+/// granted scope; written to the info file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// When the token expires, on the wall clock.
+    pub expires_at: SystemTime,
+    /// The granted scope, if the server named one.
+    pub scope: Option<String>,
+}
+
+impl TokenInfo {
+    /// The info file's JSON text.
+    pub fn to_json(&self) -> String {
+        let mut info = serde_json::Map::new();
+        info.insert("expires_at".into(), rfc3339(self.expires_at).into());
+        info.insert("expires_at_unix".into(), unix_seconds(self.expires_at).into());
+        if let Some(scope) = &self.scope {
+            info.insert("scope".into(), scope.clone().into());
+        }
+        serde_json::Value::Object(info).to_string()
+    }
+}
+
+/// Where and how a token is kept on disk; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct TokenFile {
+    path: PathBuf,
+    dir: PathBuf,
+    name: OsString,
+    mode: FileMode,
+    owner: Option<Owner>,
+    info: Option<PathBuf>,
+}
+
+impl TokenFile {
+    /// A token file at `path`, mode [`FileMode::OWNER_ONLY`], info file
+    /// `PATH.json`. Fails if `path` names no file (`/`, `dir/`, `..`).
+    pub fn new(path: impl Into<PathBuf>) -> Result<Self, TokenFileError> {
+        let path: PathBuf = path.into();
+        let name = match path.file_name() {
+            Some(name) if !path.as_os_str().as_encoded_bytes().ends_with(b"/") => name.to_owned(),
+            _ => {
+                return Err(TokenFileError::new(
+                    "write a token file at",
+                    &path,
+                    io::Error::new(io::ErrorKind::InvalidInput, "the path names no file"),
+                ))
+            }
+        };
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let mut info = path.clone().into_os_string();
+        info.push(".json");
+        Ok(Self {
+            path,
+            dir,
+            name,
+            mode: FileMode::OWNER_ONLY,
+            owner: None,
+            info: Some(PathBuf::from(info)),
+        })
+    }
+
+    /// Gives the token file (and the info file) this mode.
+    #[must_use]
+    pub fn mode(mut self, mode: FileMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Gives the token file (and the info file) this owner.
+    #[must_use]
+    pub fn owner(mut self, owner: Owner) -> Self {
+        self.owner = Some(owner);
+        self
+    }
+
+    /// Writes the info file at `path` instead of `PATH.json`; `None` writes none.
+    #[must_use]
+    pub fn info_file(mut self, path: Option<PathBuf>) -> Self {
+        self.info = path;
+        self
+    }
+
+    /// The token file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The info file's path, if one is written.
+    pub fn info_path(&self) -> Option<&Path> {
+        self.info.as_deref()
+    }
+
+    /// The mode every write gives the files.
+    pub fn file_mode(&self) -> FileMode {
+        self.mode
+    }
+
+    /// Checks, before any token is at stake, that writes can work: the
+    /// directory exists, the path is not a directory, and a file with this
+    /// mode and owner can be created there (one is, and removed at once).
+    pub fn check(&self) -> Result<(), TokenFileError> {
+        let metadata = std::fs::metadata(&self.dir)
+            .map_err(|e| TokenFileError::new("use the directory", &self.dir, e))?;
+        if !metadata.is_dir() {
+            return Err(TokenFileError::new(
+                "use the directory",
+                &self.dir,
+                io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
+            ));
+        }
+        for path in std::iter::once(&self.path).chain(&self.info) {
+            if path.is_dir() {
+                return Err(TokenFileError::new(
+                    "write a token file at",
+                    path,
+                    io::Error::new(io::ErrorKind::IsADirectory, "it is a directory"),
+                ));
+            }
+        }
+        let (file, temp) = self.create_temp()?;
+        drop(file);
+        std::fs::remove_file(&temp).map_err(|e| TokenFileError::new("remove", &temp, e))
+    }
+
+    /// Replaces the token file with `token` and the info file with `info`,
+    /// each atomically.
+    pub fn write(&self, token: &AccessToken, info: &TokenInfo) -> Result<(), TokenFileError> {
+        self.replace(&self.path, token.secret().as_str().as_bytes())?;
+        if let Some(info_path) = &self.info {
+            self.replace(info_path, info.to_json().as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Removes the token file, then the info file. Returns whether there was
+    /// a token file.
+    pub fn remove(&self) -> Result<bool, TokenFileError> {
+        let existed = remove_if_there(&self.path)?;
+        if let Some(info) = &self.info {
+            remove_if_there(info)?;
+        }
+        self.sync_dir()?;
+        Ok(existed)
+    }
+
+    /// Removes what an earlier writer may have left: the token file, the info
+    /// file, and temporary files of interrupted writes. Returns whether there
+    /// was a token file.
+    pub fn remove_leftovers(&self) -> Result<bool, TokenFileError> {
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| TokenFileError::new("list", &self.dir, e))?;
+        for entry in entries.flatten() {
+            if self.is_temp_name(&entry.file_name()) {
+                remove_if_there(&entry.path())?;
+            }
+        }
+        self.remove()
+    }
+
+    /// `.NAME.<16 hex digits>.tmp`
+    fn temp_name(&self) -> OsString {
+        let mut name = OsString::from(".");
+        name.push(&self.name);
+        name.push(format!(".{:016x}.tmp", rand::random::<u64>()));
+        name
+    }
+
+    fn is_temp_name(&self, name: &std::ffi::OsStr) -> bool {
+        let mut prefix = OsString::from(".");
+        prefix.push(&self.name);
+        prefix.push(".");
+        let (name, prefix) = (name.as_encoded_bytes(), prefix.as_encoded_bytes());
+        name.len() == prefix.len() + 16 + 4
+            && name.starts_with(prefix)
+            && name.ends_with(b".tmp")
+            && name[prefix.len()..prefix.len() + 16]
+                .iter()
+                .all(u8::is_ascii_hexdigit)
+    }
+
+    /// A new, empty temporary file beside the token file, already with the
+    /// final owner and mode.
+    fn create_temp(&self) -> Result<(File, PathBuf), TokenFileError> {
+        let (file, temp) = self.open_temp()?;
+        let finish = || -> io::Result<()> {
+            if let Some(owner) = self.owner {
+                std::os::unix::fs::fchown(&file, Some(owner.uid), owner.gid)?;
+            }
+            // The umask may have narrowed the mode at creation (never widened
+            // it), and a change of owner may clear bits: set it exactly.
+            file.set_permissions(std::fs::Permissions::from_mode(self.mode.bits()))
+        };
+        match finish() {
+            Ok(()) => Ok((file, temp)),
+            Err(e) => {
+                let _ = std::fs::remove_file(&temp);
+                let action = if self.owner.is_some() {
+                    "set the owner and mode of"
+                } else {
+                    "set the mode of"
+                };
+                Err(TokenFileError::new(action, &temp, e))
+            }
+        }
+    }
+
+    /// Creates a temporary file with `O_CREAT | O_EXCL` and the final mode,
+    /// so it never exists with wider permissions. `O_EXCL` also refuses to
+    /// follow a symbolic link planted at the name.
+    fn open_temp(&self) -> Result<(File, PathBuf), TokenFileError> {
+        let mut attempts = 0;
+        loop {
+            let temp = self.dir.join(self.temp_name());
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(self.mode.bits())
+                .open(&temp)
+            {
+                Ok(file) => return Ok((file, temp)),
+                // 64 random bits: a collision is a leftover of a crash or a
+                // file someone planted; try another name a few times.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 3 => attempts += 1,
+                Err(e) => return Err(TokenFileError::new("create a temporary file in", &self.dir, e)),
+            }
+        }
+    }
+
+    /// Writes `contents` to a temporary file and renames it over `path`.
+    fn replace(&self, path: &Path, contents: &[u8]) -> Result<(), TokenFileError> {
+        let (mut file, temp) = self.create_temp()?;
+        let written = file
+            .write_all(contents)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| TokenFileError::new("write", &temp, e))
+            .and_then(|()| {
+                drop(file);
+                std::fs::rename(&temp, path)
+                    .map_err(|e| TokenFileError::new("rename a temporary file to", path, e))
+            });
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&temp);
+            return Err(e);
+        }
+        self.sync_dir()
+    }
+
+    /// Flushes the directory, so that renames and removals survive a crash.
+    fn sync_dir(&self) -> Result<(), TokenFileError> {
+        File::open(&self.dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|e| TokenFileError::new("sync the directory", &self.dir, e))
+    }
+}
+
+fn remove_if_there(path: &Path) -> Result<bool, TokenFileError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(TokenFileError::new("remove", path, e)),
+    }
+}
+
+/// Whole seconds since the Unix epoch (0 before it).
+pub(crate) fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// `time` as RFC 3339 in UTC, to the second: `2026-05-01T12:05:00Z`.
+pub(crate) fn rfc3339(time: SystemTime) -> String {
+    let secs = unix_seconds(time);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`, for non-negative days).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::os::unix::fs::MetadataExt as _;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A scratch folder, removed when dropped.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new() -> Self {
+            static N: AtomicU64 = AtomicU64::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "cc-token-file-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::SeqCst)
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+
+        fn names(&self) -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(&self.0)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            names
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// The umask is per process: tests that set it, and tests that depend on
+    /// it, take this lock.
+    static UMASK: Mutex<()> = Mutex::new(());
+
+    fn with_umask<T>(mask: u32, f: impl FnOnce() -> T) -> T {
+        let _guard = UMASK.lock().unwrap_or_else(|e| e.into_inner());
+        let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(mask));
+        let out = f();
+        rustix::process::umask(old);
+        out
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().mode() & 0o7777
+    }
+
+    fn info(secs: u64) -> TokenInfo {
+        TokenInfo {
+            expires_at: UNIX_EPOCH + Duration::from_secs(secs),
+            scope: None,
+        }
+    }
+
+    #[test]
+    fn modes_parse_from_octal() {
+        assert_eq!("0600".parse::<FileMode>().unwrap().bits(), 0o600);
+        assert_eq!("640".parse::<FileMode>().unwrap().bits(), 0o640);
+        assert_eq!("0o400".parse::<FileMode>().unwrap().bits(), 0o400);
+        assert_eq!("0".parse::<FileMode>().unwrap().bits(), 0);
+        for bad in [
+            "",
+            "0o",
+            "8",
+            "0680",
+            "1777",
+            "4755",
+            "rw-------",
+            "-600",
+            "00600",
+            " 600",
+        ] {
+            assert!(bad.parse::<FileMode>().is_err(), "{bad:?} was accepted");
+        }
+        assert_eq!(FileMode::new(0o440).unwrap().to_string(), "0440");
+        assert!(FileMode::new(0o1000).is_err());
+    }
+
+    #[test]
+    fn owners_parse_from_numbers() {
+        assert_eq!("1000".parse::<Owner>().unwrap(), Owner { uid: 1000, gid: None });
+        assert_eq!(
+            "0:65534".parse::<Owner>().unwrap(),
+            Owner {
+                uid: 0,
+                gid: Some(65534)
+            }
+        );
+        for bad in [
+            "",
+            ":",
+            "root",
+            "1000:",
+            ":1000",
+            "1000:wheel",
+            "-1",
+            "1:2:3",
+            "99999999999",
+        ] {
+            assert!(bad.parse::<Owner>().is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn rfc3339_dates() {
+        let at = |secs| rfc3339(UNIX_EPOCH + Duration::from_secs(secs));
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(at(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(at(4_107_542_399), "2100-02-28T23:59:59Z");
+        assert_eq!(at(4_107_542_400), "2100-03-01T00:00:00Z");
+    }
+
+    #[test]
+    fn info_json() {
+        let mut i = info(1_700_000_000);
+        assert_eq!(
+            i.to_json(),
+            r#"{"expires_at":"2023-11-14T22:13:20Z","expires_at_unix":1700000000}"#
+        );
+        i.scope = Some("actions:read".into());
+        let v: serde_json::Value = serde_json::from_str(&i.to_json()).unwrap();
+        assert_eq!(v["scope"], "actions:read");
+    }
+
+    #[test]
+    fn paths_that_name_no_file_are_refused() {
+        for bad in ["/", "dir/", "..", "/tmp/.."] {
+            assert!(TokenFile::new(bad).is_err(), "{bad:?} was accepted");
+        }
+        let file = TokenFile::new("token").unwrap();
+        assert_eq!(file.dir, PathBuf::from("."));
+        assert_eq!(file.info_path(), Some(Path::new("token.json")));
+    }
+
+    #[test]
+    fn write_replaces_the_token_and_the_info_atomically_and_leaves_no_temporary_file() {
+        let scratch = Scratch::new();
+        let path = scratch.0.join("token");
+        let file = TokenFile::new(&path).unwrap();
+        file.check().unwrap();
+        assert!(scratch.names().is_empty(), "check left {:?}", scratch.names());
+
+        file.write(&AccessToken::new("first", Duration::from_secs(60)), &info(100))
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "first");
+        let inode = std::fs::metadata(&path).unwrap().ino();
+        file.write(&AccessToken::new("second", Duration::from_secs(60)), &info(200))
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "second");
+        assert_ne!(
+            std::fs::metadata(&path).unwrap().ino(),
+            inode,
+            "a new file is renamed over the old one, never rewritten in place"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(scratch.0.join("token.json")).unwrap()).unwrap();
+        assert_eq!(json["expires_at_unix"], 200);
+        assert_eq!(scratch.names(), ["token", "token.json"]);
+
+        assert!(file.remove().unwrap());
+        assert!(scratch.names().is_empty());
+        assert!(!file.remove().unwrap(), "removing twice is fine");
+    }
+
+    #[test]
+    fn the_temporary_file_is_created_with_the_final_mode() {
+        // With a umask of 0, a file created with the default mode (0666) and
+        // narrowed afterwards would be world-readable until then: the mode
+        // must be the requested one from the creating open() on.
+        let scratch = Scratch::new();
+        for bits in [0o600, 0o640, 0o400] {
+            let file = TokenFile::new(scratch.0.join("token"))
+                .unwrap()
+                .mode(FileMode::new(bits).unwrap());
+            let (handle, temp) = with_umask(0, || file.open_temp().unwrap());
+            assert_eq!(handle.metadata().unwrap().mode() & 0o7777, bits, "{bits:o}");
+            std::fs::remove_file(temp).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_mode_is_exact_whatever_the_umask_and_survives_an_outside_chmod() {
+        let scratch = Scratch::new();
+        let path = scratch.0.join("token");
+        let file = TokenFile::new(&path).unwrap().mode(FileMode::new(0o640).unwrap());
+        let token = AccessToken::new("t", Duration::from_secs(60));
+        // A strict umask narrows the creation mode; the write sets it exactly.
+        with_umask(0o077, || file.write(&token, &info(1)).unwrap());
+        assert_eq!(mode_of(&path), 0o640);
+        assert_eq!(mode_of(&scratch.0.join("token.json")), 0o640);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        file.write(&token, &info(2)).unwrap();
+        assert_eq!(mode_of(&path), 0o640, "re-applied on the next write");
+    }
+
+    #[test]
+    fn the_owner_is_set_on_every_write() {
+        // Our own ids: permitted to everyone, root or not.
+        let scratch = Scratch::new();
+        let path = scratch.0.join("token");
+        let me = std::fs::metadata(&scratch.0).unwrap();
+        let owner = Owner {
+            uid: me.uid(),
+            gid: Some(me.gid()),
+        };
+        let file = TokenFile::new(&path).unwrap().owner(owner);
+        file.check().unwrap();
+        file.write(&AccessToken::new("t", Duration::from_secs(60)), &info(1))
+            .unwrap();
+        let written = std::fs::metadata(&path).unwrap();
+        assert_eq!((written.uid(), written.gid()), (me.uid(), me.gid()));
+    }
+
+    #[test]
+    fn check_names_the_problem() {
+        let scratch = Scratch::new();
+        let missing = TokenFile::new(scratch.0.join("no-such-dir/token")).unwrap();
+        let e = missing.check().unwrap_err().to_string();
+        assert!(e.starts_with("cannot use the directory "), "{e}");
+        assert!(e.contains("No such file or directory"), "{e}");
+
+        std::fs::create_dir(scratch.0.join("token")).unwrap();
+        let e = TokenFile::new(scratch.0.join("token"))
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert!(e.to_string().contains("it is a directory"), "{e}");
+        let e = TokenFile::new(scratch.0.join("token/x")).unwrap().check();
+        assert!(
+            e.is_ok(),
+            "a directory named like the token file is a fine parent"
+        );
+    }
+
+    #[test]
+    fn leftovers_of_an_earlier_writer_are_removed() {
+        let scratch = Scratch::new();
+        let path = scratch.0.join("token");
+        let file = TokenFile::new(&path).unwrap();
+        file.write(&AccessToken::new("old", Duration::from_secs(60)), &info(1))
+            .unwrap();
+        let (_handle, temp) = file.open_temp().unwrap();
+        std::fs::write(scratch.0.join("unrelated"), "keep").unwrap();
+        std::fs::write(scratch.0.join(".token.notours.tmp"), "keep").unwrap();
+        assert!(temp.exists());
+        assert!(file.remove_leftovers().unwrap());
+        assert_eq!(scratch.names(), [".token.notours.tmp", "unrelated"]);
+        assert!(!file.remove_leftovers().unwrap());
+    }
+
+    #[test]
+    fn a_planted_symlink_is_never_followed() {
+        let scratch = Scratch::new();
+        let target = scratch.0.join("target");
+        std::fs::write(&target, "precious").unwrap();
+        let file = TokenFile::new(scratch.0.join("token")).unwrap();
+        // The token path itself as a link: replaced by rename, target untouched.
+        std::os::unix::fs::symlink(&target, scratch.0.join("token")).unwrap();
+        file.write(&AccessToken::new("t", Duration::from_secs(60)), &info(1))
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
+        assert!(!std::fs::symlink_metadata(scratch.0.join("token"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+    }
+
+    #[test]
+    fn concurrent_readers_see_whole_tokens_only() {
+        let scratch = Scratch::new();
+        let path = scratch.0.join("token");
+        let file = TokenFile::new(&path).unwrap().info_file(None);
+        let tokens: Vec<String> = (0..50).map(|i| format!("{i:03}{}", "x".repeat(4000))).collect();
+        file.write(
+            &AccessToken::new(tokens[0].clone(), Duration::from_secs(60)),
+            &info(1),
+        )
+        .unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (path, done, tokens) = (path.clone(), done.clone(), tokens.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0u64;
+                while !done.load(Ordering::SeqCst) {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    assert!(tokens.contains(&text), "a partial read: {} bytes", text.len());
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        for token in &tokens[1..] {
+            file.write(
+                &AccessToken::new(token.clone(), Duration::from_secs(60)),
+                &info(1),
+            )
+            .unwrap();
+        }
+        done.store(true, Ordering::SeqCst);
+        assert!(reader.join().unwrap() > 0);
+    }
+}
