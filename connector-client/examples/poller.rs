@@ -16,13 +16,11 @@
 //!
 //! `RUST_LOG=debug` shows the token requests and the 401 retries too.
 
-mod common;
-
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use connector_client::{http_client_builder, BearerAuth, CachedTokenSource};
+use connector_client::{cli, http_client_builder, BearerAuth, CachedTokenSource};
 use reqwest_middleware::ClientWithMiddleware;
 use serde::Deserialize;
 use tracing_subscriber::EnvFilter;
@@ -38,7 +36,7 @@ struct Args {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     interval: u64,
     #[command(flatten)]
-    credentials: common::Credentials,
+    credentials: cli::Credentials,
 }
 
 /// The control plane's answer.
@@ -56,7 +54,7 @@ struct Action {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args: Args = common::parse_args("poller");
+    let args: Args = cli::parse_args("poller");
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
@@ -64,7 +62,7 @@ async fn main() -> ExitCode {
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("poller: {}", common::one_line(&*e));
+            eprintln!("poller: {}", cli::one_line(&*e));
             ExitCode::FAILURE
         }
     }
@@ -122,7 +120,7 @@ async fn poll(client: &ClientWithMiddleware, url: &str) {
         Ok(response) => response,
         Err(e) => {
             // No token (the cause is in the message) or no connection.
-            tracing::warn!(error = %common::one_line(&e), "poll failed");
+            tracing::warn!(error = %cli::one_line(&e), "poll failed");
             return;
         }
     };

@@ -9,6 +9,7 @@
 //! | [`BearerAuth`] | `reqwest-middleware`: `Authorization: Bearer`, one refresh and one retry on 401 |
 //! | [`TokenFile`] | a token on disk that readers always find whole: temporary file with the final mode, `fsync`, rename; an info file with `expires_at` (Unix) |
 //! | [`FileSink`] | keeps a [`TokenFile`] holding a [`CachedTokenSource`]'s current token; removes it once that token expires with no fresh one (Unix) |
+//! | [`cli`] | the command-line flags and `get` shared by the `connector-token` binary and the examples (feature `cli`) |
 //! | [`timer`] | the time source; [`ManualTimer`](timer::ManualTimer) lets tests move time by hand |
 //!
 //! # Example
@@ -48,9 +49,19 @@
 //! | feature | default | adds |
 //! |---|---|---|
 //! | `aws-iam` | yes | [`ClientAuth::AwsIam`]: authenticate with the IAM credentials the connector already has (AWS SDK credential chain, SigV4), no static secret |
+//! | `cli` | yes | the `connector-token` binary (`get`, `agent`, `exec`) and the [`cli`] module; pulls in clap, tracing-subscriber, rustix (signals to a child) and Tokio's `signal` and `process` features |
 //!
 //! Always: an HTTP client (reqwest on rustls with ring, from `oidc-core`'s
-//! `http` feature) and Tokio for the refresh task.
+//! `http` feature) and Tokio for the refresh task. A library user who needs
+//! neither the binary nor AWS IAM builds with `default-features = false`.
+//!
+//! # The `connector-token` binary
+//!
+//! For connectors in any language: `connector-token agent --out PATH` keeps
+//! `PATH` holding a fresh token ([`FileSink`] over [`TokenFile`]),
+//! `connector-token exec -- COMMAND` runs the connector as a child with
+//! `CONNECTOR_TOKEN_FILE` set, `connector-token get` prints one token. See
+//! `docs/connector-token.md`; install with `cargo install --path connector-client`.
 //!
 //! # What it does not do
 //!
@@ -62,6 +73,8 @@
 #[cfg(feature = "aws-iam")]
 pub mod aws_iam;
 pub mod cache;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod client_credentials;
 mod error;
 #[cfg(unix)]

@@ -1,0 +1,133 @@
+//! `agent`: keep a token file fresh until SIGTERM or SIGINT; and the start-up
+//! both `agent` and `exec` share.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+use connector_client::cli::{self, Credentials, EXIT_FAILURE, EXIT_USAGE};
+use connector_client::{CachedTokenSource, FileMode, FileSink, Owner, TokenFile, TokenFileError};
+
+use crate::signals::{self, Signals};
+use crate::PROGRAM;
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentArgs {
+    /// The token file to keep fresh.
+    #[arg(long, env = "CONNECTOR_TOKEN_FILE", value_name = "PATH")]
+    out: PathBuf,
+    /// Leave the token file in place on exit. By default it is removed, since
+    /// nothing keeps it fresh any more.
+    #[arg(long, env = "CONNECTOR_TOKEN_KEEP_ON_EXIT")]
+    keep_on_exit: bool,
+    #[command(flatten)]
+    file: FileOptions,
+    #[command(flatten)]
+    credentials: Credentials,
+}
+
+/// How the token file is written.
+#[derive(Debug, Args)]
+pub(crate) struct FileOptions {
+    /// Mode of the token file and the info file (octal), set on every write;
+    /// the files never exist with wider permissions.
+    #[arg(long, env = "CONNECTOR_TOKEN_MODE", default_value = "0600")]
+    mode: FileMode,
+    /// Owner of the files, UID[:GID] (numeric), set on every write. Needs
+    /// root or CAP_CHOWN for another user.
+    #[arg(long, env = "CONNECTOR_TOKEN_OWNER", value_name = "UID[:GID]")]
+    owner: Option<Owner>,
+    /// The info file, with the token's expiry as JSON ({"expires_at":
+    /// RFC 3339, "expires_at_unix": seconds, "scope": ...}) [default: PATH.json].
+    #[arg(long, env = "CONNECTOR_TOKEN_INFO_FILE", value_name = "PATH")]
+    info_file: Option<PathBuf>,
+    /// Write no info file.
+    #[arg(long, env = "CONNECTOR_TOKEN_NO_INFO_FILE", conflicts_with = "info_file")]
+    no_info_file: bool,
+}
+
+impl FileOptions {
+    pub(crate) fn token_file(&self, out: PathBuf) -> Result<TokenFile, TokenFileError> {
+        let mut file = TokenFile::new(out)?.mode(self.mode);
+        if let Some(owner) = self.owner {
+            file = file.owner(owner);
+        }
+        if self.no_info_file {
+            file = file.info_file(None);
+        } else if let Some(info) = &self.info_file {
+            file = file.info_file(Some(info.clone()));
+        }
+        Ok(file)
+    }
+}
+
+pub(crate) async fn run(args: AgentArgs) -> ExitCode {
+    // Registered first, so that a signal during start-up is not lost.
+    let mut signals = match Signals::new(&signals::STOP) {
+        Ok(signals) => signals,
+        Err(e) => return fail(EXIT_FAILURE, &format!("cannot handle signals: {e}")),
+    };
+    let file = match args.file.token_file(args.out) {
+        Ok(file) => file,
+        Err(e) => return fail(EXIT_USAGE, &cli::one_line(&e)),
+    };
+    let (tokens, file) = match start(&args.credentials, file).await {
+        Ok(started) => started,
+        Err(code) => return code,
+    };
+    let sink = FileSink::spawn(tokens, file.clone());
+    let signal = signals.recv().await;
+    tracing::info!(signal = signals::name(signal), "stopping");
+    sink.stop().await;
+    if !args.keep_on_exit {
+        remove(&file);
+    }
+    ExitCode::SUCCESS
+}
+
+/// Checks the configuration and the token file, clears what an earlier run
+/// left, and starts the cache (which fetches the first token at once).
+/// Configuration problems are one line on stderr and exit status 2, before
+/// anything is written.
+pub(crate) async fn start(
+    credentials: &Credentials,
+    file: TokenFile,
+) -> Result<(CachedTokenSource, Arc<TokenFile>), ExitCode> {
+    let source = credentials.source().await.map_err(|e| cli::report(PROGRAM, &e))?;
+    // Blocking file operations are fine here: nothing else runs yet.
+    file.check().map_err(|e| fail(EXIT_USAGE, &cli::one_line(&e)))?;
+    match file.remove_leftovers() {
+        Ok(true) => tracing::info!(
+            path = %file.path().display(),
+            "removed the token file of an earlier run (its token's age is unknown)"
+        ),
+        Ok(false) => {}
+        Err(e) => return Err(fail(EXIT_FAILURE, &cli::one_line(&e))),
+    }
+    let tokens = CachedTokenSource::new(source).map_err(|e| cli::report(PROGRAM, &e))?;
+    let file = Arc::new(file);
+    tracing::info!(
+        path = %file.path().display(),
+        mode = %file.file_mode(),
+        client_id = credentials.client_id(),
+        "keeping the token file fresh"
+    );
+    Ok((tokens, file))
+}
+
+/// Removes the token file and the info file, logging the outcome (at exit,
+/// once nothing else runs).
+pub(crate) fn remove(file: &TokenFile) {
+    match file.remove() {
+        Ok(true) => tracing::info!(path = %file.path().display(), "token file removed"),
+        Ok(false) => {}
+        Err(e) => tracing::error!(error = %e, "cannot remove the token file"),
+    }
+}
+
+/// Prints `connector-token: MESSAGE` and returns `code`.
+pub(crate) fn fail(code: u8, message: &str) -> ExitCode {
+    eprintln!("{PROGRAM}: {message}");
+    ExitCode::from(code)
+}

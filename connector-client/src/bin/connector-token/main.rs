@@ -1,0 +1,98 @@
+//! `connector-token`: a fresh connector identity token for programs in any
+//! language.
+//!
+//! - `connector-token get ...` prints one token as JSON;
+//! - `connector-token agent --out PATH ...` keeps PATH holding a fresh token
+//!   until SIGTERM or SIGINT;
+//! - `connector-token exec [--out PATH] ... -- COMMAND ARGS...` does the same
+//!   while COMMAND runs with `CONNECTOR_TOKEN_FILE` set, forwards signals to
+//!   it and exits with its status.
+//!
+//! Every flag can also come from an environment variable (see `--help`).
+//! Exit status 2 is a usage or configuration error, reported on one line
+//! before anything is written. See `docs/connector-token.md`.
+//!
+//! Run: `cargo run -p connector-client --bin connector-token -- agent --help`
+
+mod agent;
+mod exec;
+mod signals;
+
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use connector_client::cli;
+use tracing_subscriber::EnvFilter;
+
+const PROGRAM: &str = "connector-token";
+
+/// A fresh connector identity token: printed once, kept in a file, or handed
+/// to a command.
+#[derive(Debug, Parser)]
+#[command(name = PROGRAM, version)]
+struct Cli {
+    /// Log format on stderr (RUST_LOG sets the filter; default: info).
+    #[arg(
+        long,
+        global = true,
+        env = "CONNECTOR_TOKEN_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Get one token and print {"access_token": ..., "expires_in": ...}.
+    Get(GetArgs),
+    /// Keep a token file fresh until SIGTERM or SIGINT.
+    Agent(agent::AgentArgs),
+    /// Keep a token file fresh while COMMAND runs with CONNECTOR_TOKEN_FILE
+    /// set; forward signals to it and exit with its status.
+    Exec(exec::ExecArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct GetArgs {
+    #[command(flatten)]
+    credentials: cli::Credentials,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args: Cli = cli::parse_args(PROGRAM);
+    init_logging(args.log_format);
+    match args.command {
+        Command::Get(get) => cli::get(PROGRAM, &get.credentials).await,
+        Command::Agent(agent) => agent::run(agent).await,
+        Command::Exec(exec) => exec::run(exec).await,
+    }
+}
+
+/// Logs to stderr (stdout is `get`'s output, and the command's under `exec`).
+/// The cache's own "refreshed" line is left out by default: the token file's
+/// line says the same and more, so each refresh is one line.
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,connector_client::cache=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
