@@ -7,6 +7,7 @@
 mod assertions;
 mod aws_iam;
 mod client;
+mod connector_token;
 mod deploy;
 mod flow;
 mod kms;
