@@ -755,3 +755,103 @@ async fn bad_configuration_exits_2_with_one_line_and_writes_nothing() {
         SECRET_CLIENT
     );
 }
+
+/// Variables set in the two deployment fragments, by container.
+const FRAGMENT_VARIABLES: &str = r#"
+import json, sys, yaml
+ecs = json.load(open(sys.argv[1]))
+pod = yaml.safe_load(open(sys.argv[2]))["spec"]
+out = {}
+for c in ecs["containerDefinitions"]:
+    out["ecs/" + c["name"]] = [e["name"] for e in c.get("environment", [])]
+for c in pod.get("initContainers", []) + pod["containers"]:
+    out["k8s/" + c["name"]] = [e["name"] for e in c.get("env", [])]
+print(json.dumps(out))
+"#;
+
+/// The ECS and Kubernetes fragments and docs/connector-token.md name only
+/// variables and flags the binary reads (`--help` lists each with its
+/// variable), and both fragments give the connector the file the sidecar
+/// writes: documentation and deployment cannot drift from the binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_fragments_and_docs_use_only_what_the_binary_reads() {
+    tokio::task::spawn_blocking(binary).await.unwrap();
+    let mut help = String::new();
+    for command in ["get", "agent", "exec"] {
+        let output = tokio::process::Command::new(binary())
+            .args([command, "--help"])
+            .output()
+            .await
+            .unwrap();
+        assert!(output.status.success());
+        help.push_str(&String::from_utf8(output.stdout).unwrap());
+    }
+    let known_variable = |name: &str| help.contains(&format!("[env: {name}="));
+    let known_flag = |flag: &str| help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n"));
+
+    let ecs = e2e::workspace_path("deploy/ecs/connector-token-task.json");
+    let pod = e2e::workspace_path("deploy/kubernetes/connector-token-pod.yaml");
+    let out = e2e::tools::run_python(
+        FRAGMENT_VARIABLES,
+        &[ecs.to_str().unwrap(), pod.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let containers: Value = serde_json::from_str(&out.stdout).unwrap();
+    for (container, names) in containers.as_object().unwrap() {
+        for name in names.as_array().unwrap() {
+            let name = name.as_str().unwrap();
+            assert!(
+                !name.starts_with("CONNECTOR_") || known_variable(name),
+                "{container} sets {name}, which connector-token does not read"
+            );
+        }
+    }
+    for platform in ["ecs", "k8s"] {
+        let sidecar = &containers[format!("{platform}/connector-token")];
+        let connector = &containers[format!("{platform}/connector")];
+        assert!(
+            sidecar
+                .as_array()
+                .unwrap()
+                .contains(&Value::from("CONNECTOR_TOKEN_FILE")),
+            "{platform}"
+        );
+        assert!(
+            connector
+                .as_array()
+                .unwrap()
+                .contains(&Value::from("CONNECTOR_TOKEN_FILE")),
+            "{platform}"
+        );
+    }
+
+    let docs = std::fs::read_to_string(e2e::workspace_path("docs/connector-token.md")).unwrap();
+    let words = |text: &str| -> Vec<String> {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .filter(|w| !w.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    for word in words(&docs) {
+        // CONNECTOR_TOKEN_FILE and CONNECTOR_TOKEN_INFO_FILE are also what exec sets.
+        if word.starts_with("CONNECTOR_") {
+            assert!(known_variable(&word), "docs/connector-token.md names {word}");
+        }
+    }
+    for line in docs
+        .lines()
+        .filter(|l| l.contains("connector-token agent") || l.contains("connector-token exec"))
+    {
+        let from = line.find("connector-token ").unwrap();
+        // Up to the end of the code span, and before `--` (the command's own flags).
+        let command = line[from..].split('`').next().unwrap();
+        let command = command.split(" -- ").next().unwrap();
+        for flag in words(command)
+            .into_iter()
+            .filter(|w| w.starts_with("--") && w.len() > 2)
+        {
+            assert!(known_flag(&flag), "docs/connector-token.md uses {flag}: {line}");
+        }
+    }
+}
