@@ -34,7 +34,7 @@ pub(crate) struct FileOptions {
     /// the files never exist with wider permissions.
     #[arg(long, env = "CONNECTOR_TOKEN_MODE", default_value = "0600")]
     mode: FileMode,
-    /// Owner of the files, UID[:GID] (numeric), set on every write. Needs
+    /// Owner of the files, UID or UID:GID (numeric), set on every write. Needs
     /// root or CAP_CHOWN for another user.
     #[arg(long, env = "CONNECTOR_TOKEN_OWNER", value_name = "UID[:GID]")]
     owner: Option<Owner>,
