@@ -393,7 +393,9 @@ impl Authenticator {
         // The connector is looked up only now, so that an unknown client id
         // and an unbound principal take the same path.
         match self.connectors.get(client_id) {
-            Some(c) if aws_iam::principal_matches(&caller, &c.aws_principals) => Ok(c.clone()),
+            Some(c) if aws_iam::principal_matches(&caller, &c.aws_principals, &c.aws_principal_ids) => {
+                Ok(c.clone())
+            }
             _ => Err(AuthFailure::UnboundPrincipal.into()),
         }
     }

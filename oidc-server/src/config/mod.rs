@@ -361,7 +361,7 @@ impl Config {
         let one_time: Vec<&str> = self
             .connectors
             .iter()
-            .filter(|c| c.jwks.is_some() || !c.aws_principals.is_empty())
+            .filter(|c| c.jwks.is_some() || !c.aws_principals.is_empty() || !c.aws_principal_ids.is_empty())
             .map(|c| c.id.as_str())
             .collect();
         let first = one_time.first()?;
@@ -437,8 +437,14 @@ pub struct ConnectorConfig {
     /// Private claims put in its tokens.
     pub attributes: Attributes,
     /// IAM principals (role or user ARNs; a trailing `*` matches any suffix)
-    /// that authenticate as this connector through `[aws_iam]`.
+    /// that authenticate as this connector through `[aws_iam]`. A role ARN
+    /// with a path matches its role's sessions by account and name.
     pub aws_principals: Vec<String>,
+    /// IAM unique ids (`AROA…` of a role, `AIDA…` of a user, as
+    /// GetCallerIdentity's `UserId` names them) that authenticate as this
+    /// connector: unlike a name, an id is not inherited by a role re-created
+    /// under the same name.
+    pub aws_principal_ids: Vec<String>,
 }
 
 /// One thing wrong with a configuration.

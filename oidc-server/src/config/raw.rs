@@ -236,4 +236,6 @@ pub(super) struct ConnectorSection {
     pub(super) attributes: toml::Table,
     #[serde(default)]
     pub(super) aws_principals: Vec<String>,
+    #[serde(default)]
+    pub(super) aws_principal_ids: Vec<String>,
 }

@@ -7,6 +7,7 @@
 mod assertions;
 mod cli;
 mod config;
+mod edge;
 mod embedded;
 #[cfg(feature = "lambda")]
 mod lambda;

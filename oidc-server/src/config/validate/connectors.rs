@@ -67,10 +67,11 @@ fn connector(
         && section.jwks.is_none()
         && section.jwks_file.is_none()
         && section.aws_principals.is_empty()
+        && section.aws_principal_ids.is_empty()
     {
         p.add(
             field.to_owned(),
-            "has no credential: set secret_sha256 (client secret), jwks/jwks_file (private_key_jwt) or aws_principals (AWS IAM)",
+            "has no credential: set secret_sha256 (client secret), jwks/jwks_file (private_key_jwt) or aws_principals / aws_principal_ids (AWS IAM)",
         );
     }
     for principal in &section.aws_principals {
@@ -79,6 +80,29 @@ fn connector(
             p.add(
                 format!("{field}.aws_principals"),
                 format!("{principal:?} must be an IAM ARN like arn:aws:iam::123456789012:role/name (a trailing * is allowed)"),
+            );
+        } else if principal.ends_with('*')
+            && body
+                .split_once(":role/")
+                .is_some_and(|(_, name)| name.contains('/'))
+        {
+            p.add(
+                format!("{field}.aws_principals"),
+                format!(
+                    "{principal:?}: a role session's ARN carries no path, so a wildcard after a path cannot be checked; \
+                     use role/NAME-PREFIX* or bind exact role ARNs or aws_principal_ids"
+                ),
+            );
+        }
+    }
+    for id in &section.aws_principal_ids {
+        let ok = (id.starts_with("AROA") || id.starts_with("AIDA"))
+            && (16..=128).contains(&id.len())
+            && id.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        if !ok {
+            p.add(
+                format!("{field}.aws_principal_ids"),
+                format!("{id:?} must be an IAM unique id: AROA... (a role) or AIDA... (a user), as `aws iam get-role` shows (RoleId)"),
             );
         }
     }
@@ -119,6 +143,7 @@ fn connector(
         default_scopes: section.default_scopes.clone(),
         attributes: attributes?,
         aws_principals: section.aws_principals.clone(),
+        aws_principal_ids: section.aws_principal_ids.clone(),
     })
 }
 

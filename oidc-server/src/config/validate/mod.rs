@@ -337,7 +337,7 @@ fn aws_iam(
 ) -> Option<Option<AwsIamConfig>> {
     let Some(section) = section else {
         for (index, connector) in connectors.iter().enumerate() {
-            if !connector.aws_principals.is_empty() {
+            if !connector.aws_principals.is_empty() || !connector.aws_principal_ids.is_empty() {
                 p.add(
                     format!("connectors[{index}].aws_principals"),
                     "needs an [aws_iam] section naming the STS endpoint",

@@ -51,12 +51,18 @@ impl TestApp {
     /// The state of [`test_config`] with [`ISSUER`], and the key of its
     /// `private_key_jwt` connector.
     pub(crate) async fn new() -> TestApp {
+        Self::with(|toml| toml).await
+    }
+
+    /// Like [`TestApp::new`], with the configuration text changed by `edit`.
+    pub(crate) async fn with(edit: impl FnOnce(String) -> String) -> TestApp {
         let (client_key, jwks) = client_key(Algorithm::ES256);
         let overrides = Overrides {
             issuer: Some(ISSUER.to_owned()),
             ..Default::default()
         };
-        let state = fixture::app_state(&test_config(&jwks), &overrides, StateSetup::default()).await;
+        let toml = edit(test_config(&jwks));
+        let state = fixture::app_state(&toml, &overrides, StateSetup::default()).await;
         TestApp { state, client_key }
     }
 

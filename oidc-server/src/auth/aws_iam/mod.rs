@@ -23,9 +23,15 @@
 //! `Signature` parameter. After STS has answered with an identity, the
 //! signature is recorded in the replay store and accepted once.
 
+mod binding;
+mod sts;
+
 use std::time::Duration;
 
 use serde_json::Value;
+
+pub(crate) use binding::matches as principal_matches;
+pub(crate) use sts::{ask_sts, StsOutcome};
 
 use super::AuthFailure;
 use crate::config::AwsIamConfig;
@@ -60,28 +66,15 @@ pub const ALLOWED_HEADERS: [&str; 9] = [
 const MAX_ASSERTION_LEN: usize = 12 * 1024;
 /// Largest single header value.
 const MAX_HEADER_LEN: usize = 4096;
-/// Largest STS answer read.
-const MAX_STS_RESPONSE: usize = 16 * 1024;
 
 /// A signed request that passed the local checks, ready to forward. No
 /// `Debug`: its headers hold a signature and possibly a session token.
 pub(crate) struct SignedRequest {
-    headers: Vec<(String, String)>,
+    pub(super) headers: Vec<(String, String)>,
     /// The SigV4 signature (hex), a replay key.
     pub(crate) signature: String,
     /// `X-Amz-Date` as Unix seconds.
     pub(crate) signed_at: u64,
-}
-
-/// Why STS could not settle the question.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum StsOutcome {
-    /// The caller's ARN.
-    Caller(String),
-    /// STS refused the signature or credentials.
-    Refused,
-    /// STS was unreachable, slow or failing.
-    Unavailable,
 }
 
 /// Decodes and checks an assertion for `issuer` at time `now`.
@@ -170,85 +163,6 @@ pub(crate) fn parse(
     })
 }
 
-/// Sends `request` to the configured STS endpoint and reads the caller's ARN.
-pub(crate) async fn ask_sts(
-    client: &reqwest::Client,
-    config: &AwsIamConfig,
-    request: &SignedRequest,
-) -> StsOutcome {
-    let mut call = client
-        .post(format!("{}/", config.sts_endpoint))
-        .timeout(config.timeout)
-        .body(BODY);
-    for (name, value) in &request.headers {
-        // The HTTP client derives Host from the configured endpoint; it was
-        // checked above to be the host the client signed for.
-        if name != "host" {
-            call = call.header(name.as_str(), value.as_str());
-        }
-    }
-    let response = match call.send().await {
-        Ok(response) => response,
-        Err(error) => {
-            tracing::warn!(%error, "STS unreachable");
-            return StsOutcome::Unavailable;
-        }
-    };
-    let status = response.status();
-    let body = match oidc_core::http::read_capped(response, MAX_STS_RESPONSE).await {
-        Ok(body) => match String::from_utf8(body) {
-            Ok(text) => text,
-            Err(_) => return StsOutcome::Unavailable,
-        },
-        Err(error) => {
-            tracing::warn!(%error, "STS answer unreadable");
-            return StsOutcome::Unavailable;
-        }
-    };
-    if status.is_server_error() || status.as_u16() == 429 {
-        tracing::warn!(status = status.as_u16(), "STS failing");
-        return StsOutcome::Unavailable;
-    }
-    if !status.is_success() {
-        tracing::info!(
-            status = status.as_u16(),
-            code = sts_error_code(&body),
-            "STS refused the signed request"
-        );
-        return StsOutcome::Refused;
-    }
-    match caller_arn(&body) {
-        Some(arn) => StsOutcome::Caller(arn),
-        None => {
-            tracing::warn!("STS answered without a caller ARN");
-            StsOutcome::Unavailable
-        }
-    }
-}
-
-/// Whether the caller `arn` is one of `principals` (exact, or a prefix ending in `*`).
-/// An assumed-role session is matched as its role.
-pub(crate) fn principal_matches(arn: &str, principals: &[String]) -> bool {
-    let arn = normalize_arn(arn);
-    principals.iter().any(|p| match p.strip_suffix('*') {
-        Some(prefix) => arn.starts_with(prefix),
-        None => *p == arn,
-    })
-}
-
-/// `arn:P:sts::ACCOUNT:assumed-role/ROLE/SESSION` → `arn:P:iam::ACCOUNT:role/ROLE`.
-pub(crate) fn normalize_arn(arn: &str) -> String {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    if let [_, partition, "sts", "", account, resource] = parts.as_slice() {
-        if let Some(rest) = resource.strip_prefix("assumed-role/") {
-            if let Some((role, _session)) = rest.split_once('/') {
-                return format!("arn:{partition}:iam::{account}:role/{role}");
-            }
-        }
-    }
-    arn.to_owned()
-}
-
 struct SigV4 {
     service: String,
     signed_headers: Vec<String>,
@@ -327,29 +241,6 @@ fn endpoint_authority(endpoint: &str) -> &str {
     rest.split('/').next().unwrap_or(rest)
 }
 
-/// The text of the first `<tag>` element.
-fn element<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
-    let open = format!("<{tag}>");
-    let start = xml.find(&open)? + open.len();
-    let end = xml[start..].find(&format!("</{tag}>"))? + start;
-    Some(xml[start..end].trim())
-}
-
-fn caller_arn(xml: &str) -> Option<String> {
-    let result = element(xml, "GetCallerIdentityResult")?;
-    let arn = element(result, "Arn")?;
-    let valid = arn.starts_with("arn:")
-        && arn.len() <= 2048
-        && arn
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+=,.@-_/:".contains(c));
-    valid.then(|| arn.to_owned())
-}
-
-fn sts_error_code(xml: &str) -> &str {
-    element(xml, "Code").filter(|c| c.len() < 64).unwrap_or("unknown")
-}
-
 /// A retry hint for clients when STS is unavailable.
 pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(5);
 
@@ -363,51 +254,6 @@ mod tests {
         assert_eq!(parse_amz_date("20240229T123456Z"), Some(1_709_210_096));
         assert_eq!(parse_amz_date("2024-02-29T12:34:56Z"), None);
         assert_eq!(parse_amz_date("20241301T000000Z"), None);
-    }
-
-    #[test]
-    fn arns() {
-        assert_eq!(
-            normalize_arn("arn:aws:sts::123456789012:assumed-role/connector/i-0abc"),
-            "arn:aws:iam::123456789012:role/connector"
-        );
-        assert_eq!(
-            normalize_arn("arn:aws:iam::123456789012:user/alice"),
-            "arn:aws:iam::123456789012:user/alice"
-        );
-        let bound = vec!["arn:aws:iam::123456789012:role/connector-*".to_owned()];
-        assert!(principal_matches(
-            "arn:aws:sts::123456789012:assumed-role/connector-eu/s",
-            &bound
-        ));
-        assert!(!principal_matches(
-            "arn:aws:sts::123456789012:assumed-role/other/s",
-            &bound
-        ));
-        assert!(!principal_matches(
-            "arn:aws:iam::999999999999:role/connector-eu",
-            &bound
-        ));
-    }
-
-    #[test]
-    fn sts_answers() {
-        let ok = "<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>arn:aws:iam::123456789012:user/alice</Arn><UserId>AIDA</UserId><Account>123456789012</Account></GetCallerIdentityResult></GetCallerIdentityResponse>";
-        assert_eq!(
-            caller_arn(ok).as_deref(),
-            Some("arn:aws:iam::123456789012:user/alice")
-        );
-        assert_eq!(caller_arn("<Arn>arn:aws:iam::1:user/x</Arn>"), None);
-        assert_eq!(
-            caller_arn("<GetCallerIdentityResult><Arn>arn:x<y></Arn></GetCallerIdentityResult>"),
-            None
-        );
-        assert_eq!(
-            sts_error_code(
-                "<ErrorResponse><Error><Code>SignatureDoesNotMatch</Code></Error></ErrorResponse>"
-            ),
-            "SignatureDoesNotMatch"
-        );
     }
 
     #[test]
