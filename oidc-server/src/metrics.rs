@@ -1,6 +1,7 @@
 //! Prometheus metrics: tokens issued and refused (by reason), signing latency,
 //! HTTP latency by route and status, AWS calls by operation and outcome.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -81,9 +82,21 @@ impl AwsObserver for AwsMetrics {
     }
 }
 
+/// Token counts so far, for writers other than Prometheus (CloudWatch EMF).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenCounts {
+    /// Tokens issued.
+    pub issued: u64,
+    /// Refused requests by reason (a fixed set of codes).
+    pub refused: Vec<(&'static str, u64)>,
+}
+
 /// The server's metrics.
 #[derive(Debug)]
 pub struct Metrics {
+    /// Refusals by reason again, readable without the registry (refusals are
+    /// rare; the lock is on their path only).
+    refused_counts: Mutex<BTreeMap<&'static str, u64>>,
     registry: Mutex<Registry>,
     aws: Arc<AwsMetrics>,
     issued: Counter,
@@ -137,6 +150,7 @@ impl Metrics {
             aws.calls.clone(),
         );
         Self {
+            refused_counts: Mutex::default(),
             registry: Mutex::new(registry),
             aws,
             issued,
@@ -160,6 +174,21 @@ impl Metrics {
     /// Counts a refused token request.
     pub fn token_refused(&self, reason: &'static str) {
         self.refused.get_or_create(&ReasonLabels { reason }).inc();
+        *self
+            .refused_counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(reason)
+            .or_default() += 1;
+    }
+
+    /// The token counts so far.
+    pub fn token_counts(&self) -> TokenCounts {
+        let refused = self.refused_counts.lock().unwrap_or_else(|e| e.into_inner());
+        TokenCounts {
+            issued: self.issued.get(),
+            refused: refused.iter().map(|(reason, n)| (*reason, *n)).collect(),
+        }
     }
 
     /// Records the time one signature took.

@@ -168,10 +168,138 @@ async fn the_event_source_ip_is_the_peer_for_throttling() {
     for _ in 0..10 {
         assert_eq!(through_lambda(state.clone(), &refused).await.0, 401);
     }
-    // The default limit is 10 failures per minute per client and per peer.
+    // The default limit is 10 failures per minute per peer: the flooding
+    // address is refused, whatever it presents.
     let (status, headers, _) = through_lambda(state.clone(), &fixture("function-url-token")).await;
     assert_eq!(status, 429);
     assert!(headers.iter().any(|(k, _)| k == "retry-after"));
+    // The connector, from another address, is served: strangers' failures
+    // for its id never refuse its correct secret.
+    let elsewhere = fixture("function-url-token").replace("203.0.113.7", "198.51.100.20");
+    assert_ne!(
+        elsewhere,
+        fixture("function-url-token"),
+        "the fixture's source IP moved"
+    );
+    assert_eq!(through_lambda(state.clone(), &elsewhere).await.0, 200);
+}
+
+/// Captured EMF output.
+#[derive(Clone, Default)]
+struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Checks `doc` against the Embedded Metric Format specification's required
+/// fields: `_aws.Timestamp` (ms), `_aws.CloudWatchMetrics` directives with a
+/// `Namespace`, `Dimensions` (sets of at most 30 names, each a root string
+/// member) and `Metrics` (each `Name` a root number member, `Unit` one of
+/// CloudWatch's), at most 100 metrics per directive.
+fn assert_emf(doc: &Value) {
+    let aws = doc["_aws"].as_object().expect("_aws");
+    assert!(
+        aws["Timestamp"].as_u64().unwrap() > 1_600_000_000_000,
+        "milliseconds"
+    );
+    let directives = aws["CloudWatchMetrics"].as_array().unwrap();
+    assert!(!directives.is_empty());
+    for directive in directives {
+        let namespace = directive["Namespace"].as_str().unwrap();
+        assert!((1..=255).contains(&namespace.len()));
+        for set in directive["Dimensions"].as_array().unwrap() {
+            let set = set.as_array().unwrap();
+            assert!(set.len() <= 30);
+            for name in set {
+                assert!(doc[name.as_str().unwrap()].is_string(), "dimension {name}");
+            }
+        }
+        let metrics = directive["Metrics"].as_array().unwrap();
+        assert!(!metrics.is_empty() && metrics.len() <= 100);
+        for metric in metrics {
+            let name = metric["Name"].as_str().unwrap();
+            assert!((1..=255).contains(&name.len()));
+            assert!(doc[name].is_number(), "metric {name} is a root number: {doc}");
+            if let Some(unit) = metric.get("Unit") {
+                assert!(["Count", "Milliseconds", "Seconds", "None"].contains(&unit.as_str().unwrap()));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn lambda_mode_writes_metrics_as_embedded_metric_format_lines() {
+    let state = state().await;
+    let lines = Lines::default();
+    let emf = std::sync::Arc::new(lambda::EmfWriter::new(
+        state.metrics().clone(),
+        "token-fn",
+        std::time::Duration::ZERO,
+        Box::new(lines.clone()),
+    ));
+    for name in [
+        "function-url-token",
+        "function-url-token",
+        "function-url-token-refused",
+        "function-url-jwks",
+    ] {
+        lambda::invoke(
+            lambda::router_with_metrics(state.clone(), emf.clone()),
+            &fixture(name),
+        )
+        .await
+        .unwrap();
+    }
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let docs: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // One line per invocation that changed something (the interval is zero
+    // here): two tokens, one refusal; the JWKS fetch changes no count.
+    assert_eq!(docs.len(), 3, "{text}");
+    for doc in &docs {
+        assert_emf(doc);
+        assert_eq!(doc["Service"], "token-fn");
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            lambda::emf::NAMESPACE
+        );
+    }
+    assert_eq!(
+        (docs[0]["TokensIssued"].as_u64(), docs[1]["TokensIssued"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(docs[2]["TokensIssued"], 0);
+    assert_eq!(docs[2]["TokensRefused"], 1);
+    assert_eq!(docs[2]["TokensRefused.bad_client_credentials"], 1);
+
+    // With an interval, one line covers everything since the last one.
+    let lines = Lines::default();
+    let emf = std::sync::Arc::new(lambda::EmfWriter::new(
+        state.metrics().clone(),
+        "token-fn",
+        std::time::Duration::from_secs(3600),
+        Box::new(lines.clone()),
+    ));
+    for _ in 0..3 {
+        lambda::invoke(
+            lambda::router_with_metrics(state.clone(), emf.clone()),
+            &fixture("function-url-token"),
+        )
+        .await
+        .unwrap();
+    }
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(text.lines().count(), 1, "at most one line per interval: {text}");
+    // Its first line reports all that happened before it (the earlier runs too).
+    let doc: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_emf(&doc);
+    assert_eq!(doc["TokensIssued"], 3);
 }
 
 #[tokio::test]

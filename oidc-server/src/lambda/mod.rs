@@ -8,6 +8,7 @@
 //! that parameter at cold start: never from request headers.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request};
 use axum::middleware::{self, Next};
@@ -17,6 +18,10 @@ use lambda_http::request::{LambdaRequest, RequestContext};
 use lambda_http::{Context, LambdaEvent, RequestExt, Service};
 
 use crate::state::AppState;
+
+pub mod emf;
+
+pub use emf::EmfWriter;
 
 /// Names the SSM parameter that holds the issuer URL.
 pub const ISSUER_PARAMETER_ENV: &str = "OIDC_SERVER_ISSUER_PARAMETER";
@@ -43,6 +48,21 @@ pub fn router(state: AppState) -> Router {
     crate::app(state).layer(middleware::from_fn(peer_from_request_context))
 }
 
+/// [`router`], writing its metrics as CloudWatch EMF lines with `emf` at the
+/// end of invocations (nothing scrapes `/metrics` in Lambda).
+pub fn router_with_metrics(state: AppState, emf: Arc<EmfWriter>) -> Router {
+    crate::app(state)
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            let emf = emf.clone();
+            async move {
+                let response = next.run(request).await;
+                emf.after_invocation();
+                response
+            }
+        }))
+        .layer(middleware::from_fn(peer_from_request_context))
+}
+
 async fn peer_from_request_context(mut request: Request, next: Next) -> Response {
     let source_ip = match request.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(ctx)) => ctx
@@ -60,9 +80,17 @@ async fn peer_from_request_context(mut request: Request, next: Next) -> Response
     next.run(request).await
 }
 
-/// Serves `state` to the Lambda runtime until it stops the process.
+/// Serves `state` to the Lambda runtime until it stops the process, its
+/// metrics as EMF lines on stdout under `Service` = the function's name.
 pub async fn serve(state: AppState) -> Result<(), lambda_http::Error> {
-    lambda_http::run(router(state)).await
+    let service = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "oidc-server".into());
+    let emf = EmfWriter::new(
+        state.metrics().clone(),
+        service,
+        emf::DEFAULT_INTERVAL,
+        Box::new(std::io::stdout()),
+    );
+    lambda_http::run(router_with_metrics(state, Arc::new(emf))).await
 }
 
 /// Handles one event (its JSON text) the way the Lambda runtime would and
