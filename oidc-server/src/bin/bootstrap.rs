@@ -32,7 +32,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let overrides = Overrides { listen: None, issuer };
     let path = std::env::var_os(oidc_server::config::CONFIG_ENV).map(std::path::PathBuf::from);
     let config = Arc::new(Config::load(path.as_deref(), std::env::vars(), &overrides)?);
-    oidc_server::telemetry::init(&config.log);
+    let _logs = oidc_server::telemetry::init(&config.log);
     // Every execution environment would have a memory of its own.
     if let Some(problem) = config.fleet_replay_problem() {
         return Err(format!("Lambda mode cannot start: {problem}").into());

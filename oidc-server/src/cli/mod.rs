@@ -191,7 +191,8 @@ fn serve(path: Option<PathBuf>, args: ServeArgs) -> Result<(), CliError> {
         config = config.with_kms_key_id(key_id)?;
     }
     let config = Arc::new(config);
-    crate::telemetry::init(&config.log);
+    // Held until the server has stopped: then every queued line is written.
+    let _logs = crate::telemetry::init(&config.log);
     runtime()?.block_on(async move {
         let state = AppState::start(config.clone(), &ServiceContext::default())
             .await

@@ -76,4 +76,22 @@ fn embedded_default_serves_and_its_curl_command_gets_a_token() {
     let claims: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
     assert_eq!(claims["sub"], "demo-connector");
     assert_eq!(claims["org_id"], "org-demo");
+
+    // Metrics are on their own listener (127.0.0.1:9100 in the embedded
+    // default), not on the public one.
+    let get = |url: &str| {
+        let output = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", url])
+            .output()
+            .unwrap();
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert_eq!(get("http://127.0.0.1:8080/metrics"), "404");
+    assert_eq!(get("http://127.0.0.1:9100/metrics"), "200");
+    let metrics = Command::new("curl")
+        .args(["-s", "http://127.0.0.1:9100/metrics"])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8(metrics.stdout).unwrap();
+    assert!(metrics.contains("oidc_server_tokens_issued_total 1"), "{metrics}");
 }

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod assertions;
+mod audit;
 mod cli;
 mod config;
 mod edge;

@@ -1,0 +1,111 @@
+//! The audit log of the real binary: one event per token request, none
+//! dropped when requests outpace stderr (the log writer applies
+//! backpressure instead), all written out when the server stops on SIGTERM;
+//! a refused assertion sent without `client_id` names its `sub`.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::fixture::{
+    assertion, client_key, good_claims, test_config, JWT_BEARER, JWT_CLIENT, SECRET, SECRET_CLIENT,
+};
+use oidc_core::Algorithm;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_has_its_audit_event_written_by_shutdown() {
+    let (signer, jwks) = client_key(Algorithm::ES256);
+    let toml = format!("{}\n[log]\nformat = \"json\"\n", test_config(&jwks))
+        .replace("failure_limit = 5", "failure_limit = 1000000");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oidc-server"))
+        .env_remove("OIDC_SERVER_CONFIG")
+        .env("OIDC_SERVER_CONFIG_TOML", &toml)
+        .env("OIDC_SERVER__ISSUER", "http://127.0.0.1:1")
+        .env("OIDC_SERVER__LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "audit=info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr = child.stderr.take().unwrap();
+    let line = stdout.next().unwrap().unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    let url = format!("http://{addr}/token");
+
+    let client = oidc_core::http::client_builder().unwrap().build().unwrap();
+    let requests = (0..2000).map(|i| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let secret = if i % 10 == 0 { "wrong" } else { SECRET };
+            client
+                .post(&url)
+                .basic_auth(SECRET_CLIENT, Some(secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    use futures_util::StreamExt as _;
+    let statuses: Vec<u16> = futures_util::stream::iter(requests)
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    // An assertion without client_id, refused (its jti used twice): the
+    // audit event names its sub.
+    let one = assertion(&signer, "JWT", good_claims("http://127.0.0.1:1")).await;
+    for _ in 0..2 {
+        let _ = client
+            .post(&url)
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", JWT_BEARER),
+                ("client_assertion", one.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let issued = statuses.iter().filter(|s| **s == 200).count();
+    let refused = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(issued + refused, 2000, "{statuses:?}");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let started = Instant::now();
+    let mut text = String::new();
+    stderr.read_to_string(&mut text).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| l.contains(r#""target":"audit""#))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let count = |event: &str, client_field: &str, who: &str| {
+        events
+            .iter()
+            .filter(|e| e["event"] == event && e[client_field] == who)
+            .count()
+    };
+    assert_eq!(count("token_issued", "connector", SECRET_CLIENT), issued);
+    assert_eq!(count("token_refused", "client", SECRET_CLIENT), refused);
+    assert_eq!(count("token_issued", "connector", JWT_CLIENT), 1);
+    assert_eq!(
+        count("token_refused", "client", JWT_CLIENT),
+        1,
+        "the replay names the assertion's sub"
+    );
+}
