@@ -5,8 +5,10 @@
 #   micro   oidc-core issue/verify vs bare ring and jsonwebtoken 11 (aws-lc-rs)
 #           and 9 (ring); connector-client cached read vs a mutex baseline
 #   http    POST /token (client_credentials, client_secret_basic, ES256 JWT)
-#           on oidc-server vs node-oidc-provider, same wrk, same concurrency
-#           levels, runs alternated, RSS and CPU time of each server sampled
+#           on oidc-server vs node-oidc-provider and vs a minimal axum handler
+#           (Basic check, claims JSON, one ring ES256 signature: the least a
+#           token endpoint does), same wrk, same concurrency levels, runs
+#           alternated, RSS and CPU time of each server sampled
 #   kms     KmsSigner vs a bare SDK Sign loop against moto_server, KMS calls per
 #           token (the ignored e2e test kms_bench, in release)
 #   replay  private_key_jwt logins/s with the in-memory replay store and with
@@ -38,6 +40,7 @@ read -r -a levels <<<"${BENCH_LEVELS:-1 16 64}"
 verify_seconds=${BENCH_VERIFY_SECONDS:-3}
 ours_port=${BENCH_OURS_PORT:-18080}
 node_port=${BENCH_NODE_PORT:-18090}
+minimal_port=${BENCH_MINIMAL_PORT:-18070}
 
 results=bench/results/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$results"
@@ -107,6 +110,17 @@ start_ours() {
   ours_pid=$!; pids+=("$ours_pid")
   wait_up "http://127.0.0.1:$ours_port/healthz" "$ours_pid"
 }
+start_minimal() {
+  port_free "$minimal_port"
+  "$target_dir/release/examples/minimal_token_endpoint" "127.0.0.1:$minimal_port" >/dev/null 2>&1 &
+  minimal_pid=$!; pids+=("$minimal_pid")
+  for _ in $(seq 100); do
+    curl -s -o /dev/null "http://127.0.0.1:$minimal_port/" && return 0
+    kill -0 "$minimal_pid" 2>/dev/null || { echo "the minimal handler exited" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "the minimal handler did not come up" >&2; exit 1
+}
 start_node() {
   port_free "$node_port"
   NODE_ENV=production node bench/node-provider.mjs "$node_port" "$client" "$secret" "$audience" \
@@ -117,7 +131,7 @@ start_node() {
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 port_free() {
   if curl -s -o /dev/null "http://127.0.0.1:$1/"; then
-    echo "port $1 is already in use: stop what listens there or set BENCH_OURS_PORT/BENCH_NODE_PORT" >&2
+    echo "port $1 is already in use: stop what listens there or set BENCH_OURS_PORT/BENCH_NODE_PORT/BENCH_MINIMAL_PORT" >&2
     exit 1
   fi
 }
@@ -176,14 +190,20 @@ fi
 
 # ---------------------------------------------------------------- http
 if want http; then
-  log "http: building oidc-server (release)"
+  log "http: building oidc-server and the minimal handler (release)"
   cargo build --release -q -p oidc-server
+  cargo build --release -q -p oidc-server --example minimal_token_endpoint
   start_ours
   start_node
+  start_minimal
   # Both answer the benchmark's request with an ES256 JWT access token that
   # jose verifies against the server's own JWKS (from its discovery document).
+  port_of() { case $1 in ours) echo "$ours_port";; node) echo "$node_port";; minimal) echo "$minimal_port";; esac; }
+  pid_of() { case $1 in ours) echo "$ours_pid";; node) echo "$node_pid";; minimal) echo "$minimal_pid";; esac; }
+  token=$(fetch_token "http://127.0.0.1:$minimal_port")
+  echo "minimal token: $(check_token "$token" "$audience")" | tee -a "$results/log.txt"
   for who in ours node; do
-    port=$([ $who = ours ] && echo "$ours_port" || echo "$node_port")
+    port=$(port_of $who)
     token=$(fetch_token "http://127.0.0.1:$port")
     echo "$who token: $(check_token "$token" "$audience")" | tee -a "$results/log.txt"
     (cd bench && node --input-type=module -e "$jose_check" "$token" "http://127.0.0.1:$port" "$audience") |
@@ -230,19 +250,19 @@ LUA
   }
   echo "server,concurrency,round,rps,p50_ms,p99_ms,errors,rss_peak_mb,cpu_us_per_req" | tee "$results/http.csv"
   log "http: warm-up (3 s each, not counted)"
-  for who in ours node; do
-    port=$([ $who = ours ] && echo "$ours_port" || echo "$node_port")
-    wrk -t2 -c16 -d3s -s "$script" "http://127.0.0.1:$port/token" >/dev/null
+  for who in ours node minimal; do
+    wrk -t2 -c16 -d3s -s "$script" "http://127.0.0.1:$(port_of $who)/token" >/dev/null
   done
   log "http: ${rounds} alternated rounds of ${duration} s at concurrency ${levels[*]}"
   for c in "${levels[@]}"; do
     for round in $(seq "$rounds"); do
-      load ours "$ours_pid" "$ours_port" "$c" "$round"
-      load node "$node_pid" "$node_port" "$c" "$round"
+      for who in ours node minimal; do
+        load "$who" "$(pid_of $who)" "$(port_of $who)" "$c" "$round"
+      done
     done
   done
-  echo "idle_rss_after_mb ours=$(( $(rss_kb "$ours_pid") / 1024 )) node=$(( $(rss_kb "$node_pid") / 1024 ))" | tee -a "$results/log.txt"
-  stop "$ours_pid"; stop "$node_pid"
+  echo "idle_rss_after_mb ours=$(( $(rss_kb "$ours_pid") / 1024 )) node=$(( $(rss_kb "$node_pid") / 1024 )) minimal=$(( $(rss_kb "$minimal_pid") / 1024 ))" | tee -a "$results/log.txt"
+  stop "$ours_pid"; stop "$node_pid"; stop "$minimal_pid"
 fi
 
 # ---------------------------------------------------------------- kms

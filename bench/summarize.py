@@ -92,13 +92,19 @@ if http_path.exists():
     rows = []
     for level in levels:
         by = {who: [r for r in runs if r["server"] == who and int(r["concurrency"]) == level]
-              for who in ("ours", "node")}
+              for who in ("ours", "node", "minimal")}
         if not by["ours"] or not by["node"]:
             continue
         med = {who: {k: statistics.median(float(r[k]) for r in by[who])
-                     for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req")} for who in by}
-        peak = {who: max(int(r["rss_peak_mb"]) for r in by[who]) for who in by}
-        errors = {who: sum(int(r["errors"]) for r in by[who]) for who in by}
+                     for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req")} for who in by if by[who]}
+        if "minimal" in med:
+            fraction = med["ours"]["rps"] / med["minimal"]["rps"]
+            target = "" if level == 1 else ">= 0.85"
+            headline.append(("HTTP", f"HTTP c={level}: oidc-server req/s / minimal handler (Basic, claims, one ES256)",
+                             f"{fraction:.2f}", per_s(med["ours"]["rps"]), per_s(med["minimal"]["rps"]), target,
+                             verdict(fraction >= 0.85) if target else ""))
+        peak = {who: max(int(r["rss_peak_mb"]) for r in by[who]) for who in by if by[who]}
+        errors = {who: sum(int(r["errors"]) for r in by[who]) for who in by if by[who]}
         ratio = med["ours"]["rps"] / med["node"]["rps"]
         target = "" if level == 1 else ">= 4x"
         headline.append(("HTTP", f"HTTP c={level}: oidc-server req/s / node-oidc-provider", f"{ratio:.1f}x",
@@ -117,7 +123,7 @@ if http_path.exists():
             headline.append(("HTTP", f"HTTP c={level}: errors or non-2xx", "", str(errors["ours"]), str(errors["node"]),
                              "0", verdict(False)))
     for r in runs:
-        who = "oidc-server" if r["server"] == "ours" else "node-oidc-provider"
+        who = {"ours": "oidc-server", "node": "node-oidc-provider", "minimal": "minimal handler"}[r["server"]]
         rows.append(f"| {r['concurrency']} | {r['round']} | {who} | {float(r['rps']):,.0f} | {r['p50_ms']} | "
                     f"{r['p99_ms']} | {r['rss_peak_mb']} | {r['cpu_us_per_req']} | {r['errors']} |")
     details.append("### HTTP runs, in the order they ran\n\n"
