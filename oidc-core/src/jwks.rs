@@ -22,7 +22,7 @@ use crate::keys::{KeyError, VerifyingKey};
 pub const MAX_KEYS: usize = 100;
 
 /// A parsed key set: the usable verification keys by `kid`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct JwkSet {
     keys: HashMap<String, Arc<VerifyingKey>>,
     order: Vec<String>,

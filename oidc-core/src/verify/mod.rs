@@ -9,6 +9,8 @@ mod key_source;
 mod policy;
 #[cfg(feature = "remote")]
 pub mod remote;
+#[cfg(feature = "remote")]
+pub mod trust;
 
 use std::sync::Arc;
 
@@ -150,6 +152,30 @@ pub enum VerifyError {
     /// The claims passed every check but do not fit the caller's claims type.
     #[error("claims do not fit the expected type: {0}")]
     ClaimsShape(String),
+    /// The header's `alg` is not one the policy allows (checked before any
+    /// key is looked up).
+    #[error("algorithm {} is not allowed for this issuer", .0.name())]
+    AlgorithmNotAllowed(Algorithm),
+    /// A claim the policy requires a value for is absent or has another value.
+    #[error("claim {claim:?} {}", if *present { "does not have the required value" } else { "is required and missing" })]
+    RequiredClaim {
+        /// The claim (from the policy, not the token).
+        claim: String,
+        /// Whether the token has the claim at all.
+        present: bool,
+    },
+    /// The token's `iss` is not a trusted issuer (see
+    /// [`TrustedIssuers`](crate::verify::trust::TrustedIssuers)); nothing was
+    /// fetched for it.
+    #[error("issuer {issuer:?} is not trusted")]
+    UnknownIssuer {
+        /// The `iss` found (shortened).
+        issuer: String,
+    },
+    /// The trusted-issuer lookup failed, so whether the issuer is trusted is
+    /// not known (the control plane's own store is down, for example).
+    #[error("trusted-issuer lookup failed: {0}")]
+    IssuerLookup(String),
 }
 
 impl VerifyError {
@@ -174,6 +200,10 @@ impl VerifyError {
             Self::NotYetValid { .. } => "not_yet_valid",
             Self::IssuedInFuture { .. } => "issued_in_future",
             Self::LifetimeTooLong { .. } => "lifetime_too_long",
+            Self::AlgorithmNotAllowed(_) => "algorithm_not_allowed",
+            Self::RequiredClaim { .. } => "required_claim",
+            Self::UnknownIssuer { .. } => "unknown_issuer",
+            Self::IssuerLookup(_) => "issuer_lookup_failed",
         }
     }
 }
@@ -233,6 +263,16 @@ impl<K: KeySource> Verifier<K> {
         }
     }
 
+    /// A verifier for a policy shared with others (a trust registry's entry).
+    pub(crate) fn from_shared(policy: Arc<Policy>, keys: K) -> Self {
+        Self {
+            policy,
+            keys,
+            clock: Arc::new(SystemClock),
+            known_headers: Arc::default(),
+        }
+    }
+
     /// Uses `clock` instead of the system clock.
     pub fn with_clock(mut self, clock: Arc<dyn WallClock>) -> Self {
         self.clock = clock;
@@ -259,14 +299,30 @@ impl<K: KeySource> Verifier<K> {
     pub async fn verify<C: DeserializeOwned>(&self, token: &str) -> Result<Verified<C>, VerifyError> {
         let jws =
             UnverifiedJws::decode_reusing(token, self.policy.max_token_len(), &self.known_headers.load())?;
+        self.verify_decoded(jws, None).await
+    }
+
+    /// The checks after decoding: header, key, signature, claims, policy.
+    /// `claims` is the payload already parsed by a caller that had to read it
+    /// first (the trust registry picks the issuer by `iss`): the same bytes
+    /// as the payload the signature covers, so it is not parsed again.
+    pub(crate) async fn verify_decoded<C: DeserializeOwned>(
+        &self,
+        jws: UnverifiedJws<'_>,
+        claims: Option<Map<String, Value>>,
+    ) -> Result<Verified<C>, VerifyError> {
         let known = (!jws.reused_header()).then(|| jws.known_header());
         let header = jws.header();
         self.policy.check_type(header.typ.as_deref())?;
         let alg = header.alg;
+        self.policy.check_algorithm(alg)?;
         let kid = header.kid.as_deref().ok_or(VerifyError::MissingKid)?;
         let key = self.keys.key(kid).await.map_err(VerifyError::Key)?;
         let payload = jws.verify(&key)?;
-        let claims = json::parse_object(&payload).map_err(VerifyError::Claims)?;
+        let claims = match claims {
+            Some(claims) => claims,
+            None => json::parse_object(&payload).map_err(VerifyError::Claims)?,
+        };
         self.policy.check_claims(&claims, self.clock.now())?;
         let claims =
             C::deserialize(Value::Object(claims)).map_err(|e| VerifyError::ClaimsShape(e.to_string()))?;

@@ -1,4 +1,5 @@
-//! What a verifier accepts: issuer, audiences, token type, clock leeway, lifetime.
+//! What a verifier accepts: issuer, audiences, token type, clock leeway,
+//! lifetime, allowed algorithms and required claim values.
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use super::{numeric_date, VerifyError};
 use crate::claims::ACCESS_TOKEN_TYP;
 use crate::json;
 use crate::jws::DEFAULT_MAX_LEN;
+use crate::Algorithm;
 
 /// Default clock leeway: 30 s.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
@@ -27,6 +29,10 @@ pub struct Policy {
     leeway: u64,
     max_lifetime: u64,
     max_token_len: usize,
+    /// `None`: every algorithm the key allows.
+    algorithms: Option<Vec<Algorithm>>,
+    /// Claims that must be present with exactly this JSON value.
+    required_claims: Vec<(String, Value)>,
 }
 
 /// Builds a [`Policy`].
@@ -60,6 +66,12 @@ pub enum PolicyError {
     /// A token size cap of zero.
     #[error("the token size cap must be positive")]
     ZeroTokenLen,
+    /// An empty list of allowed algorithms.
+    #[error("the list of allowed algorithms is empty")]
+    NoAlgorithm,
+    /// A required claim with an empty name, or required twice.
+    #[error("required claim {0:?} is empty or required twice")]
+    RequiredClaim(String),
 }
 
 impl Policy {
@@ -78,6 +90,8 @@ impl Policy {
                 leeway: 0,
                 max_lifetime: 0,
                 max_token_len: DEFAULT_MAX_LEN,
+                algorithms: None,
+                required_claims: Vec::new(),
             },
             leeway: DEFAULT_LEEWAY,
             max_lifetime: DEFAULT_MAX_LIFETIME,
@@ -102,6 +116,25 @@ impl Policy {
     /// The token size cap.
     pub fn max_token_len(&self) -> usize {
         self.max_token_len
+    }
+
+    /// The allowed algorithms; `None`: whatever each key is pinned to.
+    pub fn algorithms(&self) -> Option<&[Algorithm]> {
+        self.algorithms.as_deref()
+    }
+
+    /// The claims required to have exactly these values.
+    pub fn required_claims(&self) -> &[(String, Value)] {
+        &self.required_claims
+    }
+
+    /// The header's `alg` must be one of the allowed algorithms (checked
+    /// before any key is looked up).
+    pub(crate) fn check_algorithm(&self, alg: Algorithm) -> Result<(), VerifyError> {
+        match &self.algorithms {
+            Some(allowed) if !allowed.contains(&alg) => Err(VerifyError::AlgorithmNotAllowed(alg)),
+            _ => Ok(()),
+        }
     }
 
     /// `typ` must equal the required type, ignoring ASCII case and an
@@ -180,6 +213,17 @@ impl Policy {
                 max: self.max_lifetime,
             });
         }
+        for (claim, required) in &self.required_claims {
+            match claims.get(claim) {
+                Some(found) if found == required => {}
+                found => {
+                    return Err(VerifyError::RequiredClaim {
+                        claim: json::excerpt(claim),
+                        present: found.is_some(),
+                    })
+                }
+            }
+        }
         Ok(())
     }
 
@@ -255,6 +299,36 @@ impl PolicyBuilder {
         self
     }
 
+    /// Accepts only tokens whose header names one of `algorithms` (default:
+    /// any algorithm, as long as it is the one its key is pinned to). Useful
+    /// when one issuer's key set may hold keys that its tokens must not use.
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        let mut list: Vec<Algorithm> = Vec::new();
+        for alg in algorithms {
+            if !list.contains(&alg) {
+                list.push(alg);
+            }
+        }
+        self.policy.algorithms = Some(list);
+        self
+    }
+
+    /// Requires claim `name` to be present with exactly `value` (JSON
+    /// equality: `"42"` is not `42`), for example a tenant's `org_id`.
+    ///
+    /// ```
+    /// use oidc_core::Policy;
+    /// let policy = Policy::builder("https://tokens.example.com", ["https://api.example.com"])
+    ///     .require_claim("org_id", "org-42")
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(policy.required_claims().len(), 1);
+    /// ```
+    pub fn require_claim(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.policy.required_claims.push((name.into(), value.into()));
+        self
+    }
+
     /// Checks and builds the policy.
     pub fn build(self) -> Result<Policy, PolicyError> {
         let mut policy = self.policy;
@@ -275,6 +349,15 @@ impl PolicyBuilder {
         }
         if policy.max_token_len == 0 {
             return Err(PolicyError::ZeroTokenLen);
+        }
+        if policy.algorithms.as_ref().is_some_and(Vec::is_empty) {
+            return Err(PolicyError::NoAlgorithm);
+        }
+        for (i, (name, _)) in policy.required_claims.iter().enumerate() {
+            let twice = policy.required_claims[..i].iter().any(|(other, _)| other == name);
+            if name.is_empty() || twice {
+                return Err(PolicyError::RequiredClaim(json::excerpt(name)));
+            }
         }
         policy.leeway = self.leeway.as_secs();
         policy.max_lifetime = self.max_lifetime.as_secs();

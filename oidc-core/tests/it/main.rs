@@ -8,4 +8,7 @@ mod keys;
 mod kms_der;
 mod remote;
 mod roundtrip;
+mod trust;
+mod trust_lookup;
+mod trust_scale;
 mod wycheproof;

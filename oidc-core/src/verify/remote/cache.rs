@@ -2,6 +2,7 @@
 //! behind an `ArcSwap`, single-flight fetches with a cooldown, and the landing
 //! of a fetch's result (also when its task dies).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -19,6 +20,8 @@ use crate::verify::KeyLookupError;
 pub(super) struct Inner {
     pub(super) source: Source,
     pub(super) client: reqwest::Client,
+    /// A cap on fetches in flight shared with other sources, if any.
+    pub(super) permits: Option<Arc<tokio::sync::Semaphore>>,
     pub(super) limits: Limits,
     pub(super) clock: Arc<dyn MonotonicClock>,
     /// The cache: replaced whole, only by the one running fetch.
@@ -26,6 +29,9 @@ pub(super) struct Inner {
     /// Single flight and cooldown; held for a few instructions, never across
     /// an await, and never on the path of a lookup that finds its key.
     pub(super) flight: Mutex<Flight>,
+    /// Completed fetches, and the failed ones among them.
+    pub(super) fetches: AtomicU64,
+    pub(super) failures: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -43,8 +49,23 @@ pub(super) struct Limits {
     pub(super) cache_min: Duration,
     pub(super) cache_max: Duration,
     pub(super) cooldown: Duration,
+    /// The longest pause between fetches after consecutive failures.
+    pub(super) backoff: Duration,
     pub(super) stale_limit: Duration,
     pub(super) max_body: usize,
+}
+
+impl Limits {
+    /// The least time between the start of the last fetch and the next,
+    /// after `failures` consecutive failures: the cooldown, doubled per
+    /// failure after the first, at most the backoff.
+    pub(super) fn pause(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(31);
+        self.cooldown
+            .saturating_mul(1u32 << doublings)
+            .min(self.backoff)
+            .max(self.cooldown)
+    }
 }
 
 #[derive(Default, Clone)]
@@ -57,6 +78,8 @@ pub(super) struct State {
     pub(super) fresh_until: Duration,
     /// The last fetch, if it failed.
     pub(super) failure: Option<Failure>,
+    /// Fetches failed since the last success.
+    pub(super) consecutive_failures: u32,
 }
 
 #[derive(Clone)]
@@ -121,9 +144,10 @@ impl Inner {
         if let Some(running) = &flight.running {
             return Ok(Some(running.clone()));
         }
+        let pause = self.limits.pause(self.state.load().consecutive_failures);
         let cooling = flight
             .last_start
-            .is_some_and(|last| now < last.saturating_add(self.limits.cooldown));
+            .is_some_and(|last| now < last.saturating_add(pause));
         if cooling && !force {
             return Ok(None);
         }
@@ -139,6 +163,11 @@ impl Inner {
             sender,
         };
         runtime.spawn(async move {
+            // Held for the whole fetch; the semaphore is never closed.
+            let _permit = match &landing.inner.permits {
+                Some(permits) => Arc::clone(permits).acquire_owned().await.ok(),
+                None => None,
+            };
             landing.inner.fetch_and_store().await;
             drop(landing);
         });
@@ -149,6 +178,10 @@ impl Inner {
         let current = self.state.load_full();
         let result = self.fetch(&current).await;
         let now = self.clock.elapsed();
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        if result.is_err() {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
         let next = match result {
             Ok(Fetched::Keys { set, etag, max_age }) => {
                 for refused in set.refused() {
@@ -161,6 +194,7 @@ impl Inner {
                     fetched_at: now,
                     fresh_until: now.saturating_add(self.lifetime(max_age)),
                     failure: None,
+                    consecutive_failures: 0,
                 }
             }
             Ok(Fetched::NotModified { etag, max_age }) => {
@@ -171,12 +205,14 @@ impl Inner {
                     fetched_at: now,
                     fresh_until: now.saturating_add(self.lifetime(max_age)),
                     failure: None,
+                    consecutive_failures: 0,
                 }
             }
             Err(error) => {
                 tracing::warn!(source = %self.source, %error, "JWKS fetch failed; keeping the last good key set");
                 State {
                     failure: Some(Failure { at: now, error }),
+                    consecutive_failures: current.consecutive_failures.saturating_add(1),
                     ..(*current).clone()
                 }
             }
@@ -192,10 +228,11 @@ impl Inner {
 
     pub(super) fn unavailable(&self, now: Duration) -> KeyLookupError {
         let state = self.state.load();
+        let pause = self.limits.pause(state.consecutive_failures);
         let flight = self.flight();
         let next = flight
             .last_start
-            .map(|last| last.saturating_add(self.limits.cooldown).saturating_sub(now));
+            .map(|last| last.saturating_add(pause).saturating_sub(now));
         drop(flight);
         let mut message = match &state.keys {
             None => format!("no key set could be fetched yet from {}", self.source),

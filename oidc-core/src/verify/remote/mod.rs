@@ -36,6 +36,10 @@
 //!   [`KeyLookupError::Unavailable`], saying how old the set is and why the last
 //!   fetch failed. With no usable set, a lookup waits for a fetch (or fails at
 //!   once during the cooldown) rather than every request hammering the endpoint.
+//! - **Backoff.** With [`failure_backoff`](RemoteJwksBuilder::failure_backoff),
+//!   the least time between fetches doubles after each consecutive failure,
+//!   from the cooldown up to that maximum, and falls back to the cooldown
+//!   after a success (default: no growth).
 //!
 //! # What is fetched
 //!
@@ -65,6 +69,7 @@ mod cache;
 mod fetch;
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -135,6 +140,14 @@ pub enum RemoteJwksError {
         /// The maximum.
         max: Duration,
     },
+    /// `failure_backoff` below `refetch_cooldown`.
+    #[error("the failure backoff of {backoff:?} is below the refetch cooldown of {cooldown:?}")]
+    BackoffBelowCooldown {
+        /// The maximum backoff.
+        backoff: Duration,
+        /// The cooldown.
+        cooldown: Duration,
+    },
     /// A setting that must be positive is zero.
     #[error("{0} must be positive")]
     Zero(&'static str),
@@ -176,15 +189,59 @@ pub struct RemoteJwksBuilder {
     cache_max: Duration,
     cooldown: Duration,
     stale_limit: Duration,
+    backoff: Option<Duration>,
     timeout: Duration,
     max_body: usize,
     clock: Arc<dyn MonotonicClock>,
+    shared: Option<Shared>,
+}
+
+/// What the sources of a trust registry share: one HTTP client (one
+/// connection pool, one TLS configuration) and one cap on fetches in flight.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) client: reqwest::Client,
+    pub(crate) permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("available_permits", &self.permits.available_permits())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone)]
-enum Target {
+pub(crate) enum Target {
     Jwks(String),
     Issuer(String),
+}
+
+impl Target {
+    /// Applies the URL rules: what `build` refuses, without building anything.
+    pub(crate) fn check(&self) -> Result<(), RemoteJwksError> {
+        self.source().map(drop)
+    }
+
+    fn source(&self) -> Result<Source, RemoteJwksError> {
+        Ok(match self {
+            Target::Jwks(url) => Source::Jwks(checked_url("JWKS URL", url)?),
+            Target::Issuer(issuer) => {
+                let parsed = checked_url("issuer", issuer)?;
+                if parsed.query().is_some() || parsed.fragment().is_some() {
+                    return Err(RemoteJwksError::IssuerQuery(json::excerpt(issuer)));
+                }
+                let base = issuer.strip_suffix('/').unwrap_or(issuer);
+                let document = checked_url("issuer", &format!("{base}{DISCOVERY_PATH}"))?;
+                Source::Discovery {
+                    issuer: issuer.clone(),
+                    document,
+                    jwks: OnceLock::new(),
+                }
+            }
+        })
+    }
 }
 
 /// A snapshot of a [`RemoteJwks`] cache, for readiness checks and diagnostics.
@@ -203,6 +260,15 @@ pub struct RemoteJwksStatus {
     pub last_error: Option<String>,
     /// Whether a fetch is under way.
     pub fetching: bool,
+    /// Fetches that completed (a `304` included), since the source was built.
+    pub fetches: u64,
+    /// Of those, the ones that failed.
+    pub failures: u64,
+    /// Failures since the last successful fetch.
+    pub consecutive_failures: u32,
+    /// Time until the next fetch may start (cooldown or backoff), if one
+    /// may not start now.
+    pub next_attempt_in: Option<Duration>,
 }
 
 impl RemoteJwks {
@@ -239,13 +305,27 @@ impl RemoteJwks {
         let state = self.inner.state.load();
         let keys = state.keys.as_ref().map_or(0, |k| k.len());
         let has_keys = state.keys.is_some();
+        let flight = self.inner.flight();
+        let fetching = flight.running.is_some();
+        let next_attempt_in = flight
+            .last_start
+            .map(|last| {
+                last.saturating_add(self.inner.limits.pause(state.consecutive_failures))
+                    .saturating_sub(now)
+            })
+            .filter(|wait| !wait.is_zero());
+        drop(flight);
         RemoteJwksStatus {
             keys,
             age: has_keys.then(|| now.saturating_sub(state.fetched_at)),
             fresh: has_keys && now < state.fresh_until,
             usable: has_keys && now < state.fresh_until.saturating_add(self.inner.limits.stale_limit),
             last_error: state.failure.as_ref().map(|f| f.error.to_string()),
-            fetching: self.inner.flight().running.is_some(),
+            fetching,
+            fetches: self.inner.fetches.load(Ordering::Relaxed),
+            failures: self.inner.failures.load(Ordering::Relaxed),
+            consecutive_failures: state.consecutive_failures,
+            next_attempt_in,
         }
     }
 
@@ -305,9 +385,11 @@ impl RemoteJwksBuilder {
             cache_max: DEFAULT_CACHE_MAX,
             cooldown: DEFAULT_REFETCH_COOLDOWN,
             stale_limit: DEFAULT_STALE_LIMIT,
+            backoff: None,
             timeout: DEFAULT_TIMEOUT,
             max_body: DEFAULT_MAX_BODY,
             clock: Arc::new(SystemMonotonicClock::new()),
+            shared: None,
         }
     }
 
@@ -336,6 +418,22 @@ impl RemoteJwksBuilder {
     /// fetches fail (default 24 h). Zero: never past its lifetime.
     pub fn stale_limit(mut self, limit: Duration) -> Self {
         self.stale_limit = limit;
+        self
+    }
+
+    /// Longest time between fetches while they keep failing (default: the
+    /// cooldown, so no growth). After `n` consecutive failures the least time
+    /// before the next fetch is the cooldown times 2<sup>n-1</sup>, up to
+    /// `max`; a success resets it. Must not be below the cooldown.
+    pub fn failure_backoff(mut self, max: Duration) -> Self {
+        self.backoff = Some(max);
+        self
+    }
+
+    /// Fetches through `shared`'s client and under its cap on fetches in
+    /// flight (a permit is held for the whole fetch, discovery included).
+    pub(crate) fn shared(mut self, shared: Shared) -> Self {
+        self.shared = Some(shared);
         self
     }
 
@@ -380,50 +478,55 @@ impl RemoteJwksBuilder {
         if self.max_body == 0 {
             return Err(RemoteJwksError::Zero("the body size cap"));
         }
-        let source = match self.target {
-            Target::Jwks(url) => Source::Jwks(checked_url("JWKS URL", &url)?),
-            Target::Issuer(issuer) => {
-                let parsed = checked_url("issuer", &issuer)?;
-                if parsed.query().is_some() || parsed.fragment().is_some() {
-                    return Err(RemoteJwksError::IssuerQuery(json::excerpt(&issuer)));
-                }
-                let base = issuer.strip_suffix('/').unwrap_or(&issuer);
-                let document = checked_url("issuer", &format!("{base}{DISCOVERY_PATH}"))?;
-                Source::Discovery {
-                    issuer,
-                    document,
-                    jwks: OnceLock::new(),
-                }
-            }
+        let backoff = self.backoff.unwrap_or(self.cooldown);
+        if backoff < self.cooldown {
+            return Err(RemoteJwksError::BackoffBelowCooldown {
+                backoff,
+                cooldown: self.cooldown,
+            });
+        }
+        let source = self.target.source()?;
+        let (client, permits) = match self.shared {
+            Some(shared) => (shared.client, Some(shared.permits)),
+            None => (http_client(self.timeout)?, None),
         };
-        let client = client_builder()?
-            .timeout(self.timeout)
-            .redirect(fetch::redirect_policy())
-            .user_agent(concat!("oidc-core/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| RemoteJwksError::Client(http::error_chain(&e)))?;
         Ok(RemoteJwks {
             inner: Arc::new(Inner {
                 source,
                 client,
+                permits,
                 limits: Limits {
                     cache_min: self.cache_min,
                     cache_max: self.cache_max,
                     cooldown: self.cooldown,
+                    backoff,
                     stale_limit: self.stale_limit,
                     max_body: self.max_body,
                 },
                 clock: self.clock,
                 state: ArcSwap::from_pointee(State::default()),
                 flight: Mutex::new(Flight::default()),
+                fetches: AtomicU64::new(0),
+                failures: AtomicU64::new(0),
             }),
         })
     }
 }
 
+/// The HTTP client of a remote source: the workspace's TLS setup, `timeout`
+/// per exchange, redirects only within the origin.
+pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, RemoteJwksError> {
+    client_builder()?
+        .timeout(timeout)
+        .redirect(fetch::redirect_policy())
+        .user_agent(concat!("oidc-core/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| RemoteJwksError::Client(http::error_chain(&e)))
+}
+
 /// [`http::checked_url`] with the errors of this module (the URL shortened:
 /// it may come from a discovery document).
-fn checked_url(what: &'static str, text: &str) -> Result<Url, RemoteJwksError> {
+pub(crate) fn checked_url(what: &'static str, text: &str) -> Result<Url, RemoteJwksError> {
     http::checked_url(what, text, PlainHttp::LoopbackOnly).map_err(|e| match e {
         UrlError::Invalid { what, url, reason } => RemoteJwksError::InvalidUrl {
             what,

@@ -1,0 +1,275 @@
+//! The trust file: a TOML list of issuer entries, read strictly (an unknown
+//! key is an error, so a typo never loosens a policy).
+//!
+//! ```toml
+//! [[issuers]]
+//! name = "acme"                                  # the tenant; label-safe characters
+//! issuer = "https://tokens.acme.example"         # the exact iss
+//! audiences = ["https://api.example.com"]
+//! # Optional:
+//! algorithms = ["ES256"]                         # default: what each key is pinned to
+//! required_claims = { org_id = "acme" }          # strings, integers or booleans
+//! leeway_secs = 30
+//! max_lifetime_secs = 900
+//! # Keys: discovery by default, or one of
+//! # jwks_uri = "https://tokens.acme.example/keys"
+//! # jwks_file = "acme.jwks.json"                 # pinned, relative to this file
+//! # jwks = { keys = [ { kty = "EC", crv = "P-256", x = "...", y = "...", kid = "..." } ] }
+//! ```
+//!
+//! ```
+//! use oidc_core::verify::trust::file;
+//! let entries = file::parse(r#"
+//!     [[issuers]]
+//!     name = "acme"
+//!     issuer = "https://tokens.acme.example"
+//!     audiences = ["https://api.example.com"]
+//!     required_claims = { org_id = "acme" }
+//! "#, std::path::Path::new(".")).unwrap();
+//! assert_eq!(entries[0].name(), "acme");
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{EntryError, IssuerEntry};
+use crate::jwks::{JwkSet, JwkSetError};
+use crate::Algorithm;
+
+/// Largest trust file read: 16 MiB (about 50,000 entries).
+pub const MAX_FILE_LEN: u64 = 16 * 1024 * 1024;
+
+/// Why a trust file was refused. Entries are numbered from 1, in file order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrustFileError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {reason}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Not TOML of the expected shape (the parser's message names the line).
+    #[error("trust file is not valid: {0}")]
+    Toml(String),
+    /// An entry is refused.
+    #[error("issuer entry {index}: {error}")]
+    Entry {
+        /// Its position.
+        index: usize,
+        /// Why.
+        error: EntryError,
+    },
+    /// An entry names an unknown algorithm.
+    #[error("issuer entry {index}: unknown algorithm {alg:?}")]
+    Algorithm {
+        /// Its position.
+        index: usize,
+        /// The name.
+        alg: String,
+    },
+    /// A required claim value that is not a string, integer or boolean.
+    #[error("issuer entry {index}: required claim {claim:?} must be a string, an integer or a boolean")]
+    ClaimValue {
+        /// Its position.
+        index: usize,
+        /// The claim.
+        claim: String,
+    },
+    /// More than one of `jwks_uri`, `jwks_file` and `jwks`.
+    #[error("issuer entry {0}: give at most one of jwks_uri, jwks_file and jwks")]
+    KeySources(usize),
+    /// A pinned key set is not a valid JWKS.
+    #[error("issuer entry {index}: pinned JWKS: {reason}")]
+    Jwks {
+        /// Its position.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    issuers: Vec<RawEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntry {
+    name: String,
+    issuer: String,
+    audiences: Vec<String>,
+    #[serde(default)]
+    algorithms: Option<Vec<String>>,
+    #[serde(default)]
+    required_claims: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    leeway_secs: Option<u64>,
+    #[serde(default)]
+    max_lifetime_secs: Option<u64>,
+    #[serde(default)]
+    jwks_uri: Option<String>,
+    #[serde(default)]
+    jwks_file: Option<PathBuf>,
+    #[serde(default)]
+    jwks: Option<toml::Table>,
+}
+
+/// Reads the trust file at `path` (at most [`MAX_FILE_LEN`] bytes).
+pub fn read(path: &Path) -> Result<Vec<IssuerEntry>, TrustFileError> {
+    let failed = |reason: String| TrustFileError::Read {
+        path: path.to_owned(),
+        reason,
+    };
+    let len = std::fs::metadata(path).map_err(|e| failed(e.to_string()))?.len();
+    if len > MAX_FILE_LEN {
+        return Err(failed(format!("larger than {MAX_FILE_LEN} bytes")));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
+    parse(&text, path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Parses a trust file's text; `jwks_file` paths are relative to `base`.
+pub fn parse(text: &str, base: &Path) -> Result<Vec<IssuerEntry>, TrustFileError> {
+    let raw: RawFile = toml::from_str(text).map_err(|e| TrustFileError::Toml(e.to_string()))?;
+    raw.issuers
+        .into_iter()
+        .enumerate()
+        .map(|(i, entry)| entry.into_entry(i + 1, base))
+        .collect()
+}
+
+impl RawEntry {
+    fn into_entry(self, index: usize, base: &Path) -> Result<IssuerEntry, TrustFileError> {
+        let mut builder = IssuerEntry::builder(self.name, self.issuer, self.audiences);
+        if let Some(names) = self.algorithms {
+            let mut algorithms = Vec::with_capacity(names.len());
+            for name in names {
+                let alg = name.parse::<Algorithm>().map_err(|_| TrustFileError::Algorithm {
+                    index,
+                    alg: name.clone(),
+                })?;
+                algorithms.push(alg);
+            }
+            builder = builder.algorithms(algorithms);
+        }
+        for (claim, value) in self.required_claims {
+            let value = match value {
+                toml::Value::String(s) => Value::String(s),
+                toml::Value::Integer(n) => Value::from(n),
+                toml::Value::Boolean(b) => Value::Bool(b),
+                _ => return Err(TrustFileError::ClaimValue { index, claim }),
+            };
+            builder = builder.require_claim(claim, value);
+        }
+        if let Some(secs) = self.leeway_secs {
+            builder = builder.leeway(Duration::from_secs(secs));
+        }
+        if let Some(secs) = self.max_lifetime_secs {
+            builder = builder.max_lifetime(Duration::from_secs(secs));
+        }
+        let jwks_error = |reason: String| TrustFileError::Jwks { index, reason };
+        builder = match (self.jwks_uri, self.jwks_file, self.jwks) {
+            (None, None, None) => builder,
+            (Some(uri), None, None) => builder.jwks_uri(uri),
+            (None, Some(file), None) => {
+                let path = base.join(file);
+                let bytes =
+                    std::fs::read(&path).map_err(|e| jwks_error(format!("{}: {e}", path.display())))?;
+                builder
+                    .pinned_jwks(pinned(&bytes).map_err(|e| jwks_error(format!("{}: {e}", path.display())))?)
+            }
+            (None, None, Some(table)) => {
+                let json = serde_json::to_vec(&table).map_err(|e| jwks_error(e.to_string()))?;
+                builder.pinned_jwks(pinned(&json).map_err(|e| jwks_error(e.to_string()))?)
+            }
+            _ => return Err(TrustFileError::KeySources(index)),
+        };
+        builder
+            .build()
+            .map_err(|error| TrustFileError::Entry { index, error })
+    }
+}
+
+fn pinned(bytes: &[u8]) -> Result<JwkSet, JwkSetError> {
+    let set = JwkSet::from_json(bytes)?;
+    for refused in set.refused() {
+        tracing::warn!(kid = ?refused.kid, reason = %refused.reason, "pinned JWKS entry refused");
+    }
+    Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::trust::IssuerKeys;
+
+    fn one(text: &str) -> Result<IssuerEntry, TrustFileError> {
+        parse(text, Path::new(".")).map(|mut entries| entries.remove(0))
+    }
+
+    const BASE: &str = r#"
+        [[issuers]]
+        name = "acme"
+        issuer = "https://tokens.acme.example"
+        audiences = ["https://api.example.com"]
+    "#;
+
+    #[test]
+    fn entries_read_every_field() {
+        let entry = one(&format!(
+            "{BASE}\nalgorithms = [\"ES256\", \"EdDSA\"]\nrequired_claims = {{ org_id = \"acme\", tier = 2, beta = true }}\n\
+             leeway_secs = 10\nmax_lifetime_secs = 600\njwks_uri = \"https://tokens.acme.example/keys\"\n"
+        ))
+        .unwrap();
+        assert_eq!(entry.issuer(), "https://tokens.acme.example");
+        assert_eq!(
+            entry.keys(),
+            &IssuerKeys::JwksUri("https://tokens.acme.example/keys".into())
+        );
+        let policy = entry.policy();
+        assert_eq!(
+            policy.algorithms(),
+            Some(&[Algorithm::ES256, Algorithm::EdDSA][..])
+        );
+        assert_eq!(policy.leeway_secs(), 10);
+        assert_eq!(policy.required_claims().len(), 3);
+        assert_eq!(one(BASE).unwrap().keys(), &IssuerKeys::Discovery);
+    }
+
+    #[test]
+    fn mistakes_are_refused() {
+        let cases = [
+            (format!("{BASE}\naudience = \"x\""), "unknown field"),
+            (format!("{BASE}\nalgorithms = [\"HS256\"]"), "unknown algorithm"),
+            (
+                format!("{BASE}\nrequired_claims = {{ org = 1.5 }}"),
+                "must be a string",
+            ),
+            (
+                format!("{BASE}\njwks_uri = \"https://a.example/k\"\njwks_file = \"k.json\""),
+                "at most one",
+            ),
+            (format!("{BASE}\njwks = {{ keys = [] }}"), "no usable key"),
+            (
+                format!("{BASE}\njwks_file = \"/nonexistent/k.json\""),
+                "pinned JWKS",
+            ),
+            (BASE.replace("acme\"", "a c m e\""), "must be 1 to"),
+            (BASE.replace("https://tokens", "http://tokens"), "must use https"),
+        ];
+        for (text, expected) in cases {
+            let error = one(&text).unwrap_err().to_string();
+            assert!(error.contains(expected), "{error:?} should contain {expected:?}");
+        }
+    }
+}

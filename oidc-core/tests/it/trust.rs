@@ -1,0 +1,648 @@
+//! The registry of trusted issuers (`remote` feature) against a loopback
+//! server that plays many token services at once: tenant `t` publishes its
+//! discovery document and JWKS under `/t/{t}/`, and every request is counted
+//! per tenant. Other files: `trust_lookup.rs` (the on-demand source),
+//! `trust_scale.rs` (10,000 issuers).
+//!
+//! Run with `cargo test -p oidc-core --all-features --test it trust`.
+
+#![cfg(feature = "remote")]
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Value};
+
+use oidc_core::internal::ManualMonotonicClock;
+use oidc_core::keys::{LocalSigner, Signer};
+use oidc_core::verify::trust::{
+    IssuerEntry, IssuerEntryBuilder, KeysStatus, RefreshError, TrustedIssuers, TrustedIssuersBuilder,
+};
+use oidc_core::{AccessTokenClaims, Algorithm, Issuer, JwkSet, KeySet, Lifetime, TokenRequest, VerifyError};
+
+pub(crate) const AUDIENCE: &str = "https://api.example.com";
+pub(crate) const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+// ---------------------------------------------------------------------------
+// The tenant server
+// ---------------------------------------------------------------------------
+
+/// How a tenant's endpoints answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Mode {
+    Up,
+    Status(StatusCode),
+    /// Accept the request and never answer.
+    Hang,
+}
+
+pub(crate) struct Tenant {
+    jwks: Mutex<String>,
+    mode: Mutex<Mode>,
+    pub(crate) discovery_hits: AtomicUsize,
+    pub(crate) jwks_hits: AtomicUsize,
+}
+
+impl Tenant {
+    pub(crate) fn hits(&self) -> (usize, usize) {
+        (
+            self.discovery_hits.load(Ordering::SeqCst),
+            self.jwks_hits.load(Ordering::SeqCst),
+        )
+    }
+
+    pub(crate) fn set_mode(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    pub(crate) fn serve(&self, jwks: &JwkSet) {
+        *self.jwks.lock().unwrap() = jwks.to_json();
+    }
+}
+
+struct ServerState {
+    base: String,
+    tenants: RwLock<HashMap<String, Arc<Tenant>>>,
+    requests: AtomicUsize,
+}
+
+pub(crate) struct TenantServer {
+    pub(crate) base: String,
+    state: Arc<ServerState>,
+}
+
+impl TenantServer {
+    pub(crate) async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(ServerState {
+            base: base.clone(),
+            tenants: RwLock::default(),
+            requests: AtomicUsize::new(0),
+        });
+        let app = Router::new()
+            .route("/t/{tenant}/.well-known/openid-configuration", get(discovery))
+            .route("/t/{tenant}/jwks.json", get(jwks))
+            .with_state(Arc::clone(&state));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { base, state }
+    }
+
+    /// The issuer URL of tenant `id`.
+    pub(crate) fn issuer(&self, id: &str) -> String {
+        format!("{}/t/{id}", self.base)
+    }
+
+    /// Adds tenant `id` publishing `jwks`.
+    pub(crate) fn add(&self, id: &str, jwks: &JwkSet) -> Arc<Tenant> {
+        let tenant = Arc::new(Tenant {
+            jwks: Mutex::new(jwks.to_json()),
+            mode: Mutex::new(Mode::Up),
+            discovery_hits: AtomicUsize::new(0),
+            jwks_hits: AtomicUsize::new(0),
+        });
+        self.state
+            .tenants
+            .write()
+            .unwrap()
+            .insert(id.to_owned(), Arc::clone(&tenant));
+        tenant
+    }
+
+    pub(crate) fn tenant(&self, id: &str) -> Arc<Tenant> {
+        Arc::clone(&self.state.tenants.read().unwrap()[id])
+    }
+
+    /// Requests of any kind the server has answered or is answering.
+    pub(crate) fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+}
+
+/// Counts the request (for the tenant, on `hits`), then answers as the
+/// tenant's mode says.
+async fn answer(
+    state: &ServerState,
+    id: &str,
+    hits: fn(&Tenant) -> &AtomicUsize,
+    body: impl FnOnce(&Tenant) -> Response,
+) -> Response {
+    state.requests.fetch_add(1, Ordering::SeqCst);
+    let tenant = state.tenants.read().unwrap().get(id).cloned();
+    let Some(tenant) = tenant else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    hits(&tenant).fetch_add(1, Ordering::SeqCst);
+    let mode = *tenant.mode.lock().unwrap();
+    match mode {
+        Mode::Up => body(&tenant),
+        Mode::Status(status) => status.into_response(),
+        Mode::Hang => std::future::pending().await,
+    }
+}
+
+async fn discovery(State(state): State<Arc<ServerState>>, Path(id): Path<String>) -> Response {
+    let base = state.base.clone();
+    answer(
+        &state,
+        &id,
+        |t| &t.discovery_hits,
+        |_| {
+            axum::Json(json!({
+                "issuer": format!("{base}/t/{id}"),
+                "jwks_uri": format!("{base}/t/{id}/jwks.json"),
+            }))
+            .into_response()
+        },
+    )
+    .await
+}
+
+async fn jwks(State(state): State<Arc<ServerState>>, Path(id): Path<String>) -> Response {
+    answer(
+        &state,
+        &id,
+        |t| &t.jwks_hits,
+        |tenant| {
+            let body = tenant.jwks.lock().unwrap().clone();
+            ([("cache-control", "public, max-age=300")], body).into_response()
+        },
+    )
+    .await
+}
+
+// ---------------------------------------------------------------------------
+// Keys and tokens
+// ---------------------------------------------------------------------------
+
+/// A signing key and the one-key JWKS that publishes it.
+#[derive(Clone)]
+pub(crate) struct TestKey {
+    pub(crate) signer: Arc<LocalSigner>,
+    pub(crate) jwks: JwkSet,
+}
+
+impl TestKey {
+    pub(crate) fn new(alg: Algorithm) -> Self {
+        let (signer, _) = LocalSigner::generate(alg).unwrap();
+        let jwks = JwkSet::from_keys([signer.verifying_key().clone()]).unwrap();
+        Self {
+            signer: Arc::new(signer),
+            jwks,
+        }
+    }
+
+    /// A token naming `iss`, for `aud`, with `org_id` if given.
+    pub(crate) async fn token(&self, iss: &str, aud: &str, org_id: Option<&str>) -> String {
+        let keys: Arc<dyn Signer> = self.signer.clone();
+        let issuer = Issuer::new(iss, Arc::new(KeySet::single(keys)), Lifetime::default()).unwrap();
+        let mut request = TokenRequest::new("connector-1", aud);
+        if let Some(org) = org_id {
+            request.attributes.insert("org_id", json!(org)).unwrap();
+        }
+        issuer.issue(&request).await.unwrap().token.into_string()
+    }
+}
+
+/// The entry of tenant `id` of `server`, requiring `org_id = id`.
+pub(crate) fn entry(server: &TenantServer, id: &str) -> IssuerEntryBuilder {
+    IssuerEntry::builder(id, server.issuer(id), [AUDIENCE]).require_claim("org_id", id)
+}
+
+pub(crate) async fn verify(trusted: &TrustedIssuers, token: &str) -> Result<(String, String), VerifyError> {
+    trusted
+        .verify::<AccessTokenClaims>(token)
+        .await
+        .map(|t| (t.issuer_name().to_owned(), t.claims().sub.clone()))
+}
+
+pub(crate) fn reason(result: Result<(String, String), VerifyError>) -> &'static str {
+    result.unwrap_err().reason()
+}
+
+/// Three tenants (`acme` and `globex` with their own ES256 keys, `initech`
+/// EdDSA only) on one server, and a registry of them built by `change`.
+struct Three {
+    server: TenantServer,
+    keys: HashMap<&'static str, TestKey>,
+    trusted: TrustedIssuers,
+}
+
+impl Three {
+    async fn new(change: impl FnOnce(TrustedIssuersBuilder) -> TrustedIssuersBuilder) -> Self {
+        let server = TenantServer::start().await;
+        let mut keys = HashMap::new();
+        let mut builder = TrustedIssuers::builder();
+        for (id, alg) in [
+            ("acme", Algorithm::ES256),
+            ("globex", Algorithm::ES256),
+            ("initech", Algorithm::EdDSA),
+        ] {
+            let key = TestKey::new(alg);
+            server.add(id, &key.jwks);
+            builder = builder.issuer(entry(&server, id).algorithms([alg]).build().unwrap());
+            keys.insert(id, key);
+        }
+        let trusted = change(builder).build().unwrap();
+        Self {
+            server,
+            keys,
+            trusted,
+        }
+    }
+
+    async fn token(&self, id: &str) -> String {
+        self.keys[id]
+            .token(&self.server.issuer(id), AUDIENCE, Some(id))
+            .await
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn each_issuer_verifies_with_its_own_entry_fetched_once() {
+    let t = Three::new(|b| b).await;
+    assert_eq!(t.server.requests(), 0, "nothing is fetched before a token");
+    for _ in 0..3 {
+        for id in ["acme", "globex", "initech"] {
+            let (name, sub) = verify(&t.trusted, &t.token(id).await).await.unwrap();
+            assert_eq!((name.as_str(), sub.as_str()), (id, "connector-1"));
+        }
+    }
+    for id in ["acme", "globex", "initech"] {
+        assert_eq!(
+            t.server.tenant(id).hits(),
+            (1, 1),
+            "{id}: one discovery, one JWKS"
+        );
+    }
+    let status = t.trusted.status();
+    let names: Vec<&str> = status.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["acme", "globex", "initech"]);
+    for s in &status {
+        assert_eq!((s.verified, s.refused, s.keys.keys()), (3, 0, 1), "{s:?}");
+        let KeysStatus::Remote(remote) = &s.keys else {
+            panic!("fetched keys expected")
+        };
+        assert_eq!((remote.fetches, remote.failures), (1, 0));
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_issuer_is_refused_without_any_connection() {
+    let t = Three::new(|b| b).await;
+    // Something listening where the token points: it must never hear from us.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let elsewhere = format!("http://{}", listener.local_addr().unwrap());
+    let acme = t.server.issuer("acme");
+    let key = &t.keys["acme"];
+    // Not byte-equal to a registered issuer: another issuer.
+    for iss in [
+        elsewhere.clone(),
+        format!("{acme}/"),
+        acme.to_uppercase(),
+        format!("{acme}/.."),
+        acme.replace("127.0.0.1", "localhost"),
+        format!("{acme}\u{0}"),
+        "x".repeat(5000),
+    ] {
+        let token = key.token(&iss, AUDIENCE, Some("acme")).await;
+        let error = t.trusted.verify::<AccessTokenClaims>(&token).await.unwrap_err();
+        assert_eq!(error.reason(), "unknown_issuer", "{iss:?}: {error}");
+        assert!(error.to_string().len() < 120, "the iss is shortened: {error}");
+    }
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "no connection to the unregistered issuer"
+    );
+    assert_eq!(t.server.requests(), 0, "nor to any registered one");
+    assert_eq!(t.trusted.stats().unknown_issuer_refusals, 7);
+    assert_eq!(t.trusted.stats().cached_issuers, 0, "strangers leave no state");
+
+    // No iss, or one that is not a string: refused before any lookup too.
+    let no_iss = key.token(&acme, AUDIENCE, Some("acme")).await;
+    let [h, p, s]: [&str; 3] = no_iss.split('.').collect::<Vec<_>>().try_into().unwrap();
+    let mut claims: Value =
+        serde_json::from_slice(&oidc_core::internal::base64url::decode(p).unwrap()).unwrap();
+    claims.as_object_mut().unwrap().remove("iss");
+    let forged = format!(
+        "{h}.{}.{s}",
+        oidc_core::internal::base64url::encode(claims.to_string())
+    );
+    assert_eq!(reason(verify(&t.trusted, &forged).await), "missing_claim");
+    claims["iss"] = json!(["x"]);
+    let forged = format!(
+        "{h}.{}.{s}",
+        oidc_core::internal::base64url::encode(claims.to_string())
+    );
+    assert_eq!(reason(verify(&t.trusted, &forged).await), "malformed_claims");
+    assert_eq!(t.server.requests(), 0);
+}
+
+#[tokio::test]
+async fn cross_issuer_confusion_is_refused() {
+    let t = Three::new(|b| b).await;
+    let (acme, globex) = (t.server.issuer("acme"), t.server.issuer("globex"));
+    // Both issuers live, with their keys in hand.
+    verify(&t.trusted, &t.token("acme").await).await.unwrap();
+    verify(&t.trusted, &t.token("globex").await).await.unwrap();
+
+    // acme's iss, signed by globex's key (globex's kid): acme's keys only.
+    let forged = t.keys["globex"].token(&acme, AUDIENCE, Some("acme")).await;
+    assert_eq!(reason(verify(&t.trusted, &forged).await), "unknown_kid");
+    // acme's key, globex's iss.
+    let forged = t.keys["acme"].token(&globex, AUDIENCE, Some("globex")).await;
+    assert_eq!(reason(verify(&t.trusted, &forged).await), "unknown_kid");
+    // acme's token for an audience only globex accepts.
+    let globex_aud = "https://globex.example/api";
+    let trusted = TrustedIssuers::builder()
+        .issuer(entry(&t.server, "acme").build().unwrap())
+        .issuer(
+            IssuerEntry::builder("globex", globex.clone(), [globex_aud])
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let wrong_aud = t.keys["acme"].token(&acme, globex_aud, Some("acme")).await;
+    assert_eq!(reason(verify(&trusted, &wrong_aud).await), "wrong_audience");
+    // Required claims: missing, another tenant's value, another type.
+    for org in [None, Some("globex"), Some("ACME")] {
+        let token = t.keys["acme"].token(&acme, AUDIENCE, org).await;
+        assert_eq!(
+            reason(verify(&t.trusted, &token).await),
+            "required_claim",
+            "{org:?}"
+        );
+    }
+    // An algorithm the entry does not allow, even with a key in its JWKS.
+    let es256 = TestKey::new(Algorithm::ES256);
+    let mut both = t.keys["initech"]
+        .jwks
+        .keys()
+        .map(|k| (**k).clone())
+        .collect::<Vec<_>>();
+    both.push(es256.signer.verifying_key().clone());
+    t.server
+        .tenant("initech")
+        .serve(&JwkSet::from_keys(both).unwrap());
+    let initech = t.server.issuer("initech");
+    let token = es256.token(&initech, AUDIENCE, Some("initech")).await;
+    assert_eq!(reason(verify(&t.trusted, &token).await), "algorithm_not_allowed");
+    assert_eq!(
+        t.server.tenant("initech").hits(),
+        (0, 0),
+        "refused before any fetch"
+    );
+
+    // The genuine tokens still verify, each under its own name.
+    for id in ["acme", "globex", "initech"] {
+        assert_eq!(verify(&t.trusted, &t.token(id).await).await.unwrap().0, id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_or_hanging_issuer_does_not_slow_the_others() {
+    let t = Three::new(|b| b.max_concurrent_fetches(2).timeout(Duration::from_secs(2))).await;
+    let (dead, hanging) = (TestKey::new(Algorithm::ES256), TestKey::new(Algorithm::ES256));
+    t.server
+        .add("dead", &dead.jwks)
+        .set_mode(Mode::Status(StatusCode::BAD_GATEWAY));
+    t.server.add("hanging", &hanging.jwks).set_mode(Mode::Hang);
+    let trusted = TrustedIssuers::builder()
+        .issuers(["acme", "globex", "dead", "hanging"].map(|id| entry(&t.server, id).build().unwrap()))
+        .max_concurrent_fetches(2)
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+
+    // Many callers wait on the hanging issuer: one fetch, one permit.
+    let hanging_token = hanging
+        .token(&t.server.issuer("hanging"), AUDIENCE, Some("hanging"))
+        .await;
+    let mut waiting = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let (trusted, token) = (trusted.clone(), hanging_token.clone());
+        waiting.spawn(async move { verify(&trusted, &token).await });
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(trusted.stats().fetches_in_flight, 1);
+
+    // Meanwhile the dead issuer fails fast, and the live ones verify at once,
+    // their first token (a fetch of their own) included.
+    let dead_token = dead.token(&t.server.issuer("dead"), AUDIENCE, Some("dead")).await;
+    let started = Instant::now();
+    let message = verify(&trusted, &dead_token).await.unwrap_err().to_string();
+    assert!(message.contains("HTTP 502"), "{message}");
+    for _ in 0..20 {
+        assert_eq!(reason(verify(&trusted, &dead_token).await), "keys_unavailable");
+        for id in ["acme", "globex"] {
+            assert_eq!(verify(&trusted, &t.token(id).await).await.unwrap().0, id);
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(t.server.tenant("dead").hits(), (1, 0), "failures back off");
+
+    // The hanging fetch times out; its callers are told why.
+    while let Some(result) = waiting.join_next().await {
+        let message = result.unwrap().unwrap_err().to_string();
+        assert!(message.contains("timed out"), "{message}");
+    }
+    assert_eq!(t.server.tenant("hanging").hits(), (1, 0));
+    let status = trusted.issuer_status("hanging").unwrap();
+    assert_eq!(status.refused, 50);
+    assert!(status.issuer.ends_with("/t/hanging"));
+}
+
+#[tokio::test]
+async fn failures_back_off_per_issuer() {
+    let clock = Arc::new(ManualMonotonicClock::default());
+    let server = TenantServer::start().await;
+    let key = TestKey::new(Algorithm::ES256);
+    let tenant = server.add("flaky", &key.jwks);
+    tenant.set_mode(Mode::Status(StatusCode::SERVICE_UNAVAILABLE));
+    let trusted = TrustedIssuers::builder()
+        .issuer(entry(&server, "flaky").build().unwrap())
+        .refetch_cooldown(SECS(30))
+        .failure_backoff(SECS(120))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let token = key.token(&server.issuer("flaky"), AUDIENCE, Some("flaky")).await;
+    // (seconds to advance, fetches expected after a token at that time)
+    let steps = [
+        (0, 1),
+        (29, 1),
+        (1, 2),
+        (59, 2),
+        (1, 3),
+        (119, 3),
+        (1, 4),
+        (120, 5),
+    ];
+    for (advance, fetches) in steps {
+        clock.advance(SECS(advance));
+        assert_eq!(reason(verify(&trusted, &token).await), "keys_unavailable");
+        assert_eq!(tenant.hits().0, fetches, "after {advance} s more");
+    }
+    let KeysStatus::Remote(status) = trusted.issuer_status("flaky").unwrap().keys else {
+        panic!("remote keys")
+    };
+    assert_eq!((status.consecutive_failures, status.failures), (5, 5));
+    assert_eq!(status.next_attempt_in, Some(SECS(120)));
+
+    // Back up: a forced refresh ignores the backoff, and resets it.
+    tenant.set_mode(Mode::Up);
+    trusted.refresh("flaky").await.unwrap();
+    assert_eq!(verify(&trusted, &token).await.unwrap().0, "flaky");
+    let KeysStatus::Remote(status) = trusted.issuer_status("flaky").unwrap().keys else {
+        panic!("remote keys")
+    };
+    assert_eq!(status.consecutive_failures, 0);
+}
+
+#[tokio::test]
+async fn a_pinned_issuer_is_never_fetched() {
+    let server = TenantServer::start().await;
+    let key = TestKey::new(Algorithm::EdDSA);
+    let tenant = server.add("offline", &key.jwks);
+    let trusted = TrustedIssuers::builder()
+        .issuer(
+            entry(&server, "offline")
+                .pinned_jwks(key.jwks.clone())
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let token = key
+        .token(&server.issuer("offline"), AUDIENCE, Some("offline"))
+        .await;
+    assert_eq!(verify(&trusted, &token).await.unwrap().0, "offline");
+    let other = TestKey::new(Algorithm::EdDSA);
+    let token = other
+        .token(&server.issuer("offline"), AUDIENCE, Some("offline"))
+        .await;
+    assert_eq!(reason(verify(&trusted, &token).await), "unknown_kid");
+    assert_eq!(tenant.hits(), (0, 0));
+    assert_eq!(
+        trusted.refresh("offline").await.unwrap().keys,
+        KeysStatus::Pinned { keys: 1 }
+    );
+}
+
+#[tokio::test]
+async fn forced_refresh_and_status_name_the_entry() {
+    let t = Three::new(|b| b).await;
+    assert!(
+        t.trusted.issuer_status("acme").is_none(),
+        "not live before a token"
+    );
+    // A static entry becomes live on refresh, fetched at once.
+    let status = t.trusted.refresh("acme").await.unwrap();
+    assert_eq!((status.name.as_str(), status.keys.keys()), ("acme", 1));
+    assert_eq!(t.server.tenant("acme").hits(), (1, 1));
+    // A rotated key: a refresh picks it up without waiting for the cooldown.
+    let rotated = TestKey::new(Algorithm::ES256);
+    t.server.tenant("acme").serve(&rotated.jwks);
+    t.trusted.refresh("acme").await.unwrap();
+    assert_eq!(t.server.tenant("acme").hits(), (1, 2), "discovery is done once");
+    let token = rotated
+        .token(&t.server.issuer("acme"), AUDIENCE, Some("acme"))
+        .await;
+    assert_eq!(verify(&t.trusted, &token).await.unwrap().0, "acme");
+    assert!(matches!(
+        t.trusted.refresh("nobody").await,
+        Err(RefreshError::UnknownName(_))
+    ));
+    t.server
+        .tenant("globex")
+        .set_mode(Mode::Status(StatusCode::NOT_FOUND));
+    let error = t.trusted.refresh("globex").await.unwrap_err().to_string();
+    assert!(error.starts_with("issuer \"globex\": "), "{error}");
+    let status = t.trusted.issuer_status("globex").unwrap();
+    let KeysStatus::Remote(remote) = status.keys else {
+        panic!("remote keys")
+    };
+    assert!(remote.last_error.unwrap().contains("HTTP 404"));
+}
+
+#[tokio::test]
+async fn the_trust_file_is_read() {
+    let t = Three::new(|b| b).await;
+    let dir = std::env::temp_dir().join(format!("trust-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pinned = TestKey::new(Algorithm::ES256);
+    std::fs::write(dir.join("pinned.json"), pinned.jwks.to_json()).unwrap();
+    let file = dir.join("trust.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[[issuers]]
+name = "acme"
+issuer = "{acme}"
+audiences = ["{AUDIENCE}"]
+required_claims = {{ org_id = "acme" }}
+algorithms = ["ES256"]
+
+[[issuers]]
+name = "pinned"
+issuer = "https://unreachable.example"
+audiences = ["{AUDIENCE}"]
+jwks_file = "pinned.json"
+"#,
+            acme = t.server.issuer("acme"),
+        ),
+    )
+    .unwrap();
+    let trusted = TrustedIssuers::from_toml_file(&file).unwrap().build().unwrap();
+    assert_eq!(verify(&trusted, &t.token("acme").await).await.unwrap().0, "acme");
+    let token = pinned.token("https://unreachable.example", AUDIENCE, None).await;
+    assert_eq!(verify(&trusted, &token).await.unwrap().0, "pinned");
+    assert_eq!(
+        reason(verify(&trusted, &t.token("globex").await).await),
+        "unknown_issuer"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn registries_are_checked_when_built() {
+    let e = |name: &str, iss: &str| IssuerEntry::builder(name, iss, [AUDIENCE]).build().unwrap();
+    let err = |b: TrustedIssuersBuilder| b.build().unwrap_err().to_string();
+    assert!(err(TrustedIssuers::builder()).contains("no trusted issuer"));
+    assert!(err(TrustedIssuers::builder()
+        .issuer(e("a", "https://a.example"))
+        .issuer(e("a", "https://b.example")))
+    .contains("two issuer entries are named \"a\""));
+    assert!(err(TrustedIssuers::builder()
+        .issuer(e("a", "https://a.example"))
+        .issuer(e("b", "https://a.example")))
+    .contains("is in two entries"));
+    assert!(err(TrustedIssuers::builder()
+        .issuer(e("a", "https://a.example"))
+        .max_cached_issuers(0))
+    .contains("must be positive"));
+    assert!(err(TrustedIssuers::builder()
+        .issuer(e("a", "https://a.example"))
+        .failure_backoff(SECS(1)))
+    .contains("below the refetch cooldown"));
+}
