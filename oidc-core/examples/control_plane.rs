@@ -1,16 +1,20 @@
 //! An example control plane: connectors poll it for work, and every poll must
 //! carry an access token that it verifies through the issuer's discovery
-//! document and JWKS.
+//! document and JWKS, or, with `--trust FILE`, through the registry of
+//! trusted issuers in that file (one entry per customer's token service).
 //!
 //! Run:
 //!
 //! ```sh
 //! cargo run -p oidc-core --example control_plane --features remote,axum -- \
 //!     --issuer http://127.0.0.1:8080 --audience https://api.example.com [--listen 127.0.0.1:9090]
+//! # or, many issuers (the [[issuers]] format of oidc_core::verify::trust::file):
+//! cargo run -p oidc-core --example control_plane --features remote,axum -- --trust trust.toml
 //! ```
 //!
 //! Then `GET /v1/actions` with `Authorization: Bearer <token>` answers
-//! `200 {"connector": "<sub>", "actions": [{"id": "...", "kind": "..."}]}`, or
+//! `200 {"connector": "<sub>", "actions": [{"id": "...", "kind": "..."}]}`
+//! (with `"issuer": "<entry name>"` under `--trust`), or
 //! `401` with `WWW-Authenticate: Bearer error="invalid_token"` (or a bare
 //! `Bearer` without credentials) and an empty body. Why a token was refused is
 //! logged (`RUST_LOG=debug` for everything).
@@ -24,7 +28,8 @@ use clap::Parser;
 use serde::Serialize;
 use tracing_subscriber::EnvFilter;
 
-use oidc_core::axum::{shared_verifier, SharedVerifier, VerifiedToken};
+use oidc_core::axum::{shared_verifier, SharedVerifier, TrustedToken, VerifiedToken};
+use oidc_core::verify::trust::TrustedIssuers;
 use oidc_core::verify::RemoteJwks;
 use oidc_core::{AccessTokenClaims, Policy};
 
@@ -33,11 +38,30 @@ use oidc_core::{AccessTokenClaims, Policy};
 struct Args {
     /// The token issuer: the exact `iss` of accepted tokens, and where its
     /// OpenID Connect discovery document is found.
-    #[arg(long, env = "CONTROL_PLANE_ISSUER")]
-    issuer: String,
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_ISSUER",
+        required_unless_present = "trust",
+        conflicts_with = "trust"
+    )]
+    issuer: Option<String>,
     /// An accepted audience (`aud`); repeat for several.
-    #[arg(long = "audience", env = "CONTROL_PLANE_AUDIENCE", required = true)]
+    #[arg(
+        long = "audience",
+        env = "CONTROL_PLANE_AUDIENCE",
+        required_unless_present = "trust"
+    )]
     audiences: Vec<String>,
+    /// Trust the issuers of this TOML file instead (`[[issuers]]` entries
+    /// with name, issuer, audiences, ...); each token is checked against the
+    /// entry its `iss` names.
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_TRUST",
+        value_name = "FILE",
+        conflicts_with = "audiences"
+    )]
+    trust: Option<std::path::PathBuf>,
     /// Address to listen on.
     #[arg(long, env = "CONTROL_PLANE_LISTEN", default_value = "127.0.0.1:9090")]
     listen: SocketAddr,
@@ -48,6 +72,9 @@ struct Args {
 struct Actions {
     /// The verified `sub`.
     connector: String,
+    /// The trusted issuer entry that vouched for it (with `--trust`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issuer: Option<String>,
     actions: Vec<Action>,
 }
 
@@ -64,9 +91,25 @@ pub fn app(verifier: SharedVerifier) -> Router {
         .with_state(verifier)
 }
 
+/// The service verifying against a registry of trusted issuers.
+pub fn trusted_app(trusted: TrustedIssuers) -> Router {
+    Router::new()
+        .route("/v1/actions", get(pending_actions_trusted))
+        .with_state(trusted)
+}
+
 async fn pending_actions(VerifiedToken(token): VerifiedToken<AccessTokenClaims>) -> Json<Actions> {
-    let claims = token.claims();
-    tracing::info!(connector = %claims.sub, jti = %claims.jti, kid = token.kid(), "poll");
+    tracing::info!(connector = %token.claims().sub, jti = %token.claims().jti, kid = token.kid(), "poll");
+    Json(actions_for(token.claims(), None))
+}
+
+async fn pending_actions_trusted(TrustedToken(token): TrustedToken<AccessTokenClaims>) -> Json<Actions> {
+    let (claims, issuer) = (token.claims(), token.issuer_name());
+    tracing::info!(issuer, connector = %claims.sub, jti = %claims.jti, kid = token.verified().kid(), "poll");
+    Json(actions_for(claims, Some(issuer)))
+}
+
+fn actions_for(claims: &AccessTokenClaims, issuer: Option<&str>) -> Actions {
     // A real control plane would read a queue; a fixed list shows the shape.
     let actions = [("collect_inventory", 1), ("report_health", 2)]
         .into_iter()
@@ -75,10 +118,11 @@ async fn pending_actions(VerifiedToken(token): VerifiedToken<AccessTokenClaims>)
             kind,
         })
         .collect();
-    Json(Actions {
+    Actions {
         connector: claims.sub.clone(),
+        issuer: issuer.map(str::to_owned),
         actions,
-    })
+    }
 }
 
 #[tokio::main]
@@ -97,17 +141,29 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let keys = RemoteJwks::discovery(args.issuer.clone()).build()?;
-    // Warm the cache so that a wrong issuer shows up now; a token service that
-    // is not up yet is not fatal: lookups fetch again (once per cooldown).
-    match keys.refresh().await {
-        Ok(()) => tracing::info!(keys = keys.status().keys, issuer = %args.issuer, "JWKS loaded"),
-        Err(error) => tracing::warn!(%error, "JWKS not loaded yet"),
-    }
-    let policy = Policy::builder(args.issuer, args.audiences).build()?;
+    let app = match (args.trust, args.issuer) {
+        (Some(file), _) => {
+            // Nothing is fetched until an issuer's first token.
+            let trusted = TrustedIssuers::from_toml_file(&file)?.build()?;
+            tracing::info!(issuers = trusted.static_entries().count(), file = %file.display(), "trusted issuers loaded");
+            trusted_app(trusted)
+        }
+        (None, Some(issuer)) => {
+            let keys = RemoteJwks::discovery(issuer.clone()).build()?;
+            // Warm the cache so that a wrong issuer shows up now; a token service that
+            // is not up yet is not fatal: lookups fetch again (once per cooldown).
+            match keys.refresh().await {
+                Ok(()) => tracing::info!(keys = keys.status().keys, issuer = %issuer, "JWKS loaded"),
+                Err(error) => tracing::warn!(%error, "JWKS not loaded yet"),
+            }
+            let policy = Policy::builder(issuer, args.audiences).build()?;
+            app(shared_verifier(policy, keys))
+        }
+        (None, None) => return Err("give --issuer and --audience, or --trust".into()),
+    };
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(address = %listener.local_addr()?, "control plane listening");
-    axum::serve(listener, app(shared_verifier(policy, keys)))
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown())
         .await?;
     Ok(())

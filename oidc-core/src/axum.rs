@@ -23,6 +23,31 @@
 //! let app: Router = Router::new().route("/whoami", get(whoami)).with_state(verifier);
 //! # drop(app);
 //! ```
+//!
+//! With many issuers (features `axum` and `remote`), [`TrustedToken<C>`] does
+//! the same with the [`TrustedIssuers`](crate::verify::trust::TrustedIssuers)
+//! found in the router state, and yields the issuer entry's name with the
+//! claims:
+//!
+//! ```
+//! # #[cfg(feature = "remote")] {
+//! use axum::{routing::get, Json, Router};
+//! use oidc_core::axum::TrustedToken;
+//! use oidc_core::verify::trust::{IssuerEntry, TrustedIssuers};
+//! use oidc_core::AccessTokenClaims;
+//!
+//! async fn whoami(TrustedToken(token): TrustedToken<AccessTokenClaims>) -> Json<(String, String)> {
+//!     Json((token.issuer_name().to_owned(), token.claims().sub.clone()))
+//! }
+//!
+//! let trusted = TrustedIssuers::builder()
+//!     .issuer(IssuerEntry::builder("acme", "https://tokens.acme.example", ["https://api.example.com"]).build().unwrap())
+//!     .build()
+//!     .unwrap();
+//! let app: Router = Router::new().route("/whoami", get(whoami)).with_state(trusted);
+//! # drop(app);
+//! # }
+//! ```
 
 use std::sync::Arc;
 
@@ -33,6 +58,8 @@ use ::axum::http::{HeaderMap, HeaderValue, StatusCode};
 use ::axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
+#[cfg(feature = "remote")]
+use crate::verify::trust::{Trusted, TrustedIssuers};
 use crate::verify::{KeyLookupError, KeySource, Policy, Verified, Verifier, VerifyError};
 use crate::AccessTokenClaims;
 
@@ -92,31 +119,66 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let verifier = SharedVerifier::from_ref(state);
-        let token = match bearer_token(&parts.headers) {
-            Ok(token) => token,
-            Err(rejection) => {
-                tracing::debug!(
-                    path = parts.uri.path(),
-                    refusal = ?rejection,
-                    "request without a usable bearer token"
-                );
-                return Err(rejection);
-            }
-        };
+        let token = request_token(parts)?;
         match verifier.verify::<C>(token).await {
             Ok(verified) => Ok(Self(verified)),
-            Err(error) => {
-                let reason = error.reason();
-                if matches!(error, VerifyError::Key(KeyLookupError::Unavailable(_))) {
-                    // Not the caller's fault: the operator needs to see it.
-                    tracing::warn!(reason, %error, path = parts.uri.path(), "bearer token not verifiable");
-                } else {
-                    tracing::info!(reason, %error, path = parts.uri.path(), "bearer token refused");
-                }
-                Err(BearerRejection::Invalid(error))
-            }
+            Err(error) => Err(refused(error, parts, None)),
         }
     }
+}
+
+/// Extracts a token verified by the [`TrustedIssuers`] of the router state:
+/// the claims and the name of the issuer entry (features `axum` and
+/// `remote`). Refusals are those of [`VerifiedToken`]; the log line also
+/// names the entry when the issuer was known.
+#[cfg(feature = "remote")]
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrustedToken<C = AccessTokenClaims>(pub Trusted<C>);
+
+#[cfg(feature = "remote")]
+impl<S, C> FromRequestParts<S> for TrustedToken<C>
+where
+    S: Send + Sync,
+    TrustedIssuers: FromRef<S>,
+    C: DeserializeOwned + Send,
+{
+    type Rejection = BearerRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let trusted = TrustedIssuers::from_ref(state);
+        let token = request_token(parts)?;
+        match trusted.verify_named::<C>(token).await {
+            Ok(verified) => Ok(Self(verified)),
+            Err((issuer, error)) => Err(refused(error, parts, issuer.as_deref())),
+        }
+    }
+}
+
+/// The bearer token of the request, or its rejection (logged).
+fn request_token(parts: &Parts) -> Result<&str, BearerRejection> {
+    bearer_token(&parts.headers).inspect_err(|rejection| {
+        tracing::debug!(
+            path = parts.uri.path(),
+            refusal = ?rejection,
+            "request without a usable bearer token"
+        );
+    })
+}
+
+/// Logs why a token was refused and makes the rejection.
+fn refused(error: VerifyError, parts: &Parts, issuer: Option<&str>) -> BearerRejection {
+    let reason = error.reason();
+    let path = parts.uri.path();
+    if matches!(
+        error,
+        VerifyError::Key(KeyLookupError::Unavailable(_)) | VerifyError::IssuerLookup(_)
+    ) {
+        // Not the caller's fault: the operator needs to see it.
+        tracing::warn!(reason, %error, path, issuer, "bearer token not verifiable");
+    } else {
+        tracing::info!(reason, %error, path, issuer, "bearer token refused");
+    }
+    BearerRejection::Invalid(error)
 }
 
 /// The token of the one `Authorization: Bearer` header (scheme matched

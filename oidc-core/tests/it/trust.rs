@@ -646,3 +646,54 @@ fn registries_are_checked_when_built() {
         .failure_backoff(SECS(1)))
     .contains("below the refetch cooldown"));
 }
+
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn the_trusted_extractor_yields_the_entry_name() {
+    use axum::body::Body;
+    use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+    use axum::http::Request;
+    use oidc_core::axum::TrustedToken;
+    use tower::ServiceExt;
+
+    async fn whoami(TrustedToken(token): TrustedToken<AccessTokenClaims>) -> axum::Json<Value> {
+        axum::Json(json!({ "issuer": token.issuer_name(), "sub": token.claims().sub }))
+    }
+    let t = Three::new(|b| b).await;
+    let app = Router::new()
+        .route("/whoami", get(whoami))
+        .with_state(t.trusted.clone());
+    let call = |token: String| {
+        let app = app.clone();
+        async move {
+            let request = Request::builder()
+                .uri("/whoami")
+                .header(AUTHORIZATION, format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap();
+            let response = app.oneshot(request).await.unwrap();
+            let status = response.status();
+            let challenge = response.headers().get(WWW_AUTHENTICATE).cloned();
+            let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+            (status, challenge, body)
+        }
+    };
+    for id in ["acme", "initech"] {
+        let (status, _, body) = call(t.token(id).await).await;
+        assert_eq!(status, StatusCode::OK);
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body, json!({ "issuer": id, "sub": "connector-1" }));
+    }
+    let stranger = t.keys["acme"]
+        .token("https://stranger.example", AUDIENCE, None)
+        .await;
+    let wrong_org = t.keys["acme"]
+        .token(&t.server.issuer("acme"), AUDIENCE, Some("globex"))
+        .await;
+    for token in [stranger, wrong_org, "not-a-token".to_owned()] {
+        let (status, challenge, body) = call(token).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(challenge.unwrap(), "Bearer error=\"invalid_token\"");
+        assert!(body.is_empty());
+    }
+}

@@ -174,20 +174,31 @@ impl TrustedIssuers {
     /// [`VerifyError::UnknownIssuer`]. Then only that entry's policy and keys
     /// apply, as [`Verifier::verify`] applies them.
     pub async fn verify<C: DeserializeOwned>(&self, token: &str) -> Result<Trusted<C>, VerifyError> {
+        self.verify_named(token).await.map_err(|(_, error)| error)
+    }
+
+    /// [`verify`](Self::verify), with the name of the entry that refused the
+    /// token when its issuer was known (for logs).
+    pub(crate) async fn verify_named<C: DeserializeOwned>(
+        &self,
+        token: &str,
+    ) -> Result<Trusted<C>, (Option<Arc<str>>, VerifyError)> {
         let registry = &*self.inner;
-        let jws = UnverifiedJws::decode(token, DEFAULT_MAX_LEN)?;
+        let unnamed = |error: VerifyError| (None, error);
+        let jws = UnverifiedJws::decode(token, DEFAULT_MAX_LEN).map_err(|e| unnamed(e.into()))?;
         // The issuer is chosen by the unverified `iss`; the claims are parsed
         // once, here, and checked after the signature by that issuer's policy.
-        let claims = json::parse_object(jws.unverified_payload()).map_err(VerifyError::Claims)?;
+        let claims =
+            json::parse_object(jws.unverified_payload()).map_err(|e| unnamed(VerifyError::Claims(e)))?;
         let live = match claims.get("iss") {
-            Some(Value::String(iss)) => registry.live_issuer(iss).await?,
+            Some(Value::String(iss)) => registry.live_issuer(iss).await.map_err(unnamed)?,
             Some(_) => {
-                return Err(VerifyError::ClaimType {
+                return Err(unnamed(VerifyError::ClaimType {
                     claim: "iss",
                     expected: "a string",
-                })
+                }))
             }
-            None => return Err(VerifyError::MissingClaim("iss")),
+            None => return Err(unnamed(VerifyError::MissingClaim("iss"))),
         };
         match live.verifier.verify_decoded::<C>(jws, Some(claims)).await {
             Ok(verified) => {
@@ -199,12 +210,7 @@ impl TrustedIssuers {
             }
             Err(error) => {
                 live.refused.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(
-                    issuer = live.entry.name(),
-                    reason = error.reason(),
-                    "token refused"
-                );
-                Err(error)
+                Err((Some(Arc::clone(live.entry.shared_name())), error))
             }
         }
     }
