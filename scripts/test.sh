@@ -3,7 +3,7 @@
 #
 # Installs what the tests need into git-ignored folders (first run only):
 #   .venv/  moto_server (AWS emulator), PyJWT, cfn-lint, Authlib   (PyPI)
-#   .node/  jose                                           (npm)
+#   .node/  jose, oidc-provider (a third-party issuer)               (npm)
 # then checks formatting and lints, and runs every test of the workspace.
 # Test suites that need the AWS emulator start their own moto_server on a free
 # loopback port and stop it when they finish.
@@ -16,7 +16,7 @@ if ! .venv/bin/python -c 'import moto, jwt, cfnlint, authlib, requests' 2>/dev/n
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
 fi
-if [ ! -f .node/node_modules/jose/package.json ]; then
+if [ ! -f .node/node_modules/jose/package.json ] || [ ! -f .node/node_modules/oidc-provider/package.json ]; then
   echo "== installing Node test tools into .node"
   mkdir -p .node
   cp scripts/package-test.json .node/package.json

@@ -1,6 +1,7 @@
 //! The third-party tools `scripts/test.sh` installs: Python (PyJWT, moto) in
-//! `.venv/`, Node packages (jose) in `.node/`. Tests that need one fail with a
-//! message naming the command that installs it; they are not skipped silently.
+//! `.venv/`, Node packages (jose, oidc-provider) in `.node/`. Tests that need
+//! one fail with a message naming the command that installs it; they are not
+//! skipped silently.
 //!
 //! [`verify_with_pyjwt`] and [`verify_with_jose`] are the independent
 //! verifiers every test uses: one script each, as strict as those libraries
@@ -31,14 +32,16 @@ pub fn python() -> PathBuf {
     path
 }
 
-/// The folder holding the Node test packages (jose).
+/// The folder holding the Node test packages (jose, oidc-provider).
 pub fn node_modules() -> PathBuf {
     let path = tool("E2E_NODE_MODULES", ".node/node_modules");
-    assert!(
-        path.join("jose").exists(),
-        "{} has no jose: run scripts/test.sh (it installs the Node test tools into .node)",
-        path.display()
-    );
+    for package in ["jose", "oidc-provider"] {
+        assert!(
+            path.join(package).join("package.json").exists(),
+            "{} has no {package}: run scripts/test.sh (it installs the Node test tools into .node)",
+            path.display()
+        );
+    }
     path
 }
 
@@ -128,16 +131,71 @@ pub async fn run_python(script: &str, args: &[&str]) -> Output {
 
 /// Runs a Node ES module script with the installed packages resolvable.
 pub async fn run_node(script: &str, args: &[&str]) -> Output {
-    let modules = node_modules();
-    let dir = tempdir_for_node(&modules);
-    // One file per run: tests in one process run scripts concurrently.
-    static RUNS: AtomicU64 = AtomicU64::new(0);
-    let n = RUNS.fetch_add(1, Ordering::Relaxed);
-    let file = dir.join(format!("script-{}-{n}.mjs", std::process::id()));
-    std::fs::write(&file, script).expect("write the node script");
+    let file = node_script("script", script);
     let output = run(Command::new("node").arg(&file).args(args)).await;
     let _ = std::fs::remove_file(&file);
     output
+}
+
+/// Writes `script` next to the installed packages, in a file of its own
+/// (tests in one process run scripts concurrently).
+fn node_script(name: &str, script: &str) -> PathBuf {
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let n = RUNS.fetch_add(1, Ordering::Relaxed);
+    let file = tempdir_for_node(&node_modules()).join(format!("{name}-{}-{n}.mjs", std::process::id()));
+    std::fs::write(&file, script).expect("write the node script");
+    file
+}
+
+/// A long-running Node ES module script (a server): killed when dropped.
+pub struct NodeProcess {
+    child: tokio::process::Child,
+    stdout: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    file: PathBuf,
+}
+
+impl NodeProcess {
+    /// Starts `script` (written next to the installed packages) with `args`;
+    /// its standard error is inherited, so its complaints show in the test output.
+    pub fn start(name: &str, script: &str, args: &[&str]) -> Self {
+        use tokio::io::AsyncBufReadExt as _;
+        let file = node_script(name, script);
+        let mut child = Command::new("node")
+            .arg(&file)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start node");
+        let stdout = child.stdout.take().expect("piped stdout");
+        Self {
+            child,
+            stdout: tokio::io::BufReader::new(stdout).lines(),
+            file,
+        }
+    }
+
+    /// The next line it prints (waits at most 30 s).
+    pub async fn line(&mut self) -> String {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(30), self.stdout.next_line());
+        match next.await {
+            Ok(Ok(Some(line))) => line,
+            other => panic!("the node process printed no line: {other:?}"),
+        }
+    }
+
+    /// Stops it and waits for it to end.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.file);
+    }
 }
 
 /// ES modules resolve packages from the script's folder upwards, so scripts

@@ -21,3 +21,4 @@ mod replay_bench;
 mod rotation;
 mod third_party;
 mod token_endpoint;
+mod trust;

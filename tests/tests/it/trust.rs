@@ -1,0 +1,401 @@
+//! Many issuers, end to end: a registry of trusted issuers (read from a trust
+//! file) over three live token services — two oidc-server instances with
+//! their own keys and a third issuer nobody here wrote, node-oidc-provider —
+//! and one registered issuer that is down. Also the `control_plane` example
+//! with `--trust FILE`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use e2e::tools::NodeProcess;
+use e2e::{
+    client_key, http, test_config, ServerSetup, TestServer, AUDIENCE, OTHER_AUDIENCE, SECRET, SECRET_CLIENT,
+};
+use futures_util::FutureExt as _;
+use oidc_core::keys::{LocalSigner, Signer};
+use oidc_core::verify::trust::TrustedIssuers;
+use oidc_core::{AccessTokenClaims, Algorithm, Issuer, KeySet, Lifetime, TokenRequest, VerifyError};
+use serde_json::Value;
+
+/// node-oidc-provider configured as a connector token service (as in
+/// `bench/node-provider.mjs`): client_credentials with client_secret_basic,
+/// ES256 JWT access tokens (RFC 9068) for one audience, with an `org_id`.
+/// Listens on an ephemeral loopback port and prints `{"issuer": URL}`.
+const NODE_ISSUER: &str = r#"
+import http from 'node:http';
+import { generateKeyPair, exportJWK } from 'jose';
+import Provider from 'oidc-provider';
+
+const [clientId, clientSecret, audience, orgId] = process.argv.slice(2);
+const server = http.createServer();
+server.listen(0, '127.0.0.1', async () => {
+  const issuer = `http://127.0.0.1:${server.address().port}`;
+  const { privateKey } = await generateKeyPair('ES256', { extractable: true });
+  const jwk = { ...(await exportJWK(privateKey)), alg: 'ES256', use: 'sig', kid: 'node-es256' };
+  const provider = new Provider(issuer, {
+    clients: [{
+      client_id: clientId,
+      client_secret: clientSecret,
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+      token_endpoint_auth_method: 'client_secret_basic',
+      id_token_signed_response_alg: 'ES256',
+      scope: 'actions:read',
+    }],
+    jwks: { keys: [jwk] },
+    cookies: { keys: ['e2e-only-not-a-secret'] },
+    scopes: ['actions:read'],
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: () => audience,
+        useGrantedResource: () => true,
+        getResourceServerInfo: () => ({
+          scope: 'actions:read',
+          audience,
+          accessTokenTTL: 300,
+          accessTokenFormat: 'jwt',
+          jwt: { sign: { alg: 'ES256' } },
+        }),
+      },
+    },
+    extraTokenClaims: () => ({ org_id: orgId }),
+  });
+  provider.proxy = false;
+  server.on('request', provider.callback());
+  console.log(JSON.stringify({ issuer }));
+});
+"#;
+
+const NODE_CLIENT: &str = "node-connector";
+const NODE_SECRET: &str = "node-secret-0123456789abcdefghijklmnopqrstuv";
+
+struct NodeIssuer {
+    process: NodeProcess,
+    issuer: String,
+}
+
+impl NodeIssuer {
+    async fn start() -> Self {
+        let mut process = NodeProcess::start(
+            "node-issuer",
+            NODE_ISSUER,
+            &[NODE_CLIENT, NODE_SECRET, AUDIENCE, "org-node"],
+        );
+        let line = process.line().await;
+        let started: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        let issuer = started["issuer"].as_str().unwrap().to_owned();
+        Self { process, issuer }
+    }
+
+    async fn token(&self) -> String {
+        let response = http()
+            .post(format!("{}/token", self.issuer))
+            .basic_auth(NODE_CLIENT, Some(NODE_SECRET))
+            .form(&[("grant_type", "client_credentials"), ("scope", "actions:read")])
+            .send()
+            .await
+            .unwrap();
+        let body: Value = response.json().await.unwrap();
+        body["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("node-oidc-provider issued no token: {body}"))
+            .to_owned()
+    }
+}
+
+/// The live issuers and the dead one, with a trust file naming all four.
+struct Fleet {
+    a: TestServer,
+    b: TestServer,
+    node: NodeIssuer,
+    down: String,
+    dir: PathBuf,
+}
+
+impl Fleet {
+    async fn start() -> Self {
+        let (_key, jwks) = client_key(Algorithm::ES256);
+        // Each server generates its own signing key; b's connector belongs to org-2.
+        let a = TestServer::start(&test_config(&jwks)).await;
+        let b = TestServer::start(&test_config(&jwks).replace("org-1", "org-2")).await;
+        let node = NodeIssuer::start().await;
+        // A port nothing listens on any more.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let down = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let dir = std::env::temp_dir().join(format!("e2e-trust-{}-{:p}", std::process::id(), &a));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fleet = Self {
+            a,
+            b,
+            node,
+            down,
+            dir,
+        };
+        std::fs::write(fleet.trust_file(), fleet.trust_toml("org-1")).unwrap();
+        fleet
+    }
+
+    fn trust_file(&self) -> PathBuf {
+        self.dir.join("trust.toml")
+    }
+
+    /// The trust file, with `a_org` as the org_id server a's tokens must carry.
+    fn trust_toml(&self, a_org: &str) -> String {
+        let entry = |name: &str, issuer: &str, org: &str| {
+            format!(
+                "[[issuers]]\nname = \"{name}\"\nissuer = \"{issuer}\"\naudiences = [\"{AUDIENCE}\"]\n\
+                 algorithms = [\"ES256\"]\nrequired_claims = {{ org_id = \"{org}\" }}\n\n"
+            )
+        };
+        [
+            entry("tenant-a", &self.a.url, a_org),
+            entry("tenant-b", &self.b.url, "org-2"),
+            entry("tenant-node", &self.node.issuer, "org-node"),
+            entry("tenant-down", &self.down, "org-down"),
+        ]
+        .concat()
+    }
+
+    fn registry(&self) -> TrustedIssuers {
+        TrustedIssuers::from_toml_file(self.trust_file())
+            .unwrap()
+            .build()
+            .unwrap()
+    }
+
+    async fn stop(self) {
+        self.node.process.stop().await;
+        self.a.stop().await;
+        self.b.stop().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A token claiming `iss`, signed by a key nobody publishes.
+async fn token_claiming(iss: &str) -> String {
+    let (signer, _) = LocalSigner::generate(Algorithm::ES256).unwrap();
+    let keys: Arc<dyn Signer> = Arc::new(signer);
+    let issuer = Issuer::new(iss, Arc::new(KeySet::single(keys)), Lifetime::default()).unwrap();
+    let mut request = TokenRequest::new(SECRET_CLIENT, AUDIENCE);
+    request.attributes.insert("org_id", "org-down".into()).unwrap();
+    issuer.issue(&request).await.unwrap().token.into_string()
+}
+
+/// Requests a server answered on `route` (its request-latency histogram).
+fn route_requests(server: &TestServer, route: &str) -> u64 {
+    let metrics = server.state.metrics.render();
+    let label = format!("route=\"{route}\"");
+    metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("oidc_server_http_request_duration_seconds_count{"))
+        .filter_map(|rest| rest.split_once("} "))
+        .filter(|(labels, _)| labels.split(',').any(|l| l == label))
+        .map(|(_, n)| n.trim().parse::<u64>().unwrap())
+        .sum()
+}
+
+async fn verify(trusted: &TrustedIssuers, token: &str) -> Result<String, VerifyError> {
+    trusted
+        .verify::<AccessTokenClaims>(token)
+        .await
+        .map(|t| t.issuer_name().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_live_issuers_verify_while_a_fourth_is_down() {
+    let fleet = Fleet::start().await;
+    let trusted = fleet.registry();
+    let tokens = [
+        ("tenant-a", fleet.a.token().await),
+        ("tenant-b", fleet.b.token().await),
+        ("tenant-node", fleet.node.token().await),
+    ];
+    for (name, token) in &tokens {
+        assert_eq!(
+            verify(&trusted, token)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}")),
+            *name
+        );
+    }
+    // The down issuer: an availability error that says why.
+    let down_token = token_claiming(&fleet.down).await;
+    let error = trusted
+        .verify::<AccessTokenClaims>(&down_token)
+        .await
+        .unwrap_err();
+    assert_eq!(error.reason(), "keys_unavailable", "{error}");
+    assert!(error.to_string().contains("request to"), "{error}");
+
+    // While it stays down, its tokens fail at once and the others verify at
+    // full speed: every verification below completes on its first poll, so
+    // none waits for the network, the dead issuer's or any other.
+    for _ in 0..200 {
+        let refused = verify(&trusted, &down_token)
+            .now_or_never()
+            .expect("no wait for the down issuer");
+        assert_eq!(refused.unwrap_err().reason(), "keys_unavailable");
+        for (name, token) in &tokens {
+            let verified = verify(&trusted, token)
+                .now_or_never()
+                .expect("no wait for a live issuer");
+            assert_eq!(verified.unwrap(), *name);
+        }
+    }
+    for server in [&fleet.a, &fleet.b] {
+        assert_eq!(
+            route_requests(server, "/.well-known/jwks.json"),
+            1,
+            "one JWKS fetch"
+        );
+        assert_eq!(route_requests(server, "/.well-known/openid-configuration"), 1);
+    }
+    let status = trusted.issuer_status("tenant-down").unwrap();
+    assert_eq!((status.verified, status.refused), (0, 201));
+    let stats = trusted.stats();
+    assert_eq!((stats.cached_issuers, stats.unknown_issuer_refusals), (4, 0));
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_and_confused_issuers_are_refused() {
+    let fleet = Fleet::start().await;
+    let trusted = fleet.registry();
+    verify(&trusted, &fleet.a.token().await).await.unwrap();
+
+    // A real token service that is not registered: refused, and never contacted.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stranger_url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    let accepting = tokio::spawn(async move {
+        while listener.accept().await.is_ok() {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let (_key, jwks) = client_key(Algorithm::ES256);
+    let setup = || ServerSetup {
+        toml: test_config(&jwks),
+        keys: None,
+        clock: None,
+    };
+    let stranger = TestServer::start_with_issuer(setup(), Default::default(), Some(&stranger_url)).await;
+    let error = verify(&trusted, &stranger.token().await).await.unwrap_err();
+    assert_eq!(error.reason(), "unknown_issuer");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        0,
+        "no connection to the stranger's iss"
+    );
+    accepting.abort();
+
+    // Issuer a's iss, signed by another server's key: only a's keys apply.
+    let impostor = TestServer::start_with_issuer(setup(), Default::default(), Some(&fleet.a.url)).await;
+    let error = verify(&trusted, &impostor.token().await).await.unwrap_err();
+    assert_eq!(error.reason(), "unknown_kid", "{error}");
+    // a's token for an audience a's entry does not accept.
+    let response = http()
+        .post(fleet.a.token_url())
+        .basic_auth(SECRET_CLIENT, Some(SECRET))
+        .form(&[("grant_type", "client_credentials"), ("audience", OTHER_AUDIENCE)])
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    let other_audience = body["access_token"].as_str().unwrap();
+    assert_eq!(
+        verify(&trusted, other_audience).await.unwrap_err().reason(),
+        "wrong_audience"
+    );
+    // a's genuine token where a's entry requires another org_id.
+    std::fs::write(fleet.trust_file(), fleet.trust_toml("org-9")).unwrap();
+    let strict = fleet.registry();
+    let error = verify(&strict, &fleet.a.token().await).await.unwrap_err();
+    assert_eq!(error.reason(), "required_claim", "{error}");
+    // node-oidc-provider's token is only ever node's.
+    assert_eq!(
+        verify(&strict, &fleet.node.token().await).await.unwrap(),
+        "tenant-node"
+    );
+    impostor.stop().await;
+    stranger.stop().await;
+    fleet.stop().await;
+}
+
+/// The `control_plane` example with `--trust FILE`: each poll answered with
+/// the name of the entry that vouched for the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_control_plane_trusts_a_file() {
+    let fleet = Fleet::start().await;
+    let binary = tokio::task::spawn_blocking(|| {
+        e2e::built_executable(&["--example", "control_plane"], "control_plane")
+    })
+    .await
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let _control_plane = ChildGuard(
+        tokio::process::Command::new(&binary)
+            .args([
+                "--trust".as_ref(),
+                fleet.trust_file().as_os_str(),
+                "--listen".as_ref(),
+                listen.as_ref(),
+            ])
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(&listen).await;
+    let poll = |token: String| {
+        let url = format!("http://{listen}/v1/actions");
+        async move {
+            let response = http().get(url).bearer_auth(token).send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        }
+    };
+    for (name, token) in [
+        ("tenant-a", fleet.a.token().await),
+        ("tenant-node", fleet.node.token().await),
+    ] {
+        let (status, body) = poll(token).await;
+        assert_eq!(status, 200, "{body}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["issuer"], name);
+    }
+    let (status, body) = poll(token_claiming("https://stranger.example").await).await;
+    assert_eq!((status, body.as_str()), (401, ""));
+    fleet.stop().await;
+}
+
+struct ChildGuard(tokio::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+    }
+}
+
+async fn wait_for(address: &str) {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(address).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing listens on {address}");
+}
