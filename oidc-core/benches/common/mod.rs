@@ -6,6 +6,9 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(feature = "remote")]
+pub mod tenants;
+
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
