@@ -245,12 +245,19 @@ impl TestServer {
     /// Requests answered on `POST /token` so far, whatever their status (the
     /// server's request-latency histogram counts them as the response leaves).
     pub fn token_requests(&self) -> u64 {
+        self.route_requests("/token")
+    }
+
+    /// Requests answered on `route` (for example `/.well-known/jwks.json`)
+    /// so far, whatever their status and method.
+    pub fn route_requests(&self, route: &str) -> u64 {
         let metrics = self.state.metrics().render();
+        let label = format!("route=\"{route}\"");
         metrics
             .lines()
             .filter_map(|line| line.strip_prefix("oidc_server_http_request_duration_seconds_count{"))
             .filter_map(|rest| rest.split_once("} "))
-            .filter(|(labels, _)| labels.split(',').any(|label| label == "route=\"/token\""))
+            .filter(|(labels, _)| labels.split(',').any(|l| l == label))
             .map(|(_, n)| n.trim().parse::<u64>().expect("a count"))
             .sum()
     }

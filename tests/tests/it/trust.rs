@@ -10,9 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use e2e::tools::NodeProcess;
-use e2e::{
-    client_key, http, test_config, ServerSetup, TestServer, AUDIENCE, OTHER_AUDIENCE, SECRET, SECRET_CLIENT,
-};
+use e2e::{client_key, http, test_config, TestServer, AUDIENCE, OTHER_AUDIENCE, SECRET, SECRET_CLIENT};
 use futures_util::FutureExt as _;
 use oidc_core::keys::{LocalSigner, Signer};
 use oidc_core::verify::trust::TrustedIssuers;
@@ -188,19 +186,6 @@ async fn token_claiming(iss: &str) -> String {
     issuer.issue(&request).await.unwrap().token.into_string()
 }
 
-/// Requests a server answered on `route` (its request-latency histogram).
-fn route_requests(server: &TestServer, route: &str) -> u64 {
-    let metrics = server.state.metrics.render();
-    let label = format!("route=\"{route}\"");
-    metrics
-        .lines()
-        .filter_map(|line| line.strip_prefix("oidc_server_http_request_duration_seconds_count{"))
-        .filter_map(|rest| rest.split_once("} "))
-        .filter(|(labels, _)| labels.split(',').any(|l| l == label))
-        .map(|(_, n)| n.trim().parse::<u64>().unwrap())
-        .sum()
-}
-
 async fn verify(trusted: &TrustedIssuers, token: &str) -> Result<String, VerifyError> {
     trusted
         .verify::<AccessTokenClaims>(token)
@@ -251,11 +236,11 @@ async fn three_live_issuers_verify_while_a_fourth_is_down() {
     }
     for server in [&fleet.a, &fleet.b] {
         assert_eq!(
-            route_requests(server, "/.well-known/jwks.json"),
+            server.route_requests("/.well-known/jwks.json"),
             1,
             "one JWKS fetch"
         );
-        assert_eq!(route_requests(server, "/.well-known/openid-configuration"), 1);
+        assert_eq!(server.route_requests("/.well-known/openid-configuration"), 1);
     }
     let status = trusted.issuer_status("tenant-down").unwrap();
     assert_eq!((status.verified, status.refused), (0, 201));
@@ -281,12 +266,8 @@ async fn strangers_and_confused_issuers_are_refused() {
         }
     });
     let (_key, jwks) = client_key(Algorithm::ES256);
-    let setup = || ServerSetup {
-        toml: test_config(&jwks),
-        keys: None,
-        clock: None,
-    };
-    let stranger = TestServer::start_with_issuer(setup(), Default::default(), Some(&stranger_url)).await;
+    let config = test_config(&jwks);
+    let stranger = TestServer::builder(&config).issuer(&stranger_url).start().await;
     let error = verify(&trusted, &stranger.token().await).await.unwrap_err();
     assert_eq!(error.reason(), "unknown_issuer");
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -298,7 +279,7 @@ async fn strangers_and_confused_issuers_are_refused() {
     accepting.abort();
 
     // Issuer a's iss, signed by another server's key: only a's keys apply.
-    let impostor = TestServer::start_with_issuer(setup(), Default::default(), Some(&fleet.a.url)).await;
+    let impostor = TestServer::builder(&config).issuer(&fleet.a.url).start().await;
     let error = verify(&trusted, &impostor.token().await).await.unwrap_err();
     assert_eq!(error.reason(), "unknown_kid", "{error}");
     // a's token for an audience a's entry does not accept.
