@@ -238,3 +238,86 @@ fn check_config_explains_each_error() {
     assert!(ok.status.success(), "{}", text(&ok.stderr));
     assert!(text(&ok.stdout).contains("embedded development default"));
 }
+
+#[test]
+fn verify_with_a_trust_file_names_the_entry() {
+    let dir = temp_dir("verify-trust");
+    let (token, jwks) = issued_token(&dir, &[]);
+    let trust = dir.join("trust.toml");
+    let write = |issuer: &str, audience: &str| {
+        std::fs::write(
+            &trust,
+            format!(
+                "[[issuers]]\nname = \"tenant-1\"\nissuer = \"{issuer}\"\naudiences = [\"{audience}\"]\n\
+                 jwks_file = \"{}\"\n\n[[issuers]]\nname = \"down\"\nissuer = \"http://127.0.0.1:1\"\n\
+                 audiences = [\"{audience}\"]\n",
+                jwks.file_name().unwrap().to_str().unwrap()
+            ),
+        )
+        .unwrap();
+    };
+    let trust_arg = trust.to_str().unwrap();
+    write("https://tokens.example.com", "https://api.example.com");
+
+    let ok = oidc_server(&["verify", "--trust", trust_arg, &token]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    let out: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(out["issuer_name"], "tenant-1");
+    assert_eq!(out["claims"]["sub"], "c1");
+    assert_eq!(
+        with_stdin(&["verify", "--trust", trust_arg, "-"], &token)
+            .status
+            .code(),
+        Some(0)
+    );
+
+    // Rejected, exit 1: the entry's audience, then an issuer not in the file.
+    write("https://tokens.example.com", "https://other.example.com");
+    let rejected = oidc_server(&["verify", "--trust", trust_arg, &token]);
+    assert_eq!(rejected.status.code(), Some(1));
+    assert!(
+        text(&rejected.stderr).starts_with("rejected: audience"),
+        "{}",
+        text(&rejected.stderr)
+    );
+    write("https://tokens.example.org", "https://api.example.com");
+    let unknown = oidc_server(&["verify", "--trust", trust_arg, &token]);
+    assert_eq!(unknown.status.code(), Some(1));
+    let stderr = text(&unknown.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("rejected: issuer \"https://tokens.example.com\" is not trusted"),
+        "{stderr}"
+    );
+
+    // Exit 2: a bad file, --trust with --issuer, an issuer whose keys cannot be fetched.
+    std::fs::write(&trust, "[[issuers]]\nname = \"x\"\n").unwrap();
+    let bad = oidc_server(&["verify", "--trust", trust_arg, &token]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        text(&bad.stderr).contains("trust file is not valid"),
+        "{}",
+        text(&bad.stderr)
+    );
+    let both = oidc_server(&["verify", "--trust", trust_arg, "--issuer", "x", &token]);
+    assert_eq!(both.status.code(), Some(2));
+    let down = dir.join("down.toml");
+    std::fs::write(
+        &down,
+        "[[issuers]]\nname = \"down\"\nissuer = \"https://tokens.example.com\"\n\
+         audiences = [\"https://api.example.com\"]\njwks_uri = \"http://127.0.0.1:1/jwks.json\"\n",
+    )
+    .unwrap();
+    let unavailable = oidc_server(&["verify", "--trust", down.to_str().unwrap(), &token]);
+    assert_eq!(
+        unavailable.status.code(),
+        Some(2),
+        "{}",
+        text(&unavailable.stderr)
+    );
+    assert!(
+        text(&unavailable.stderr).contains("key set unavailable"),
+        "{}",
+        text(&unavailable.stderr)
+    );
+}
