@@ -260,6 +260,11 @@ impl<'a> UnverifiedJws<'a> {
         self.reused_header
     }
 
+    /// The header's base64url text, as received.
+    pub(crate) fn header_text(&self) -> &str {
+        self.header_text
+    }
+
     /// The header with its text, to be given to later `decode_reusing` calls.
     pub(crate) fn known_header(&self) -> Arc<KnownHeader> {
         Arc::new(KnownHeader {

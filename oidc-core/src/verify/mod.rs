@@ -311,7 +311,16 @@ impl<K: KeySource> Verifier<K> {
         jws: UnverifiedJws<'_>,
         claims: Option<Map<String, Value>>,
     ) -> Result<Verified<C>, VerifyError> {
-        let known = (!jws.reused_header()).then(|| jws.known_header());
+        // A header to remember once the token passes: not one reused, and not
+        // one remembered already (the trust registry decodes headers itself,
+        // so it never reuses one).
+        let remembered = || {
+            self.known_headers
+                .load()
+                .iter()
+                .any(|h| *h.text == *jws.header_text())
+        };
+        let known = (!jws.reused_header() && !remembered()).then(|| jws.known_header());
         let header = jws.header();
         self.policy.check_type(header.typ.as_deref())?;
         let alg = header.alg;
