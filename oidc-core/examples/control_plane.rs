@@ -10,6 +10,8 @@
 //!     --issuer http://127.0.0.1:8080 --audience https://api.example.com [--listen 127.0.0.1:9090]
 //! # or, many issuers (the [[issuers]] format of oidc_core::verify::trust::file):
 //! cargo run -p oidc-core --example control_plane --features remote,axum -- --trust trust.toml
+//! # either one, with repeated tokens served from a cache of 100,000 verifications:
+//! #   ... --verification-cache 100000
 //! ```
 //!
 //! Then `GET /v1/actions` with `Authorization: Bearer <token>` answers
@@ -28,9 +30,11 @@ use clap::Parser;
 use serde::Serialize;
 use tracing_subscriber::EnvFilter;
 
-use oidc_core::axum::{shared_verifier, SharedVerifier, TrustedToken, VerifiedToken};
+use oidc_core::axum::{
+    shared_verifier, shared_verifier_with_cache, SharedVerifier, TrustedToken, VerifiedToken,
+};
 use oidc_core::verify::trust::TrustedIssuers;
-use oidc_core::verify::RemoteJwks;
+use oidc_core::verify::{RemoteJwks, VerificationCache};
 use oidc_core::{AccessTokenClaims, Policy};
 
 /// Verifies connector tokens and hands out pending actions.
@@ -62,6 +66,15 @@ struct Args {
         conflicts_with = "audiences"
     )]
     trust: Option<std::path::PathBuf>,
+    /// Serve repeated tokens (a connector polls with the same token until it
+    /// refreshes it) from a cache of this many verifications; 0: off.
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_VERIFICATION_CACHE",
+        default_value_t = 0,
+        value_name = "ENTRIES"
+    )]
+    verification_cache: usize,
     /// Address to listen on.
     #[arg(long, env = "CONTROL_PLANE_LISTEN", default_value = "127.0.0.1:9090")]
     listen: SocketAddr,
@@ -141,10 +154,15 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let cache = (args.verification_cache > 0).then(|| VerificationCache::new(args.verification_cache));
     let app = match (args.trust, args.issuer) {
         (Some(file), _) => {
             // Nothing is fetched until an issuer's first token.
-            let trusted = TrustedIssuers::from_toml_file(&file)?.build()?;
+            let mut builder = TrustedIssuers::from_toml_file(&file)?;
+            if let Some(cache) = cache {
+                builder = builder.verification_cache(cache);
+            }
+            let trusted = builder.build()?;
             tracing::info!(issuers = trusted.static_entries().count(), file = %file.display(), "trusted issuers loaded");
             trusted_app(trusted)
         }
@@ -157,7 +175,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 Err(error) => tracing::warn!(%error, "JWKS not loaded yet"),
             }
             let policy = Policy::builder(issuer, args.audiences).build()?;
-            app(shared_verifier(policy, keys))
+            app(match cache {
+                Some(cache) => shared_verifier_with_cache(policy, keys, cache),
+                None => shared_verifier(policy, keys),
+            })
         }
         (None, None) => return Err("give --issuer and --audience, or --trust".into()),
     };

@@ -60,7 +60,7 @@ use serde::de::DeserializeOwned;
 
 #[cfg(feature = "remote")]
 use crate::verify::trust::{Trusted, TrustedIssuers};
-use crate::verify::{KeyLookupError, KeySource, Policy, Verified, Verifier, VerifyError};
+use crate::verify::{KeyLookupError, KeySource, Policy, VerificationCache, Verified, Verifier, VerifyError};
 use crate::AccessTokenClaims;
 
 /// The verifier the extractor takes from the router state: any key source,
@@ -71,6 +71,17 @@ pub type SharedVerifier = Arc<Verifier<Arc<dyn KeySource>>>;
 /// [`JwkSet`](crate::JwkSet), a remote JWKS, ...).
 pub fn shared_verifier(policy: Policy, keys: impl KeySource + 'static) -> SharedVerifier {
     Arc::new(Verifier::new(policy, Arc::new(keys) as Arc<dyn KeySource>))
+}
+
+/// [`shared_verifier`] with a [`VerificationCache`]: repeated tokens (a
+/// connector polling with the same token until it refreshes it) are served
+/// from the cache while their time, policy and key still hold.
+pub fn shared_verifier_with_cache(
+    policy: Policy,
+    keys: impl KeySource + 'static,
+    cache: VerificationCache,
+) -> SharedVerifier {
+    Arc::new(Verifier::new(policy, Arc::new(keys) as Arc<dyn KeySource>).with_cache(cache))
 }
 
 /// Extracts the verified claims of the request's bearer token; see the
@@ -113,7 +124,7 @@ impl<S, C> FromRequestParts<S> for VerifiedToken<C>
 where
     S: Send + Sync,
     SharedVerifier: FromRef<S>,
-    C: DeserializeOwned + Send,
+    C: DeserializeOwned + Send + Sync + 'static,
 {
     type Rejection = BearerRejection;
 
@@ -140,7 +151,7 @@ impl<S, C> FromRequestParts<S> for TrustedToken<C>
 where
     S: Send + Sync,
     TrustedIssuers: FromRef<S>,
-    C: DeserializeOwned + Send,
+    C: DeserializeOwned + Send + Sync + 'static,
 {
     type Rejection = BearerRejection;
 

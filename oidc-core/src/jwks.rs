@@ -119,6 +119,14 @@ impl JwkSet {
         self.keys.get(kid)
     }
 
+    /// Whether the set holds `key`: the same `kid` with the same algorithm
+    /// and key material (the same `Arc`, the cheap case, or an equal key).
+    pub fn holds(&self, key: &Arc<VerifyingKey>) -> bool {
+        self.keys
+            .get(key.kid())
+            .is_some_and(|held| Arc::ptr_eq(held, key) || **held == **key)
+    }
+
     /// The usable keys, in document order.
     pub fn keys(&self) -> impl Iterator<Item = &Arc<VerifyingKey>> {
         self.order.iter().filter_map(|kid| self.keys.get(kid))

@@ -16,7 +16,7 @@
 //! | [`keys`] | algorithms, public keys pinned to one algorithm, thumbprints, the `Signer` trait, local keys |
 //! | [`jwks`] | JWK Sets, parsed strictly |
 //! | [`issue`] | [`Issuer`], [`TokenRequest`] |
-//! | [`verify`] | [`Verifier`], [`Policy`], [`Verified`] claims |
+//! | [`verify`] | [`Verifier`], [`Policy`], [`Verified`] claims; an opt-in [`VerificationCache`](verify::VerificationCache) for repeated tokens |
 //!
 //! # What it deliberately does not do
 //!

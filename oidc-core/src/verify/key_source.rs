@@ -16,6 +16,19 @@ use crate::keys::VerifyingKey;
 pub trait KeySource: Send + Sync {
     /// The key with this `kid`, or why there is none.
     async fn key(&self, kid: &str) -> Result<Arc<VerifyingKey>, KeyLookupError>;
+
+    /// Whether `key` is still in the current key set: its `kid` there with
+    /// the same key material, and the set usable now. Answers at once,
+    /// without waiting for the network (a source that caches may start a
+    /// background refresh, as [`key`](Self::key) would). A
+    /// [`VerificationCache`](crate::verify::VerificationCache) serves a
+    /// cached verification only while this holds; the default, `false`,
+    /// means a source that cannot tell never has a verification served from
+    /// a cache.
+    fn is_current(&self, key: &Arc<VerifyingKey>) -> bool {
+        let _ = key;
+        false
+    }
 }
 
 /// Why no key was found.
@@ -44,11 +57,19 @@ impl KeySource for JwkSet {
     async fn key(&self, kid: &str) -> Result<Arc<VerifyingKey>, KeyLookupError> {
         self.get(kid).cloned().ok_or_else(|| KeyLookupError::unknown(kid))
     }
+
+    fn is_current(&self, key: &Arc<VerifyingKey>) -> bool {
+        self.holds(key)
+    }
 }
 
 #[async_trait]
 impl<K: KeySource + ?Sized> KeySource for Arc<K> {
     async fn key(&self, kid: &str) -> Result<Arc<VerifyingKey>, KeyLookupError> {
         (**self).key(kid).await
+    }
+
+    fn is_current(&self, key: &Arc<VerifyingKey>) -> bool {
+        (**self).is_current(key)
     }
 }

@@ -5,6 +5,7 @@
 //! it is loaded, and a token whose header names another is refused. The token
 //! header can never pick the key material (no `jwk`, `jku`, `x5u`, `x5c`).
 
+pub mod cache;
 mod key_source;
 mod policy;
 #[cfg(feature = "remote")]
@@ -18,23 +19,27 @@ use arc_swap::ArcSwap;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+pub use cache::{CacheStats, VerificationCache};
 pub use key_source::{KeyLookupError, KeySource};
 pub use policy::{Policy, PolicyBuilder, PolicyError, DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME, MAX_LEEWAY};
 #[cfg(feature = "remote")]
 pub use remote::{RemoteJwks, RemoteJwksBuilder, RemoteJwksError};
 
+use self::cache::{Entry, Validity};
 use crate::json::{self, JsonError};
 use crate::jws::{JwsError, KnownHeader, UnverifiedJws};
-use crate::keys::SignatureError;
+use crate::keys::{SignatureError, VerifyingKey};
 use crate::time::{SystemClock, WallClock};
 use crate::Algorithm;
 
 /// Claims that passed verification, with the key that vouched for them.
-/// Only a [`Verifier`] makes one.
+/// Only a [`Verifier`] makes one. The claims are shared (an `Arc`): a
+/// verification served by a [`VerificationCache`] hands out the same claims
+/// again rather than a copy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verified<C> {
-    claims: C,
-    kid: String,
+    claims: Arc<C>,
+    key: Arc<VerifyingKey>,
     alg: Algorithm,
 }
 
@@ -44,14 +49,28 @@ impl<C> Verified<C> {
         &self.claims
     }
 
-    /// The verified claims, by value.
-    pub fn into_claims(self) -> C {
-        self.claims
+    /// The verified claims, shared.
+    pub fn shared_claims(&self) -> &Arc<C> {
+        &self.claims
+    }
+
+    /// The verified claims, by value (a copy only if they are shared, as
+    /// after a cache hit).
+    pub fn into_claims(self) -> C
+    where
+        C: Clone,
+    {
+        Arc::unwrap_or_clone(self.claims)
     }
 
     /// The `kid` of the key that verified the signature.
     pub fn kid(&self) -> &str {
-        &self.kid
+        self.key.kid()
+    }
+
+    /// The key that verified the signature.
+    pub fn key(&self) -> &Arc<VerifyingKey> {
+        &self.key
     }
 
     /// The signature algorithm.
@@ -246,6 +265,7 @@ pub struct Verifier<K> {
     /// The headers of the last tokens that passed every check (most recent
     /// first, at most [`KNOWN_HEADERS`]), shared by clones.
     known_headers: Arc<ArcSwap<Vec<Arc<KnownHeader>>>>,
+    cache: Option<VerificationCache>,
 }
 
 /// How many accepted headers a verifier remembers: the keys in use at once
@@ -260,6 +280,7 @@ impl<K: KeySource> Verifier<K> {
             keys,
             clock: Arc::new(SystemClock),
             known_headers: Arc::default(),
+            cache: None,
         }
     }
 
@@ -270,7 +291,21 @@ impl<K: KeySource> Verifier<K> {
             keys,
             clock: Arc::new(SystemClock),
             known_headers: Arc::default(),
+            cache: None,
         }
+    }
+
+    /// Serves repeated tokens from `cache` (see [`VerificationCache`] for
+    /// what a hit still checks); the cache may be shared with other
+    /// verifiers, each served only what it verified under its own policy.
+    pub fn with_cache(mut self, cache: VerificationCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The verification cache, if one is on.
+    pub fn cache(&self) -> Option<&VerificationCache> {
+        self.cache.as_ref()
     }
 
     /// Uses `clock` instead of the system clock.
@@ -295,22 +330,59 @@ impl<K: KeySource> Verifier<K> {
     /// The headers of the last few accepted tokens are remembered: a token
     /// whose header text is byte for byte one of them skips decoding and
     /// parsing it again (every token of one key carries the same header);
-    /// everything else is checked anew on every call.
-    pub async fn verify<C: DeserializeOwned>(&self, token: &str) -> Result<Verified<C>, VerifyError> {
+    /// everything else is checked anew on every call. With a
+    /// [cache](Self::with_cache), a token verified before is served from it
+    /// while its time, policy and key still hold.
+    pub async fn verify<C>(&self, token: &str) -> Result<Verified<C>, VerifyError>
+    where
+        C: DeserializeOwned + Send + Sync + 'static,
+    {
+        let Some(cache) = &self.cache else {
+            return self.verify_uncached(token).await.map(|(verified, _)| verified);
+        };
+        let key = cache.key(token);
+        if let Some(entry) = cache.get(key) {
+            if let Some(verified) = cache.serve(key, &entry, &self.policy, self.clock.now(), &self.keys) {
+                return Ok(verified);
+            }
+        }
+        let (verified, validity) = self.verify_uncached(token).await?;
+        if let Some(validity) = validity {
+            let entry = Entry::new(&verified, &self.policy, validity, None);
+            cache.insert(key, entry, self.clock.now());
+        }
+        Ok(verified)
+    }
+
+    async fn verify_uncached<C>(&self, token: &str) -> Result<(Verified<C>, Option<Validity>), VerifyError>
+    where
+        C: DeserializeOwned,
+    {
         let jws =
             UnverifiedJws::decode_reusing(token, self.policy.max_token_len(), &self.known_headers.load())?;
         self.verify_decoded(jws, None).await
+    }
+
+    /// The shared policy (for the trust registry's cache entries).
+    pub(crate) fn shared_policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    /// The verifier's wall-clock time.
+    pub(crate) fn now(&self) -> u64 {
+        self.clock.now()
     }
 
     /// The checks after decoding: header, key, signature, claims, policy.
     /// `claims` is the payload already parsed by a caller that had to read it
     /// first (the trust registry picks the issuer by `iss`): the same bytes
     /// as the payload the signature covers, so it is not parsed again.
+    /// Also returns the times a cache entry would depend on.
     pub(crate) async fn verify_decoded<C: DeserializeOwned>(
         &self,
         jws: UnverifiedJws<'_>,
         claims: Option<Map<String, Value>>,
-    ) -> Result<Verified<C>, VerifyError> {
+    ) -> Result<(Verified<C>, Option<Validity>), VerifyError> {
         // A header to remember once the token passes: not one reused, and not
         // one remembered already (the trust registry decodes headers itself,
         // so it never reuses one).
@@ -333,6 +405,7 @@ impl<K: KeySource> Verifier<K> {
             None => json::parse_object(&payload).map_err(VerifyError::Claims)?,
         };
         self.policy.check_claims(&claims, self.clock.now())?;
+        let validity = Validity::of(&claims);
         let claims =
             C::deserialize(Value::Object(claims)).map_err(|e| VerifyError::ClaimsShape(e.to_string()))?;
         if let Some(known) = known {
@@ -345,11 +418,12 @@ impl<K: KeySource> Verifier<K> {
                 next
             });
         }
-        Ok(Verified {
-            claims,
-            kid: key.kid().to_owned(),
+        let verified = Verified {
+            claims: Arc::new(claims),
+            key,
             alg,
-        })
+        };
+        Ok((verified, validity))
     }
 }
 

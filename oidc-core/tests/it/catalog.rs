@@ -186,6 +186,10 @@ impl KeySource for Counting {
         self.lookups.fetch_add(1, Ordering::SeqCst);
         self.inner.key(kid).await
     }
+
+    fn is_current(&self, key: &Arc<VerifyingKey>) -> bool {
+        self.inner.is_current(key)
+    }
 }
 
 #[tokio::test]
@@ -217,6 +221,18 @@ async fn jku_and_x5u_are_refused_without_any_request() {
         .await
         .expect("valid token");
     assert_eq!(keys.lookups.load(Ordering::SeqCst), 1);
+
+    // With the cache on: the same refusals, no lookup, no connection.
+    let cached = Verifier::new(Fixture::policy(), keys.clone())
+        .with_clock(f.clock.clone())
+        .with_cache(f.cache.clone());
+    for member in ["jku", "x5u"] {
+        let token = f.token_header(|h| h[member] = json!(url));
+        let expected = Err(malformed(JwsError::ForbiddenHeader(member)));
+        same_with_cache(&cached, &f.cache, &token, &expected).await;
+    }
+    assert_eq!(keys.lookups.load(Ordering::SeqCst), 1);
+    assert!(matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock));
 }
 
 #[tokio::test]
@@ -368,24 +384,18 @@ async fn oversized_token_is_refused_before_decoding() {
     );
     // Exactly at a configured cap is fine; one byte more is not.
     let token = f.valid_token();
-    let at_cap = f.verifier_with(
-        Policy::builder(ISSUER, [AUDIENCE])
-            .max_token_len(token.len())
-            .build()
-            .expect("policy"),
-    );
-    at_cap
-        .verify::<AccessTokenClaims>(&token)
-        .await
-        .expect("at the cap");
-    let below = f.verifier_with(
-        Policy::builder(ISSUER, [AUDIENCE])
-            .max_token_len(token.len() - 1)
-            .build()
-            .expect("policy"),
-    );
+    let at_cap = Policy::builder(ISSUER, [AUDIENCE])
+        .max_token_len(token.len())
+        .build()
+        .expect("policy");
+    f.verify_with(at_cap, &token).await.expect("at the cap");
+    // (With the cache on, the entry made under the other policy is not served.)
+    let below = Policy::builder(ISSUER, [AUDIENCE])
+        .max_token_len(token.len() - 1)
+        .build()
+        .expect("policy");
     assert_eq!(
-        below.verify::<AccessTokenClaims>(&token).await.unwrap_err(),
+        f.verify_with(below, &token).await.unwrap_err(),
         malformed(JwsError::TooLarge {
             len: token.len(),
             max: token.len() - 1

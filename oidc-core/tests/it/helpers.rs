@@ -7,8 +7,10 @@ use std::sync::Arc;
 use oidc_core::internal::base64url;
 use oidc_core::internal::ManualWallClock;
 use oidc_core::keys::{LocalSigner, Signer};
+use oidc_core::verify::VerificationCache;
 use oidc_core::{
-    AccessTokenClaims, Algorithm, Issuer, JwkSet, KeySet, Lifetime, Policy, Verified, Verifier, VerifyError,
+    AccessTokenClaims, Algorithm, Issuer, JwkSet, KeySet, KeySource, Lifetime, Policy, Verified, Verifier,
+    VerifyError,
 };
 use serde_json::{json, Value};
 
@@ -80,12 +82,15 @@ pub(crate) fn signer(alg: Algorithm) -> (LocalSigner, String) {
     }
 }
 
-/// One signing key, the JWKS that publishes it, and a clock standing at [`NOW`].
+/// One signing key, the JWKS that publishes it, a clock standing at [`NOW`],
+/// and a verification cache: every token [`verify`](Self::verify) checks is
+/// also checked with the cache on, and must get the very same answer.
 pub(crate) struct Fixture {
     pub(crate) signer: Arc<LocalSigner>,
     pub(crate) pem: String,
     pub(crate) jwks: JwkSet,
     pub(crate) clock: Arc<ManualWallClock>,
+    pub(crate) cache: VerificationCache,
 }
 
 impl Fixture {
@@ -97,6 +102,7 @@ impl Fixture {
             pem,
             jwks,
             clock: Arc::new(ManualWallClock::new(NOW)),
+            cache: VerificationCache::new(1_000),
         }
     }
 
@@ -191,8 +197,28 @@ impl Fixture {
         self.token_with(header, |_| {})
     }
 
+    /// `token` under the default policy; see [`verify_with`](Self::verify_with).
     pub(crate) async fn verify(&self, token: &str) -> Result<Verified<AccessTokenClaims>, VerifyError> {
-        self.verifier().verify::<AccessTokenClaims>(token).await
+        self.verify_with(Self::policy(), token).await
+    }
+
+    /// `token` under `policy` by a plain verifier, and by one with this
+    /// fixture's cache (shared by every policy of the fixture), twice: each
+    /// answer must be the plain one, an accepted token must be served from
+    /// the cache the second time, and a refused one never cached. Returns
+    /// the plain answer.
+    pub(crate) async fn verify_with(
+        &self,
+        policy: Policy,
+        token: &str,
+    ) -> Result<Verified<AccessTokenClaims>, VerifyError> {
+        let plain = self
+            .verifier_with(policy.clone())
+            .verify::<AccessTokenClaims>(token)
+            .await;
+        let cached = self.verifier_with(policy).with_cache(self.cache.clone());
+        same_with_cache(&cached, &self.cache, token, &plain).await;
+        plain
     }
 
     /// The refusal of `token`; panics if it was accepted.
@@ -201,6 +227,33 @@ impl Fixture {
             Ok(_) => panic!("token was accepted: {token}"),
             Err(e) => e,
         }
+    }
+}
+
+/// Checks that `verifier` (with `cache` on) answers `token` twice exactly as
+/// `expected`, serving an accepted token from the cache and never caching a
+/// refused one.
+pub(crate) async fn same_with_cache<K: KeySource>(
+    verifier: &Verifier<K>,
+    cache: &VerificationCache,
+    token: &str,
+    expected: &Result<Verified<AccessTokenClaims>, VerifyError>,
+) {
+    let before = cache.stats();
+    for round in ["first", "second"] {
+        let answer = verifier.verify::<AccessTokenClaims>(token).await;
+        assert_eq!(
+            &answer, expected,
+            "{round} answer with the cache on differs: {token}"
+        );
+    }
+    let after = cache.stats();
+    match expected {
+        Ok(_) => assert!(
+            after.hits > before.hits,
+            "an accepted token was not served from the cache"
+        ),
+        Err(_) => assert_eq!(after.inserts, before.inserts, "a refused token was cached"),
     }
 }
 

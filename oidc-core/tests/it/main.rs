@@ -1,5 +1,7 @@
 //! oidc-core's integration tests: one binary, one module per concern.
 
+mod cache;
+mod cache_remote;
 mod catalog;
 mod fuzz_smoke;
 mod helpers;

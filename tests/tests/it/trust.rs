@@ -311,8 +311,8 @@ async fn strangers_and_confused_issuers_are_refused() {
     fleet.stop().await;
 }
 
-/// The `control_plane` example with `--trust FILE`: each poll answered with
-/// the name of the entry that vouched for the token.
+/// The `control_plane` example with `--trust FILE` and a verification cache:
+/// each poll answered with the name of the entry that vouched for the token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_control_plane_trusts_a_file() {
     let fleet = Fleet::start().await;
@@ -335,6 +335,7 @@ async fn the_example_control_plane_trusts_a_file() {
                 "--listen".as_ref(),
                 listen.as_ref(),
             ])
+            .args(["--verification-cache", "1000"])
             .env("RUST_LOG", "warn")
             .kill_on_drop(true)
             .spawn()
@@ -349,14 +350,18 @@ async fn the_example_control_plane_trusts_a_file() {
             (status, response.text().await.unwrap())
         }
     };
-    for (name, token) in [
+    // Each token twice: the second poll is served by the verification cache.
+    let tokens = [
         ("tenant-a", fleet.a.token().await),
         ("tenant-node", fleet.node.token().await),
-    ] {
-        let (status, body) = poll(token).await;
-        assert_eq!(status, 200, "{body}");
-        let body: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(body["issuer"], name);
+    ];
+    for (name, token) in tokens {
+        for _ in 0..2 {
+            let (status, body) = poll(token.clone()).await;
+            assert_eq!(status, 200, "{body}");
+            let body: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(body["issuer"], name);
+        }
     }
     let (status, body) = poll(token_claiming("https://stranger.example").await).await;
     assert_eq!((status, body.as_str()), (401, ""));

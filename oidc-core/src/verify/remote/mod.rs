@@ -375,6 +375,34 @@ impl KeySource for RemoteJwks {
             Lookup::Unusable => Err(inner.unavailable(now)),
         }
     }
+
+    fn is_current(&self, key: &Arc<VerifyingKey>) -> bool {
+        self.holds_now(key)
+    }
+}
+
+impl RemoteJwks {
+    /// [`KeySource::is_current`]: the set in hand is usable and holds `key`;
+    /// a set past its lifetime starts one background refresh, as a lookup
+    /// would, so that a cache that never calls [`KeySource::key`] still
+    /// notices a rotation.
+    fn holds_now(&self, key: &Arc<VerifyingKey>) -> bool {
+        let inner = &self.inner;
+        let now = inner.clock.elapsed();
+        let state = inner.state.load();
+        let Some(keys) = &state.keys else {
+            return false;
+        };
+        let fresh = now < state.fresh_until;
+        if !fresh && now >= state.fresh_until.saturating_add(inner.limits.stale_limit) {
+            return false;
+        }
+        if !fresh {
+            // Whether it starts (or the cooldown holds it back) is not this caller's concern.
+            let _ = inner.start_or_join(now, false);
+        }
+        keys.holds(key)
+    }
 }
 
 impl RemoteJwksBuilder {

@@ -39,6 +39,13 @@ impl KeySource for EntryKeys {
             Self::Pinned(jwks) => jwks.key(kid).await,
         }
     }
+
+    fn is_current(&self, key: &Arc<VerifyingKey>) -> bool {
+        match self {
+            Self::Remote(remote) => remote.is_current(key),
+            Self::Pinned(jwks) => jwks.holds(key),
+        }
+    }
 }
 
 /// Where a live issuer's entry came from.

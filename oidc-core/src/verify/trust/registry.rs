@@ -18,8 +18,9 @@ use super::{file, IssuerEntry, IssuerKeys, IssuerLookup, TrustFileError, Trusted
 use crate::json;
 use crate::jws::{UnverifiedJws, DEFAULT_MAX_LEN};
 use crate::time::{MonotonicClock, SystemClock, SystemMonotonicClock, WallClock};
+use crate::verify::cache::{CacheKey, Entry};
 use crate::verify::remote::{self, RemoteJwksBuilder, Shared};
-use crate::verify::{KeyLookupError, RemoteJwks, RemoteJwksError, Verifier, VerifyError};
+use crate::verify::{KeyLookupError, RemoteJwks, RemoteJwksError, VerificationCache, Verifier, VerifyError};
 
 /// Default bound on live (cached) issuers: 10,000.
 pub const DEFAULT_MAX_CACHED_ISSUERS: usize = 10_000;
@@ -74,6 +75,7 @@ pub(super) struct Registry {
     wall_clock: Arc<dyn WallClock>,
     pub(super) unknown: AtomicU64,
     pub(super) max_concurrent_fetches: usize,
+    cache: Option<VerificationCache>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -102,6 +104,7 @@ pub struct TrustedIssuersBuilder {
     remote: RemoteSettings,
     clock: Arc<dyn MonotonicClock>,
     wall_clock: Arc<dyn WallClock>,
+    cache: Option<VerificationCache>,
 }
 
 /// Why a registry could not be built.
@@ -156,6 +159,7 @@ impl TrustedIssuers {
             },
             clock: Arc::new(SystemMonotonicClock::new()),
             wall_clock: Arc::new(SystemClock),
+            cache: None,
         }
     }
 
@@ -173,17 +177,29 @@ impl TrustedIssuers {
     /// JSON, and its `iss` are checked; an `iss` with no entry is
     /// [`VerifyError::UnknownIssuer`]. Then only that entry's policy and keys
     /// apply, as [`Verifier::verify`] applies them.
-    pub async fn verify<C: DeserializeOwned>(&self, token: &str) -> Result<Trusted<C>, VerifyError> {
+    pub async fn verify<C>(&self, token: &str) -> Result<Trusted<C>, VerifyError>
+    where
+        C: DeserializeOwned + Send + Sync + 'static,
+    {
         self.verify_named(token).await.map_err(|(_, error)| error)
     }
 
     /// [`verify`](Self::verify), with the name of the entry that refused the
     /// token when its issuer was known (for logs).
-    pub(crate) async fn verify_named<C: DeserializeOwned>(
+    pub(crate) async fn verify_named<C>(
         &self,
         token: &str,
-    ) -> Result<Trusted<C>, (Option<Arc<str>>, VerifyError)> {
+    ) -> Result<Trusted<C>, (Option<Arc<str>>, VerifyError)>
+    where
+        C: DeserializeOwned + Send + Sync + 'static,
+    {
         let registry = &*self.inner;
+        let cached = registry.cache.as_ref().map(|cache| (cache, cache.key(token)));
+        if let Some((cache, key)) = cached {
+            if let Some(trusted) = registry.cached(cache, key) {
+                return Ok(trusted);
+            }
+        }
         let unnamed = |error: VerifyError| (None, error);
         let jws = UnverifiedJws::decode(token, DEFAULT_MAX_LEN).map_err(|e| unnamed(e.into()))?;
         // The issuer is chosen by the unverified `iss`; the claims are parsed
@@ -201,8 +217,17 @@ impl TrustedIssuers {
             None => return Err(unnamed(VerifyError::MissingClaim("iss"))),
         };
         match live.verifier.verify_decoded::<C>(jws, Some(claims)).await {
-            Ok(verified) => {
+            Ok((verified, validity)) => {
                 live.verified.fetch_add(1, Ordering::Relaxed);
+                if let (Some((cache, key)), Some(validity)) = (cached, validity) {
+                    let policy = live.verifier.shared_policy();
+                    let scope = Some(Arc::clone(live.entry.shared_issuer()));
+                    cache.insert(
+                        key,
+                        Entry::new(&verified, policy, validity, scope),
+                        live.verifier.now(),
+                    );
+                }
                 Ok(Trusted {
                     name: Arc::clone(live.entry.shared_name()),
                     verified,
@@ -232,6 +257,31 @@ impl fmt::Debug for TrustedIssuers {
 }
 
 impl Registry {
+    /// The cached verification of the token under `key`, if it still holds
+    /// for the live issuer that verified it (an issuer no longer live, or
+    /// due for a repeat lookup, goes the full way).
+    fn cached<C: Send + Sync + 'static>(
+        &self,
+        cache: &VerificationCache,
+        key: CacheKey,
+    ) -> Option<Trusted<C>> {
+        let entry = cache.get(key)?;
+        let now = self.clock.elapsed();
+        let live = entry.scope.as_deref().and_then(|iss| self.live.get(iss));
+        let Some(live) = live.filter(|live| !live.due_for_lookup(now)) else {
+            cache.invalidate(key, &entry);
+            return None;
+        };
+        live.touch(now);
+        let policy = live.verifier.shared_policy();
+        let verified = cache.serve(key, &entry, policy, live.verifier.now(), live.keys())?;
+        live.verified.fetch_add(1, Ordering::Relaxed);
+        Some(Trusted {
+            name: Arc::clone(live.entry.shared_name()),
+            verified,
+        })
+    }
+
     /// The live issuer for exactly `iss`: cached, or made from the static
     /// list or the lookup (nothing is fetched here).
     async fn live_issuer(&self, iss: &str) -> Result<Arc<LiveIssuer>, VerifyError> {
@@ -484,6 +534,15 @@ impl TrustedIssuersBuilder {
         self
     }
 
+    /// Serves repeated tokens from `cache` (see
+    /// [`VerificationCache`](crate::verify::VerificationCache)): an entry is
+    /// served only while the issuer that verified it is live, under the same
+    /// entry policy, with its key still in that issuer's key set.
+    pub fn verification_cache(mut self, cache: VerificationCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
     /// Checks the entries and settings, and builds the registry. Nothing is
     /// fetched until the first token.
     pub fn build(self) -> Result<TrustedIssuers, TrustError> {
@@ -546,6 +605,7 @@ impl TrustedIssuersBuilder {
                 wall_clock: self.wall_clock,
                 unknown: AtomicU64::new(0),
                 max_concurrent_fetches: self.max_fetches,
+                cache: self.cache,
             }),
         })
     }
