@@ -18,7 +18,11 @@
 //!   LRU, and its keys; the shared HTTP client's pooled connection is
 //!   amortized over all of them;
 //! - *bounded*: the same 10,000 first tokens through a registry of at most
-//!   1,000 live issuers: what stays live afterwards.
+//!   1,000 live issuers: what stays live afterwards;
+//! - *verification cache entry*: what one more cached verification of a
+//!   ~700-byte access token (`AccessTokenClaims` with two private claims)
+//!   adds to a `VerificationCache` holding 10,000 entries: the entry, its claims,
+//!   its slot and map bucket (the key and policy are shared).
 
 mod common;
 
@@ -29,7 +33,8 @@ use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
 use common::tenants::{Tenants, AUDIENCE};
 use oidc_core::verify::trust::{IssuerEntry, TrustedIssuers};
-use oidc_core::{AccessTokenClaims, JwkSet};
+use oidc_core::verify::VerificationCache;
+use oidc_core::{AccessTokenClaims, JwkSet, Policy, Verifier};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -106,6 +111,29 @@ fn main() {
     let stats = bounded.stats();
     assert_eq!((stats.cached_issuers, stats.evictions), (1_000, 9_000));
 
+    drop(bounded);
+
+    // Verification cache entries: 10,000 distinct tokens of one issuer.
+    let one_issuer: Vec<String> = (0..ISSUERS).map(|_| tenants.token(&runtime, 0)).collect();
+    let jwks = JwkSet::from_json(tenants.jwks(0).as_bytes()).expect("jwks");
+    let policy = Policy::builder(tenants.issuer(0), [AUDIENCE])
+        .build()
+        .expect("policy");
+    // Room to spare: each of the 16 shards holds its share of the bound.
+    let cache = VerificationCache::new(2 * ISSUERS);
+    let verifier = Verifier::new(policy, jwks).with_cache(cache.clone());
+    runtime
+        .block_on(verifier.verify::<AccessTokenClaims>(&one_issuer[0]))
+        .expect("verifies");
+    let region = Region::new(GLOBAL);
+    for token in &one_issuer[1..] {
+        runtime
+            .block_on(verifier.verify::<AccessTokenClaims>(token))
+            .expect("verifies");
+    }
+    let per_entry = live(&region) / (ISSUERS - 1) as f64;
+    assert_eq!(cache.stats().entries, ISSUERS);
+
     println!("memory per cached issuer, {ISSUERS} issuers (live heap bytes, counting allocator)");
     println!("  keys (Arc<JwkSet>, one ES256 key)        {keys:>9.0} B");
     println!("  static entry (IssuerEntry)                {entry:>9.0} B");
@@ -119,5 +147,9 @@ fn main() {
         bounded_total / 1024.0,
         bounded_total / 1000.0,
         stats.evictions
+    );
+    println!(
+        "  verification cache entry ({ISSUERS} entries, {}-byte tokens)  {per_entry:>5.0} B",
+        one_issuer[0].len()
     );
 }

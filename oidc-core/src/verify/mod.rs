@@ -285,6 +285,7 @@ impl<K: KeySource> Verifier<K> {
     }
 
     /// A verifier for a policy shared with others (a trust registry's entry).
+    #[cfg(feature = "remote")]
     pub(crate) fn from_shared(policy: Arc<Policy>, keys: K) -> Self {
         Self {
             policy,
@@ -364,11 +365,13 @@ impl<K: KeySource> Verifier<K> {
     }
 
     /// The shared policy (for the trust registry's cache entries).
+    #[cfg(feature = "remote")]
     pub(crate) fn shared_policy(&self) -> &Arc<Policy> {
         &self.policy
     }
 
     /// The verifier's wall-clock time.
+    #[cfg(feature = "remote")]
     pub(crate) fn now(&self) -> u64 {
         self.clock.now()
     }

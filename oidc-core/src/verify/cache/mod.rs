@@ -33,9 +33,11 @@
 //!
 //! At most [`capacity`](CacheStats::capacity) entries, in 16 shards (fewer
 //! for a tiny cache), each a hash map under a reader-writer lock: a hit reads
-//! one shard, and different tokens rarely share one. A full shard evicts by
-//! CLOCK (second chance: expired or not recently hit first), looking at no
-//! more than eight slots per insert.
+//! one shard, and different tokens rarely share one. Each shard holds its
+//! share of the bound (the keys are uniform, so the shares fill evenly, and a
+//! shard may start evicting a few percent before the whole is full). A full
+//! shard evicts by CLOCK (second chance: expired or not recently hit first),
+//! looking at no more than eight slots per insert.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -195,6 +197,7 @@ impl VerificationCache {
     }
 
     /// Drops `entry` (it can no longer be served), counting an invalidation.
+    #[cfg(feature = "remote")]
     pub(crate) fn invalidate(&self, key: CacheKey, entry: &Arc<Entry>) {
         self.table.invalidate(key, entry);
     }
@@ -242,6 +245,8 @@ pub(crate) struct Entry {
     policy: Arc<Policy>,
     validity: Validity,
     /// Who vouched, for a registry: the issuer whose entry verified it.
+    // Read by the trust registry only (feature `remote`).
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     pub(crate) scope: Option<Arc<str>>,
     referenced: AtomicBool,
 }
