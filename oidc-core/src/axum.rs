@@ -25,7 +25,7 @@
 //! ```
 //!
 //! With many issuers (features `axum` and `remote`), [`TrustedToken<C>`] does
-//! the same with the [`TrustedIssuers`](crate::verify::trust::TrustedIssuers)
+//! the same with the [trust registry](crate::verify::trust::TrustedIssuers)
 //! found in the router state, and yields the issuer entry's name with the
 //! claims:
 //!

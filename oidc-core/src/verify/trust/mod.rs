@@ -13,7 +13,7 @@
 //!
 //! - a static list, built in code ([`TrustedIssuersBuilder::issuer`]) or read
 //!   from a TOML file ([`TrustedIssuers::from_toml_file`], format in
-//!   [`file`]);
+//!   [`file`](mod@file));
 //! - an [`IssuerLookup`] the control plane implements (its own database),
 //!   asked on demand for an `iss` the static list does not have, at most once
 //!   at a time per issuer and under a cap on lookups in flight. An issuer it

@@ -164,7 +164,7 @@ impl TrustedIssuers {
     }
 
     /// A builder holding the entries of the TOML file at `path` (format in
-    /// [`file`]); pinned key sets named by `jwks_file` are read relative to
+    /// [`file`](mod@super::file)); pinned key sets named by `jwks_file` are read relative to
     /// the file's folder.
     pub fn from_toml_file(path: impl AsRef<Path>) -> Result<TrustedIssuersBuilder, TrustFileError> {
         Ok(Self::builder().issuers(file::read(path.as_ref())?))
