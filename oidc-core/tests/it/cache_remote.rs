@@ -12,7 +12,7 @@ use oidc_core::verify::trust::TrustedIssuers;
 use oidc_core::verify::{RemoteJwks, VerificationCache};
 use oidc_core::{AccessTokenClaims, Algorithm, Policy, Verifier};
 
-use crate::trust::{entry, TenantServer, TestKey, AUDIENCE, SECS};
+use crate::tenants::{entry, TenantServer, TestKey, AUDIENCE, SECS};
 
 async fn eventually(what: &str, condition: impl Fn() -> bool) {
     let start = Instant::now();

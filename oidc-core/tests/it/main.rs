@@ -10,6 +10,7 @@ mod keys;
 mod kms_der;
 mod remote;
 mod roundtrip;
+mod tenants;
 mod trust;
 mod trust_lookup;
 mod trust_scale;

@@ -15,7 +15,7 @@ use oidc_core::internal::ManualMonotonicClock;
 use oidc_core::verify::trust::{IssuerEntry, IssuerLookup, IssuerOrigin, LookupError, TrustedIssuers};
 use oidc_core::Algorithm;
 
-use crate::trust::{entry, reason, verify, Mode, TenantServer, TestKey, AUDIENCE, SECS};
+use crate::tenants::{entry, reason, verify, Mode, TenantServer, TestKey, AUDIENCE, SECS};
 
 /// The control plane's store: issuer → entry, a call counter, an optional
 /// delay, and a switch that makes it fail.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use oidc_core::verify::trust::{IssuerEntry, TrustedIssuers};
 use oidc_core::Algorithm;
 
-use crate::trust::{entry, verify, TenantServer, TestKey, AUDIENCE};
+use crate::tenants::{entry, verify, TenantServer, TestKey, AUDIENCE};
 
 const ISSUERS: usize = 10_000;
 

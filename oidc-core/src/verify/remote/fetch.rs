@@ -10,8 +10,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use url::Url;
 
+use super::builder::checked_url;
 use super::cache::{Inner, Source, State};
-use super::checked_url;
 use crate::http::{self, shown, DiscoveryProblem, FailureKind, ReadError, RequestFailure};
 use crate::json;
 use crate::jwks::{JwkSet, JwkSetError};

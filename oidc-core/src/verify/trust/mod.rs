@@ -46,6 +46,7 @@
 //!   use the entry's name (restricted to label-safe characters); nothing a
 //!   token says becomes a label or unbounded state.
 
+mod builder;
 mod entry;
 pub mod file;
 mod live;
@@ -55,15 +56,16 @@ mod status;
 
 use std::sync::Arc;
 
+pub use builder::{
+    TrustError, TrustedIssuersBuilder, DEFAULT_FAILURE_BACKOFF, DEFAULT_LOOKUP_TTL,
+    DEFAULT_MAX_CACHED_ISSUERS, DEFAULT_MAX_CONCURRENT_FETCHES, DEFAULT_MAX_CONCURRENT_LOOKUPS,
+    DEFAULT_NEGATIVE_CAPACITY, DEFAULT_NEGATIVE_TTL,
+};
 pub use entry::{EntryError, IssuerEntry, IssuerEntryBuilder, IssuerKeys, MAX_NAME_LEN};
 pub use file::TrustFileError;
 pub use live::IssuerOrigin;
 pub use lookup::{IssuerLookup, LookupError, MAX_LOOKUP_ISSUER_LEN};
-pub use registry::{
-    TrustError, TrustedIssuers, TrustedIssuersBuilder, DEFAULT_FAILURE_BACKOFF, DEFAULT_LOOKUP_TTL,
-    DEFAULT_MAX_CACHED_ISSUERS, DEFAULT_MAX_CONCURRENT_FETCHES, DEFAULT_MAX_CONCURRENT_LOOKUPS,
-    DEFAULT_NEGATIVE_CAPACITY, DEFAULT_NEGATIVE_TTL,
-};
+pub use registry::TrustedIssuers;
 pub use status::{IssuerStatus, KeysStatus, RefreshError, TrustStats};
 
 use crate::verify::Verified;
