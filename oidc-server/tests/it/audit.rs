@@ -12,6 +12,15 @@ use crate::support::fixture::{
 };
 use oidc_core::Algorithm;
 
+/// Kills the server if the test fails before it stops it.
+struct Running(u32);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-KILL", &self.0.to_string()]).status();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_has_its_audit_event_written_by_shutdown() {
     let (signer, jwks) = client_key(Algorithm::ES256);
@@ -27,6 +36,7 @@ async fn every_request_has_its_audit_event_written_by_shutdown() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let _running = Running(child.id());
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut stderr = child.stderr.take().unwrap();
     let line = stdout.next().unwrap().unwrap();
@@ -86,6 +96,8 @@ async fn every_request_has_its_audit_event_written_by_shutdown() {
     let mut text = String::new();
     stderr.read_to_string(&mut text).unwrap();
     let status = child.wait().unwrap();
+    // Exited: nothing left to kill (its pid may be someone else's now).
+    std::mem::forget(_running);
     assert!(status.success(), "{status:?}");
     assert!(started.elapsed() < Duration::from_secs(20));
 
