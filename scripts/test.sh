@@ -2,7 +2,8 @@
 # The whole test suite, from a plain clone on a fresh machine.
 #
 # Installs what the tests need into git-ignored folders (first run only):
-#   .venv/  moto_server (AWS emulator), PyJWT, cfn-lint, Authlib   (PyPI)
+#   .venv/  moto_server (AWS emulator), PyJWT, cfn-lint, Authlib,
+#           libfaketime (a shifted clock for the CLI)               (PyPI)
 #   .node/  jose, oidc-provider (a third-party issuer)               (npm)
 # then checks formatting and lints, and runs every test of the workspace.
 # Test suites that need the AWS emulator start their own moto_server on a free
@@ -11,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-if ! .venv/bin/python -c 'import moto, jwt, cfnlint, authlib, requests' 2>/dev/null; then
+if ! .venv/bin/python -c 'import moto, jwt, cfnlint, authlib, requests, libfaketime' 2>/dev/null; then
   echo "== installing Python test tools into .venv"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt

@@ -247,6 +247,7 @@ impl Issuer {
             .ttl
             .unwrap_or(self.lifetime.default)
             .min(self.lifetime.max)
+            .min(active.max_lifetime().unwrap_or(Duration::MAX))
             .as_secs()
             .max(1);
         let mut exp = now.saturating_add(ttl);

@@ -4,10 +4,12 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 #[cfg(feature = "aws")]
 pub mod aws;
-pub mod rotation;
+pub mod document;
+pub mod rules;
 
 use arc_swap::ArcSwap;
 
@@ -21,6 +23,7 @@ pub struct ActiveKey {
     signer: Arc<dyn Signer>,
     encoded_header: String,
     signs_until: Option<u64>,
+    max_lifetime: Option<Duration>,
 }
 
 impl fmt::Debug for ActiveKey {
@@ -29,6 +32,7 @@ impl fmt::Debug for ActiveKey {
             .field("kid", &self.signer.kid())
             .field("alg", &self.signer.algorithm())
             .field("signs_until", &self.signs_until)
+            .field("max_lifetime", &self.max_lifetime)
             .finish()
     }
 }
@@ -43,7 +47,20 @@ impl ActiveKey {
             signer,
             encoded_header,
             signs_until: expires_by,
+            max_lifetime: None,
         }
+    }
+
+    /// No token signed by this key may live longer than `lifetime` (the key
+    /// set document's longest token lifetime, whatever the issuer asks).
+    pub fn with_max_lifetime(mut self, lifetime: Duration) -> Self {
+        self.max_lifetime = Some(lifetime);
+        self
+    }
+
+    /// The longest lifetime of a token this key signs, if the key set caps it.
+    pub fn max_lifetime(&self) -> Option<Duration> {
+        self.max_lifetime
     }
 
     /// The signer.
@@ -69,6 +86,8 @@ pub struct KeySetState {
     published: JwkSet,
     jwks_json: Arc<str>,
     etag: Arc<str>,
+    read_at: Option<Instant>,
+    jwks_max_age: Option<Duration>,
 }
 
 impl KeySetState {
@@ -91,7 +110,38 @@ impl KeySetState {
             published,
             jwks_json,
             etag,
+            read_at: None,
+            jwks_max_age: None,
         })
+    }
+
+    /// The state as read from a shared key set at `read_at`, whose rules
+    /// assume verifiers cache its JWKS for at most `jwks_max_age`.
+    pub fn read_at(mut self, read_at: Instant, jwks_max_age: Duration) -> Self {
+        self.read_at = Some(read_at);
+        self.jwks_max_age = Some(jwks_max_age);
+        self
+    }
+
+    /// How long ago the state was read from the shared key set (`None` for a
+    /// key set that lives in this process only).
+    pub fn age(&self) -> Option<Duration> {
+        self.read_at.map(|t| t.elapsed())
+    }
+
+    /// The `max-age` to serve the JWKS with when the server would serve
+    /// `configured`: at most the key set's own, lowered by the age of the
+    /// state, so that no verifier caches it past the time the shared set
+    /// may have moved on (a key published since may sign `max-age` after
+    /// its publication).
+    pub fn jwks_max_age(&self, configured: Duration) -> Duration {
+        // An empty set is about to change (a first key is coming): nobody
+        // should keep it.
+        if self.published.is_empty() {
+            return Duration::ZERO;
+        }
+        let cap = self.jwks_max_age.map_or(configured, |cap| cap.min(configured));
+        cap.saturating_sub(self.age().unwrap_or_default())
     }
 
     /// The signing key, if one is active.

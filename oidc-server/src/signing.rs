@@ -3,12 +3,12 @@
 //! starts), with AWS calls reported as metrics.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use oidc_core::aws::SdkConfig;
 use oidc_core::keys::{KeyError, KmsOptions, KmsSigner, Signer};
-use oidc_core::keyset::aws::{KeySetError, KeySetPoller, KeySetSecret};
-use oidc_core::keyset::rotation::RotationTimings;
+use oidc_core::keyset::aws::{KeyMaker, KeySetError, KeySetPoller, KeySetSecret, PollerHandle};
+use oidc_core::keyset::document::Timings;
 use oidc_core::{ActiveKey, KeySet, KeySetState};
 
 use crate::config::{Config, KeySetConfig, KmsKey, SigningConfig};
@@ -27,6 +27,48 @@ pub enum SigningSetupError {
     /// The key-set secret cannot be used (not found, not a key set, access denied).
     #[error("key set: {0}")]
     KeySet(#[from] KeySetError),
+    /// The configuration asks for more than the key set's rules allow.
+    #[error(
+        "key set {secret}: {}; lower these settings, or make the key set allow them (`oidc-server keys init`)",
+        problems.join("; ")
+    )]
+    Timings {
+        /// The secret.
+        secret: String,
+        /// Each setting above the set's value.
+        problems: Vec<String>,
+    },
+}
+
+/// The key set tokens are signed with, and for a shared key set the poller
+/// that keeps it on the set in force.
+#[derive(Debug)]
+pub struct SigningKeys {
+    /// The key set.
+    pub keys: Arc<KeySet>,
+    /// Refreshes a shared key set (a Lambda invocation asks it first).
+    pub poller: Option<PollerHandle>,
+}
+
+impl SigningKeys {
+    fn local(keys: KeySet) -> Self {
+        Self {
+            keys: Arc::new(keys),
+            poller: None,
+        }
+    }
+}
+
+/// How a server keeps a shared key set current.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum KeySetPolling {
+    /// Every poll interval, in the background (a long-running server).
+    #[default]
+    Background,
+    /// At the start of an invocation, when the set was read longer ago than
+    /// the poll interval (AWS Lambda: an environment runs only during
+    /// invocations and may be frozen for hours).
+    OnInvocation,
 }
 
 /// The key set for `config`, with metrics of its own.
@@ -34,18 +76,28 @@ pub async fn key_set(config: &Config) -> Result<Arc<KeySet>, SigningSetupError> 
     key_set_with(config, &ServiceContext::default()).await
 }
 
-/// The key set for `config`. For a KMS key or a key set, a service that is
-/// unreachable at start is not fatal: the server starts without an active
-/// key (503, not ready, JWKS served) and keeps trying in the background;
-/// a key or secret that does not exist or cannot be used is.
+/// The key set for `config` (see [`signing_keys`]; a shared set's poller
+/// keeps running in the background).
 pub async fn key_set_with(
     config: &Config,
     context: &ServiceContext,
 ) -> Result<Arc<KeySet>, SigningSetupError> {
+    signing_keys(config, context).await.map(|k| k.keys)
+}
+
+/// The key set for `config`. For a KMS key or a key set, a service that is
+/// unreachable at start is not fatal: the server starts without an active
+/// key (503, not ready, JWKS served) and keeps trying in the background;
+/// a key or secret that does not exist or cannot be used is, and so is a
+/// key set whose rules the configuration exceeds.
+pub async fn signing_keys(
+    config: &Config,
+    context: &ServiceContext,
+) -> Result<SigningKeys, SigningSetupError> {
     match &config.signing {
         SigningConfig::Local(key) => {
             let signer: Arc<dyn Signer> = Arc::new(key.signer()?);
-            Ok(Arc::new(KeySet::single(signer)))
+            Ok(SigningKeys::local(KeySet::single(signer)))
         }
         SigningConfig::Kms(kms) => {
             let sdk = context.sdk_config().await;
@@ -54,7 +106,9 @@ pub async fn key_set_with(
             match &kms.key {
                 KmsKey::Fixed { key_id, algorithm } => {
                     options.algorithm = *algorithm;
-                    fixed_kms_key(&sdk, key_id, options).await
+                    fixed_kms_key(&sdk, key_id, options)
+                        .await
+                        .map(|keys| SigningKeys { keys, poller: None })
                 }
                 KmsKey::Rotating(set) => rotating(config, set, &sdk, options, context).await,
             }
@@ -136,35 +190,86 @@ async fn rotating(
     sdk: &SdkConfig,
     options: KmsOptions,
     context: &ServiceContext,
-) -> Result<Arc<KeySet>, SigningSetupError> {
+) -> Result<SigningKeys, SigningSetupError> {
     let secrets = aws_sdk_secretsmanager::Client::new(sdk);
-    let secret = KeySetSecret::new(&secrets, set.secret.clone(), options.clone());
-    let mut poller = KeySetPoller::new(
-        secret,
-        aws_sdk_kms::Client::new(sdk),
-        config.issuer.clone(),
-        rotation_timings(config, set),
-        options,
-        context.clock.clone(),
-    );
+    let secret = KeySetSecret::new(&secrets, set.secret.clone(), options.calls.clone());
+    let maker = KeyMaker::new(aws_sdk_kms::Client::new(sdk), options, secret.name());
+    let mut poller = KeySetPoller::new(secret, maker, config.issuer.clone());
     let keys = Arc::new(empty_key_set());
-    match poller.poll(&keys).await {
-        Ok(_) => {}
+    let started = Instant::now();
+    let read = match poller.poll(&keys).await {
+        Ok(summary) => {
+            match &summary.timings {
+                Some(timings) => fits(config, set, timings)?,
+                None => tracing::warn!(
+                    secret = %set.secret,
+                    "the key-set secret holds no key set yet (its first rotation has not run) or does not exist; \
+                     serving no keys until it does"
+                ),
+            }
+            true
+        }
         Err(e) if e.is_transient() => {
             tracing::warn!(secret = %set.secret, error = %e, "key set unreachable at start; retrying in the background");
+            false
         }
         Err(e) => return Err(e.into()),
+    };
+    let poller = match context.key_set_polling {
+        KeySetPolling::Background => poller.spawn(&keys, set.poll_interval),
+        KeySetPolling::OnInvocation => poller.on_demand(&keys, set.poll_interval),
+    };
+    if read {
+        poller.mark_read(started);
     }
-    poller.spawn(&keys);
-    Ok(keys)
+    Ok(SigningKeys {
+        keys,
+        poller: Some(poller),
+    })
 }
 
-/// The rotation rules' times for `config` (the CLI's `keys` commands use the same).
-pub fn rotation_timings(config: &Config, set: &KeySetConfig) -> RotationTimings {
-    RotationTimings {
-        poll_interval: set.poll_interval,
-        jwks_max_age: config.http.jwks_max_age,
-        max_ttl: config.lifetime.max_ttl(),
-        leeway: set.leeway,
+/// The key set's rules assume every replica polls at least every poll
+/// interval, issues no token longer than the longest lifetime and serves
+/// no JWKS cached longer than the max-age it names: a server configured
+/// beyond them would break a rotation for the whole fleet, so it refuses
+/// to start (the set's values are the deployed ones; the config follows).
+fn fits(config: &Config, set: &KeySetConfig, timings: &Timings) -> Result<(), SigningSetupError> {
+    let mut problems = Vec::new();
+    let mut over = |what: &str, key: &str, ours: Duration, theirs: Duration, field: &str| {
+        if ours > theirs {
+            problems.push(format!(
+                "{what} {} s ({key}) is above the key set's {} s ({field})",
+                ours.as_secs(),
+                theirs.as_secs()
+            ));
+        }
+    };
+    over(
+        "the longest token lifetime",
+        "tokens.max_ttl_secs",
+        config.lifetime.max_ttl(),
+        timings.max_token_lifetime,
+        "max_token_lifetime_secs",
+    );
+    over(
+        "the JWKS max-age",
+        "http.jwks_max_age_secs",
+        config.http.jwks_max_age,
+        timings.jwks_max_age,
+        "jwks_max_age_secs",
+    );
+    over(
+        "the poll interval",
+        "signing.poll_interval_secs",
+        set.poll_interval,
+        timings.poll_interval,
+        "poll_interval_secs",
+    );
+    if problems.is_empty() {
+        return Ok(());
     }
+    Err(SigningSetupError::Timings {
+        secret: set.secret.clone(),
+        problems,
+    })
 }

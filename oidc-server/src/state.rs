@@ -5,6 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use oidc_core::aws::{AwsObserver, SdkConfig};
 use oidc_core::internal::{SystemClock, WallClock};
+use oidc_core::keyset::aws::PollerHandle;
 use oidc_core::{Algorithm, Issuer, KeySet};
 use serde_json::json;
 
@@ -14,7 +15,7 @@ use crate::connectors::Connectors;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::replay::{MemoryReplayStore, ReplayStore, TableError};
-use crate::signing::SigningSetupError;
+use crate::signing::{KeySetPolling, SigningSetupError};
 use crate::throttle::Throttle;
 
 /// Shared state of the router (cheap to clone).
@@ -41,6 +42,8 @@ pub struct Inner {
     pub(crate) discovery: Bytes,
     /// The clock (Unix seconds).
     pub(crate) clock: Arc<dyn WallClock>,
+    /// Refreshes a shared key set on demand.
+    pub(crate) key_poller: Option<PollerHandle>,
 }
 
 impl std::ops::Deref for AppState {
@@ -60,8 +63,10 @@ pub struct ServiceContext {
     /// The AWS SDK configuration; `None` loads it from the standard chain
     /// (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials, ...).
     pub sdk_config: Option<SdkConfig>,
-    /// The clock of tokens, assertions and the rotation rules.
+    /// The clock of tokens and assertions.
     pub clock: Arc<dyn WallClock>,
+    /// How a shared key set is kept current.
+    pub key_set_polling: KeySetPolling,
 }
 
 impl Default for ServiceContext {
@@ -70,6 +75,7 @@ impl Default for ServiceContext {
             metrics: Arc::new(Metrics::new()),
             sdk_config: None,
             clock: Arc::new(SystemClock),
+            key_set_polling: KeySetPolling::Background,
         }
     }
 }
@@ -104,9 +110,13 @@ impl AppState {
     /// Everything `config` asks for: its key set (and the poller that keeps
     /// it current), its replay store (the table checked), the state over them.
     pub async fn start(config: Arc<Config>, context: &ServiceContext) -> Result<AppState, StartError> {
-        let keys = crate::signing::key_set_with(&config, context).await?;
+        let keys = crate::signing::signing_keys(&config, context).await?;
         let replay = crate::replay::store_for(&config, context).await?;
-        Ok(AppState::builder(config, keys)
+        let mut builder = AppState::builder(config, keys.keys);
+        if let Some(poller) = keys.poller {
+            builder = builder.key_poller(poller);
+        }
+        Ok(builder
             .replay_store(replay)
             .metrics(context.metrics.clone())
             .clock(context.clock.clone())
@@ -123,6 +133,7 @@ pub struct AppStateBuilder {
     clock: Arc<dyn WallClock>,
     replay: Arc<dyn ReplayStore>,
     metrics: Arc<Metrics>,
+    key_poller: Option<PollerHandle>,
 }
 
 impl AppState {
@@ -134,6 +145,7 @@ impl AppState {
             clock: Arc::new(SystemClock),
             replay: Arc::new(MemoryReplayStore::default()),
             metrics: Arc::new(Metrics::new()),
+            key_poller: None,
         }
     }
 
@@ -156,6 +168,11 @@ impl AppState {
     pub fn keys(&self) -> &Arc<KeySet> {
         self.issuer.keys()
     }
+
+    /// The poller of a shared key set, if the keys come from one.
+    pub fn key_poller(&self) -> Option<&PollerHandle> {
+        self.key_poller.as_ref()
+    }
 }
 
 impl AppStateBuilder {
@@ -168,6 +185,13 @@ impl AppStateBuilder {
     /// Records one-time uses in `replay` (default: in memory).
     pub fn replay_store(mut self, replay: Arc<dyn ReplayStore>) -> Self {
         self.replay = replay;
+        self
+    }
+
+    /// Refreshes the key set with `poller` where the platform asks (the
+    /// start of a Lambda invocation).
+    pub fn key_poller(mut self, poller: PollerHandle) -> Self {
+        self.key_poller = Some(poller);
         self
     }
 
@@ -214,6 +238,7 @@ impl AppStateBuilder {
             health: Health::default(),
             discovery,
             clock: self.clock,
+            key_poller: self.key_poller,
             issuer,
             config,
         }))

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod cli;
 pub mod fault_proxy;
 pub mod load;
 pub mod moto;
@@ -223,7 +224,7 @@ impl TestServer {
             .await
             .expect("JWKS body");
         let keys = oidc_core::JwkSet::from_json(&jwks).expect("JWKS");
-        let policy = oidc_core::Policy::builder(self.url.clone(), [AUDIENCE])
+        let policy = oidc_core::Policy::builder(self.state.config().issuer.clone(), [AUDIENCE])
             .build()
             .expect("policy");
         oidc_core::Verifier::new(policy, keys)

@@ -221,3 +221,153 @@ async fn run(command: &mut Command) -> Output {
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
+
+/// libfaketime (from the virtualenv's `libfaketime` package): run a
+/// process with `LD_PRELOAD` set to it and `FAKETIME=+3h` and its clock is
+/// three hours ahead.
+pub fn faketime_library() -> PathBuf {
+    let lib = crate::workspace_path(".venv/lib");
+    let found = std::fs::read_dir(&lib).ok().and_then(|dirs| {
+        dirs.flatten()
+            .map(|python| {
+                python
+                    .path()
+                    .join("site-packages/libfaketime/vendor/libfaketime/src/libfaketime.so.1")
+            })
+            .find(|path| path.exists())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "libfaketime is missing under {}: run scripts/test.sh (it installs the Python test tools into .venv)",
+            lib.display()
+        )
+    })
+}
+
+const PYJWT_CACHING: &str = r#"
+import json, sys, jwt
+url, issuer, audience, lifespan = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+# PyJWKClient's defaults, but the JWK set cached for the JWKS max-age.
+client = jwt.PyJWKClient(url, cache_jwk_set=True, lifespan=lifespan)
+print("ready", flush=True)
+for line in sys.stdin:
+    token = line.strip()
+    try:
+        key = client.get_signing_key_from_jwt(token)
+        jwt.decode(token, key.key, algorithms=["ES256", "EdDSA", "RS256", "PS256"], audience=audience,
+                   issuer=issuer, options={"require": ["exp", "iss", "aud", "sub"]})
+        print(json.dumps({"ok": True, "kid": key.key_id}), flush=True)
+    except Exception as e:
+        print(json.dumps({"ok": False, "error": f"{type(e).__name__}: {e}"}), flush=True)
+"#;
+
+const JOSE_CACHING: &str = r#"
+import { createRemoteJWKSet, jwtVerify, decodeProtectedHeader } from 'jose';
+import readline from 'node:readline';
+const [url, issuer, audience, maxAgeMs] = process.argv.slice(2);
+// The JWK set cached for the JWKS max-age, and refetched for an unknown kid
+// no more often than that.
+const jwks = createRemoteJWKSet(new URL(url), { cacheMaxAge: Number(maxAgeMs), cooldownDuration: Number(maxAgeMs) });
+console.log('ready');
+for await (const line of readline.createInterface({ input: process.stdin })) {
+  const token = line.trim();
+  try {
+    await jwtVerify(token, jwks, { issuer, audience, requiredClaims: ['exp', 'sub'] });
+    console.log(JSON.stringify({ ok: true, kid: decodeProtectedHeader(token).kid }));
+  } catch (e) {
+    console.log(JSON.stringify({ ok: false, error: `${e.code ?? e.name}: ${e.message}` }));
+  }
+}
+"#;
+
+/// A third-party verifier that lives across many tokens and caches the JWKS
+/// as a control plane would: PyJWT's `PyJWKClient` or jose's
+/// `createRemoteJWKSet`, cache lifetime the JWKS max-age.
+pub struct CachingVerifier {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    stdout: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    file: Option<PathBuf>,
+}
+
+impl CachingVerifier {
+    /// PyJWT's `PyJWKClient` on `jwks_url`, caching its set for `max_age`.
+    pub async fn pyjwt(jwks_url: &str, issuer: &str, audience: &str, max_age: std::time::Duration) -> Self {
+        let mut command = Command::new(python());
+        command.arg("-c").arg(PYJWT_CACHING).args([
+            jwks_url,
+            issuer,
+            audience,
+            &max_age.as_secs_f64().to_string(),
+        ]);
+        Self::start(command, None).await
+    }
+
+    /// jose's `createRemoteJWKSet` on `jwks_url`, `cacheMaxAge` and
+    /// `cooldownDuration` `max_age`.
+    pub async fn jose(jwks_url: &str, issuer: &str, audience: &str, max_age: std::time::Duration) -> Self {
+        let file = node_script("caching-verifier", JOSE_CACHING);
+        let mut command = Command::new("node");
+        command
+            .arg(&file)
+            .args([jwks_url, issuer, audience, &max_age.as_millis().to_string()]);
+        Self::start(command, Some(file)).await
+    }
+
+    async fn start(mut command: Command, file: Option<PathBuf>) -> Self {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the verifier");
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = tokio::io::BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let mut verifier = Self {
+            child,
+            stdin,
+            stdout,
+            file,
+        };
+        assert_eq!(verifier.line().await, "ready");
+        verifier
+    }
+
+    async fn line(&mut self) -> String {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(30), self.stdout.next_line());
+        match next.await {
+            Ok(Ok(Some(line))) => line,
+            other => panic!("the verifier printed no line: {other:?}"),
+        }
+    }
+
+    /// Verifies `token`: its kid, or the library's error.
+    pub async fn verify(&mut self, token: &str) -> Result<String, String> {
+        use tokio::io::AsyncWriteExt as _;
+        self.stdin
+            .write_all(format!("{token}\n").as_bytes())
+            .await
+            .expect("write to the verifier");
+        let line = self.line().await;
+        let printed: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        match printed["ok"].as_bool() {
+            Some(true) => Ok(printed["kid"].as_str().unwrap_or_default().to_owned()),
+            _ => Err(printed["error"].as_str().unwrap_or_default().to_owned()),
+        }
+    }
+
+    /// Stops it.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+impl Drop for CachingVerifier {
+    fn drop(&mut self) {
+        if let Some(file) = &self.file {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use oidc_server::config::{Config, Overrides};
+use oidc_server::signing::KeySetPolling;
 use oidc_server::{lambda, AppState, ServiceContext};
 
 fn main() -> ExitCode {
@@ -25,6 +26,17 @@ fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    match std::env::var(lambda::rotation::HANDLER_ENV).as_deref() {
+        Ok("rotation") => return Box::pin(rotate()).await,
+        Ok("http") | Err(_) => {}
+        Ok(other) => {
+            return Err(format!(
+                "{}={other:?}: use \"rotation\" or \"http\"",
+                lambda::rotation::HANDLER_ENV
+            )
+            .into())
+        }
+    }
     let issuer = match std::env::var(lambda::ISSUER_PARAMETER_ENV) {
         Ok(name) => Some(lambda::issuer_from_parameter(&name).await?),
         Err(_) => None,
@@ -37,6 +49,22 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     if let Some(problem) = config.fleet_replay_problem() {
         return Err(format!("Lambda mode cannot start: {problem}").into());
     }
-    let state = AppState::start(config, &ServiceContext::default()).await?;
+    // An environment runs only during invocations: the key set is read at
+    // the start of one when the last read is older than the poll interval.
+    let context = ServiceContext {
+        key_set_polling: KeySetPolling::OnInvocation,
+        ..ServiceContext::default()
+    };
+    let state = AppState::start(config, &context).await?;
     lambda::serve(state).await
+}
+
+/// The key set's rotation function (JSON logs, like the service's).
+async fn rotate() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let log = oidc_server::config::LogConfig {
+        format: oidc_server::config::LogFormat::Json,
+        ..Default::default()
+    };
+    let _logs = oidc_server::telemetry::init(&log);
+    lambda::rotation::serve().await
 }

@@ -1,38 +1,37 @@
-//! `oidc-server keys ...`: the KMS-backed key set in Secrets Manager: create
-//! an envelope key, stage a KMS or envelope key as next, promote, retire, and
-//! show the key set with what may happen next and when. The rotation rules
-//! (in `oidc_core::keyset::rotation`) are enforced here and by every server.
+//! `oidc-server keys ...`: the key set in Secrets Manager that rotates by
+//! itself. `init` creates it (its template, then its first document: a
+//! current and a next key); `rotate` runs the four steps of Secrets
+//! Manager's rotation protocol, the ones the stack's rotation function runs
+//! on schedule; `show` prints the set in force. The rules run on the
+//! document's own timings and Secrets Manager's clock
+//! (`oidc_core::keyset::rules`), whatever this command's configuration says.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_sdk_secretsmanager::primitives::{DateTime, DateTimeFormat};
 use clap::{Args, Subcommand, ValueEnum};
-use oidc_core::internal::{SystemClock, WallClock};
-use oidc_core::keys::kms_envelope::{self, SealedKey};
-use oidc_core::keys::{KmsOptions, KmsSigner, Pkcs8Pem, Signer};
-use oidc_core::keyset::aws::{KeySetError, KeySetSecret, StageOutcome};
-use oidc_core::keyset::rotation::{KeyBackend, KeyRecord, RotationTimings, StagedKeys};
+use oidc_core::keys::KmsOptions;
+use oidc_core::keyset::aws::{KeySetError, KeySetSecret, Rotation};
+use oidc_core::keyset::document::{KeyMaterial, KeyRef, KeySetTemplate, KeySetValue, SetKind, Timings};
 use oidc_core::Algorithm;
+use serde_json::{json, Value};
 
 use super::{load, runtime, CliError};
-use crate::config::{aws_defaults, Config, KeySetConfig, Overrides};
+use crate::config::{aws_defaults, Config, Overrides};
 
 /// `keys ...`.
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Show the key set: kids, stages, publication and activation times, and
-    /// what may happen next and when.
-    Show(SecretArgs),
-    /// Generate a key locally and encrypt it under a symmetric KMS key; print
-    /// its record (JSON, no plaintext) to stage later with `keys stage --record`.
-    CreateEnvelope(CreateEnvelopeArgs),
-    /// Stage a new key as next: published now, promotable once every replica
-    /// and every verifier's cache has it. With no key active it is active at once.
-    Stage(StageArgs),
-    /// Make the next key active (the active key becomes retiring).
-    Promote(SecretArgs),
-    /// Remove the retiring key, once its last token has expired.
-    Retire(SecretArgs),
+    /// Create the key set: its secret, then its first document (a current
+    /// key that signs at once and a next key, published).
+    Init(Box<InitArgs>),
+    /// Rotate the key set now (previous ← current ← next ← a new key), if the
+    /// rules allow: exit 1 with the reason and the earliest allowed time if not.
+    Rotate(RotateArgs),
+    /// Show the set in force: each key's role and age, the rules' timings,
+    /// when the next rotation is allowed, KMS keys pending deletion.
+    Show(ShowArgs),
 }
 
 /// Which key-set secret.
@@ -43,53 +42,86 @@ pub struct SecretArgs {
     pub secret: Option<String>,
 }
 
-/// Key kinds.
+/// Key set kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum KeyKind {
-    /// An asymmetric KMS key signs every token.
+    /// Asymmetric KMS keys: every token is one KMS `Sign`; the rotation creates them.
     Kms,
-    /// A local key kept encrypted under a symmetric KMS key.
+    /// Local keys kept encrypted under a symmetric KMS key.
     KmsEnvelope,
 }
 
-/// `keys create-envelope`.
+/// `keys init`.
 #[derive(Debug, Args)]
-pub struct CreateEnvelopeArgs {
-    /// The symmetric KMS key to encrypt with (id, ARN or alias).
+pub struct InitArgs {
+    /// Which secret (created here).
+    #[command(flatten)]
+    pub secret: SecretArgs,
+    /// What kind of keys.
+    #[arg(long, value_enum)]
+    pub kind: KeyKind,
+    /// kms-envelope: the symmetric KMS key new keys are sealed under (id, ARN or alias).
     #[arg(long)]
-    pub kms_key_id: String,
-    /// ES256 or EdDSA for a generated key; for --pem, RS256 or PS256 picks the RSA algorithm.
+    pub key_id: Option<String>,
+    /// ES256 (default) or EdDSA for kms-envelope; ES256, RS256 or PS256 for kms.
     #[arg(long)]
     pub alg: Option<String>,
-    /// Encrypt this PKCS#8 PEM key instead of generating one.
-    #[arg(long)]
-    pub pem: Option<PathBuf>,
-    /// Issuer bound into the encryption context (default: the config's).
+    /// The issuer the set signs for (default: the config's).
     #[arg(long)]
     pub issuer: Option<String>,
-    /// Write the record here instead of stdout.
+    /// Longest token lifetime (default: the config's `tokens.max_ttl_secs`).
     #[arg(long)]
-    pub out: Option<PathBuf>,
+    pub max_token_lifetime_secs: Option<u64>,
+    /// JWKS max-age (default: the config's `http.jwks_max_age_secs`).
+    #[arg(long)]
+    pub jwks_max_age_secs: Option<u64>,
+    /// How often every replica reads the set (default: the config's, or 30).
+    #[arg(long)]
+    pub poll_interval_secs: Option<u64>,
+    /// Verifiers' clock leeway (default: the config's, or 60).
+    #[arg(long)]
+    pub leeway_secs: Option<u64>,
+    /// kms: the key spec of new keys (default: ECC_NIST_P256 for ES256, RSA_2048 for RS256/PS256).
+    #[arg(long)]
+    pub key_spec: Option<String>,
+    /// kms: a principal (role ARN) the new keys' policy lets sign; repeatable.
+    #[arg(long = "signer")]
+    pub signers: Vec<String>,
+    /// kms: a principal the new keys' policy lets manage them (the rotation role); repeatable.
+    #[arg(long = "administrator")]
+    pub administrators: Vec<String>,
+    /// kms: waiting period of a leaving key's deletion, 7 to 30 days.
+    #[arg(long, default_value_t = 30)]
+    pub deletion_window_days: u32,
+    /// kms: an existing KMS key to make the first current key (instead of creating one).
+    #[arg(long)]
+    pub first_key_id: Option<String>,
+    /// Write only the template: the first rotation (the stack's rotation
+    /// function, or `keys rotate`) makes the first document.
+    #[arg(long)]
+    pub template_only: bool,
 }
 
-/// `keys stage`.
+/// `keys rotate`.
 #[derive(Debug, Args)]
-pub struct StageArgs {
+pub struct RotateArgs {
     /// Which secret.
     #[command(flatten)]
     pub secret: SecretArgs,
-    /// What kind of key (with --key-id).
-    #[arg(long, value_enum, requires = "key_id", conflicts_with = "record")]
-    pub kind: Option<KeyKind>,
-    /// kms: the asymmetric signing key; kms-envelope: the symmetric key to encrypt a new key with.
-    #[arg(long, requires = "kind")]
-    pub key_id: Option<String>,
-    /// kms: RS256 or PS256 for an RSA key; kms-envelope: ES256 (default) or EdDSA.
+    /// kms sets: use this KMS key as the new next key instead of creating one.
     #[arg(long)]
-    pub alg: Option<String>,
-    /// Stage a record made by `keys create-envelope`.
+    pub next_key_id: Option<String>,
+}
+
+/// `keys show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Which secret.
+    #[command(flatten)]
+    pub secret: SecretArgs,
+    /// Print JSON instead of text.
     #[arg(long)]
-    pub record: Option<PathBuf>,
+    pub json: bool,
 }
 
 /// Runs `keys ...`.
@@ -97,58 +129,32 @@ pub(super) fn run(config_path: Option<PathBuf>, command: KeysCommand) -> Result<
     let config = load(config_path, &Overrides::default())?;
     runtime()?.block_on(async move {
         let sdk = oidc_core::aws::load_sdk_config().await;
-        let kms = aws_sdk_kms::Client::new(&sdk);
         let mut options = KmsOptions::default();
         options.calls.call_timeout = Duration::from_secs(10);
-        let clock = SystemClock;
-        let open_secret = |args: &SecretArgs| -> Result<(KeySetSecret, RotationTimings), CliError> {
-            let set = key_set_config(&config, args).map_err(CliError::Usage)?;
-            let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
-            let timings = crate::signing::rotation_timings(&config, &set);
-            Ok((KeySetSecret::new(&secrets, set.secret, options.clone()), timings))
-        };
         match command {
-            KeysCommand::Show(args) => {
-                let (secret, timings) = open_secret(&args)?;
-                show(&secret, &timings, clock.now()).await
+            KeysCommand::Init(args) => {
+                let template = template(&config, &args)?;
+                let secret = secret_name(&config, &args.secret)?;
+                let rotation = Rotation::connect(&sdk, &secret, options);
+                init(&rotation, &template, args.template_only).await
             }
-            KeysCommand::CreateEnvelope(args) => {
-                create_envelope(&config, &kms, &options, args, clock.now()).await
-            }
-            KeysCommand::Stage(args) => {
-                let (secret, timings) = open_secret(&args.secret)?;
-                stage(&config, &kms, &options, &secret, &timings, args, clock.now()).await
-            }
-            KeysCommand::Promote(args) => {
-                let (secret, timings) = open_secret(&args)?;
-                let now = clock.now();
-                let before = secret.promote(&timings, now).await?;
-                let kid = before
-                    .next
-                    .as_ref()
-                    .map(|k| k.record.kid().to_owned())
-                    .unwrap_or_default();
-                println!("promoted {kid}: active from {now}");
-                if let Some(active) = &before.active {
-                    if active.record.kid() != kid {
-                        println!(
-                            "{} is retiring: retire it at {} (`oidc-server keys retire`)",
-                            active.record.kid(),
-                            timings.retirable_at(&next_active(&before, now))
-                        );
-                    }
+            KeysCommand::Rotate(args) => {
+                let secret = secret_name(&config, &args.secret)?;
+                let mut rotation = Rotation::connect(&sdk, &secret, options);
+                if let Some(key_id) = args.next_key_id {
+                    rotation = rotation.with_next_key(key_id);
                 }
-                Ok(())
+                rotate(&rotation).await
             }
-            KeysCommand::Retire(args) => {
-                let (secret, timings) = open_secret(&args)?;
-                let before = secret.retire(&timings, clock.now()).await?;
-                let kid = before
-                    .retiring
-                    .as_ref()
-                    .map(|k| k.record.kid().to_owned())
-                    .unwrap_or_default();
-                println!("retired {kid}: no longer published");
+            KeysCommand::Show(args) => {
+                let secret = secret_name(&config, &args.secret)?;
+                let rotation = Rotation::connect(&sdk, &secret, options);
+                let report = report(&rotation).await?;
+                if args.json {
+                    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                } else {
+                    print_report(&report);
+                }
                 Ok(())
             }
         }
@@ -156,96 +162,273 @@ pub(super) fn run(config_path: Option<PathBuf>, command: KeysCommand) -> Result<
 }
 
 impl From<KeySetError> for CliError {
-    /// Secrets Manager failed or the rotation rules refused the step.
+    /// Secrets Manager or KMS failed, or the rules refused the rotation.
     fn from(e: KeySetError) -> Self {
-        Self::failed(e)
-    }
-}
-
-/// The active record as it is right after promoting `before.next` at `now`.
-fn next_active(before: &StagedKeys, now: u64) -> KeyRecord {
-    let mut record = before
-        .next
-        .as_ref()
-        .map(|k| k.record.clone())
-        .unwrap_or_else(|| unreachable!("promote succeeded, so a next key existed"));
-    record.activated_at = Some(now);
-    record
-}
-
-/// The key set of the config in force, or `--secret` with default timings.
-fn key_set_config(config: &Config, args: &SecretArgs) -> Result<KeySetConfig, String> {
-    let configured = config.signing.key_set().cloned();
-    match (configured, &args.secret) {
-        (Some(mut set), Some(secret)) => {
-            set.secret = secret.clone();
-            Ok(set)
-        }
-        (Some(set), None) => Ok(set),
-        (None, Some(secret)) => Ok(KeySetConfig {
-            secret: secret.clone(),
-            poll_interval: Duration::from_secs(aws_defaults::POLL_INTERVAL_SECS),
-            call_timeout: Duration::from_millis(aws_defaults::CALL_TIMEOUT_MS),
-            leeway: Duration::from_secs(aws_defaults::LEEWAY_SECS),
-        }),
-        (None, None) => {
-            Err("no key set: pass --secret NAME or use a config whose [signing] has key_set_secret".into())
+        match e {
+            KeySetError::TooEarly(early) => Self::Failed(format!(
+                "rotation refused: {early}; earliest allowed: {}",
+                rfc3339(early.earliest)
+            )),
+            e => Self::failed(e),
         }
     }
 }
 
-async fn show(secret: &KeySetSecret, timings: &RotationTimings, now: u64) -> Result<(), CliError> {
-    let keys = secret.read().await?;
-    println!("key set {} (now {now})", secret.secret_id());
+/// `--secret`, or the config's key set.
+fn secret_name(config: &Config, args: &SecretArgs) -> Result<String, CliError> {
+    match (&args.secret, config.signing.key_set()) {
+        (Some(secret), _) => Ok(secret.clone()),
+        (None, Some(set)) => Ok(set.secret.clone()),
+        (None, None) => Err(CliError::Usage(
+            "no key set: pass --secret NAME or use a config whose [signing] has key_set_secret".into(),
+        )),
+    }
+}
+
+/// The template `keys init` writes, checked the way a server reads it.
+fn template(config: &Config, args: &InitArgs) -> Result<KeySetTemplate, CliError> {
+    let usage = |m: &str| CliError::Usage(m.to_owned());
+    let alg = args
+        .alg
+        .as_deref()
+        .map(|a| {
+            a.parse::<Algorithm>()
+                .map_err(|e| CliError::Usage(format!("--alg: {e}")))
+        })
+        .transpose()?
+        .unwrap_or(Algorithm::ES256);
+    let kind = match args.kind {
+        KeyKind::KmsEnvelope => {
+            if !args.signers.is_empty() || !args.administrators.is_empty() || args.key_spec.is_some() {
+                return Err(usage(
+                    "--signer, --administrator and --key-spec apply to --kind kms",
+                ));
+            }
+            if args.first_key_id.is_some() {
+                return Err(usage("--first-key-id names a KMS signing key: --kind kms only"));
+            }
+            if !matches!(alg, Algorithm::ES256 | Algorithm::EdDSA) {
+                return Err(usage(
+                    "kms-envelope keys are generated here: --alg ES256 or EdDSA",
+                ));
+            }
+            SetKind::KmsEnvelope {
+                kms_key_id: args
+                    .key_id
+                    .clone()
+                    .ok_or_else(|| usage("--kind kms-envelope needs --key-id SYMMETRIC_KMS_KEY"))?,
+                alg,
+            }
+        }
+        KeyKind::Kms => {
+            if args.key_id.is_some() {
+                return Err(usage(
+                    "--key-id is the envelope key of --kind kms-envelope; a kms set creates its keys \
+                     (or adopts one: --first-key-id)",
+                ));
+            }
+            let key_spec = match (&args.key_spec, alg) {
+                (Some(spec), _) => spec.clone(),
+                (None, Algorithm::ES256) => "ECC_NIST_P256".into(),
+                (None, Algorithm::RS256 | Algorithm::PS256) => "RSA_2048".into(),
+                (None, other) => return Err(CliError::Usage(format!("KMS has no {other} signing keys"))),
+            };
+            SetKind::Kms {
+                key_spec,
+                alg,
+                signers: args.signers.clone(),
+                administrators: args.administrators.clone(),
+                deletion_window_days: args.deletion_window_days,
+            }
+        }
+    };
+    let set = config.signing.key_set();
+    let secs = Duration::from_secs;
+    let timings = Timings {
+        max_token_lifetime: args
+            .max_token_lifetime_secs
+            .map_or(config.lifetime.max_ttl(), secs),
+        jwks_max_age: args.jwks_max_age_secs.map_or(config.http.jwks_max_age, secs),
+        poll_interval: args
+            .poll_interval_secs
+            .map(secs)
+            .unwrap_or_else(|| set.map_or(secs(aws_defaults::POLL_INTERVAL_SECS), |s| s.poll_interval)),
+        leeway: args
+            .leeway_secs
+            .map(secs)
+            .unwrap_or_else(|| set.map_or(secs(aws_defaults::LEEWAY_SECS), |s| s.leeway)),
+    };
+    let template = KeySetTemplate {
+        issuer: args.issuer.clone().unwrap_or_else(|| config.issuer.clone()),
+        kind,
+        timings,
+        first_key_id: args.first_key_id.clone(),
+    };
+    // What a server and the rotation will read: refused here, not there.
+    match KeySetValue::parse(&template.to_json()) {
+        Ok(KeySetValue::Template(parsed)) => Ok(parsed),
+        Ok(KeySetValue::Document(_)) => unreachable!("a template has no keys"),
+        Err(e) => Err(CliError::Usage(e.to_string())),
+    }
+}
+
+async fn init(rotation: &Rotation, template: &KeySetTemplate, template_only: bool) -> Result<(), CliError> {
+    let secret = rotation.secret();
+    for warning in template.timings.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    secret
+        .create(
+            &template.to_json(),
+            &format!(
+                "Connector token signing keys of {} (a key set that rotates by itself)",
+                template.issuer
+            ),
+            None,
+        )
+        .await
+        .map_err(|e| match e {
+            KeySetError::Refused(reason)
+                if reason.contains("ResourceExists") || reason.contains("already exists") =>
+            {
+                CliError::Failed(format!(
+                    "secret {} exists already: rotate it with `oidc-server keys rotate --secret {}`",
+                    secret.secret_id(),
+                    secret.secret_id()
+                ))
+            }
+            e => e.into(),
+        })?;
+    let rules = template.timings.min_rotation_interval().as_secs();
     println!(
-        "rules: a key signs {} s after publication (poll {} s + JWKS max-age {} s); a retiring key is removed {} s after \
-         the next activation (+ max TTL {} s + leeway {} s)",
-        timings.maturity_secs(),
-        timings.poll_interval.as_secs(),
-        timings.jwks_max_age.as_secs(),
-        timings.maturity_secs(),
-        timings.max_ttl.as_secs(),
-        timings.leeway.as_secs()
+        "created key set {} ({}, {}) for {}; rotations at least {rules} s apart",
+        secret.secret_id(),
+        template.kind.name(),
+        template.kind.algorithm(),
+        template.issuer
     );
-    if keys.iter().next().is_none() {
-        println!("(no keys)");
+    if template_only {
+        println!("template only: the first rotation makes the first keys");
+        return Ok(());
     }
-    let signing: Vec<String> = keys
-        .signing_candidates(timings, now)
-        .first()
-        .map(|c| c.key.record.kid().to_owned())
-        .into_iter()
-        .collect();
-    for (stage, key) in keys.iter() {
-        let record = &key.record;
-        let location = match &record.backend {
-            KeyBackend::Kms { key_id } => format!("kms {key_id}"),
-            KeyBackend::KmsEnvelope { kms_key_id, .. } => format!("kms-envelope under {kms_key_id}"),
-        };
-        let activated = record
-            .activated_at
-            .map(|at| format!(", activated {at} ({})", ago(now, at)))
-            .unwrap_or_default();
-        let signs = if signing.iter().any(|kid| kid == record.kid()) {
-            ", signing now"
-        } else {
-            ""
-        };
-        println!(
-            "  {:<8} {} {} {location}; published {} ({}){activated}{signs}; version {}",
-            stage.name(),
-            record.kid(),
-            record.algorithm(),
-            record.published_at,
-            ago(now, record.published_at),
-            key.version_id
-        );
-    }
-    println!("next:");
-    for step in keys.next_steps(timings, now) {
-        println!("  - {step}");
+    let first = rotation.rotate().await?;
+    println!(
+        "current {} (signs now), next {} (published)",
+        first.current, first.next
+    );
+    Ok(())
+}
+
+async fn rotate(rotation: &Rotation) -> Result<(), CliError> {
+    let rotated = rotation.rotate().await?;
+    println!(
+        "rotated {}: version {}; current {} (signs now), next {} (published)",
+        rotation.secret().secret_id(),
+        rotated.version_id,
+        rotated.current,
+        rotated.next
+    );
+    if let Some(key) = rotated.deleted {
+        println!("KMS key {key} left the set: deletion scheduled");
     }
     Ok(())
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn rfc3339(secs: u64) -> String {
+    DateTime::from_secs(i64::try_from(secs).unwrap_or(i64::MAX))
+        .fmt(DateTimeFormat::DateTime)
+        .unwrap_or_else(|_| secs.to_string())
+}
+
+fn key_json(role: &str, key: &KeyRef, created_at: u64, now: u64) -> Value {
+    let entered = key.entered(created_at);
+    let material = match &key.material {
+        KeyMaterial::Kms { key_id } => json!({"kms_key": key_id}),
+        KeyMaterial::KmsEnvelope { kms_key_id, .. } => json!({"sealed_under": kms_key_id}),
+    };
+    json!({
+        "role": role,
+        "kid": key.kid(),
+        "alg": key.verifying_key.algorithm().name(),
+        "entered_at": entered,
+        "age_secs": now.saturating_sub(entered),
+        "material": material,
+    })
+}
+
+/// What `keys show` prints, as JSON (the text form is made from it).
+async fn report(rotation: &Rotation) -> Result<Value, CliError> {
+    let secret: &KeySetSecret = rotation.secret();
+    let now = now();
+    let stored = secret.current().await?.ok_or_else(|| {
+        CliError::Failed(format!(
+            "secret {} holds no key set yet (or does not exist): a stack's rotation function makes its first \
+             one; otherwise create it with `oidc-server keys init`",
+            secret.secret_id()
+        ))
+    })?;
+    let stages = secret.stages().await?;
+    let mut versions: Vec<Value> = stages
+        .iter()
+        .map(|(id, labels)| json!({"version_id": id, "stages": labels}))
+        .collect();
+    versions.sort_by_key(|v| v["version_id"].as_str().map(str::to_owned));
+    let (template, keys) = match &stored.value {
+        KeySetValue::Template(template) => (template.clone(), Vec::new()),
+        KeySetValue::Document(document) => {
+            let mut keys = vec![
+                key_json("current", &document.current, stored.created_at, now),
+                key_json("next", &document.next, stored.created_at, now),
+            ];
+            if let Some(previous) = &document.previous {
+                keys.push(key_json("previous", previous, stored.created_at, now));
+            }
+            (document.template(), keys)
+        }
+    };
+    let t = template.timings;
+    let pending_deletion = match template.kind {
+        SetKind::Kms { .. } => rotation
+            .keys()
+            .pending_deletion()
+            .await?
+            .into_iter()
+            .map(|p| json!({"key_id": p.key_id, "deletion_at": p.deletion_at}))
+            .collect(),
+        SetKind::KmsEnvelope { .. } => Vec::new(),
+    };
+    let has_keys = !keys.is_empty();
+    Ok(json!({
+        "secret": secret.secret_id(),
+        "issuer": template.issuer,
+        "kind": template.kind.name(),
+        "alg": template.kind.algorithm().name(),
+        "version_id": stored.version_id,
+        "created_at": stored.created_at,
+        "now": now,
+        "timings": {
+            "max_token_lifetime_secs": t.max_token_lifetime.as_secs(),
+            "jwks_max_age_secs": t.jwks_max_age.as_secs(),
+            "poll_interval_secs": t.poll_interval.as_secs(),
+            "leeway_secs": t.leeway.as_secs(),
+            "maturity_secs": t.maturity_secs(),
+            "retire_secs": t.retire_secs(),
+            "min_rotation_interval_secs": t.min_rotation_interval().as_secs(),
+        },
+        "keys": keys,
+        // A set with no keys yet may rotate at once (its first document).
+        "next_rotation_at": if has_keys { t.earliest_rotation(stored.created_at) } else { stored.created_at },
+        "signs_until": has_keys.then(|| t.signing_limit(stored.created_at)),
+        "versions": versions,
+        "pending_deletion": pending_deletion,
+        "warnings": t.warnings(),
+    }))
 }
 
 fn ago(now: u64, at: u64) -> String {
@@ -256,153 +439,75 @@ fn ago(now: u64, at: u64) -> String {
     }
 }
 
-/// Reads `--pem` and picks the algorithm; or `None` to generate.
-fn pem_arg(pem: &Option<PathBuf>) -> Result<Option<Pkcs8Pem>, CliError> {
-    pem.as_ref()
-        .map(|path| {
-            std::fs::read_to_string(path)
-                .map(Pkcs8Pem::from_string)
-                .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))
-        })
-        .transpose()
-}
-
-fn parse_alg(alg: &Option<String>) -> Result<Option<Algorithm>, CliError> {
-    alg.as_deref()
-        .map(|a| {
-            a.parse::<Algorithm>()
-                .map_err(|e| CliError::Usage(format!("--alg: {e}")))
-        })
-        .transpose()
-}
-
-async fn seal_key(
-    kms: &aws_sdk_kms::Client,
-    options: &KmsOptions,
-    kms_key_id: &str,
-    issuer: &str,
-    alg: Option<Algorithm>,
-    pem: Option<Pkcs8Pem>,
-) -> Result<SealedKey, CliError> {
-    let sealed = match pem {
-        Some(pem) => kms_envelope::seal(kms, kms_key_id, issuer, &pem, alg, options).await,
-        None => {
-            let alg = alg.unwrap_or(Algorithm::ES256);
-            if alg.is_rsa() {
-                return Err(CliError::Usage(
-                    "RSA keys cannot be generated here: make one with OpenSSL and pass --pem".into(),
-                ));
-            }
-            kms_envelope::create(kms, kms_key_id, issuer, alg, options).await
-        }
-    };
-    sealed.map_err(|e| CliError::Failed(e.to_string()))
-}
-
-fn envelope_record(sealed: SealedKey, now: u64) -> KeyRecord {
-    KeyRecord {
-        backend: KeyBackend::KmsEnvelope {
-            kms_key_id: sealed.kms_key_id,
-            ciphertext: sealed.ciphertext,
-        },
-        verifying_key: sealed.verifying_key,
-        published_at: now,
-        activated_at: None,
-    }
-}
-
-async fn create_envelope(
-    config: &Config,
-    kms: &aws_sdk_kms::Client,
-    options: &KmsOptions,
-    args: CreateEnvelopeArgs,
-    now: u64,
-) -> Result<(), CliError> {
-    let issuer = args.issuer.clone().unwrap_or_else(|| config.issuer.clone());
-    let sealed = seal_key(
-        kms,
-        options,
-        &args.kms_key_id,
-        &issuer,
-        parse_alg(&args.alg)?,
-        pem_arg(&args.pem)?,
-    )
-    .await?;
-    let kid = sealed.verifying_key.kid().to_owned();
-    let text = envelope_record(sealed, now).to_json();
-    match &args.out {
-        Some(path) => {
-            std::fs::write(path, format!("{text}\n"))
-                .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))?;
-            println!("{kid}");
-        }
-        None => println!("{text}"),
-    }
-    eprintln!(
-        "envelope key {kid} encrypted under {} for issuer {issuer}",
-        args.kms_key_id
+fn print_report(r: &Value) {
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
+    let now = n(&r["now"]);
+    let t = &r["timings"];
+    println!(
+        "key set {} ({} {}) for {}",
+        s(&r["secret"]),
+        s(&r["kind"]),
+        s(&r["alg"]),
+        s(&r["issuer"])
     );
-    Ok(())
-}
-
-async fn stage(
-    config: &Config,
-    kms: &aws_sdk_kms::Client,
-    options: &KmsOptions,
-    secret: &KeySetSecret,
-    timings: &RotationTimings,
-    args: StageArgs,
-    now: u64,
-) -> Result<(), CliError> {
-    let record = match (&args.record, args.kind, &args.key_id) {
-        (Some(path), _, _) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))?;
-            KeyRecord::from_json(text.trim())
-                .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?
-        }
-        (None, Some(KeyKind::Kms), Some(key_id)) => {
-            let mut options = options.clone();
-            options.algorithm = parse_alg(&args.alg)?;
-            // Resolve the key now: its public key is published from the record,
-            // so every replica publishes it even before it can reach KMS.
-            let signer = KmsSigner::connect(kms, key_id, options)
-                .await
-                .map_err(|e| CliError::Failed(e.to_string()))?;
-            KeyRecord {
-                backend: KeyBackend::Kms {
-                    key_id: signer.key_arn().to_owned(),
-                },
-                verifying_key: signer.verifying_key().clone(),
-                published_at: now,
-                activated_at: None,
-            }
-        }
-        (None, Some(KeyKind::KmsEnvelope), Some(key_id)) => {
-            let sealed = seal_key(kms, options, key_id, &config.issuer, parse_alg(&args.alg)?, None).await?;
-            envelope_record(sealed, now)
-        }
-        _ => {
-            return Err(CliError::Usage(
-                "give --kind kms|kms-envelope with --key-id, or --record FILE".into(),
-            ))
-        }
-    };
-    let kid = record.kid().to_owned();
-    let staged_at = timings.signs_from(&KeyRecord {
-        published_at: now,
-        ..record.clone()
-    });
-    match secret.stage(record, now).await? {
-        StageOutcome::Staged { version_id } => {
-            println!(
-                "staged {kid} as next (version {version_id}); it may be promoted at {staged_at} (in {} s)",
-                staged_at - now
-            );
-        }
-        StageOutcome::ActivatedAtOnce { version_id } => {
-            println!("no key was active: {kid} is active now (version {version_id})");
-        }
+    println!(
+        "in force: version {} since {} ({})",
+        s(&r["version_id"]),
+        rfc3339(n(&r["created_at"])),
+        ago(now, n(&r["created_at"]))
+    );
+    println!(
+        "rules: token lifetime {} s, JWKS max-age {} s, poll {} s, leeway {} s: rotations at least {} s apart",
+        n(&t["max_token_lifetime_secs"]),
+        n(&t["jwks_max_age_secs"]),
+        n(&t["poll_interval_secs"]),
+        n(&t["leeway_secs"]),
+        n(&t["min_rotation_interval_secs"])
+    );
+    let keys = r["keys"].as_array().cloned().unwrap_or_default();
+    if keys.is_empty() {
+        println!("  (no keys yet: the first rotation makes them)");
     }
-    Ok(())
+    for key in keys {
+        let material = key["material"]
+            .as_object()
+            .and_then(|m| m.iter().next())
+            .map(|(k, v)| format!("{} {}", k.replace('_', " "), s(v)))
+            .unwrap_or_default();
+        println!(
+            "  {:<8} {} {} entered {} ({}); {material}",
+            s(&key["role"]),
+            s(&key["kid"]),
+            s(&key["alg"]),
+            rfc3339(n(&key["entered_at"])),
+            ago(now, n(&key["entered_at"]))
+        );
+    }
+    let next = n(&r["next_rotation_at"]);
+    println!("next rotation allowed: {} ({})", rfc3339(next), ago(now, next));
+    if let Some(until) = r["signs_until"].as_u64() {
+        println!("tokens of the current key expire by: {}", rfc3339(until));
+    }
+    for version in r["versions"].as_array().into_iter().flatten() {
+        let stages: Vec<String> = version["stages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(s)
+            .collect();
+        println!("  version {} {}", s(&version["version_id"]), stages.join(","));
+    }
+    for pending in r["pending_deletion"].as_array().into_iter().flatten() {
+        let at = pending["deletion_at"]
+            .as_u64()
+            .map_or_else(|| "?".to_owned(), rfc3339);
+        println!(
+            "  KMS key {} pending deletion (deleted {at})",
+            s(&pending["key_id"])
+        );
+    }
+    for warning in r["warnings"].as_array().into_iter().flatten() {
+        println!("warning: {}", s(warning));
+    }
 }

@@ -55,7 +55,7 @@ pub enum Command {
     CheckConfig(CheckConfigArgs),
     /// Verify a token: claims as JSON on stdout (exit 0), or `rejected: REASON` on stderr (exit 1).
     Verify(VerifyArgs),
-    /// KMS-backed keys: create, stage, promote, retire, show the key set.
+    /// The key set that rotates by itself: init, rotate, show.
     #[command(subcommand)]
     Keys(KeysCommand),
 }
@@ -366,6 +366,26 @@ fn check_config(path: Option<PathBuf>) -> Result<(), CliError> {
     }
     if let Some(problem) = config.fleet_replay_problem() {
         println!("note: in Lambda mode (the bootstrap binary) this config refuses to start: {problem}");
+    }
+    if let Some(set) = config.signing.key_set() {
+        println!(
+            "key set: {} read every {} s; the server refuses to start if its token lifetime ({} s), JWKS \
+             max-age ({} s) or poll interval exceed the set's (`oidc-server keys show`)",
+            set.secret,
+            set.poll_interval.as_secs(),
+            config.lifetime.max_ttl().as_secs(),
+            config.http.jwks_max_age.as_secs()
+        );
+        // Durations go down to 1 s for tests; production wants more.
+        let timings = oidc_core::keyset::document::Timings {
+            max_token_lifetime: config.lifetime.max_ttl(),
+            jwks_max_age: config.http.jwks_max_age,
+            poll_interval: set.poll_interval,
+            leeway: set.leeway,
+        };
+        for warning in timings.warnings() {
+            println!("warning: {warning}");
+        }
     }
     Ok(())
 }

@@ -9,6 +9,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request};
 use axum::middleware::{self, Next};
@@ -20,6 +21,7 @@ use lambda_http::{Context, LambdaEvent, RequestExt, Service};
 use crate::state::AppState;
 
 pub mod emf;
+pub mod rotation;
 
 pub use emf::EmfWriter;
 
@@ -42,16 +44,22 @@ pub enum LambdaError {
     Event(String),
 }
 
+/// How long the first invocation after a freeze may wait for the key set:
+/// past it, the last set read answers (its tokens under their cap).
+pub const THAW_REFRESH_TIMEOUT: Duration = Duration::from_millis(1500);
+
 /// The router for Lambda: the standalone router, with the caller's address
-/// taken from the event's request context (for per-peer throttling).
+/// taken from the event's request context (for per-peer throttling), and a
+/// shared key set read again first when the environment was frozen for
+/// longer than its poll interval.
 pub fn router(state: AppState) -> Router {
-    crate::app(state).layer(middleware::from_fn(peer_from_request_context))
+    with_fresh_keys(crate::app(state.clone()), &state).layer(middleware::from_fn(peer_from_request_context))
 }
 
 /// [`router`], writing its metrics as CloudWatch EMF lines with `emf` at the
 /// end of invocations (nothing scrapes `/metrics` in Lambda).
 pub fn router_with_metrics(state: AppState, emf: Arc<EmfWriter>) -> Router {
-    crate::app(state)
+    with_fresh_keys(crate::app(state.clone()), &state)
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             let emf = emf.clone();
             async move {
@@ -61,6 +69,21 @@ pub fn router_with_metrics(state: AppState, emf: Arc<EmfWriter>) -> Router {
             }
         }))
         .layer(middleware::from_fn(peer_from_request_context))
+}
+
+/// An environment runs only during invocations, so its poller does too: a
+/// thawed one reads the set in force before answering.
+fn with_fresh_keys(router: Router, state: &AppState) -> Router {
+    let Some(poller) = state.key_poller().cloned() else {
+        return router;
+    };
+    router.layer(middleware::from_fn(move |request: Request, next: Next| {
+        let poller = poller.clone();
+        async move {
+            poller.refresh_if_stale(THAW_REFRESH_TIMEOUT).await;
+            next.run(request).await
+        }
+    }))
 }
 
 async fn peer_from_request_context(mut request: Request, next: Next) -> Response {

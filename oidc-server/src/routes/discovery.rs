@@ -26,9 +26,11 @@ pub async fn configuration(State(state): State<AppState>) -> Response {
 pub async fn jwks(State(state): State<AppState>, request_headers: HeaderMap) -> Response {
     let keys = state.issuer.keys().current();
     let etag = HeaderValue::from_str(keys.etag()).unwrap_or_else(|_| HeaderValue::from_static("\"\""));
+    // A shared key set's state is as old as its last read: verifiers may
+    // cache it only for what is left of the max-age from then.
     let cache_control = HeaderValue::from_str(&format!(
         "public, max-age={}",
-        state.config.http.jwks_max_age.as_secs()
+        keys.jwks_max_age(state.config.http.jwks_max_age).as_secs()
     ))
     .unwrap_or_else(|_| HeaderValue::from_static("no-cache"));
     let not_modified = request_headers

@@ -1,42 +1,98 @@
-//! The CloudFormation template grants the token service exactly the AWS
-//! actions its code calls, and nothing broader.
+//! The CloudFormation template grants each of its roles exactly the AWS
+//! actions the code that role runs calls, and nothing broader.
 //!
 //! The code side is read from the sources: every AWS SDK operation the
-//! workspace calls is listed below as either a service call (made by the
-//! running token service with its role) or an operator call (made by
-//! `oidc-server keys ...` with the operator's own credentials). A call in
-//! neither list fails the test, so a new SDK call cannot go unnoticed.
+//! workspace calls is listed below with who makes it: the running token
+//! service (its role), the rotation function (its own role) or `oidc-server
+//! keys ...` (the operator's own credentials). An SDK call that is not
+//! listed fails the test, and so does a listed caller whose code does not
+//! make the call, so neither a new call nor a stale entry goes unnoticed.
+//!
+//! The template side is rendered, not pattern-matched: the tests evaluate
+//! its conditions and intrinsic functions for a few deployments (platform,
+//! signing mode, issuer, operator) with placeholder ARNs, then read the
+//! grants, the rotation wiring, the key-set template and the server
+//! configurations as the deployed stack would have them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use e2e::tools::run_python;
 use e2e::workspace_path;
-use serde_json::Value;
+use oidc_core::keyset::aws::{KEY_SET_TAG, ROTATION_TAG};
+use oidc_core::keyset::document::{KeySetValue, FORMAT};
+use oidc_server::lambda::rotation::{HANDLER_ENV, TEMPLATE_ENV};
+use serde_json::{json, Value};
 
-/// SDK operations the running service makes, and the IAM action each needs.
-const SERVICE_CALLS: [(&str, &str); 8] = [
-    ("get_public_key", "kms:GetPublicKey"),
-    ("sign", "kms:Sign"),
-    ("decrypt", "kms:Decrypt"),
-    ("describe_secret", "secretsmanager:DescribeSecret"),
-    ("get_secret_value", "secretsmanager:GetSecretValue"),
-    ("get_parameter", "ssm:GetParameter"),
-    ("put_item", "dynamodb:PutItem"),
-    ("describe_table", "dynamodb:DescribeTable"),
-];
+/// Who makes an SDK call, with which credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// The running token service (`ServiceRole`).
+    Service,
+    /// The rotation function: Secrets Manager's four steps (`RotationRole`).
+    Rotation,
+    /// `oidc-server keys ...`, run by an operator with their own credentials.
+    Operator,
+}
 
-/// SDK operations only `oidc-server keys` makes (operator credentials).
-const OPERATOR_CALLS: [(&str, &str); 5] = [
-    ("encrypt", "kms:Encrypt"),
-    ("create_secret", "secretsmanager:CreateSecret"),
-    ("put_secret_value", "secretsmanager:PutSecretValue"),
+use Caller::{Operator, Rotation, Service};
+
+/// Every SDK operation the workspace calls, the IAM action it needs and who
+/// calls it. `keys rotate` runs the same four steps as the rotation
+/// function, so the operator makes every rotation call too.
+const CALLS: [(&str, &str, &[Caller]); 17] = [
+    (
+        "get_secret_value",
+        "secretsmanager:GetSecretValue",
+        &[Service, Rotation, Operator],
+    ),
+    (
+        "describe_secret",
+        "secretsmanager:DescribeSecret",
+        &[Rotation, Operator],
+    ),
+    (
+        "put_secret_value",
+        "secretsmanager:PutSecretValue",
+        &[Rotation, Operator],
+    ),
     (
         "update_secret_version_stage",
         "secretsmanager:UpdateSecretVersionStage",
+        &[Rotation, Operator],
     ),
-    ("list_secret_version_ids", "secretsmanager:ListSecretVersionIds"),
+    // `keys init`: the stack creates its secret itself.
+    ("create_secret", "secretsmanager:CreateSecret", &[Operator]),
+    (
+        "get_public_key",
+        "kms:GetPublicKey",
+        &[Service, Rotation, Operator],
+    ),
+    ("sign", "kms:Sign", &[Service, Rotation, Operator]),
+    ("decrypt", "kms:Decrypt", &[Service, Rotation, Operator]),
+    ("encrypt", "kms:Encrypt", &[Rotation, Operator]),
+    ("create_key", "kms:CreateKey", &[Rotation, Operator]),
+    ("list_keys", "kms:ListKeys", &[Rotation, Operator]),
+    (
+        "list_resource_tags",
+        "kms:ListResourceTags",
+        &[Rotation, Operator],
+    ),
+    (
+        "schedule_key_deletion",
+        "kms:ScheduleKeyDeletion",
+        &[Rotation, Operator],
+    ),
+    // `keys show`: the set's keys pending deletion.
+    ("describe_key", "kms:DescribeKey", &[Operator]),
+    ("get_parameter", "ssm:GetParameter", &[Service]),
+    ("put_item", "dynamodb:PutItem", &[Service]),
+    ("describe_table", "dynamodb:DescribeTable", &[Service]),
 ];
+
+/// Actions an operation needs besides its own: `CreateKey` with `Tags`
+/// needs `kms:TagResource` too.
+const IMPLIED: [(&str, &str); 1] = [("kms:CreateKey", "kms:TagResource")];
 
 /// The AWS services whose clients the code may use; STS is absent on
 /// purpose: the server forwards the connector's own signed request and calls
@@ -48,65 +104,166 @@ const SDK_CRATES: [&str; 4] = [
     "aws_sdk_dynamodb",
 ];
 
-fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+/// The rotation's own modules in oidc-core (the four steps, the keys they
+/// make, the secret's versions); the rotation handler in oidc-server is
+/// found by what it parses (`RotationEvent`).
+const ROTATION_FILES: [&str; 3] = [
+    "oidc-core/src/keyset/aws/rotation.rs",
+    "oidc-core/src/keyset/aws/keys.rs",
+    "oidc-core/src/keyset/aws/secret.rs",
+];
+
+/// A source file of the workspace: its path from the workspace root and its text.
+struct Source {
+    path: String,
+    text: String,
+}
+
+fn rust_files(dir: &Path, relative: &str, out: &mut Vec<Source>) {
     for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
+        let entry = entry.unwrap();
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let relative = format!("{relative}/{name}");
         if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
+            rust_files(&path, &relative, out);
+        } else if name.ends_with(".rs") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            out.push(Source { path: relative, text });
         }
     }
 }
 
-/// The IAM actions of the SDK operations called in the service code.
-fn actions_in_code() -> BTreeSet<&'static str> {
+fn sources() -> Vec<Source> {
     let mut files = Vec::new();
-    rust_files(&workspace_path("oidc-core/src"), &mut files);
-    rust_files(&workspace_path("oidc-server/src"), &mut files);
-    let mut service = BTreeSet::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file).unwrap();
-        for word in text.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
+    for dir in ["oidc-core/src", "oidc-server/src"] {
+        rust_files(&workspace_path(dir), dir, &mut files);
+    }
+    files
+}
+
+/// Whether `file` is the rotation Lambda handler (or part of it).
+fn is_rotation_handler(file: &Source) -> bool {
+    file.path.starts_with("oidc-server/src/")
+        && !file.path.starts_with("oidc-server/src/cli/")
+        && file.text.contains("RotationEvent")
+}
+
+/// Whether `caller` runs the code of `file`.
+fn runs(caller: Caller, file: &Source) -> bool {
+    let path = file.path.as_str();
+    let cli = path.starts_with("oidc-server/src/cli/");
+    let keys = path.starts_with("oidc-core/src/keys/");
+    match caller {
+        // The Lambda dispatch may share a file with the rotation handler.
+        Service => !cli && path != ROTATION_FILES[0],
+        Rotation => is_rotation_handler(file) || keys || ROTATION_FILES.contains(&path),
+        Operator => cli || keys || path.starts_with("oidc-core/src/keyset/"),
+    }
+}
+
+/// The listed SDK operations `file` calls (as `.operation()`: arguments go
+/// through the builder, then `.send()`).
+fn operations(file: &Source) -> BTreeSet<&'static str> {
+    if !file.text.contains("aws_sdk_") {
+        return BTreeSet::new();
+    }
+    CALLS
+        .iter()
+        .map(|(op, _, _)| *op)
+        .filter(|op| file.text.contains(&format!(".{op}()")))
+        .collect()
+}
+
+/// The IAM actions of the calls `caller` makes, checked against the code.
+fn actions_in_code(caller: Caller) -> BTreeSet<&'static str> {
+    CALLS
+        .iter()
+        .filter(|(_, _, by)| by.contains(&caller))
+        .map(|(_, action, _)| *action)
+        .collect()
+}
+
+/// Every SDK call in the code is listed, with its callers, and every listed
+/// caller's code makes the call.
+#[test]
+fn every_listed_call_is_made() {
+    let files = sources();
+    let handlers: Vec<&str> = files
+        .iter()
+        .filter(|f| is_rotation_handler(f))
+        .map(|f| f.path.as_str())
+        .collect();
+    assert!(
+        !handlers.is_empty(),
+        "no file of oidc-server/src (outside cli/) handles a RotationEvent: where is the rotation handler?"
+    );
+    let listed: Vec<String> = CALLS.iter().map(|(op, _, _)| format!(".{op}()")).collect();
+    for file in &files {
+        for word in file.text.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
             if word.starts_with("aws_sdk_") {
                 assert!(
                     SDK_CRATES.contains(&word),
                     "{} uses {word}: add its actions here and to the template",
-                    file.display()
+                    file.path
                 );
             }
         }
-        if !text.contains("aws_sdk_") {
+        if !file.text.contains("aws_sdk_") {
             continue;
         }
-        // SDK operations are called as `.operation()` (arguments go through
-        // the builder), then `.send()`.
-        for (op, action) in SERVICE_CALLS {
-            if text.contains(&format!(".{op}()")) {
-                service.insert(action);
-            }
-        }
         // Every `.send()` must belong to a listed operation before it.
-        let listed: Vec<String> = SERVICE_CALLS
-            .iter()
-            .chain(OPERATOR_CALLS.iter())
-            .map(|(op, _)| format!(".{op}()"))
-            .collect();
-        for (at, _) in text.match_indices(".send()") {
+        for (at, _) in file.text.match_indices(".send()") {
             let mut start = at.saturating_sub(600);
-            while !text.is_char_boundary(start) {
+            while !file.text.is_char_boundary(start) {
                 start -= 1;
             }
-            let before = &text[start..at];
+            let before = &file.text[start..at];
             assert!(
                 listed.iter().any(|call| before.contains(call.as_str())),
-                "{}: an SDK call before byte {at} is in neither list of this test",
-                file.display()
+                "{}: an SDK call before byte {at} is not listed in this test",
+                file.path
+            );
+        }
+        // A file only one caller runs makes that caller's calls.
+        let only = if file.path.starts_with("oidc-server/src/cli/") {
+            Some(Operator)
+        } else if file.path.starts_with("oidc-server/src/") && !is_rotation_handler(file) {
+            Some(Service)
+        } else {
+            None
+        };
+        for op in operations(file) {
+            let (_, action, by) = CALLS.iter().find(|(o, _, _)| *o == op).unwrap();
+            if let Some(only) = only {
+                assert!(
+                    by.contains(&only),
+                    "{}: calls {action}, but only {only:?} runs this file and the test does not list it",
+                    file.path
+                );
+            }
+            if is_rotation_handler(file) {
+                assert!(
+                    by.contains(&Rotation) || by.contains(&Service),
+                    "{}: the rotation handler calls {action}, not listed for the rotation",
+                    file.path
+                );
+            }
+        }
+    }
+    for (op, action, by) in CALLS {
+        for caller in by {
+            assert!(
+                files
+                    .iter()
+                    .any(|f| runs(*caller, f) && operations(f).contains(op)),
+                "{action} is listed as called by {caller:?}, but no file it runs calls .{op}()"
             );
         }
     }
-    service
 }
+
+// The template, rendered --------------------------------------------------
 
 const DECODE: &str = r#"
 import json, sys
@@ -116,107 +273,950 @@ assert not errors, errors
 print(json.dumps(template))
 "#;
 
-/// Every branch of `Fn::If`, flattened.
-fn branches(value: &Value) -> Vec<&Value> {
-    match value.get("Fn::If").and_then(Value::as_array) {
-        Some(parts) if parts.len() == 3 => parts[1..].iter().flat_map(branches).collect(),
-        _ => vec![value],
+async fn template() -> Value {
+    let path = workspace_path("deploy/cloudformation/token-service.yaml");
+    let out = run_python(DECODE, &[path.to_str().unwrap()]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
+const STACK: &str = "conn";
+const REGION: &str = "eu-west-1";
+const ACCOUNT: &str = "123456789012";
+const SECRET_NAME: &str = "conn/key-set";
+const SECRET_ARN: &str = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:conn/key-set-AbCdEf";
+/// What the roles' policies name the secret by (Secrets Manager appends six characters).
+const SECRET_ARN_PATTERN: &str = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:conn/key-set-??????";
+const KEY_ARNS: &str = "arn:aws:kms:eu-west-1:123456789012:key/*";
+const SERVICE_ROLE: &str = "arn:aws:iam::123456789012:role/conn-ServiceRole-0123";
+const ROTATION_ROLE: &str = "arn:aws:iam::123456789012:role/conn-RotationRole-4567";
+const SIGNING_KEY: &str = "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555";
+const ENVELOPE_KEY: &str = "arn:aws:kms:eu-west-1:123456789012:key/66666666-7777-8888-9999-000000000000";
+const FUNCTION_URL: &str = "https://abcdefghijklmnop.lambda-url.eu-west-1.on.aws/";
+const ROTATION_FUNCTION: &str = "arn:aws:lambda:eu-west-1:123456789012:function:conn-key-rotation";
+const OPERATOR: &str = "arn:aws:iam::123456789012:role/key-operators";
+const ISSUER: &str = "https://tokens.example.com";
+
+/// What the stack's resources resolve to (`Ref`, or `Fn::GetAtt` as
+/// `Resource.Attribute`); any other resolves to `<Name>`.
+const RESOLVED: [(&str, &str); 8] = [
+    ("KeySetSecret", SECRET_ARN),
+    ("ServiceRole.Arn", SERVICE_ROLE),
+    ("RotationRole.Arn", ROTATION_ROLE),
+    ("SigningKey.Arn", SIGNING_KEY),
+    ("EnvelopeKey.Arn", ENVELOPE_KEY),
+    ("TokenFunctionUrl.FunctionUrl", FUNCTION_URL),
+    ("RotationFunction.Arn", ROTATION_FUNCTION),
+    ("RotationFunction", "conn-key-rotation"),
+];
+
+/// Parameters every deployment below is given (the rest keep their defaults).
+const GIVEN: [(&str, &str); 8] = [
+    ("ConnectorAudience", "https://control-plane.example.com"),
+    (
+        "ConnectorPrincipalArn",
+        "arn:aws:iam::123456789012:role/connector",
+    ),
+    ("CodeS3Bucket", "artifacts"),
+    ("CodeS3Key", "oidc-server/bootstrap.zip"),
+    (
+        "ImageUri",
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com/oidc-server:1",
+    ),
+    ("VpcId", "vpc-0123"),
+    ("VpcCidr", "10.0.0.0/16"),
+    ("SubnetIds", "subnet-a,subnet-b"),
+];
+
+/// The deployments rendered: a name and the parameters that make it.
+const DEPLOYMENTS: [(&str, &[(&str, &str)]); 4] = [
+    (
+        "lambda, kms, issuer from the function URL",
+        &[("Platform", "lambda"), ("SigningMode", "kms")],
+    ),
+    (
+        "lambda, kms-envelope, own issuer, an operator",
+        &[
+            ("Platform", "lambda"),
+            ("SigningMode", "kms-envelope"),
+            ("IssuerUrl", ISSUER),
+            ("OperatorPrincipalArn", OPERATOR),
+        ],
+    ),
+    (
+        "ecs, kms, an operator, shortest deletion window, longest tokens",
+        &[
+            ("Platform", "ecs"),
+            ("SigningMode", "kms"),
+            ("IssuerUrl", ISSUER),
+            ("OperatorPrincipalArn", OPERATOR),
+            ("KeyDeletionWindowDays", "7"),
+            ("MaxTokenLifetimeSeconds", "3600"),
+        ],
+    ),
+    (
+        "ecs, kms-envelope",
+        &[
+            ("Platform", "ecs"),
+            ("SigningMode", "kms-envelope"),
+            ("IssuerUrl", ISSUER),
+        ],
+    ),
+];
+
+/// The template as one deployment of it would be: conditions decided,
+/// intrinsic functions evaluated.
+struct Stack<'a> {
+    name: &'static str,
+    template: &'a Value,
+    parameters: BTreeMap<&'static str, &'static str>,
+}
+
+impl<'a> Stack<'a> {
+    fn new(template: &'a Value, name: &'static str, parameters: &[(&'static str, &'static str)]) -> Self {
+        let mut given: BTreeMap<&str, &str> = GIVEN.into_iter().collect();
+        given.extend(parameters.iter().copied());
+        for parameter in given.keys() {
+            assert!(
+                template["Parameters"].get(*parameter).is_some(),
+                "{name}: no parameter {parameter}"
+            );
+        }
+        Self {
+            name,
+            template,
+            parameters: given,
+        }
+    }
+
+    fn all(template: &'a Value) -> Vec<Self> {
+        DEPLOYMENTS
+            .iter()
+            .map(|(name, parameters)| Self::new(template, name, parameters))
+            .collect()
+    }
+
+    fn param(&self, name: &str) -> Value {
+        let declared = &self.template["Parameters"][name];
+        let value = match self.parameters.get(name) {
+            Some(value) => Value::String((*value).to_owned()),
+            None => match &declared["Default"] {
+                Value::Null => panic!("{}: parameter {name} has no value", self.name),
+                Value::String(s) => Value::String(s.clone()),
+                other => Value::String(other.to_string()),
+            },
+        };
+        if declared["Type"] == "CommaDelimitedList" {
+            let list = value.as_str().unwrap().split(',').map(|s| json!(s)).collect();
+            return Value::Array(list);
+        }
+        value
+    }
+
+    fn condition(&self, name: &str) -> bool {
+        let condition = &self.template["Conditions"][name];
+        assert!(!condition.is_null(), "{}: no condition {name}", self.name);
+        self.truth(condition)
+    }
+
+    fn truth(&self, value: &Value) -> bool {
+        let (function, args) =
+            single(value).unwrap_or_else(|| panic!("{}: not a condition: {value}", self.name));
+        let args_list = || args.as_array().unwrap().iter();
+        match function {
+            "Condition" => self.condition(args.as_str().unwrap()),
+            "Fn::Equals" => {
+                let values: Vec<Value> = args_list().map(|a| self.eval(a).unwrap()).collect();
+                values[0] == values[1]
+            }
+            "Fn::And" => args_list().all(|a| self.truth(a)),
+            "Fn::Or" => args_list().any(|a| self.truth(a)),
+            "Fn::Not" => !self.truth(&args[0]),
+            "Fn::Contains" => {
+                let list = self.eval(&args[0]).unwrap();
+                let item = self.eval(&args[1]).unwrap();
+                list.as_array().unwrap().contains(&item)
+            }
+            other => panic!("{}: condition function {other}", self.name),
+        }
+    }
+
+    /// What `Ref name` or `${name}` resolves to.
+    fn reference(&self, name: &str) -> Option<Value> {
+        let pseudo = match name {
+            "AWS::NoValue" => return None,
+            "AWS::StackName" => Some(STACK),
+            "AWS::Region" => Some(REGION),
+            "AWS::AccountId" => Some(ACCOUNT),
+            "AWS::Partition" => Some("aws"),
+            "AWS::URLSuffix" => Some("amazonaws.com"),
+            _ => None,
+        };
+        if let Some(value) = pseudo {
+            return Some(json!(value));
+        }
+        if self.template["Parameters"].get(name).is_some() {
+            return Some(self.param(name));
+        }
+        let resource = name.split('.').next().unwrap();
+        assert!(
+            self.resources().contains_key(resource),
+            "{}: refers to {name}, not in this deployment",
+            self.name
+        );
+        let value = RESOLVED
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or_else(|| format!("<{name}>"), |(_, v)| (*v).to_owned());
+        Some(Value::String(value))
+    }
+
+    fn sub(&self, text: &str, vars: &serde_json::Map<String, Value>) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(at) = rest.find("${") {
+            out.push_str(&rest[..at]);
+            let end = rest[at..].find('}').unwrap() + at;
+            let name = &rest[at + 2..end];
+            if let Some(literal) = name.strip_prefix('!') {
+                out.push_str(&format!("${{{literal}}}"));
+            } else {
+                let value = match vars.get(name) {
+                    Some(value) => self.eval(value),
+                    None => self.reference(name),
+                };
+                out.push_str(&scalar(
+                    &value.unwrap_or_else(|| panic!("{}: ${{{name}}} has no value", self.name)),
+                ));
+            }
+            rest = &rest[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// `value` evaluated; `None` for `AWS::NoValue`.
+    fn eval(&self, value: &Value) -> Option<Value> {
+        if let Some((function, args)) = single(value) {
+            return match function {
+                "Ref" => self.reference(args.as_str().unwrap()),
+                "Fn::GetAtt" => {
+                    let name = match args {
+                        Value::Array(parts) => format!("{}.{}", scalar(&parts[0]), scalar(&parts[1])),
+                        other => scalar(other),
+                    };
+                    self.reference(&name)
+                }
+                "Fn::If" => {
+                    let branch = if self.condition(args[0].as_str().unwrap()) {
+                        1
+                    } else {
+                        2
+                    };
+                    self.eval(&args[branch])
+                }
+                "Fn::Sub" => Some(Value::String(match args {
+                    Value::String(text) => self.sub(text, &serde_json::Map::new()),
+                    Value::Array(parts) => {
+                        self.sub(parts[0].as_str().unwrap(), parts[1].as_object().unwrap())
+                    }
+                    other => panic!("{}: Fn::Sub {other}", self.name),
+                })),
+                "Fn::Join" => {
+                    let items = self.eval(&args[1]).unwrap();
+                    let items: Vec<String> = items.as_array().unwrap().iter().map(scalar).collect();
+                    Some(Value::String(items.join(args[0].as_str().unwrap())))
+                }
+                "Fn::Split" => {
+                    let text = scalar(&self.eval(&args[1]).unwrap());
+                    Some(text.split(args[0].as_str().unwrap()).map(|s| json!(s)).collect())
+                }
+                "Fn::Select" => {
+                    let index: usize = scalar(&self.eval(&args[0]).unwrap()).parse().unwrap();
+                    Some(self.eval(&args[1]).unwrap()[index].clone())
+                }
+                "Condition" => Some(Value::Bool(self.condition(args.as_str().unwrap()))),
+                _ => Some(Value::Bool(self.truth(value))),
+            };
+        }
+        match value {
+            Value::Array(items) => Some(items.iter().filter_map(|v| self.eval(v)).collect()),
+            Value::Object(map) => Some(Value::Object(
+                map.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), self.eval(v)?)))
+                    .collect(),
+            )),
+            other => Some(other.clone()),
+        }
+    }
+
+    /// The logical ids of the resources this deployment creates.
+    fn resources(&self) -> BTreeMap<&'a str, &'a Value> {
+        self.template["Resources"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, r)| r["Condition"].as_str().is_none_or(|c| self.condition(c)))
+            .map(|(id, r)| (id.as_str(), r))
+            .collect()
+    }
+
+    /// Resource `id` as deployed (its properties evaluated).
+    fn resource(&self, id: &str) -> Value {
+        let resource = self
+            .resources()
+            .get(id)
+            .copied()
+            .unwrap_or_else(|| panic!("{}: no resource {id}", self.name));
+        self.eval(resource).unwrap()
+    }
+
+    fn has(&self, id: &str) -> bool {
+        self.resources().contains_key(id)
+    }
+
+    fn kms(&self) -> bool {
+        self.parameters["SigningMode"] == "kms"
+    }
+
+    /// Whether every rule of the template holds for this deployment.
+    fn rules_hold(&self) -> Result<(), String> {
+        for (name, rule) in self.template["Rules"].as_object().unwrap() {
+            if rule.get("RuleCondition").is_some_and(|c| !self.truth(c)) {
+                continue;
+            }
+            for assertion in rule["Assertions"].as_array().unwrap() {
+                if !self.truth(&assertion["Assert"]) {
+                    return Err(format!("{name}: {}", assertion["AssertDescription"]));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The one key of an object that is an intrinsic function, and its argument.
+fn single(value: &Value) -> Option<(&str, &Value)> {
+    let map = value.as_object()?;
+    let (key, args) = map.iter().next()?;
+    let function = map.len() == 1
+        && (key == "Ref" || key.starts_with("Fn::") || (key == "Condition" && args.is_string()));
+    function.then_some((key.as_str(), args))
+}
+
+fn scalar(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Number(_) | Value::Bool(_) => value.to_string(),
+        other => panic!("not a scalar: {other}"),
     }
 }
 
 fn as_list(value: &Value) -> Vec<String> {
     match value {
         Value::String(s) => vec![s.clone()],
-        Value::Array(items) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
+        Value::Array(items) => items.iter().map(scalar).collect(),
         _ => Vec::new(),
     }
 }
 
-/// Actions the template grants to the service role: its own policies and the
-/// key-policy statements naming it.
-fn granted(template: &Value) -> (BTreeSet<String>, Vec<Value>) {
-    let resources = template["Resources"].as_object().unwrap();
-    let mut actions = BTreeSet::new();
-    let mut statements = Vec::new();
-    for policy in resources["ServiceRole"]["Properties"]["Policies"]
-        .as_array()
-        .unwrap()
-    {
-        for policy in branches(policy) {
-            if let Some(list) = policy["PolicyDocument"]["Statement"].as_array() {
-                statements.extend(list.iter().cloned());
-            }
-        }
+/// One statement granting a role something: from its own policies
+/// (`key: None`) or from the key policy of KMS key `key`.
+#[derive(Debug)]
+struct Grant {
+    key: Option<String>,
+    statement: Value,
+}
+
+impl Grant {
+    fn actions(&self) -> Vec<String> {
+        as_list(&self.statement["Action"])
     }
-    for resource in resources.values() {
-        if resource["Type"] == "AWS::KMS::Key" {
-            for statement in resource["Properties"]["KeyPolicy"]["Statement"]
-                .as_array()
-                .unwrap()
-            {
-                if statement["Principal"]["AWS"]["Fn::GetAtt"][0] == "ServiceRole" {
-                    statements.push(statement.clone());
+
+    /// The value of condition `operator` on `key`, if the statement has it.
+    fn condition(&self, operator: &str, key: &str) -> Option<&Value> {
+        self.statement["Condition"].get(operator)?.get(key)
+    }
+
+    fn resources(&self) -> Vec<String> {
+        as_list(&self.statement["Resource"])
+    }
+}
+
+/// Every statement granting role `role` (logical id) anything in `stack`.
+fn grants(stack: &Stack, role: &str) -> Vec<Grant> {
+    let arn = scalar(&stack.reference(&format!("{role}.Arn")).unwrap());
+    let mut out = Vec::new();
+    let resources = stack.resources();
+    for (id, resource) in &resources {
+        // Grants outside a role's inline policies and the key policies would
+        // escape this test.
+        let kind = resource["Type"].as_str().unwrap();
+        assert!(
+            !matches!(
+                kind,
+                "AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy" | "AWS::IAM::RolePolicy"
+            ),
+            "{id}: grants must be inline in the roles or in key policies"
+        );
+        if kind == "AWS::KMS::Key" {
+            let key = stack.resource(id);
+            for statement in key["Properties"]["KeyPolicy"]["Statement"].as_array().unwrap() {
+                let principals = as_list(&statement["Principal"]["AWS"]);
+                assert!(
+                    !principals.is_empty() && principals.iter().all(|p| p.starts_with("arn:aws:iam::")),
+                    "{}: {id}: a key policy names principals by ARN: {statement}",
+                    stack.name
+                );
+                if principals.contains(&arn) {
+                    out.push(Grant {
+                        key: Some((*id).to_owned()),
+                        statement: statement.clone(),
+                    });
                 }
             }
         }
     }
-    for statement in &statements {
-        assert_eq!(statement["Effect"], "Allow");
-        actions.extend(as_list(&statement["Action"]));
+    let properties = &stack.resource(role)["Properties"];
+    assert!(
+        properties.get("ManagedPolicyArns").is_none(),
+        "{role}: managed policies"
+    );
+    for policy in properties["Policies"].as_array().unwrap() {
+        for statement in policy["PolicyDocument"]["Statement"].as_array().unwrap() {
+            out.push(Grant {
+                key: None,
+                statement: statement.clone(),
+            });
+        }
     }
-    (actions, statements)
+    for grant in &out {
+        assert_eq!(
+            grant.statement["Effect"], "Allow",
+            "{}: {role}: {:?}",
+            stack.name, grant
+        );
+    }
+    out
+}
+
+fn aws_actions(grants: &[Grant]) -> BTreeSet<String> {
+    grants
+        .iter()
+        .flat_map(Grant::actions)
+        .filter(|a| !a.starts_with("logs:"))
+        .collect()
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
 }
 
 #[tokio::test]
-async fn template_grants_exactly_what_the_service_calls() {
-    let code = actions_in_code();
-    assert!(
-        code.contains("kms:Sign") && code.contains("kms:Decrypt"),
-        "the scan found the SDK calls: {code:?}"
+async fn template_grants_exactly_what_each_caller_calls() {
+    let template = template().await;
+    let stacks = Stack::all(&template);
+    let mut service = BTreeSet::new();
+    let mut rotation = BTreeSet::new();
+    for stack in &stacks {
+        for (role, union) in [("ServiceRole", &mut service), ("RotationRole", &mut rotation)] {
+            let grants = grants(stack, role);
+            union.extend(aws_actions(&grants));
+            for grant in &grants {
+                for action in grant.actions() {
+                    assert!(
+                        !action.contains('*'),
+                        "{}: wildcard action {action} granted to {role}",
+                        stack.name
+                    );
+                    let by = CALLS.iter().find(|(_, a, _)| *a == action).map(|(_, _, by)| *by);
+                    assert!(
+                        by != Some(&[Operator]),
+                        "{}: operator-only action {action} granted to {role}",
+                        stack.name
+                    );
+                }
+                // A role's own statements name their resources; a wildcard
+                // is matched by tags (a key the rotation made after the
+                // deployment), except for the read-only key listing.
+                if grant.key.is_none() {
+                    for resource in grant.resources() {
+                        if !resource.contains('*') {
+                            continue;
+                        }
+                        let tagged = ["StringEquals", "StringEqualsIfExists"].iter().any(|op| {
+                            grant.statement["Condition"][op].as_object().is_some_and(|c| {
+                                c.keys().any(|k| {
+                                    k.starts_with("aws:ResourceTag/") || k.starts_with("aws:RequestTag/")
+                                })
+                            })
+                        });
+                        let listing = grant
+                            .actions()
+                            .iter()
+                            .all(|a| a == "kms:ListKeys" || a == "kms:ListResourceTags");
+                        assert!(
+                            tagged || listing,
+                            "{}: {role}: unscoped statement {}",
+                            stack.name,
+                            grant.statement
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    let code_service: BTreeSet<String> = actions_in_code(Service).into_iter().map(str::to_owned).collect();
+    assert_eq!(
+        service, code_service,
+        "ServiceRole's grants vs the service's calls"
+    );
+    let mut code_rotation: BTreeSet<String> =
+        actions_in_code(Rotation).into_iter().map(str::to_owned).collect();
+    for (needs, implied) in IMPLIED {
+        if code_rotation.contains(needs) {
+            code_rotation.insert(implied.to_owned());
+        }
+    }
+    assert_eq!(
+        rotation, code_rotation,
+        "RotationRole's grants vs the rotation's calls"
     );
 
-    let path = workspace_path("deploy/cloudformation/token-service.yaml");
-    let out = run_python(DECODE, &[path.to_str().unwrap()]).await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let template: Value = serde_json::from_str(&out.stdout).unwrap();
-    let (granted, statements) = granted(&template);
-
-    let aws_granted: BTreeSet<&str> = granted
-        .iter()
-        .map(String::as_str)
-        .filter(|a| {
-            a.starts_with("kms:")
-                || a.starts_with("secretsmanager:")
-                || a.starts_with("ssm:")
-                || a.starts_with("sts:")
-                || a.starts_with("dynamodb:")
-        })
-        .collect();
-    assert_eq!(aws_granted, code, "template grants vs service calls");
-    for action in &granted {
-        assert!(
-            !action.contains('*'),
-            "wildcard action {action} granted to the service"
-        );
-        assert!(
-            !OPERATOR_CALLS.iter().any(|(_, a)| a == action),
-            "operator-only action {action} granted to the service"
-        );
-    }
-    // Role statements are scoped to resources (key policies are on the key itself).
-    for statement in statements.iter().filter(|s| s.get("Principal").is_none()) {
-        assert_ne!(statement["Resource"], "*", "unscoped statement {statement}");
-    }
-    // Nothing else in the template can call STS, KMS or Secrets Manager for the service.
-    let text = std::fs::read_to_string(&path).unwrap();
+    // Nothing in the template calls STS for the service.
+    let text = std::fs::read_to_string(workspace_path("deploy/cloudformation/token-service.yaml")).unwrap();
     assert!(
         !text.contains("sts:GetCallerIdentity"),
         "the service needs no STS permission"
     );
+}
+
+/// The rotation role, mode by mode: the four Secrets Manager actions on the
+/// key-set secret, KMS only on the set's keys (by tag) or the envelope key,
+/// logs to its own log group, and nothing else.
+#[tokio::test]
+async fn the_rotation_role_is_scoped_to_the_key_set() {
+    let template = template().await;
+    let secrets = [
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:DescribeSecret",
+        "secretsmanager:PutSecretValue",
+        "secretsmanager:UpdateSecretVersionStage",
+    ];
+    let tagged = ["kms:ScheduleKeyDeletion", "kms:GetPublicKey", "kms:Sign"];
+    let set_tag = format!("aws:ResourceTag/{KEY_SET_TAG}");
+    let request_tag = format!("aws:RequestTag/{KEY_SET_TAG}");
+    for stack in Stack::all(&template) {
+        let name = stack.name;
+        let grants = grants(&stack, "RotationRole");
+        let mut expected = set(&secrets);
+        if stack.kms() {
+            expected.extend(set(&[
+                "kms:CreateKey",
+                "kms:TagResource",
+                "kms:ListKeys",
+                "kms:ListResourceTags",
+            ]));
+            expected.extend(set(&tagged));
+        } else {
+            expected.extend(set(&["kms:Encrypt", "kms:Decrypt"]));
+        }
+        assert_eq!(aws_actions(&grants), expected, "{name}: RotationRole");
+
+        for grant in &grants {
+            let actions = grant.actions();
+            let has = |a: &str| actions.iter().any(|x| x == a);
+            if actions.iter().any(|a| a.starts_with("logs:")) {
+                assert_eq!(actions, ["logs:CreateLogStream", "logs:PutLogEvents"], "{name}");
+                assert_eq!(
+                    grant.resources(),
+                    ["<RotationLogGroup.Arn>"],
+                    "{name}: its own log group"
+                );
+            }
+            if actions.iter().any(|a| a.starts_with("secretsmanager:")) {
+                assert_eq!(
+                    grant.resources(),
+                    [SECRET_ARN_PATTERN],
+                    "{name}: the key-set secret only"
+                );
+                assert!(grant.key.is_none());
+            }
+            if let Some(key) = &grant.key {
+                let allowed: &[&str] = match key.as_str() {
+                    "SigningKey" => &["kms:GetPublicKey", "kms:Sign", "kms:ScheduleKeyDeletion"],
+                    "EnvelopeKey" => &["kms:Encrypt", "kms:Decrypt"],
+                    other => panic!("{name}: key {other} names the rotation role"),
+                };
+                assert_eq!(actions, allowed, "{name}: {key}'s policy");
+                continue;
+            }
+            if has("kms:CreateKey") {
+                assert_eq!(
+                    actions,
+                    ["kms:CreateKey"],
+                    "{name}: CreateKey has conditions of its own"
+                );
+                assert_eq!(
+                    grant.condition("StringEquals", "kms:KeySpec"),
+                    Some(&json!("ECC_NIST_P256"))
+                );
+                assert_eq!(
+                    grant.condition("StringEquals", "kms:KeyUsage"),
+                    Some(&json!("SIGN_VERIFY"))
+                );
+            }
+            if has("kms:CreateKey") || has("kms:TagResource") {
+                assert_eq!(
+                    grant.condition("StringEquals", &request_tag),
+                    Some(&json!(SECRET_NAME)),
+                    "{name}"
+                );
+                let keys = grant
+                    .condition("ForAllValues:StringEquals", "aws:TagKeys")
+                    .map(as_list);
+                assert_eq!(
+                    keys.map(|k| k.into_iter().collect::<BTreeSet<_>>()),
+                    Some(set(&[KEY_SET_TAG, ROTATION_TAG])),
+                    "{name}: only the set's tags"
+                );
+            }
+            if has("kms:TagResource") {
+                assert_eq!(actions, ["kms:TagResource"], "{name}");
+                // Another set's key cannot be re-tagged into this one.
+                assert_eq!(
+                    grant.condition("StringEqualsIfExists", &set_tag),
+                    Some(&json!(SECRET_NAME)),
+                    "{name}"
+                );
+            }
+            if tagged.iter().any(|a| has(a)) {
+                assert!(
+                    actions.iter().all(|a| tagged.contains(&a.as_str())),
+                    "{name}: {actions:?}"
+                );
+                assert_eq!(
+                    grant.condition("StringEquals", &set_tag),
+                    Some(&json!(SECRET_NAME)),
+                    "{name}"
+                );
+                assert_eq!(grant.resources(), [KEY_ARNS], "{name}");
+            }
+            if has("kms:ListKeys") || has("kms:ListResourceTags") {
+                assert!(
+                    actions
+                        .iter()
+                        .all(|a| a == "kms:ListKeys" || a == "kms:ListResourceTags"),
+                    "{name}: the read-only listing stands alone: {actions:?}"
+                );
+            }
+        }
+        // The envelope key also serves the service (Decrypt) and the
+        // operator (Encrypt and Decrypt), when there is one.
+        if !stack.kms() {
+            let key = stack.resource("EnvelopeKey");
+            let statements = key["Properties"]["KeyPolicy"]["Statement"].as_array().unwrap();
+            let of = |arn: &str| -> Vec<Vec<String>> {
+                statements
+                    .iter()
+                    .filter(|s| as_list(&s["Principal"]["AWS"]).iter().any(|p| p == arn))
+                    .map(|s| as_list(&s["Action"]))
+                    .collect()
+            };
+            assert_eq!(of(SERVICE_ROLE), [["kms:Decrypt"]], "{name}");
+            let operator: &[&[&str]] = match stack.parameters.get("OperatorPrincipalArn") {
+                Some(_) => &[&["kms:Encrypt", "kms:Decrypt"]],
+                None => &[],
+            };
+            assert_eq!(of(OPERATOR), operator, "{name}: the operator");
+        }
+    }
+}
+
+/// Secrets Manager, and only for this key set, invokes the rotation
+/// function; the schedule rotates at creation (the first keys) and then
+/// every `RotationPeriodDays`; the function is the token service's package
+/// run as the rotation handler, on both platforms.
+#[tokio::test]
+async fn secrets_manager_rotates_the_key_set() {
+    let template = template().await;
+    for stack in Stack::all(&template) {
+        let name = stack.name;
+        let resources = stack.resources();
+        let of_type = |kind: &str| -> Vec<&str> {
+            resources
+                .iter()
+                .filter(|(_, r)| r["Type"] == kind)
+                .map(|(id, _)| *id)
+                .collect()
+        };
+
+        let permissions: Vec<Value> = of_type("AWS::Lambda::Permission")
+            .into_iter()
+            .map(|id| stack.resource(id))
+            .filter(|p| p["Properties"]["Principal"] == "secretsmanager.amazonaws.com")
+            .collect();
+        assert_eq!(permissions.len(), 1, "{name}: {permissions:?}");
+        let permission = &permissions[0]["Properties"];
+        assert_eq!(permission["Action"], "lambda:InvokeFunction", "{name}");
+        assert!(
+            [ROTATION_FUNCTION, "conn-key-rotation"].contains(&permission["FunctionName"].as_str().unwrap()),
+            "{name}: the permission targets {}",
+            permission["FunctionName"]
+        );
+        assert_eq!(permission["SourceAccount"], ACCOUNT, "{name}");
+        assert_eq!(permission["SourceArn"], SECRET_ARN, "{name}");
+        let permission_id = of_type("AWS::Lambda::Permission")
+            .into_iter()
+            .find(|id| stack.resource(id)["Properties"]["Principal"] == "secretsmanager.amazonaws.com")
+            .unwrap();
+
+        let schedules = of_type("AWS::SecretsManager::RotationSchedule");
+        assert_eq!(schedules.len(), 1, "{name}");
+        let schedule = stack.resource(schedules[0]);
+        let raw = &template["Resources"][schedules[0]]["Properties"];
+        let props = &schedule["Properties"];
+        assert_eq!(props["SecretId"], SECRET_ARN, "{name}");
+        assert_eq!(props["RotationLambdaARN"], ROTATION_FUNCTION, "{name}");
+        assert_eq!(
+            props["RotateImmediatelyOnUpdate"], true,
+            "{name}: the first keys at creation"
+        );
+        assert_eq!(
+            raw["RotationRules"]["AutomaticallyAfterDays"],
+            json!({"Ref": "RotationPeriodDays"}),
+            "{name}"
+        );
+        assert!(
+            as_list(&schedule["DependsOn"]).iter().any(|d| d == permission_id),
+            "{name}: the schedule must wait for the permission (it rotates at once)"
+        );
+
+        let function = stack.resource("RotationFunction");
+        let token_code = &template["Resources"]["TokenFunction"]["Properties"];
+        let raw_function = &template["Resources"]["RotationFunction"];
+        assert!(raw_function.get("Condition").is_none(), "both platforms rotate");
+        let props = &function["Properties"];
+        assert_eq!(props["Role"], ROTATION_ROLE, "{name}");
+        let variables = props["Environment"]["Variables"].as_object().unwrap();
+        assert_eq!(
+            variables.keys().collect::<BTreeSet<_>>(),
+            BTreeSet::from([&HANDLER_ENV.to_owned(), &TEMPLATE_ENV.to_owned()]),
+            "{name}"
+        );
+        assert_eq!(variables[HANDLER_ENV], "rotation", "{name}");
+        assert_eq!(
+            raw_function["Properties"]["Code"], token_code["Code"],
+            "the token service's package"
+        );
+        assert_eq!(raw_function["Properties"]["Handler"], token_code["Handler"]);
+        assert_eq!(raw_function["Properties"]["Runtime"], token_code["Runtime"]);
+        assert_eq!(props["Timeout"], 120, "{name}");
+        assert_eq!(
+            props["LoggingConfig"]["LogGroup"], "<RotationLogGroup>",
+            "{name}: a log group of its own"
+        );
+        assert_eq!(
+            stack.resource("RotationLogGroup")["Properties"]["RetentionInDays"],
+            stack.param("LogRetentionDays"),
+            "{name}"
+        );
+        assert_eq!(
+            stack.eval(&template["Outputs"]["RotationFunctionArn"]["Value"]),
+            Some(json!(ROTATION_FUNCTION))
+        );
+        assert!(stack.rules_hold().is_ok(), "{name}: {:?}", stack.rules_hold());
+    }
+    // The package is needed on ECS too now.
+    let mut parameters: Vec<(&'static str, &'static str)> = DEPLOYMENTS[3].1.to_vec();
+    parameters.push(("CodeS3Bucket", ""));
+    let stack = Stack::new(&template, "ecs without the Lambda package", &parameters);
+    assert!(
+        stack.rules_hold().is_err(),
+        "an ECS stack without CodeS3Bucket must be refused"
+    );
+
+    // The schedule's shortest period leaves room for the rules: a key is
+    // published poll interval + JWKS max-age before it signs, and leaves the
+    // set only once its last token (+ leeway) has expired.
+    let parameters = &template["Parameters"];
+    let period = parameters["RotationPeriodDays"]["MinValue"].as_u64().unwrap() * 86_400;
+    assert_eq!(parameters["RotationPeriodDays"]["Default"], 7);
+    assert_eq!(parameters["RotationPeriodDays"]["Type"], "Number");
+    let longest_token = parameters["MaxTokenLifetimeSeconds"]["MaxValue"]
+        .as_u64()
+        .unwrap();
+    assert!(period >= 30 + 300 && period >= longest_token + 60 && period >= 4 * 3600);
+    let window = &parameters["KeyDeletionWindowDays"];
+    assert_eq!(
+        (&window["Default"], &window["MinValue"], &window["MaxValue"]),
+        (&json!(30), &json!(7), &json!(30))
+    );
+    assert_eq!(parameters["OperatorPrincipalArn"]["Default"], "");
+
+    // Every parameter is in exactly one group of the console's form.
+    let groups = template["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+        .as_array()
+        .unwrap();
+    let grouped: Vec<String> = groups.iter().flat_map(|g| as_list(&g["Parameters"])).collect();
+    let declared: BTreeSet<String> = parameters.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(
+        grouped.len(),
+        declared.len(),
+        "a parameter is in two groups: {grouped:?}"
+    );
+    assert_eq!(grouped.into_iter().collect::<BTreeSet<_>>(), declared);
+}
+
+/// The key-set secret is created empty (a value in the template would be
+/// written as a new AWSCURRENT on every stack update that changed it, wiping
+/// the keys in force); the rotation function's environment holds the template
+/// the code reads (kms: with the stack's existing key as the first key;
+/// kms-envelope: with the envelope key), with the deployed timings; every
+/// config, tag and policy names the same secret.
+#[tokio::test]
+async fn the_rotation_function_holds_a_template_the_code_reads() {
+    let template = template().await;
+    let raw = &template["Resources"]["KeySetSecret"];
+    assert!(
+        raw.get("Condition").is_none(),
+        "both signing modes keep their keys in the secret"
+    );
+    assert!(
+        raw["Properties"].get("KmsKeyId").is_none(),
+        "the default aws/secretsmanager key"
+    );
+    for stack in Stack::all(&template) {
+        let name = stack.name;
+        let secret = stack.resource("KeySetSecret");
+        assert_eq!(secret["Properties"]["Name"], SECRET_NAME, "{name}");
+        for value in ["SecretString", "GenerateSecretString", "SecretBinary"] {
+            assert!(
+                secret["Properties"].get(value).is_none(),
+                "{name}: the secret must start empty, not with {value}"
+            );
+        }
+        let function = stack.resource("RotationFunction");
+        let text = function["Properties"]["Environment"]["Variables"][TEMPLATE_ENV]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: no {TEMPLATE_ENV}"))
+            .to_owned();
+        let value: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}: {text}"));
+        let issuer = match stack.parameters.get("IssuerUrl") {
+            Some(issuer) => *issuer,
+            None => FUNCTION_URL,
+        };
+        let lifetime: u64 = scalar(&stack.param("MaxTokenLifetimeSeconds")).parse().unwrap();
+        let mut expected = json!({
+            "format": FORMAT,
+            "issuer": issuer,
+            "alg": "ES256",
+            "max_token_lifetime_secs": lifetime,
+            "jwks_max_age_secs": 300,
+            "poll_interval_secs": 30,
+            "leeway_secs": 60,
+        });
+        let extra = if stack.kms() {
+            let mut administrators = vec![ROTATION_ROLE];
+            if stack.parameters.contains_key("OperatorPrincipalArn") {
+                administrators.push(OPERATOR);
+            }
+            let window: u64 = scalar(&stack.param("KeyDeletionWindowDays")).parse().unwrap();
+            json!({
+                "kind": "kms",
+                "key_spec": "ECC_NIST_P256",
+                "signers": [SERVICE_ROLE],
+                "administrators": administrators,
+                "deletion_window_days": window,
+                "first_key_id": SIGNING_KEY,
+            })
+        } else {
+            json!({"kind": "kms-envelope", "kms_key_id": ENVELOPE_KEY})
+        };
+        expected
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        assert_eq!(value, expected, "{name}");
+        match KeySetValue::parse(&text) {
+            Ok(KeySetValue::Template(_)) => {}
+            other => panic!("{name}: the code reads {other:?} from {text}"),
+        }
+
+        // The first key carries the set's tag: the roles' policies match it.
+        if stack.kms() {
+            let key = stack.resource("SigningKey");
+            assert_eq!(
+                key["Properties"]["Tags"],
+                json!([{"Key": KEY_SET_TAG, "Value": SECRET_NAME}]),
+                "{name}"
+            );
+        }
+        // The service polls the set in force, by name, in both modes.
+        for grant in grants(&stack, "ServiceRole") {
+            let actions = grant.actions();
+            if actions.iter().any(|a| a.starts_with("secretsmanager:")) {
+                assert_eq!(actions, ["secretsmanager:GetSecretValue"], "{name}");
+                assert_eq!(grant.resources(), [SECRET_ARN_PATTERN], "{name}");
+            }
+            if grant.key.is_none() && actions.iter().any(|a| a == "kms:Sign" || a == "kms:GetPublicKey") {
+                let tag = format!("aws:ResourceTag/{KEY_SET_TAG}");
+                assert_eq!(
+                    grant.condition("StringEquals", &tag),
+                    Some(&json!(SECRET_NAME)),
+                    "{name}"
+                );
+            }
+        }
+        for config in configs(&stack) {
+            let signing = &config["signing"];
+            assert_eq!(
+                signing["kind"].as_str(),
+                stack.parameters.get("SigningMode").copied(),
+                "{name}"
+            );
+            assert_eq!(signing["key_set_secret"].as_str(), Some(SECRET_NAME), "{name}");
+            assert_eq!(
+                config["tokens"]["max_ttl_secs"]
+                    .as_integer()
+                    .map(i64::unsigned_abs),
+                Some(lifetime),
+                "{name}: the server allows what the key set's rules count on"
+            );
+        }
+        assert_eq!(
+            stack.eval(&template["Outputs"]["KeySetSecretName"]["Value"]),
+            Some(json!(SECRET_NAME))
+        );
+    }
+}
+
+/// The server configurations of `stack` (the function's, or the task's), parsed.
+fn configs(stack: &Stack) -> Vec<toml::Table> {
+    let mut out = Vec::new();
+    if stack.has("TokenFunction") {
+        let function = stack.resource("TokenFunction");
+        out.push(function["Properties"]["Environment"]["Variables"]["OIDC_SERVER_CONFIG_TOML"].clone());
+    }
+    if stack.has("TaskDefinition") {
+        let task = stack.resource("TaskDefinition");
+        for container in task["Properties"]["ContainerDefinitions"].as_array().unwrap() {
+            for variable in container["Environment"].as_array().unwrap() {
+                if variable["Name"] == "OIDC_SERVER_CONFIG_TOML" {
+                    out.push(variable["Value"].clone());
+                }
+            }
+        }
+    }
+    assert_eq!(out.len(), 1, "{}: one server configuration", stack.name);
+    out.iter()
+        .map(|text| {
+            let text = text.as_str().unwrap();
+            text.parse()
+                .unwrap_or_else(|e| panic!("{}: {e}: {text}", stack.name))
+        })
+        .collect()
 }
 
 /// The replay table is the one the server checks for at start (`pk` String
@@ -225,46 +1225,39 @@ async fn template_grants_exactly_what_the_service_calls() {
 /// never keeps one-time use in memory.
 #[tokio::test]
 async fn the_replay_table_serves_both_platforms() {
-    let path = workspace_path("deploy/cloudformation/token-service.yaml");
-    let out = run_python(DECODE, &[path.to_str().unwrap()]).await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let template: Value = serde_json::from_str(&out.stdout).unwrap();
-    let resources = &template["Resources"];
-    let table = &resources["ReplayTable"];
+    let template = template().await;
+    let table = &template["Resources"]["ReplayTable"];
     assert_eq!(table["Type"], "AWS::DynamoDB::Table");
     let props = &table["Properties"];
     assert_eq!(props["BillingMode"], "PAY_PER_REQUEST");
     assert_eq!(
         props["KeySchema"],
-        serde_json::json!([{"AttributeName": oidc_server::replay::PARTITION_KEY, "KeyType": "HASH"}])
+        json!([{"AttributeName": oidc_server::replay::PARTITION_KEY, "KeyType": "HASH"}])
     );
     assert_eq!(
         props["AttributeDefinitions"],
-        serde_json::json!([{"AttributeName": oidc_server::replay::PARTITION_KEY, "AttributeType": "S"}])
+        json!([{"AttributeName": oidc_server::replay::PARTITION_KEY, "AttributeType": "S"}])
     );
     assert_eq!(
         props["TimeToLiveSpecification"],
-        serde_json::json!({"AttributeName": oidc_server::replay::EXPIRES_AT, "Enabled": true})
+        json!({"AttributeName": oidc_server::replay::EXPIRES_AT, "Enabled": true})
     );
 
-    let (_, statements) = granted(&template);
-    let replay: Vec<&Value> = statements
-        .iter()
-        .filter(|s| as_list(&s["Action"]).iter().any(|a| a.starts_with("dynamodb:")))
-        .collect();
-    assert_eq!(replay.len(), 1, "{replay:?}");
-    assert_eq!(
-        replay[0]["Resource"],
-        serde_json::json!({"Fn::GetAtt": ["ReplayTable", "Arn"]})
-    );
-
-    let text = std::fs::read_to_string(&path).unwrap();
-    let configs = text.matches("OIDC_SERVER_CONFIG_TOML").count();
-    let dynamodb = text
-        .matches(
-            "[replay]\n                  store = \"dynamodb\"\n                  table = \"${ReplayTable}\"",
-        )
-        .count();
-    assert_eq!(configs, 2, "the Lambda and the ECS configuration");
-    assert_eq!(dynamodb, configs, "each records one-time uses in the table");
+    let mut platforms = BTreeSet::new();
+    for stack in Stack::all(&template) {
+        let grants = grants(&stack, "ServiceRole");
+        let replay: Vec<&Grant> = grants
+            .iter()
+            .filter(|g| g.actions().iter().any(|a| a.starts_with("dynamodb:")))
+            .collect();
+        assert_eq!(replay.len(), 1, "{}: {replay:?}", stack.name);
+        assert_eq!(replay[0].resources(), ["<ReplayTable.Arn>"], "{}", stack.name);
+        for config in configs(&stack) {
+            let replay = &config["replay"];
+            assert_eq!(replay["store"].as_str(), Some("dynamodb"), "{}", stack.name);
+            assert_eq!(replay["table"].as_str(), Some("<ReplayTable>"), "{}", stack.name);
+        }
+        platforms.insert(stack.parameters["Platform"]);
+    }
+    assert_eq!(platforms, BTreeSet::from(["ecs", "lambda"]));
 }

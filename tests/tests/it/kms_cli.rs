@@ -1,51 +1,16 @@
 //! The `oidc-server` binary with KMS, as an operator uses it: `serve
-//! --kms-key-id KEY` on the config in force, and `keys stage | show |
-//! promote` on a key-set secret, against moto_server.
+//! --kms-key-id KEY` on the config in force, and `keys init | show |
+//! rotate` on a key-set secret, against moto_server, with the embedded
+//! default configuration (the rules run on the key set's own timings) and
+//! with the local clock hours off (they run on Secrets Manager's clock).
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use e2e::cli::{binary, command as oidc_server, run, run_command, text, Running};
 use e2e::moto::{self, free_port, Moto};
 use oidc_core::internal::der;
 use oidc_core::{AccessTokenClaims, Policy, Verifier};
-
-/// Kills the server however the test ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn binary() -> std::path::PathBuf {
-    tokio::task::spawn_blocking(|| e2e::built_executable(&["--bin", "oidc-server"], "oidc-server"))
-        .await
-        .unwrap()
-}
-
-fn oidc_server(bin: &std::path::Path, moto: &Moto, args: &[&str]) -> Command {
-    let mut command = Command::new(bin);
-    command
-        .envs(moto.env())
-        .env_remove("OIDC_SERVER_CONFIG")
-        .env_remove("OIDC_SERVER_CONFIG_TOML")
-        .env("RUST_LOG", "warn")
-        .args(args);
-    command
-}
-
-async fn run(bin: &std::path::Path, moto: &Moto, args: &[&str]) -> Output {
-    let mut command = oidc_server(bin, moto, args);
-    tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// The RFC 7638 thumbprint of a KMS key's public key, read with the SDK.
 async fn kms_thumbprint(moto: &Moto, key_id: &str) -> String {
@@ -122,84 +87,131 @@ async fn serve_with_kms_key_id_signs_through_kms() {
     );
 }
 
+/// `oidc-server keys ARGS` with the process clock moved by `offset` (a
+/// libfaketime offset such as `+3h`).
+async fn run_skewed(bin: &std::path::Path, moto: &Moto, offset: &str, args: &[&str]) -> std::process::Output {
+    let mut command = oidc_server(bin, moto, args);
+    command
+        .env("LD_PRELOAD", e2e::tools::faketime_library())
+        .env("FAKETIME", offset)
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+    run_command(command).await
+}
+
+fn show_json(out: &std::process::Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
+}
+
 #[tokio::test]
-async fn keys_stage_show_and_promote_follow_the_rules() {
+async fn keys_init_show_and_rotate_follow_the_documents_rules_on_secrets_managers_clock() {
     let moto = Moto::shared();
     let sdk = moto.sdk_config().await;
-    let first = moto::create_signing_key(&sdk, "ECC_NIST_P256").await;
-    let second = moto::create_signing_key(&sdk, "ECC_NIST_P256").await;
+    let sym = moto::create_symmetric_key(&sdk).await;
     let secret = moto::unique("cli-key-set");
     let bin = binary().await;
 
-    // Into an empty set, the first key is active at once.
-    let out = run(
-        &bin,
-        moto,
-        &[
-            "keys", "stage", "--secret", &secret, "--kind", "kms", "--key-id", &first,
-        ],
-    )
-    .await;
+    // P = 1, A = 1, T = 3, L = 1: rotations at least 5 s apart, whatever
+    // the embedded default config (T = 900, A = 300) would say.
+    let timings = [
+        "--max-token-lifetime-secs",
+        "3",
+        "--jwks-max-age-secs",
+        "1",
+        "--poll-interval-secs",
+        "1",
+        "--leeway-secs",
+        "1",
+    ];
+    let mut args = vec![
+        "keys",
+        "init",
+        "--secret",
+        &secret,
+        "--kind",
+        "kms-envelope",
+        "--key-id",
+        &sym,
+        "--issuer",
+        "https://issuer.test",
+    ];
+    args.extend(timings);
+    let out = run(&bin, moto, &args).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let show = run(&bin, moto, &["keys", "show", "--secret", &secret]).await;
-    assert!(show.status.success(), "{}", text(&show.stderr));
-    let first_kid = kms_thumbprint(moto, &first).await;
-    let stdout = text(&show.stdout);
-    let line = stdout
-        .lines()
-        .find(|l| l.contains(&first_kid))
-        .unwrap_or_else(|| panic!("{stdout}"));
     assert!(
-        line.trim_start().starts_with("active") && line.contains("signing now"),
-        "{stdout}"
-    );
-
-    // Nothing staged: nothing to promote.
-    let out = run(&bin, moto, &["keys", "promote", "--secret", &secret]).await;
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("stage one first"),
+        text(&out.stderr).contains("warning: poll interval 1 s"),
         "{}",
         text(&out.stderr)
     );
-
-    // A second key is staged as next and may not be promoted before it is mature.
-    let out = run(
-        &bin,
-        moto,
-        &[
-            "keys", "stage", "--secret", &secret, "--kind", "kms", "--key-id", &second,
-        ],
-    )
-    .await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let stdout = text(
-        &run(&bin, moto, &["keys", "show", "--secret", &secret])
-            .await
-            .stdout,
-    );
-    let second_kid = kms_thumbprint(moto, &second).await;
-    let line = stdout
-        .lines()
-        .find(|l| l.contains(&second_kid))
-        .unwrap_or_else(|| panic!("{stdout}"));
-    assert!(line.trim_start().starts_with("next"), "{stdout}");
+    let first = show_json(&run(&bin, moto, &["keys", "show", "--secret", &secret, "--json"]).await);
+    let roles: Vec<&str> = first["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["current", "next"], "{first}");
+    assert_eq!(first["timings"]["min_rotation_interval_secs"], 5, "{first}");
+    let created = first["created_at"].as_u64().unwrap();
+    assert_eq!(first["next_rotation_at"].as_u64(), Some(created + 5), "{first}");
+    let text_show = run(&bin, moto, &["keys", "show", "--secret", &secret]).await;
     assert!(
-        stdout.contains(&format!("promote {second_kid}: at ")),
-        "show says when: {stdout}"
-    );
-    let out = run(&bin, moto, &["keys", "promote", "--secret", &secret]).await;
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("may be promoted at"),
+        text(&text_show.stdout).contains("next rotation allowed: "),
         "{}",
-        text(&out.stderr)
+        text(&text_show.stdout)
     );
-    // And nothing is retiring yet.
-    let out = run(&bin, moto, &["keys", "retire", "--secret", &secret]).await;
-    assert!(!out.status.success());
+
+    // Too early, with the clock right or three hours ahead: refused, with
+    // the earliest time; nothing pending is left behind.
+    for offset in ["+0", "+3h"] {
+        let out = run_skewed(&bin, moto, offset, &["keys", "rotate", "--secret", &secret]).await;
+        assert_eq!(out.status.code(), Some(1), "{offset}: {}", text(&out.stdout));
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("rotation refused") && stderr.contains("earliest allowed: "),
+            "{stderr}"
+        );
+        let earliest = aws_sdk_secretsmanager::primitives::DateTime::from_secs((created + 5) as i64)
+            .fmt(aws_sdk_secretsmanager::primitives::DateTimeFormat::DateTime)
+            .unwrap();
+        assert!(
+            stderr.contains(&earliest),
+            "{offset}: {stderr} (expected {earliest})"
+        );
+    }
+    let after = show_json(&run(&bin, moto, &["keys", "show", "--secret", &secret, "--json"]).await);
+    assert_eq!(after["version_id"], first["version_id"]);
     assert!(
-        text(&out.stderr).contains("nothing to retire"),
+        !after["versions"].to_string().contains("AWSPENDING"),
+        "a refused rotation leaves no pending version: {after}"
+    );
+
+    // Once allowed, with the clock three hours behind: rotated.
+    tokio::time::sleep(Duration::from_millis(5_500)).await;
+    let out = run_skewed(&bin, moto, "-3h", &["keys", "rotate", "--secret", &secret]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rotated = show_json(&run(&bin, moto, &["keys", "show", "--secret", &secret, "--json"]).await);
+    let kid = |doc: &serde_json::Value, role: &str| {
+        doc["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["role"] == role)
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(kid(&rotated, "previous"), kid(&first, "current"));
+    assert_eq!(kid(&rotated, "current"), kid(&first, "next"));
+    assert!(kid(&rotated, "next").is_some() && kid(&rotated, "next") != kid(&first, "next"));
+    assert!(
+        rotated["versions"].to_string().contains("AWSPREVIOUS"),
+        "{rotated}"
+    );
+
+    // A second init does not overwrite the set.
+    let out = run(&bin, moto, &args).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("exists already"),
         "{}",
         text(&out.stderr)
     );

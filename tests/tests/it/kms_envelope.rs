@@ -1,18 +1,19 @@
 //! KMS-envelope keys against moto_server: a key generated here, encrypted
 //! under a symmetric KMS key with the issuer and kid as encryption context,
-//! kept in the key-set secret, decrypted once at start; tokens then cost zero
+//! kept in the key-set secret (made by its first rotation), decrypted once at start; tokens then cost zero
 //! KMS calls. A ciphertext opened for another issuer or kid fails clearly.
 
 use e2e::fault_proxy::FaultProxy;
 use e2e::moto::{self, Moto};
-use oidc_core::internal::{SystemClock, WallClock};
+use std::time::Duration;
+
+use e2e::TestServer;
 use oidc_core::keys::kms_envelope::{self, EnvelopeError};
 use oidc_core::keys::{KmsOptions, Signer};
-use oidc_core::keyset::aws::{KeySetSecret, StageOutcome};
-use oidc_core::keyset::rotation::{KeyBackend, KeyRecord};
+use oidc_core::keyset::aws::{KeySetSecret, Rotation};
+use oidc_core::keyset::document::{KeySetTemplate, SetKind, Timings};
 use oidc_core::Algorithm;
-
-use crate::kms::kms_server;
+use oidc_server::ServiceContext;
 
 #[tokio::test]
 async fn envelope_keys_round_trip_and_refuse_another_context() {
@@ -63,43 +64,51 @@ async fn envelope_keys_round_trip_and_refuse_another_context() {
 async fn an_envelope_key_set_signs_with_zero_kms_calls_per_token() {
     let moto = Moto::shared();
     let config = moto.sdk_config().await;
-    let kms = aws_sdk_kms::Client::new(&config);
     let key = moto::create_symmetric_key(&config).await;
     let proxy = FaultProxy::start(&moto.endpoint).await;
     let secret_name = moto::unique("envelope-set");
+    let issuer = "https://issuer.envelope.test";
 
-    // The issuer is the server's URL, known once it listens, so the key is
-    // sealed after the start: the secret exists, empty, before. Until the key
-    // is there the server has none (and says so).
+    // A set with no keys yet (what the stack creates before its first
+    // rotation): the server starts, has no key, and says so.
+    let template = KeySetTemplate {
+        issuer: issuer.into(),
+        kind: SetKind::KmsEnvelope {
+            kms_key_id: key.clone(),
+            alg: Algorithm::ES256,
+        },
+        timings: Timings {
+            max_token_lifetime: Duration::from_secs(900),
+            jwks_max_age: Duration::from_secs(300),
+            poll_interval: Duration::from_secs(1),
+            leeway: Duration::from_secs(60),
+        },
+        first_key_id: None,
+    };
     let secrets = aws_sdk_secretsmanager::Client::new(&config);
-    secrets.create_secret().name(&secret_name).send().await.unwrap();
-    let server = kms_server(
-        &proxy.endpoint,
-        &format!("[signing]\nkind = \"kms-envelope\"\nkey_set_secret = \"{secret_name}\"\npoll_interval_secs = 1\n"),
-    )
+    KeySetSecret::new(&secrets, &secret_name, Default::default())
+        .create(&template.to_json(), "test", None)
+        .await
+        .unwrap();
+    let server = TestServer::builder(&e2e::test_config_with_signing(&format!(
+        "[signing]\nkind = \"kms-envelope\"\nkey_set_secret = \"{secret_name}\"\npoll_interval_secs = 1\n"
+    )))
+    .context(ServiceContext {
+        sdk_config: Some(moto::sdk_config_for(&proxy.endpoint).await),
+        ..Default::default()
+    })
+    .issuer(issuer)
+    .start()
     .await;
     let (status, body, _) = server.request_token().await;
     assert_eq!(status, 503, "{body}");
 
-    let sealed = kms_envelope::create(&kms, &key, &server.url, Algorithm::ES256, &KmsOptions::default())
+    // The first rotation makes the keys; the stored document holds
+    // ciphertext only.
+    Rotation::connect(&config, &secret_name, KmsOptions::default())
+        .rotate()
         .await
         .unwrap();
-    let record = KeyRecord {
-        backend: KeyBackend::KmsEnvelope {
-            kms_key_id: sealed.kms_key_id.clone(),
-            ciphertext: sealed.ciphertext.clone(),
-        },
-        verifying_key: sealed.verifying_key.clone(),
-        published_at: 0,
-        activated_at: None,
-    };
-    let set = KeySetSecret::new(&secrets, &secret_name, KmsOptions::default());
-    let outcome = set.stage(record, SystemClock.now()).await.unwrap();
-    assert!(
-        matches!(outcome, StageOutcome::ActivatedAtOnce { .. }),
-        "{outcome:?}"
-    );
-    // The stored record holds ciphertext only.
     let stored = secrets
         .get_secret_value()
         .secret_id(&secret_name)
@@ -108,13 +117,13 @@ async fn an_envelope_key_set_signs_with_zero_kms_calls_per_token() {
         .unwrap();
     assert!(!stored.secret_string().unwrap().contains("PRIVATE KEY"));
 
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while server.request_token().await.0 != 200 {
         assert!(
             std::time::Instant::now() < deadline,
             "the server never picked up the key set"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     proxy.reset_counts();
     for _ in 0..20 {

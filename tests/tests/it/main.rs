@@ -19,6 +19,7 @@ mod kms_faults;
 mod replay;
 mod replay_bench;
 mod rotation;
+mod rotation_bench;
 mod third_party;
 mod token_endpoint;
 mod trust;

@@ -1,211 +1,814 @@
-//! Rotation with two server replicas sharing one key-set secret in moto, and
-//! verifiers that cache the JWKS of either replica: tokens are issued and
-//! verified in a loop while a KMS key (active) hands over to an envelope key
-//! (next → active) and is then retired and removed. Zero failures; early
-//! promotion and early retirement are refused by the rules.
+//! Keys that rotate themselves, against moto_server: Secrets Manager's
+//! four rotation steps with real events, each retried; two server replicas
+//! sharing one key set while `oidc-server keys rotate` rotates it three
+//! times and verifiers that cache either replica's JWKS (oidc-core's
+//! `RemoteJwks`, PyJWT's `PyJWKClient`, jose's `createRemoteJWKSet`) verify
+//! every token; a server configured beyond the set's rules refuses to start;
+//! a thawed Lambda environment reads the set before answering; `kms` sets
+//! create one KMS key per rotation and delete the one that left.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use aws_config::SdkConfig;
+use e2e::cli::{binary, run, text};
+use e2e::fault_proxy::{FaultProxy, Mode};
 use e2e::moto::{self, Moto};
+use e2e::tools::CachingVerifier;
 use e2e::{TestServer, AUDIENCE};
-use oidc_core::internal::{SystemClock, WallClock};
-use oidc_core::keys::{kms_envelope, KmsOptions, KmsSigner, Signer};
-use oidc_core::keyset::aws::KeySetSecret;
-use oidc_core::keyset::rotation::{KeyBackend, KeyRecord, RotationError, RotationTimings};
+use oidc_core::keys::KmsOptions;
+use oidc_core::keyset::aws::{KeySetError, KeySetSecret, Rotation, RotationStep};
+use oidc_core::keyset::document::{KeySetTemplate, KeySetValue, SetKind, Timings};
 use oidc_core::verify::RemoteJwks;
 use oidc_core::{AccessTokenClaims, Algorithm, Policy, Verifier};
-use oidc_server::ServiceContext;
+use oidc_server::config::{Config, Origin, Overrides};
+use oidc_server::signing::{KeySetPolling, SigningSetupError};
+use oidc_server::{lambda, AppState, ServiceContext};
+use serde_json::{json, Value};
 
 const ISSUER: &str = "http://127.0.0.1:1";
 
-async fn replica(config: &aws_config::SdkConfig, secret: &str) -> TestServer {
-    let toml = e2e::test_config_with_signing(&format!(
-        "[signing]\nkind = \"kms\"\nkey_set_secret = \"{secret}\"\npoll_interval_secs = 1\nleeway_secs = 1\n"
-    )) + "\n[tokens]\ndefault_ttl_secs = 12\nmax_ttl_secs = 12\n\n[http]\njwks_max_age_secs = 1\n";
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// A key set of `kind` with `timings`, for [`ISSUER`].
+fn template(kind: SetKind, timings: Timings) -> KeySetTemplate {
+    KeySetTemplate {
+        issuer: ISSUER.into(),
+        kind,
+        timings,
+        first_key_id: None,
+    }
+}
+
+fn envelope(sym: &str) -> SetKind {
+    SetKind::KmsEnvelope {
+        kms_key_id: sym.into(),
+        alg: Algorithm::ES256,
+    }
+}
+
+/// Creates the secret holding `template` (no keys yet) and returns its ARN,
+/// which is what Secrets Manager puts in a rotation event.
+async fn create_set(sdk: &SdkConfig, name: &str, template: &KeySetTemplate) -> String {
+    let secrets = aws_sdk_secretsmanager::Client::new(sdk);
+    KeySetSecret::new(&secrets, name, Default::default())
+        .create(&template.to_json(), "test key set", None)
+        .await
+        .unwrap();
+    let described = secrets.describe_secret().secret_id(name).send().await.unwrap();
+    described.arn().unwrap().to_owned()
+}
+
+fn rotation(sdk: &SdkConfig, secret: &str) -> Rotation {
+    Rotation::connect(sdk, secret, KmsOptions::default())
+}
+
+async fn stages(sdk: &SdkConfig, secret: &str) -> HashMap<String, Vec<String>> {
+    let secrets = aws_sdk_secretsmanager::Client::new(sdk);
+    KeySetSecret::new(&secrets, secret, Default::default())
+        .stages()
+        .await
+        .unwrap()
+}
+
+fn labelled<'a>(stages: &'a HashMap<String, Vec<String>>, label: &str) -> Vec<&'a str> {
+    stages
+        .iter()
+        .filter(|(_, labels)| labels.iter().any(|l| l == label))
+        .map(|(id, _)| id.as_str())
+        .collect()
+}
+
+fn event(step: &str, secret: &str, token: &str) -> Value {
+    // What Secrets Manager sends (RotationToken appears in newer events).
+    json!({"Step": step, "SecretId": secret, "ClientRequestToken": token, "RotationToken": "rt-0123456789"})
+}
+
+fn token() -> String {
+    let mut bytes = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).unwrap();
+    hex::encode(bytes)
+}
+
+async fn current(sdk: &SdkConfig, secret: &str) -> (String, u64, KeySetValue) {
+    let secrets = aws_sdk_secretsmanager::Client::new(sdk);
+    let stored = KeySetSecret::new(&secrets, secret, Default::default())
+        .current()
+        .await
+        .unwrap()
+        .expect("a version in force");
+    (stored.version_id, stored.created_at, stored.value)
+}
+
+fn document(value: KeySetValue) -> oidc_core::keyset::document::KeySetDocument {
+    match value {
+        KeySetValue::Document(document) => *document,
+        KeySetValue::Template(_) => panic!("the set has no keys"),
+    }
+}
+
+/// Sleeps until the rotation of the set in force is allowed (by the
+/// document's rules, from its CreatedDate), plus a margin for the emulator.
+async fn until_rotation_allowed(sdk: &SdkConfig, secret: &str) {
+    let (_, created_at, value) = current(sdk, secret).await;
+    let earliest = document(value).timings.earliest_rotation(created_at);
+    let wait = (earliest + 1).saturating_sub(unix_now());
+    tokio::time::sleep(secs(wait)).await;
+}
+
+#[tokio::test]
+async fn the_four_steps_on_real_events_each_retried_and_a_failed_test_retried() {
+    let moto = Moto::shared();
+    let sdk = moto.sdk_config().await;
+    let sym = moto::create_symmetric_key(&sdk).await;
+    let name = moto::unique("steps");
+    // P = 1, A = 1, T = 1, L = 0: rotations at least 2 s apart.
+    let timings = Timings {
+        max_token_lifetime: secs(1),
+        jwks_max_age: secs(1),
+        poll_interval: secs(1),
+        leeway: Duration::ZERO,
+    };
+    let arn = create_set(&sdk, &name, &template(envelope(&sym), timings)).await;
+    let (template_version, _, value) = current(&sdk, &name).await;
+    assert!(matches!(value, KeySetValue::Template(_)));
+
+    // The first rotation makes the first document; every step runs twice,
+    // as Secrets Manager may retry it.
+    let first = token();
+    for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
+        for attempt in 0..2 {
+            lambda::rotation::handle(&sdk, None, &event(step, &arn, &first))
+                .await
+                .unwrap_or_else(|e| panic!("{step} (attempt {attempt}): {e}"));
+        }
+    }
+    let now = stages(&sdk, &name).await;
+    assert_eq!(labelled(&now, "AWSCURRENT"), [first.as_str()], "{now:?}");
+    assert_eq!(
+        labelled(&now, "AWSPREVIOUS"),
+        [template_version.as_str()],
+        "{now:?}"
+    );
+    assert!(labelled(&now, "AWSPENDING").is_empty(), "{now:?}");
+    let first_doc = document(current(&sdk, &name).await.2);
+    assert!(first_doc.previous.is_none());
+
+    // At once again: the rules refuse, and leave nothing pending.
+    let early = token();
+    let error = lambda::rotation::handle(&sdk, None, &event("createSecret", &arn, &early))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("may rotate at"), "{error}");
+    let now = stages(&sdk, &name).await;
+    assert!(labelled(&now, "AWSPENDING").is_empty(), "{now:?}");
+    assert_eq!(labelled(&now, "AWSCURRENT"), [first.as_str()]);
+    // A retry of that refused rotation does not go on from it.
+    let again = lambda::rotation::handle(&sdk, None, &event("createSecret", &arn, &early))
+        .await
+        .unwrap_err();
+    assert!(again.to_string().contains("start another rotation"), "{again}");
+
+    // The snake_case spelling; testSecret fails (KMS refuses to open the
+    // new current key) and is retried.
+    until_rotation_allowed(&sdk, &name).await;
+    let second = token();
+    lambda::rotation::handle(&sdk, None, &event("create_secret", &arn, &second))
+        .await
+        .unwrap();
+    lambda::rotation::handle(&sdk, None, &event("set_secret", &arn, &second))
+        .await
+        .unwrap();
+    // KMS answers DisabledException to the step's Decrypt.
+    let proxy = FaultProxy::start(&moto.endpoint).await;
+    let through_proxy = moto::sdk_config_for(&proxy.endpoint).await;
+    proxy.set_for("TrentService.Decrypt", Mode::Disabled);
+    let failed = lambda::rotation::handle(&through_proxy, None, &event("test_secret", &arn, &second))
+        .await
+        .unwrap_err();
+    assert!(
+        failed.to_string().contains("test_secret") || failed.to_string().contains("testSecret"),
+        "{failed}"
+    );
+    let now = stages(&sdk, &name).await;
+    assert_eq!(
+        labelled(&now, "AWSPENDING"),
+        [second.as_str()],
+        "still pending: {now:?}"
+    );
+    assert_eq!(
+        labelled(&now, "AWSCURRENT"),
+        [first.as_str()],
+        "still in force: {now:?}"
+    );
+    proxy.set(Mode::Pass);
+    for step in ["test_secret", "finish_secret", "finish_secret"] {
+        lambda::rotation::handle(&through_proxy, None, &event(step, &arn, &second))
+            .await
+            .unwrap_or_else(|e| panic!("{step}: {e}"));
+    }
+    let now = stages(&sdk, &name).await;
+    assert_eq!(labelled(&now, "AWSCURRENT"), [second.as_str()], "{now:?}");
+    assert_eq!(labelled(&now, "AWSPREVIOUS"), [first.as_str()], "{now:?}");
+    assert!(labelled(&now, "AWSPENDING").is_empty(), "{now:?}");
+    let second_doc = document(current(&sdk, &name).await.2);
+    assert_eq!(
+        second_doc.previous.as_ref().map(|k| k.kid()),
+        Some(first_doc.current.kid())
+    );
+    assert_eq!(second_doc.current.kid(), first_doc.next.kid());
+
+    // Not a rotation event: refused with the reason.
+    let error = lambda::rotation::handle(&sdk, None, &json!({"Step": "createSecret", "SecretId": arn}))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("ClientRequestToken"), "{error}");
+}
+
+#[tokio::test]
+async fn an_empty_secret_gets_its_first_set_from_the_functions_template_and_later_its_settings() {
+    let moto = Moto::shared();
+    let sdk = moto.sdk_config().await;
+    let sym = moto::create_symmetric_key(&sdk).await;
+    let name = moto::unique("stack-set");
+    // What the stack creates: a secret with no version.
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let created = secrets.create_secret().name(&name).send().await.unwrap();
+    let arn = created.arn().unwrap().to_owned();
+    let timings = Timings {
+        max_token_lifetime: secs(1),
+        jwks_max_age: secs(1),
+        poll_interval: secs(1),
+        leeway: Duration::ZERO,
+    };
+    // A server started before the first rotation: no keys, nothing cacheable.
+    let server = replica(&sdk, &name).await;
+    let (status, body, _) = server.request_token().await;
+    assert_eq!(status, 503, "{body}");
+    let jwks = e2e::http().get(server.jwks_url()).send().await.unwrap();
+    assert_eq!(jwks.headers()["cache-control"], "public, max-age=0");
+    server.stop().await;
+
+    // The function's template (its environment) makes the first set.
+    let env = template(envelope(&sym), timings).to_json();
+    let from_env = lambda::rotation::template_from(&env).unwrap();
+    let rotate = async |template: &KeySetTemplate| {
+        let token = token();
+        for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
+            lambda::rotation::handle(&sdk, Some(template), &event(step, &arn, &token)).await?;
+        }
+        Ok::<_, lambda::rotation::RotationError>(())
+    };
+    rotate(&from_env).await.unwrap();
+    let first = document(current(&sdk, &name).await.2);
+    assert_eq!(first.timings, timings);
+
+    // A stack update changed a parameter: the next set has the new value,
+    // and keeps its keys.
+    until_rotation_allowed(&sdk, &name).await;
+    let mut longer = from_env.clone();
+    longer.timings.max_token_lifetime = secs(2);
+    rotate(&longer).await.unwrap();
+    let second = document(current(&sdk, &name).await.2);
+    assert_eq!(second.timings.max_token_lifetime, secs(2));
+    assert_eq!(second.current.kid(), first.next.kid());
+
+    // Another issuer is refused: a key set keeps its issuer.
+    until_rotation_allowed(&sdk, &name).await;
+    let other = KeySetTemplate {
+        issuer: "https://another-issuer.test".into(),
+        ..longer.clone()
+    };
+    let error = rotate(&other).await.unwrap_err();
+    assert!(error.to_string().contains("keeps its issuer"), "{error}");
+    // Not a template at all: refused with the reason.
+    assert!(lambda::rotation::template_from("{}").is_err());
+}
+
+/// What the loop saw of one kid: when each replica first published it.
+#[derive(Default)]
+struct Published(HashMap<(usize, String), Instant>);
+
+fn replica_toml(secret: &str) -> String {
+    e2e::test_config_with_signing(&format!(
+        "[signing]\nkind = \"kms-envelope\"\nkey_set_secret = \"{secret}\"\npoll_interval_secs = 1\nleeway_secs = 1\n"
+    )) + "\n[tokens]\ndefault_ttl_secs = 3\nmax_ttl_secs = 3\n\n[http]\njwks_max_age_secs = 2\n"
+}
+
+async fn replica(sdk: &SdkConfig, secret: &str) -> TestServer {
     let context = ServiceContext {
-        sdk_config: Some(config.clone()),
+        sdk_config: Some(sdk.clone()),
         ..Default::default()
     };
     // Both replicas are one issuer: the same `iss` and envelope context.
-    TestServer::builder(&toml)
+    TestServer::builder(&replica_toml(secret))
         .context(context)
         .issuer(ISSUER)
         .start()
         .await
 }
 
-fn timings() -> RotationTimings {
-    RotationTimings {
-        poll_interval: Duration::from_secs(1),
-        jwks_max_age: Duration::from_secs(1),
-        max_ttl: Duration::from_secs(12),
-        leeway: Duration::from_secs(1),
+enum AnyVerifier {
+    Ours(Verifier<RemoteJwks>),
+    Third(Box<CachingVerifier>),
+}
+
+impl AnyVerifier {
+    async fn verify(&mut self, token: &str) -> Result<String, String> {
+        match self {
+            Self::Ours(v) => v
+                .verify::<AccessTokenClaims>(token)
+                .await
+                .map(|v| v.kid().to_owned())
+                .map_err(|e| e.to_string()),
+            Self::Third(v) => v.verify(token).await,
+        }
     }
 }
 
 #[tokio::test]
-async fn two_replicas_rotate_next_active_retiring_removed_with_zero_failures() {
+async fn two_replicas_and_caching_verifiers_across_three_rotations_with_zero_failures() {
     let moto = Moto::shared();
-    let config = moto.sdk_config().await;
-    let kms = aws_sdk_kms::Client::new(&config);
-    let secrets = aws_sdk_secretsmanager::Client::new(&config);
-    let secret_name = moto::unique("rotation");
-    let set = KeySetSecret::new(&secrets, &secret_name, KmsOptions::default());
-    let clock = SystemClock;
-
-    // K1: a KMS key, active from the start.
-    let alias = moto::create_signing_key(&config, "ECC_NIST_P256").await;
-    let k1 = KmsSigner::connect(&kms, &alias, KmsOptions::default())
-        .await
-        .unwrap();
-    let k1_kid = k1.kid().to_owned();
-    eprintln!("K1 {k1_kid}");
-    set.stage(
-        KeyRecord {
-            backend: KeyBackend::Kms {
-                key_id: k1.key_arn().to_owned(),
-            },
-            verifying_key: k1.verifying_key().clone(),
-            published_at: 0,
-            activated_at: None,
-        },
-        clock.now(),
+    let sdk = moto.sdk_config().await;
+    let sym = moto::create_symmetric_key(&sdk).await;
+    let secret = moto::unique("replicas");
+    let bin = binary().await;
+    // P = 1, A = 2, T = 3, L = 1: a key is published 3 s before it may
+    // sign, rotations at least 5 s apart. The CLI runs on the embedded
+    // default config (T = 900 s): the document's values rule.
+    let out = run(
+        &bin,
+        moto,
+        &[
+            "keys",
+            "init",
+            "--secret",
+            &secret,
+            "--kind",
+            "kms-envelope",
+            "--key-id",
+            &sym,
+            "--issuer",
+            ISSUER,
+            "--max-token-lifetime-secs",
+            "3",
+            "--jwks-max-age-secs",
+            "2",
+            "--poll-interval-secs",
+            "1",
+            "--leeway-secs",
+            "1",
+        ],
     )
-    .await
-    .unwrap();
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let first_current = document(current(&sdk, &secret).await.2).current.kid().to_owned();
 
-    // Replicas with their issuer fixed to one URL for both (see `replica`).
-    let a = replica(&config, &secret_name).await;
-    let b = replica(&config, &secret_name).await;
+    let servers = Arc::new([replica(&sdk, &secret).await, replica(&sdk, &secret).await]);
+    let max_age = secs(2);
+    let ours = |i: usize| {
+        let jwks = RemoteJwks::builder(servers[i].jwks_url())
+            .cache_min(Duration::from_secs(1))
+            .cache_max(max_age)
+            // The rules assume a verifier refreshes within the JWKS max-age.
+            .refetch_cooldown(max_age)
+            .build()
+            .unwrap();
+        AnyVerifier::Ours(Verifier::new(
+            Policy::builder(ISSUER, [AUDIENCE]).build().unwrap(),
+            jwks,
+        ))
+    };
+    let mut verifiers = vec![
+        ours(0),
+        ours(1),
+        AnyVerifier::Third(Box::new(
+            CachingVerifier::pyjwt(&servers[0].jwks_url(), ISSUER, AUDIENCE, max_age).await,
+        )),
+        AnyVerifier::Third(Box::new(
+            CachingVerifier::jose(&servers[1].jwks_url(), ISSUER, AUDIENCE, max_age).await,
+        )),
+    ];
 
-    let failures = Arc::new(AtomicU64::new(0));
-    let issued = Arc::new(AtomicU64::new(0));
-    let kids_seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    // Watches both replicas' JWKS: when each first published each kid.
+    let published = Arc::new(Mutex::new(Published::default()));
     let stop = Arc::new(AtomicBool::new(false));
-    let servers = Arc::new([a, b]);
-    let verifiers: Vec<Arc<Verifier<Arc<RemoteJwks>>>> = servers
-        .iter()
-        .map(|s| {
-            let jwks = RemoteJwks::builder(format!("http://{}/.well-known/jwks.json", s.addr))
-                .cache_min(Duration::from_secs(1))
-                .cache_max(Duration::from_secs(1))
-                // The rules assume a verifier refreshes within the JWKS max-age
-                // (here 1 s); its cooldown must not hold refreshes back longer.
-                .refetch_cooldown(Duration::from_secs(1))
-                .build()
-                .unwrap();
-            Arc::new(Verifier::new(
-                Policy::builder(ISSUER, [AUDIENCE]).build().unwrap(),
-                Arc::new(jwks),
-            ))
-        })
-        .collect();
-    let looping = {
-        let (servers, verifiers, failures, issued, kids_seen, stop) = (
-            servers.clone(),
-            verifiers.clone(),
-            failures.clone(),
-            issued.clone(),
-            kids_seen.clone(),
-            stop.clone(),
-        );
+    let watcher = {
+        let (servers, published, stop) = (servers.clone(), published.clone(), stop.clone());
         tokio::spawn(async move {
-            let mut round = 0usize;
             while !stop.load(Ordering::Relaxed) {
-                let server = &servers[round % 2];
-                let verifier = &verifiers[(round / 2) % 2];
-                round += 1;
-                let (status, body, _) = server.request_token().await;
-                if status != 200 {
-                    eprintln!("token request failed: {status} {body}");
-                    failures.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                issued.fetch_add(1, Ordering::Relaxed);
-                let token = body["access_token"].as_str().unwrap().to_owned();
-                match verifier.verify::<AccessTokenClaims>(&token).await {
-                    Ok(verified) => {
-                        let kid = verified.kid().to_owned();
-                        let mut seen = kids_seen.lock().unwrap();
-                        if seen.last() != Some(&kid) {
-                            seen.push(kid);
-                        }
-                    }
-                    Err(e) => {
-                        eprintln!("verification failed: {e}");
-                        failures.fetch_add(1, Ordering::Relaxed);
+                for (i, server) in servers.iter().enumerate() {
+                    let jwks = server.get_json("/.well-known/jwks.json").await;
+                    let seen = Instant::now();
+                    for key in jwks["keys"].as_array().into_iter().flatten() {
+                        let kid = key["kid"].as_str().unwrap_or_default().to_owned();
+                        published.lock().unwrap().0.entry((i, kid)).or_insert(seen);
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(40)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })
     };
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
-    // K2: an envelope key, staged as next.
-    let sym = moto::create_symmetric_key(&config).await;
-    let sealed = kms_envelope::create(&kms, &sym, ISSUER, Algorithm::ES256, &KmsOptions::default())
-        .await
-        .unwrap();
-    let k2_kid = sealed.verifying_key.kid().to_owned();
-    eprintln!("K2 {k2_kid} staged");
-    set.stage(
-        KeyRecord {
-            backend: KeyBackend::KmsEnvelope {
-                kms_key_id: sealed.kms_key_id.clone(),
-                ciphertext: sealed.ciphertext.clone(),
-            },
-            verifying_key: sealed.verifying_key.clone(),
-            published_at: 0,
-            activated_at: None,
-        },
-        clock.now(),
-    )
-    .await
-    .unwrap();
-    // Too early: not every replica and verifier cache has it yet.
-    let early = set.promote(&timings(), clock.now()).await.unwrap_err();
-    assert!(
-        matches!(
-            early,
-            oidc_core::keyset::aws::KeySetError::Rotation(RotationError::NotMature { .. })
-        ),
-        "{early}"
-    );
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    set.promote(&timings(), clock.now()).await.unwrap();
-    eprintln!("promoted");
+    // Issues and verifies in a loop while the CLI rotates.
+    let looping = {
+        let (servers, published, stop) = (servers.clone(), published.clone(), stop.clone());
+        let first_current = first_current.clone();
+        tokio::spawn(async move {
+            // Per replica, the kids it signed with, in order (replicas poll the
+            // secret independently, so they switch at slightly different times).
+            let (mut issued, mut failures) = (0u64, Vec::<String>::new());
+            let mut kids: [Vec<String>; 2] = Default::default();
+            let mut round = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let server = round % 2;
+                let verifier = (round / 2) % verifiers.len();
+                round += 1;
+                let asked = Instant::now();
+                let (status, body, _) = servers[server].request_token().await;
+                if status != 200 {
+                    failures.push(format!("replica {server}: token request {status} {body}"));
+                    continue;
+                }
+                issued += 1;
+                let token = body["access_token"].as_str().unwrap().to_owned();
+                match verifiers[verifier].verify(&token).await {
+                    Ok(kid) => {
+                        if kid != first_current {
+                            // Published by both replicas at least max-age before it signed.
+                            let published = published.lock().unwrap();
+                            for replica in 0..2 {
+                                let since = published.0.get(&(replica, kid.clone())).copied();
+                                if since.is_none_or(|t| asked.saturating_duration_since(t) < max_age) {
+                                    failures.push(format!(
+                                        "kid {kid} signed {:?} after replica {replica} published it",
+                                        since.map(|t| asked.saturating_duration_since(t))
+                                    ));
+                                }
+                            }
+                        }
+                        if kids[server].last() != Some(&kid) {
+                            kids[server].push(kid);
+                        }
+                    }
+                    Err(e) => failures.push(format!("verifier {verifier}: {e}")),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            for verifier in verifiers {
+                if let AnyVerifier::Third(v) = verifier {
+                    v.stop().await;
+                }
+            }
+            (issued, failures, kids)
+        })
+    };
 
-    // K1 is retiring: it may only go once its last token is dead.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let early = set.retire(&timings(), clock.now()).await.unwrap_err();
-    assert!(
-        matches!(
-            early,
-            oidc_core::keyset::aws::KeySetError::Rotation(RotationError::RetiringStillLive { .. })
-        ),
-        "{early}"
-    );
-    let keys = set.read().await.unwrap();
-    let retire_at = timings().retirable_at(&keys.active.as_ref().unwrap().record);
-    while clock.now() < retire_at {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    // Three rotations, each as soon as the rules allow; asked again at
+    // once, each is refused with the earliest allowed time.
+    let mut refused = 0;
+    for _ in 0..3 {
+        loop {
+            let out = run(&bin, moto, &["keys", "rotate", "--secret", &secret]).await;
+            if out.status.success() {
+                break;
+            }
+            let stderr = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{stderr}");
+            assert!(
+                stderr.contains("rotation refused") && stderr.contains("earliest allowed"),
+                "{stderr}"
+            );
+            refused += 1;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
-    set.retire(&timings(), clock.now()).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(refused >= 3, "each rotation was asked for too early first");
+    // The last key that signs is then used for a while.
+    tokio::time::sleep(secs(3)).await;
     stop.store(true, Ordering::Relaxed);
-    looping.await.unwrap();
+    let (issued, failures, kids) = looping.await.unwrap();
+    watcher.await.unwrap();
 
-    assert_eq!(failures.load(Ordering::Relaxed), 0, "failures during rotation");
-    assert!(issued.load(Ordering::Relaxed) > 50);
-    let seen = kids_seen.lock().unwrap().clone();
-    assert_eq!(seen.first(), Some(&k1_kid), "{seen:?}");
-    assert_eq!(seen.last(), Some(&k2_kid), "{seen:?}");
-    // Removed: neither replica publishes K1 any more.
+    assert!(failures.is_empty(), "{} failures: {failures:#?}", failures.len());
+    assert!(issued > 100, "{issued} tokens");
+    // Each replica moved forward only: the first key, then three rotated in,
+    // never back to a key it had left; both through the same keys.
+    for replica in &kids {
+        assert_eq!(replica.first(), Some(&first_current), "{kids:?}");
+        assert_eq!(replica.len(), 4, "the first key and three rotated in: {kids:?}");
+    }
+    assert_eq!(kids[0], kids[1], "both replicas sign with the same keys");
     for server in servers.iter() {
         let jwks = server.get_text("/.well-known/jwks.json").await;
-        assert!(!jwks.contains(&k1_kid) && jwks.contains(&k2_kid), "{jwks}");
+        assert!(
+            !jwks.contains(&first_current),
+            "the first key left the set: {jwks}"
+        );
     }
+}
+
+#[tokio::test]
+async fn a_server_configured_beyond_the_documents_rules_refuses_to_start() {
+    let moto = Moto::shared();
+    let sdk = moto.sdk_config().await;
+    let sym = moto::create_symmetric_key(&sdk).await;
+    let secret = moto::unique("refuses");
+    let timings = Timings {
+        max_token_lifetime: secs(3),
+        jwks_max_age: secs(2),
+        poll_interval: secs(1),
+        leeway: secs(1),
+    };
+    create_set(&sdk, &secret, &template(envelope(&sym), timings)).await;
+    rotation(&sdk, &secret).rotate().await.unwrap();
+    let context = ServiceContext {
+        sdk_config: Some(sdk.clone()),
+        ..Default::default()
+    };
+    let start = |extra: &str| {
+        let toml = replica_toml(&secret).replace("max_ttl_secs = 3\n", extra);
+        Config::from_toml(
+            &toml,
+            Origin::Environment,
+            std::iter::empty(),
+            &Overrides {
+                issuer: Some(ISSUER.into()),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    // Within the rules: starts.
+    oidc_server::signing::signing_keys(&start("max_ttl_secs = 3\n"), &context)
+        .await
+        .unwrap();
+    // A longer token lifetime than the set allows.
+    let error = oidc_server::signing::signing_keys(&start("max_ttl_secs = 3600\n"), &context)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, SigningSetupError::Timings { .. }), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains("tokens.max_ttl_secs")
+            && message.contains("3600")
+            && message.contains("max_token_lifetime_secs"),
+        "{message}"
+    );
+}
+
+fn jwks_event() -> String {
+    std::fs::read_to_string(e2e::workspace_path(
+        "oidc-server/tests/fixtures/lambda/function-url-jwks.json",
+    ))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_thawed_lambda_environment_reads_the_key_set_before_answering() {
+    let moto = Moto::shared();
+    let sdk = moto.sdk_config().await;
+    let sym = moto::create_symmetric_key(&sdk).await;
+    let secret = moto::unique("thaw");
+    let timings = Timings {
+        max_token_lifetime: secs(3),
+        jwks_max_age: secs(2),
+        poll_interval: secs(1),
+        leeway: secs(1),
+    };
+    create_set(&sdk, &secret, &template(envelope(&sym), timings)).await;
+    rotation(&sdk, &secret).rotate().await.unwrap();
+    let config = Config::from_toml(
+        &replica_toml(&secret),
+        Origin::Environment,
+        std::iter::empty(),
+        &Overrides {
+            issuer: Some(ISSUER.into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // As `bootstrap` starts it: no background polling (an environment
+    // runs only during invocations).
+    let context = ServiceContext {
+        sdk_config: Some(sdk.clone()),
+        key_set_polling: KeySetPolling::OnInvocation,
+        ..Default::default()
+    };
+    let state = AppState::start(Arc::new(config), &context).await.unwrap();
+    let router = lambda::router(state);
+    let kids = |response: &Value| -> Vec<String> {
+        let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+        body["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let before = lambda::invoke(router.clone(), &jwks_event()).await.unwrap();
+    let before_kids = kids(&before);
+    assert_eq!(before_kids.len(), 2, "{before}");
+
+    // "Frozen": the set rotates while nothing runs.
+    until_rotation_allowed(&sdk, &secret).await;
+    let rotated = rotation(&sdk, &secret).rotate().await.unwrap();
+    assert!(!before_kids.contains(&rotated.next));
+
+    // The first invocation after the thaw answers with the new set, and a
+    // max-age no longer than the set's.
+    let after = lambda::invoke(router.clone(), &jwks_event()).await.unwrap();
+    let after_kids = kids(&after);
+    assert!(
+        after_kids.contains(&rotated.next),
+        "{after_kids:?} lacks {}",
+        rotated.next
+    );
+    assert_eq!(after_kids.len(), 3, "{after_kids:?}");
+    let cache_control = after["headers"]["cache-control"].as_str().unwrap_or_default();
+    let max_age: u64 = cache_control
+        .rsplit("max-age=")
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX);
+    assert!(max_age <= 2, "{cache_control}");
+}
+
+/// A KMS key's id, given its id or ARN.
+fn bare(key: &str) -> String {
+    key.rsplit("key/").next().unwrap_or(key).to_owned()
+}
+
+/// The KMS keys tagged with the key set `name` (by id), and whether each is
+/// pending deletion.
+async fn set_keys(sdk: &SdkConfig, name: &str) -> HashMap<String, bool> {
+    let kms = aws_sdk_kms::Client::new(sdk);
+    let mut out = HashMap::new();
+    let listed = kms.list_keys().limit(1000).send().await.unwrap();
+    for key in listed.keys() {
+        let id = key.key_arn().unwrap().to_owned();
+        let tags = kms.list_resource_tags().key_id(&id).send().await.unwrap();
+        if tags
+            .tags()
+            .iter()
+            .any(|t| t.tag_key() == oidc_core::keyset::aws::KEY_SET_TAG && t.tag_value() == name)
+        {
+            let described = kms.describe_key().key_id(&id).send().await.unwrap();
+            let state = described.key_metadata().and_then(|m| m.key_state().cloned());
+            out.insert(
+                bare(&id),
+                state == Some(aws_sdk_kms::types::KeyState::PendingDeletion),
+            );
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn kms_sets_create_one_key_per_rotation_and_delete_the_key_that_left_once_its_tokens_expired() {
+    let moto = Moto::shared();
+    let sdk = moto.sdk_config().await;
+    let name = moto::unique("kms-set");
+    // P = 1, A = 1, T = 2, L = 1: rotations at least 4 s apart.
+    let timings = Timings {
+        max_token_lifetime: secs(2),
+        jwks_max_age: secs(1),
+        poll_interval: secs(1),
+        leeway: secs(1),
+    };
+    let kind = SetKind::Kms {
+        key_spec: "ECC_NIST_P256".into(),
+        alg: Algorithm::ES256,
+        signers: Vec::new(),
+        administrators: Vec::new(),
+        deletion_window_days: 7,
+    };
+    create_set(&sdk, &name, &template(kind, timings)).await;
+    let rotation = rotation(&sdk, &name);
+
+    // The first document: a current and a next key; a retried createSecret
+    // finds them by their tags instead of creating two more.
+    let first = token();
+    rotation.step(RotationStep::CreateSecret, &first).await.unwrap();
+    rotation.step(RotationStep::CreateSecret, &first).await.unwrap();
+    assert_eq!(set_keys(&sdk, &name).await.len(), 2);
+    for step in [
+        RotationStep::SetSecret,
+        RotationStep::TestSecret,
+        RotationStep::FinishSecret,
+    ] {
+        rotation.step(step, &first).await.unwrap();
+    }
+    let first_doc = document(current(&sdk, &name).await.2);
+    let key_of = |kid: &str, doc: &oidc_core::keyset::document::KeySetDocument| {
+        doc.keys()
+            .find(|k| k.kid() == kid)
+            .map(|k| match &k.material {
+                oidc_core::keyset::document::KeyMaterial::Kms { key_id } => bare(key_id),
+                other => panic!("{other:?}"),
+            })
+            .unwrap()
+    };
+    let k1 = key_of(first_doc.current.kid(), &first_doc);
+
+    let toml = e2e::test_config_with_signing(&format!(
+        "[signing]\nkind = \"kms\"\nkey_set_secret = \"{name}\"\npoll_interval_secs = 1\n"
+    )) + "\n[tokens]\ndefault_ttl_secs = 2\nmax_ttl_secs = 2\n\n[http]\njwks_max_age_secs = 1\n";
+    let server = TestServer::builder(&toml)
+        .context(ServiceContext {
+            sdk_config: Some(sdk.clone()),
+            ..Default::default()
+        })
+        .issuer(ISSUER)
+        .start()
+        .await;
+    // Tokens of each key in force verify through the JWKS; the last
+    // expiry of the first key's tokens is kept.
+    let mut k1_last_exp = 0;
+    let mut signed_by = Vec::new();
+    let sign = async |signed_by: &mut Vec<String>, k1_last_exp: &mut u64, kid_k1: &str| {
+        let token = server.token().await;
+        let claims = server.verify(&token).await;
+        let header: Value = serde_json::from_slice(
+            &oidc_core::internal::base64url::decode(token.split('.').next().unwrap()).unwrap(),
+        )
+        .unwrap();
+        let kid = header["kid"].as_str().unwrap().to_owned();
+        if kid == kid_k1 {
+            *k1_last_exp = (*k1_last_exp).max(claims.exp);
+        }
+        if signed_by.last() != Some(&kid) {
+            signed_by.push(kid);
+        }
+    };
+    let kid_k1 = first_doc.current.kid().to_owned();
+    for _ in 0..3 {
+        sign(&mut signed_by, &mut k1_last_exp, &kid_k1).await;
+    }
+
+    for n in 2..=4 {
+        until_rotation_allowed(&sdk, &name).await;
+        let before = set_keys(&sdk, &name).await;
+        let rotated = rotation.rotate().await.unwrap();
+        let after = set_keys(&sdk, &name).await;
+        let rotated_at = unix_now();
+        assert_eq!(after.len(), before.len() + 1, "rotation {n} creates one key");
+        match n {
+            2 => {
+                assert_eq!(rotated.deleted, None);
+                assert_eq!(
+                    after.get(&k1),
+                    Some(&false),
+                    "K1 {k1} is previous: published, not deleted: {after:?}"
+                );
+            }
+            3 => {
+                // K1 left the set: scheduled for deletion only now, after its
+                // last token expired (+ leeway).
+                assert_eq!(rotated.deleted.as_deref().map(bare), Some(k1.clone()));
+                assert_eq!(after.get(&k1), Some(&true));
+                // exp + leeway (1 s) <= now
+                assert!(
+                    k1_last_exp < rotated_at,
+                    "K1's last token expires at {k1_last_exp}"
+                );
+            }
+            _ => assert!(rotated.deleted.is_some()),
+        }
+        // The replica follows (poll 1 s); the new current key signs.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        for _ in 0..3 {
+            sign(&mut signed_by, &mut k1_last_exp, &kid_k1).await;
+        }
+    }
+    assert_eq!(
+        signed_by.len(),
+        4,
+        "K1, then the key each rotation put in force: {signed_by:?}"
+    );
+    let pending: Vec<bool> = set_keys(&sdk, &name).await.into_values().collect();
+    assert_eq!(
+        pending.iter().filter(|p| **p).count(),
+        2,
+        "K1 and K2 left: {pending:?}"
+    );
+    server.stop().await;
+
+    // The refusal of a premature rotation on a kms set leaves no unused key
+    // behind: the key made for it is scheduled for deletion.
+    let before = set_keys(&sdk, &name).await;
+    let error = rotation.rotate().await.unwrap_err();
+    assert!(matches!(error, KeySetError::TooEarly(_)), "{error}");
+    let after = set_keys(&sdk, &name).await;
+    let live = |keys: &HashMap<String, bool>| keys.values().filter(|p| !**p).count();
+    assert_eq!(live(&after), live(&before), "{after:?}");
 }

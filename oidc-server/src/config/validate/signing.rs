@@ -50,7 +50,7 @@ pub(super) fn signing(
                 p.add(
                     "signing.key_set_secret",
                     "kind = \"kms-envelope\" needs the Secrets Manager secret holding the key set \
-                     (create one with `oidc-server keys stage --kind kms-envelope --key-id KMS_KEY`)",
+                     (create one with `oidc-server keys init --kind kms-envelope --key-id KMS_KEY --secret NAME`)",
                 );
                 None
             }

@@ -1,0 +1,94 @@
+//! The key set in Secrets Manager (feature `aws`), rotated by Secrets
+//! Manager's own protocol.
+//!
+//! One secret; each version holds one whole key set ([`KeySetDocument`]):
+//! `AWSCURRENT` is the set in force, `AWSPREVIOUS` the one before it,
+//! `AWSPENDING` only the set being rotated in, for the minutes one rotation
+//! takes. [`Rotation`] implements the four steps (`createSecret`,
+//! `setSecret`, `testSecret`, `finishSecret`) for the Lambda rotation
+//! handler and for `oidc-server keys rotate`; [`KeySetPoller`] keeps a
+//! server's [`KeySet`](super::KeySet) on the set in force.
+//!
+//! | module | job |
+//! |---|---|
+//! | `secret` | reading and writing versions and stages |
+//! | `keys` | making new keys (sealed envelope keys, or KMS keys), retiring KMS keys |
+//! | `rotation` | the four steps, their rules and their idempotence |
+//! | `poller` | a server's view of the set in force |
+//!
+//! [`KeySetDocument`]: super::document::KeySetDocument
+
+mod keys;
+mod poller;
+mod rotation;
+mod secret;
+
+pub use keys::{KeyMaker, PendingDeletion, KEY_SET_TAG, ROTATION_TAG};
+pub use poller::{KeySetPoller, PollSummary, PollerHandle};
+pub use rotation::{Rotated, Rotation, RotationEvent, RotationStep};
+pub use secret::{KeySetSecret, Stored, StoredValue};
+
+use crate::aws::{CallFailure, CallOutcome};
+use crate::keyset::document::DocumentError;
+use crate::keyset::rules::TooEarly;
+
+/// Why the key set could not be read, rotated or used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeySetError {
+    /// An AWS service could not be reached or kept failing.
+    #[error("AWS unavailable: {0}")]
+    Unavailable(String),
+    /// An AWS service refused (access denied, a key disabled, ...).
+    #[error("AWS refused: {0}")]
+    Refused(String),
+    /// The secret does not exist.
+    #[error("key-set secret {0:?} does not exist (create it with `oidc-server keys init`)")]
+    NoSuchSecret(String),
+    /// A version's value is not a key set.
+    #[error("key-set secret version {version_id}: {error}")]
+    BadDocument {
+        /// The version.
+        version_id: String,
+        /// Why.
+        error: DocumentError,
+    },
+    /// The rules refuse the rotation now.
+    #[error(transparent)]
+    TooEarly(#[from] TooEarly),
+    /// A rotation step found the secret in a state it cannot go on from.
+    #[error("rotation {token}: {reason}")]
+    Rotation {
+        /// The rotation's `ClientRequestToken`.
+        token: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A key of the set cannot sign (its KMS key or envelope key refused).
+    #[error("key {kid}: {reason}")]
+    Key {
+        /// The key.
+        kid: String,
+        /// Why.
+        reason: String,
+        /// Whether retrying later may help.
+        transient: bool,
+    },
+}
+
+impl KeySetError {
+    /// Whether retrying later may help.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_)) || matches!(self, Self::Key { transient: true, .. })
+    }
+
+    pub(crate) fn from_failure(failure: CallFailure, secret_id: &str) -> Self {
+        match (failure.outcome, failure.code.as_deref()) {
+            (CallOutcome::Refused, Some("ResourceNotFoundException")) => {
+                Self::NoSuchSecret(secret_id.to_owned())
+            }
+            (CallOutcome::Refused, _) => Self::Refused(failure.reason),
+            _ => Self::Unavailable(failure.reason),
+        }
+    }
+}
