@@ -14,6 +14,9 @@
 #   replay  private_key_jwt logins/s with the in-memory replay store and with
 #           the DynamoDB store against moto_server, DynamoDB calls per login
 #           (the ignored e2e test replay_bench, in release)
+#   rotation  one whole key-set rotation (four steps) against moto_server for
+#           a kms-envelope and a kms set, KMS and Secrets Manager calls per
+#           rotation, a replica's reads while polling (rotation_bench)
 #   verify  verifications/s of the same tokens: oidc-core, jsonwebtoken 11 and
 #           9, bare ring, PyJWT, npm jose
 #
@@ -282,6 +285,16 @@ if want replay; then
     E2E_MOTO_SERVER=$root/.venv/bin/moto_server E2E_PYTHON=$root/.venv/bin/python \
       cargo test --release -q -p e2e --test it replay_bench -- --ignored --nocapture --test-threads 1 \
       2>&1 | tee -a "$results/replay.txt" | grep -E 'store|concurrency|test result'
+  done
+fi
+
+# ---------------------------------------------------------------- rotation
+if want rotation; then
+  log "rotation: cargo test --release -p e2e --test it rotation_bench -- --ignored --nocapture"
+  for round in $(seq "$rounds"); do
+    E2E_MOTO_SERVER=$root/.venv/bin/moto_server E2E_PYTHON=$root/.venv/bin/python \
+      cargo test --release -q -p e2e --test it rotation_bench -- --ignored --nocapture --test-threads 1 \
+      2>&1 | tee -a "$results/rotation.txt" | grep -E 'rotation|replica poll|test result'
   done
 fi
 
