@@ -79,6 +79,8 @@ mod client_credentials;
 mod error;
 #[cfg(unix)]
 pub mod file_sink;
+#[doc(hidden)]
+pub mod fuzzing;
 mod middleware;
 mod retry_after;
 mod secret;

@@ -331,6 +331,27 @@ impl fmt::Display for DiscoveryError {
 
 impl std::error::Error for DiscoveryError {}
 
+/// Reads the body of a `200 OK` discovery answer from `url`: a strict JSON
+/// object whose `issuer` is byte-equal to `issuer`. What [`fetch_discovery`]
+/// does with each body, without the network (the fuzz targets call it).
+pub fn discovery_document(issuer: &str, url: &Url, body: &[u8]) -> Result<Discovered, DiscoveryError> {
+    let fail = |problem| DiscoveryError {
+        url: shown(url),
+        problem,
+    };
+    let document = json::parse_object(body).map_err(|e| fail(DiscoveryProblem::NotJson(e)))?;
+    match document.get("issuer") {
+        Some(Value::String(found)) if found == issuer => Ok(Discovered {
+            url: url.clone(),
+            document,
+        }),
+        found => Err(fail(DiscoveryProblem::IssuerMismatch {
+            found: found.and_then(Value::as_str).map(json::excerpt),
+            expected: json::excerpt(issuer),
+        })),
+    }
+}
+
 /// Fetches the first of `candidates` that exists (a `404` moves on to the
 /// next) and requires its `issuer` to be byte-equal to `issuer`.
 pub async fn fetch_discovery(
@@ -365,20 +386,7 @@ pub async fn fetch_discovery(
                 ReadError::Body(failure) => DiscoveryProblem::Request(failure),
             })
         })?;
-        let document = json::parse_object(&body).map_err(|e| fail(DiscoveryProblem::NotJson(e)))?;
-        match document.get("issuer") {
-            Some(Value::String(found)) if found == issuer => {}
-            found => {
-                return Err(fail(DiscoveryProblem::IssuerMismatch {
-                    found: found.and_then(Value::as_str).map(json::excerpt),
-                    expected: json::excerpt(issuer),
-                }))
-            }
-        }
-        return Ok(Discovered {
-            url: url.clone(),
-            document,
-        });
+        return discovery_document(issuer, url, &body);
     }
     Err(last.unwrap_or_else(|| DiscoveryError {
         url: json::excerpt(issuer),

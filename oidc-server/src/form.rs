@@ -52,6 +52,12 @@ impl Form {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every parameter in order, as parsed (for the fuzz targets' round trip).
+    #[doc(hidden)]
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.params.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// Whether any of `names` is present.
     pub fn has_any(&self, names: &[&str]) -> bool {
         self.params.iter().any(|(k, _)| names.contains(&k.as_str()))

@@ -27,6 +27,8 @@ pub mod config;
 pub mod connectors;
 pub mod error;
 pub mod form;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 #[cfg(feature = "lambda")]
 pub mod lambda;

@@ -19,26 +19,45 @@ pub(super) async fn token_endpoint(
     let candidates = discovery_urls(issuer_url);
     let discovered = http::fetch_discovery(client, issuer, &candidates, MAX_RESPONSE_BYTES)
         .await
-        .map_err(|e| -> Error {
-            let url = e.url;
-            match e.problem {
-                http::DiscoveryProblem::Request(failure) => TransportError::failed(&url, failure).into(),
-                http::DiscoveryProblem::TooLarge(limit) => TransportError::too_large(&url, limit).into(),
-                http::DiscoveryProblem::Status(status) => {
-                    DiscoveryError::new(&url, DiscoveryProblem::Status(status)).into()
-                }
-                http::DiscoveryProblem::NotJson(e) => {
-                    DiscoveryError::new(&url, DiscoveryProblem::NotJson(e.to_string())).into()
-                }
-                http::DiscoveryProblem::IssuerMismatch { found, .. } => DiscoveryError::new(
-                    &url,
-                    DiscoveryProblem::IssuerMismatch {
-                        found: found.unwrap_or_default(),
-                    },
-                )
-                .into(),
-            }
-        })?;
+        .map_err(discovery_error)?;
+    endpoint_of(issuer, &discovered, allow_plain_http)
+}
+
+/// The token endpoint in the body of a `200 OK` discovery answer from `url`:
+/// what [`token_endpoint`] does with the document it fetched, without the
+/// network (the fuzz targets call it).
+pub(crate) fn token_endpoint_in(
+    issuer: &str,
+    url: &Url,
+    body: &[u8],
+    allow_plain_http: bool,
+) -> Result<Url, Error> {
+    let discovered = http::discovery_document(issuer, url, body).map_err(discovery_error)?;
+    endpoint_of(issuer, &discovered, allow_plain_http)
+}
+
+fn discovery_error(e: http::DiscoveryError) -> Error {
+    let url = e.url;
+    match e.problem {
+        http::DiscoveryProblem::Request(failure) => TransportError::failed(&url, failure).into(),
+        http::DiscoveryProblem::TooLarge(limit) => TransportError::too_large(&url, limit).into(),
+        http::DiscoveryProblem::Status(status) => {
+            DiscoveryError::new(&url, DiscoveryProblem::Status(status)).into()
+        }
+        http::DiscoveryProblem::NotJson(e) => {
+            DiscoveryError::new(&url, DiscoveryProblem::NotJson(e.to_string())).into()
+        }
+        http::DiscoveryProblem::IssuerMismatch { found, .. } => DiscoveryError::new(
+            &url,
+            DiscoveryProblem::IssuerMismatch {
+                found: found.unwrap_or_default(),
+            },
+        )
+        .into(),
+    }
+}
+
+fn endpoint_of(issuer: &str, discovered: &http::Discovered, allow_plain_http: bool) -> Result<Url, Error> {
     let fail = |problem| Error::from(DiscoveryError::new(discovered.url.as_str(), problem));
     let Some(Value::String(endpoint)) = discovered.document.get("token_endpoint") else {
         return Err(fail(DiscoveryProblem::NoTokenEndpoint));

@@ -12,9 +12,9 @@ use reqwest::Url;
 use tokio::sync::OnceCell;
 use zeroize::Zeroizing;
 
-mod discovery;
+pub(crate) mod discovery;
 mod private_key_jwt;
-mod response;
+pub(crate) mod response;
 
 pub use private_key_jwt::PrivateKeyJwt;
 use response::{parse_error_response, parse_token_response};

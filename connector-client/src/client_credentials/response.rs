@@ -19,7 +19,7 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, String> {
     }
 }
 
-pub(super) fn parse_token_response(
+pub(crate) fn parse_token_response(
     url: &str,
     body: &[u8],
     default_lifetime: Option<Duration>,
@@ -65,7 +65,7 @@ pub(super) fn parse_token_response(
     Ok(token)
 }
 
-pub(super) fn parse_error_response(
+pub(crate) fn parse_error_response(
     url: &str,
     status: StatusCode,
     body: &[u8],

@@ -168,7 +168,7 @@ impl Credential {
 }
 
 /// `Basic base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 §2.3.1).
-fn parse_basic(value: &[u8]) -> Option<(String, Zeroizing<String>)> {
+pub(crate) fn parse_basic(value: &[u8]) -> Option<(String, Zeroizing<String>)> {
     let value = std::str::from_utf8(value).ok()?;
     let (scheme, encoded) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {

@@ -70,7 +70,7 @@ const MAX_HEADER_LEN: usize = 4096;
 /// A signed request that passed the local checks, ready to forward. No
 /// `Debug`: its headers hold a signature and possibly a session token.
 pub(crate) struct SignedRequest {
-    pub(super) headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, String)>,
     /// The SigV4 signature (hex), a replay key.
     pub(crate) signature: String,
     /// `X-Amz-Date` as Unix seconds.
@@ -163,15 +163,15 @@ pub(crate) fn parse(
     })
 }
 
-struct SigV4 {
-    service: String,
-    signed_headers: Vec<String>,
-    signature: String,
+pub(crate) struct SigV4 {
+    pub(crate) service: String,
+    pub(crate) signed_headers: Vec<String>,
+    pub(crate) signature: String,
 }
 
 impl SigV4 {
     /// `AWS4-HMAC-SHA256 Credential=AKID/DATE/REGION/SERVICE/aws4_request, SignedHeaders=a;b, Signature=hex`
-    fn parse(value: &str) -> Option<Self> {
+    pub(crate) fn parse(value: &str) -> Option<Self> {
         let rest = value.strip_prefix("AWS4-HMAC-SHA256 ")?;
         let (mut credential, mut signed, mut signature) = (None, None, None);
         for part in rest.split(',') {
