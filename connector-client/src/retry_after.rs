@@ -48,11 +48,23 @@ fn parse_imf_fixdate(value: &str) -> Option<u64> {
         return None;
     }
     let (hour, minute, second) = (number(17..19)?, number(20..22)?, number(23..25)?);
-    if !(1..=31).contains(&day) || year < 1970 || hour > 23 || minute > 59 || second > 60 {
+    // A date on the calendar (the fuzz target retry_after found 31 Feb read
+    // as 3 March); second 60 is RFC 9110's leap second.
+    if day < 1 || day > days_in_month(year, month) || year < 1970 || hour > 23 || minute > 59 || second > 60 {
         return None;
     }
     let days = days_from_civil(year, month, day);
     Some(days * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+/// Days in `month` (1–12) of the Gregorian `year`.
+fn days_in_month(year: u64, month: u64) -> u64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
@@ -117,5 +129,24 @@ mod tests {
         ] {
             assert_eq!(parse(bad, now), None, "{bad}");
         }
+    }
+
+    /// Found by the fuzz target `retry_after` (a date is read only as the
+    /// instant the httpdate crate reads): days past the end of the month
+    /// were read as a date in the next month.
+    #[test]
+    fn fuzz_regression_retry_after_date_not_on_the_calendar() {
+        let now = UNIX_EPOCH;
+        for value in [
+            "Tue, 31 Feb 2023 22:15:00 GMT",
+            "Wed, 29 Feb 2023 00:00:00 GMT",
+            "Fri, 31 Apr 2026 00:00:00 GMT",
+        ] {
+            assert_eq!(parse(value, now), None, "{value}");
+        }
+        assert_eq!(
+            parse("Thu, 29 Feb 2024 00:00:00 GMT", now),
+            Some(Duration::from_secs(1_709_164_800))
+        );
     }
 }

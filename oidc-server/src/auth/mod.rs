@@ -191,8 +191,12 @@ pub(crate) fn parse_basic(value: &[u8]) -> Option<(String, Zeroizing<String>)> {
 
 fn percent_decode(text: &str) -> Option<String> {
     // form_urlencoded also maps '+' to ' ', which RFC 6749 §2.3.1 implies
-    // (application/x-www-form-urlencoded encoding).
-    let decoded: String = form_urlencoded::parse(format!("v={text}").as_bytes())
+    // (application/x-www-form-urlencoded encoding). A literal '&' would end
+    // the one value it is parsed as ("s3cret&x" read as "s3cret", so many
+    // secrets would pass for one): it is escaped first, so it stands for
+    // itself, as every other unencoded character does.
+    let escaped = text.replace('&', "%26");
+    let decoded: String = form_urlencoded::parse(format!("v={escaped}").as_bytes())
         .next()
         .map(|(_, v)| v.into_owned())?;
     Some(decoded)
@@ -421,5 +425,17 @@ mod tests {
         assert!(parse_basic(b"Bearer abc").is_none());
         assert!(parse_basic(b"Basic").is_none());
         assert!(parse_basic(&[0xff, 0xfe]).is_none());
+    }
+
+    /// Found by the fuzz target `basic` (the header must mean exactly the
+    /// id and secret it encodes): an unencoded '&' cut the id or secret
+    /// short, so "s3cret&anything" passed for the secret "s3cret".
+    #[test]
+    fn fuzz_regression_basic_ampersand_is_literal() {
+        let header = |s: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(s));
+        let (id, secret) = parse_basic(header("demo:s3cret&x").as_bytes()).unwrap();
+        assert_eq!((id.as_str(), secret.as_str()), ("demo", "s3cret&x"));
+        let (id, secret) = parse_basic(header("a&b=c:%26&").as_bytes()).unwrap();
+        assert_eq!((id.as_str(), secret.as_str()), ("a&b=c", "&&"));
     }
 }

@@ -219,7 +219,17 @@ fn parse_amz_date(text: &str) -> Option<u64> {
     };
     let (year, month, day) = (num(0..4)?, num(4..6)?, num(6..8)?);
     let (hour, minute, second) = (num(9..11)?, num(11..13)?, num(13..15)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+    // A real instant after 1970: SigV4 dates are printed from Unix time, so
+    // no leap second and no February 30 (and a year before 1970 would
+    // underflow below; the fuzz target aws_iam found year 0).
+    if year < 1970
+        || !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
         return None;
     }
     // Days from civil (Howard Hinnant's algorithm), for years after 1970.
@@ -234,6 +244,16 @@ fn parse_amz_date(text: &str) -> Option<u64> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = (era * 146_097 + doe).checked_sub(719_468)?;
     Some(days * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+/// Days in `month` (1–12) of the Gregorian `year`.
+fn days_in_month(year: u64, month: u64) -> u64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
 }
 
 fn endpoint_authority(endpoint: &str) -> &str {
@@ -254,6 +274,35 @@ mod tests {
         assert_eq!(parse_amz_date("20240229T123456Z"), Some(1_709_210_096));
         assert_eq!(parse_amz_date("2024-02-29T12:34:56Z"), None);
         assert_eq!(parse_amz_date("20241301T000000Z"), None);
+        assert_eq!(parse_amz_date("20240229T000000Z"), Some(1_709_164_800));
+        assert_eq!(parse_amz_date("20000229T000000Z"), Some(951_782_400));
+    }
+
+    /// Found by the fuzz target `aws_iam`: a year before the epoch with a
+    /// month before March underflowed (a panic with overflow checks, a
+    /// wrapped date without).
+    #[test]
+    fn fuzz_regression_amz_date_before_1970() {
+        assert_eq!(parse_amz_date("00000101T000000Z"), None);
+        assert_eq!(parse_amz_date("00010228T235959Z"), None);
+        assert_eq!(parse_amz_date("19691231T235959Z"), None);
+        assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));
+    }
+
+    /// Found by the fuzz target `aws_iam` (X-Amz-Date must print back as
+    /// the instant it was read as): days past the end of the month and a
+    /// 60th second were read as a later date.
+    #[test]
+    fn fuzz_regression_amz_date_not_on_the_calendar() {
+        for date in [
+            "20230231T221320Z",
+            "20230229T000000Z",
+            "21000229T000000Z",
+            "20230431T000000Z",
+            "20231114T221360Z",
+        ] {
+            assert_eq!(parse_amz_date(date), None, "{date}");
+        }
     }
 
     #[test]
