@@ -5,7 +5,9 @@
 #   .venv/  moto_server (AWS emulator), PyJWT, cfn-lint, Authlib,
 #           libfaketime (a shifted clock for the CLI)               (PyPI)
 #   .node/  jose, oidc-provider (a third-party issuer)               (npm)
-# then checks formatting and lints, and runs every test of the workspace.
+# then checks formatting and lints, runs every test of the workspace, and,
+# when the nightly toolchain is installed, runs every fuzz target for
+# FUZZ_SECONDS (default 10) each (fuzz/README.md).
 # Test suites that need the AWS emulator start their own moto_server on a free
 # loopback port and stop it when they finish.
 set -euo pipefail
@@ -36,3 +38,10 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 echo "== cargo test"
 cargo test --workspace --all-features "$@"
+echo "== fuzz targets (fuzz/README.md; FUZZ_SECONDS=${FUZZ_SECONDS:-10} each, two at a time)"
+# Only an installed nightly: never let rustup download one here.
+if command -v rustup >/dev/null && rustup toolchain list | grep -q '^nightly-'; then
+  fuzz/run.sh smoke
+else
+  echo "nightly toolchain not installed: fuzz targets NOT run (rustup toolchain install nightly to run them)"
+fi
