@@ -53,3 +53,32 @@ pub async fn run_command(mut command: Command) -> Output {
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+/// The arguments of `oidc-server keys init` for a kms-envelope set sealed by
+/// `key_id`, with the rules' timings in seconds: `[lifetime, JWKS max-age,
+/// poll interval, leeway]` (tests use second-scale values).
+pub fn envelope_init_args(secret: &str, key_id: &str, issuer: &str, timings: [u64; 4]) -> Vec<String> {
+    let [lifetime, max_age, poll, leeway] = timings.map(|n| n.to_string());
+    [
+        "keys",
+        "init",
+        "--secret",
+        secret,
+        "--kind",
+        "kms-envelope",
+        "--key-id",
+        key_id,
+        "--issuer",
+        issuer,
+        "--max-token-lifetime-secs",
+        &lifetime,
+        "--jwks-max-age-secs",
+        &max_age,
+        "--poll-interval-secs",
+        &poll,
+        "--leeway-secs",
+        &leeway,
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}

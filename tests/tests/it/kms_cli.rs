@@ -7,7 +7,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use e2e::cli::{binary, command as oidc_server, run, run_command, text, Running};
+use e2e::cli::{binary, command as oidc_server, envelope_init_args, run, run_command, text, Running};
 use e2e::moto::{self, free_port, Moto};
 use oidc_core::internal::der;
 use oidc_core::{AccessTokenClaims, Policy, Verifier};
@@ -113,29 +113,8 @@ async fn keys_init_show_and_rotate_follow_the_documents_rules_on_secrets_manager
 
     // P = 1, A = 1, T = 3, L = 1: rotations at least 5 s apart, whatever
     // the embedded default config (T = 900, A = 300) would say.
-    let timings = [
-        "--max-token-lifetime-secs",
-        "3",
-        "--jwks-max-age-secs",
-        "1",
-        "--poll-interval-secs",
-        "1",
-        "--leeway-secs",
-        "1",
-    ];
-    let mut args = vec![
-        "keys",
-        "init",
-        "--secret",
-        &secret,
-        "--kind",
-        "kms-envelope",
-        "--key-id",
-        &sym,
-        "--issuer",
-        "https://issuer.test",
-    ];
-    args.extend(timings);
+    let init = envelope_init_args(&secret, &sym, "https://issuer.test", [3, 1, 1, 1]);
+    let args: Vec<&str> = init.iter().map(String::as_str).collect();
     let out = run(&bin, moto, &args).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
-use e2e::cli::{binary, run, text};
+use e2e::cli::{binary, envelope_init_args, run, text};
 use e2e::fault_proxy::{FaultProxy, Mode};
 use e2e::moto::{self, Moto};
 use e2e::tools::CachingVerifier;
@@ -32,6 +32,17 @@ const ISSUER: &str = "http://127.0.0.1:1";
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
+}
+
+/// Second-scale rules: `t` longest token lifetime, `a` JWKS max-age, `p`
+/// poll interval, `l` verifier leeway, in seconds.
+fn timings(t: u64, a: u64, p: u64, l: u64) -> Timings {
+    Timings {
+        max_token_lifetime: secs(t),
+        jwks_max_age: secs(a),
+        poll_interval: secs(p),
+        leeway: secs(l),
+    }
 }
 
 fn unix_now() -> u64 {
@@ -131,12 +142,7 @@ async fn the_four_steps_on_real_events_each_retried_and_a_failed_test_retried() 
     let sym = moto::create_symmetric_key(&sdk).await;
     let name = moto::unique("steps");
     // P = 1, A = 1, T = 1, L = 0: rotations at least 2 s apart.
-    let timings = Timings {
-        max_token_lifetime: secs(1),
-        jwks_max_age: secs(1),
-        poll_interval: secs(1),
-        leeway: Duration::ZERO,
-    };
+    let timings = timings(1, 1, 1, 0);
     let arn = create_set(&sdk, &name, &template(envelope(&sym), timings)).await;
     let (template_version, _, value) = current(&sdk, &name).await;
     assert!(matches!(value, KeySetValue::Template(_)));
@@ -243,12 +249,7 @@ async fn an_empty_secret_gets_its_first_set_from_the_functions_template_and_late
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
     let created = secrets.create_secret().name(&name).send().await.unwrap();
     let arn = created.arn().unwrap().to_owned();
-    let timings = Timings {
-        max_token_lifetime: secs(1),
-        jwks_max_age: secs(1),
-        poll_interval: secs(1),
-        leeway: Duration::ZERO,
-    };
+    let timings = timings(1, 1, 1, 0);
     // A server started before the first rotation: no keys, nothing cacheable.
     let server = replica(&sdk, &name).await;
     let (status, body, _) = server.request_token().await;
@@ -303,6 +304,15 @@ fn replica_toml(secret: &str) -> String {
     )) + "\n[tokens]\ndefault_ttl_secs = 3\nmax_ttl_secs = 3\n\n[http]\njwks_max_age_secs = 2\n"
 }
 
+/// A replica's validated config from its TOML text, with [`ISSUER`].
+fn replica_config(toml: &str) -> Config {
+    let overrides = Overrides {
+        issuer: Some(ISSUER.into()),
+        ..Default::default()
+    };
+    Config::from_toml(toml, Origin::Environment, std::iter::empty(), &overrides).unwrap()
+}
+
 async fn replica(sdk: &SdkConfig, secret: &str) -> TestServer {
     let context = ServiceContext {
         sdk_config: Some(sdk.clone()),
@@ -344,31 +354,8 @@ async fn two_replicas_and_caching_verifiers_across_three_rotations_with_zero_fai
     // P = 1, A = 2, T = 3, L = 1: a key is published 3 s before it may
     // sign, rotations at least 5 s apart. The CLI runs on the embedded
     // default config (T = 900 s): the document's values rule.
-    let out = run(
-        &bin,
-        moto,
-        &[
-            "keys",
-            "init",
-            "--secret",
-            &secret,
-            "--kind",
-            "kms-envelope",
-            "--key-id",
-            &sym,
-            "--issuer",
-            ISSUER,
-            "--max-token-lifetime-secs",
-            "3",
-            "--jwks-max-age-secs",
-            "2",
-            "--poll-interval-secs",
-            "1",
-            "--leeway-secs",
-            "1",
-        ],
-    )
-    .await;
+    let init = envelope_init_args(&secret, &sym, ISSUER, [3, 2, 1, 1]);
+    let out = run(&bin, moto, &init.iter().map(String::as_str).collect::<Vec<_>>()).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let first_current = document(current(&sdk, &secret).await.2).current.kid().to_owned();
 
@@ -523,31 +510,14 @@ async fn a_server_configured_beyond_the_documents_rules_refuses_to_start() {
     let sdk = moto.sdk_config().await;
     let sym = moto::create_symmetric_key(&sdk).await;
     let secret = moto::unique("refuses");
-    let timings = Timings {
-        max_token_lifetime: secs(3),
-        jwks_max_age: secs(2),
-        poll_interval: secs(1),
-        leeway: secs(1),
-    };
+    let timings = timings(3, 2, 1, 1);
     create_set(&sdk, &secret, &template(envelope(&sym), timings)).await;
     rotation(&sdk, &secret).rotate().await.unwrap();
     let context = ServiceContext {
         sdk_config: Some(sdk.clone()),
         ..Default::default()
     };
-    let start = |extra: &str| {
-        let toml = replica_toml(&secret).replace("max_ttl_secs = 3\n", extra);
-        Config::from_toml(
-            &toml,
-            Origin::Environment,
-            std::iter::empty(),
-            &Overrides {
-                issuer: Some(ISSUER.into()),
-                ..Default::default()
-            },
-        )
-        .unwrap()
-    };
+    let start = |extra: &str| replica_config(&replica_toml(&secret).replace("max_ttl_secs = 3\n", extra));
     // Within the rules: starts.
     oidc_server::signing::signing_keys(&start("max_ttl_secs = 3\n"), &context)
         .await
@@ -579,24 +549,10 @@ async fn a_thawed_lambda_environment_reads_the_key_set_before_answering() {
     let sdk = moto.sdk_config().await;
     let sym = moto::create_symmetric_key(&sdk).await;
     let secret = moto::unique("thaw");
-    let timings = Timings {
-        max_token_lifetime: secs(3),
-        jwks_max_age: secs(2),
-        poll_interval: secs(1),
-        leeway: secs(1),
-    };
+    let timings = timings(3, 2, 1, 1);
     create_set(&sdk, &secret, &template(envelope(&sym), timings)).await;
     rotation(&sdk, &secret).rotate().await.unwrap();
-    let config = Config::from_toml(
-        &replica_toml(&secret),
-        Origin::Environment,
-        std::iter::empty(),
-        &Overrides {
-            issuer: Some(ISSUER.into()),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let config = replica_config(&replica_toml(&secret));
     // As `bootstrap` starts it: no background polling (an environment
     // runs only during invocations).
     let context = ServiceContext {
@@ -679,12 +635,7 @@ async fn kms_sets_create_one_key_per_rotation_and_delete_the_key_that_left_once_
     let sdk = moto.sdk_config().await;
     let name = moto::unique("kms-set");
     // P = 1, A = 1, T = 2, L = 1: rotations at least 4 s apart.
-    let timings = Timings {
-        max_token_lifetime: secs(2),
-        jwks_max_age: secs(1),
-        poll_interval: secs(1),
-        leeway: secs(1),
-    };
+    let timings = timings(2, 1, 1, 1);
     let kind = SetKind::Kms {
         key_spec: "ECC_NIST_P256".into(),
         alg: Algorithm::ES256,
