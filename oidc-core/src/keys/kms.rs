@@ -13,7 +13,8 @@
 //! the key's ARN (so re-pointing an alias later cannot make it sign with a key
 //! it does not publish). Calls toward KMS are bounded by a semaphore,
 //! throttling is retried with jittered exponential backoff, every attempt has
-//! a timeout, and every call is reported to an [`AwsObserver`].
+//! a timeout, and every call is reported to an
+//! [`AwsObserver`](crate::aws::AwsObserver).
 //!
 //! Each signature is checked against the cached public key before it leaves
 //! the signer (tens of microseconds beside a KMS round trip), so a signer that

@@ -302,7 +302,7 @@ impl VerifyingKey {
         Self::new(key.thumbprint(), alg, key)
     }
 
-    /// Parses one public JWK strictly (see [`crate::jwk`] for the rules).
+    /// Parses one public JWK strictly (see [`crate::jwks`] for the rules).
     pub fn from_jwk(jwk: &Map<String, Value>) -> Result<Self, KeyError> {
         let key = PublicKey::from_jwk_members(jwk)?;
         if let Some(usage) = jwk.get("use") {
