@@ -20,7 +20,8 @@ cd "$(dirname "$0")"
 
 toolchain=${FUZZ_TOOLCHAIN:-nightly}
 triple=$(rustc +"$toolchain" -vV | sed -n 's/^host: //p')
-bin_dir=target/$triple/release
+# cargo honours CARGO_TARGET_DIR (relative to this folder, as cargo reads it).
+bin_dir=${CARGO_TARGET_DIR:-target}/$triple/release
 # Limits for every run: a slow input (-timeout, seconds), memory
 # (-rss_limit_mb, and -malloc_limit_mb for one allocation), and at most
 # this many bytes of input.

@@ -37,11 +37,15 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 echo "== cargo test"
+test_start=$SECONDS
 cargo test --workspace --all-features "$@"
+echo "cargo test: $((SECONDS - test_start)) s, build included"
 echo "== fuzz targets (fuzz/README.md; FUZZ_SECONDS=${FUZZ_SECONDS:-10} each, two at a time)"
 # Only an installed nightly: never let rustup download one here.
 if command -v rustup >/dev/null && rustup toolchain list | grep -q '^nightly-'; then
+  fuzz_start=$SECONDS
   fuzz/run.sh smoke
+  echo "fuzz targets: $((SECONDS - fuzz_start)) s added to the test command, build included"
 else
   echo "nightly toolchain not installed: fuzz targets NOT run (rustup toolchain install nightly to run them)"
 fi
