@@ -68,7 +68,7 @@ fn envelope(sym: &str) -> SetKind {
 
 /// Creates the secret holding `template` (no keys yet) and returns its ARN,
 /// which is what Secrets Manager puts in a rotation event.
-async fn create_set(sdk: &SdkConfig, name: &str, template: &KeySetTemplate) -> String {
+pub(crate) async fn create_set(sdk: &SdkConfig, name: &str, template: &KeySetTemplate) -> String {
     let secrets = aws_sdk_secretsmanager::Client::new(sdk);
     KeySetSecret::new(&secrets, name, Default::default())
         .create(&template.to_json(), "test key set", None)

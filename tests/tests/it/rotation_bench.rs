@@ -13,7 +13,7 @@ use e2e::fault_proxy::FaultProxy;
 use e2e::moto::{self, Moto};
 use e2e::TestServer;
 use oidc_core::keys::KmsOptions;
-use oidc_core::keyset::aws::{KeySetSecret, Rotation};
+use oidc_core::keyset::aws::Rotation;
 use oidc_core::keyset::document::{KeySetTemplate, SetKind, Timings};
 use oidc_core::Algorithm;
 use oidc_server::ServiceContext;
@@ -45,14 +45,7 @@ async fn rotations(label: &str, kind: SetKind) {
         timings: TIMINGS,
         first_key_id: None,
     };
-    KeySetSecret::new(
-        &aws_sdk_secretsmanager::Client::new(&direct),
-        &name,
-        Default::default(),
-    )
-    .create(&template.to_json(), "bench", None)
-    .await
-    .unwrap();
+    crate::rotation::create_set(&direct, &name, &template).await;
     let rotation = Rotation::connect(&sdk, &name, KmsOptions::default());
     // The first document (two new keys) is not a steady-state rotation.
     rotation.rotate().await.unwrap();
@@ -121,14 +114,7 @@ async fn rotation_bench() {
         timings: TIMINGS,
         first_key_id: None,
     };
-    KeySetSecret::new(
-        &aws_sdk_secretsmanager::Client::new(&direct),
-        &name,
-        Default::default(),
-    )
-    .create(&template.to_json(), "bench", None)
-    .await
-    .unwrap();
+    crate::rotation::create_set(&direct, &name, &template).await;
     Rotation::connect(&direct, &name, KmsOptions::default())
         .rotate()
         .await
