@@ -57,7 +57,9 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// [`router`], writing its metrics as CloudWatch EMF lines with `emf` at the
-/// end of invocations (nothing scrapes `/metrics` in Lambda).
+/// end of invocations (nothing scrapes `/metrics` in Lambda), and the log
+/// lines of an invocation (its audit event) out before it answers: once it
+/// has answered, the environment may be frozen or shut down.
 pub fn router_with_metrics(state: AppState, emf: Arc<EmfWriter>) -> Router {
     with_fresh_keys(crate::app(state.clone()), &state)
         .layer(middleware::from_fn(move |request: Request, next: Next| {
@@ -65,6 +67,7 @@ pub fn router_with_metrics(state: AppState, emf: Arc<EmfWriter>) -> Router {
             async move {
                 let response = next.run(request).await;
                 emf.after_invocation();
+                crate::telemetry::flush();
                 response
             }
         }))

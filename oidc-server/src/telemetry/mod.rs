@@ -1,0 +1,78 @@
+//! Tracing set up in one place: `RUST_LOG` (or the configured level) filters,
+//! text or JSON lines on stderr, coloured only when stderr is a terminal (a
+//! log file or a pipe gets plain text).
+//!
+//! Lines (the audit log among them: one event per token request) go through
+//! [`log_writer`]: a request appends its line to a bounded buffer that a
+//! writer thread writes out in batches, so a request never waits on stderr
+//! and never pays a system call for its line. Not lossy: when the buffer is
+//! full, the request waits for room (backpressure) rather than an audit event
+//! being dropped. Everything queued is written when the returned guard is
+//! dropped, at shutdown, or when [`flush`] is called.
+
+use std::io::IsTerminal;
+use std::sync::OnceLock;
+
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogConfig, LogFormat};
+
+pub mod log_writer;
+
+use log_writer::{Limits, LogWriter, WriterThread};
+
+/// The installed subscriber's writer, for [`flush`].
+static WRITER: OnceLock<LogWriter> = OnceLock::new();
+
+/// Keeps the log writer running; dropping it writes out what is queued.
+#[derive(Debug)]
+#[must_use = "dropping the guard stops the log writer"]
+pub struct LogGuard {
+    _writer: Option<WriterThread>,
+}
+
+/// Installs the global subscriber (once; later calls install nothing and
+/// return an empty guard). Without a thread for the writer (the system
+/// refuses one) lines are written directly, each with its own system call.
+pub fn init(log: &LogConfig) -> LogGuard {
+    let Ok((writer, thread)) = LogWriter::spawn("log-writer", Box::new(std::io::stderr()), Limits::default())
+    else {
+        install(log, std::io::stderr);
+        return LogGuard { _writer: None };
+    };
+    if !install(log, writer.clone()) {
+        return LogGuard { _writer: None };
+    }
+    let _ = WRITER.set(writer);
+    LogGuard {
+        _writer: Some(thread),
+    }
+}
+
+/// Installs the global subscriber writing to `writer`; false if one was
+/// installed already.
+fn install<W>(log: &LogConfig, writer: W) -> bool
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(std::io::stderr().is_terminal());
+    let installed = match log.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    installed.is_ok()
+}
+
+/// Waits until every log line so far is written (Lambda: before the
+/// invocation ends and the environment may be frozen). Returns at once when
+/// nothing is queued or no subscriber was installed by [`init`].
+pub fn flush() {
+    if let Some(writer) = WRITER.get() {
+        writer.wait_written();
+    }
+}
