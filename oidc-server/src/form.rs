@@ -18,6 +18,15 @@ impl std::fmt::Debug for Form {
     }
 }
 
+/// Values may be client secrets (`client_secret_post`): wiped on drop.
+impl Drop for Form {
+    fn drop(&mut self) {
+        for (_, value) in &mut self.params {
+            zeroize::Zeroize::zeroize(value);
+        }
+    }
+}
+
 impl Form {
     /// Parses a body.
     pub fn parse(body: &[u8]) -> Self {

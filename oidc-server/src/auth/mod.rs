@@ -181,25 +181,47 @@ pub(crate) fn parse_basic(value: &[u8]) -> Option<(String, Zeroizing<String>)> {
     );
     let decoded = std::str::from_utf8(&decoded).ok()?;
     let (id, secret) = decoded.split_once(':')?;
-    let id = percent_decode(id)?;
-    let secret = Zeroizing::new(percent_decode(secret)?);
+    let mut id = form_decode(id);
+    let secret = form_decode(secret);
     if id.is_empty() || secret.is_empty() {
         return None;
     }
-    Some((id, secret))
+    // The id is no secret: moved out of its zeroizing wrapper.
+    Some((std::mem::take(&mut *id), secret))
 }
 
-fn percent_decode(text: &str) -> Option<String> {
-    // form_urlencoded also maps '+' to ' ', which RFC 6749 §2.3.1 implies
-    // (application/x-www-form-urlencoded encoding). A literal '&' would end
-    // the one value it is parsed as ("s3cret&x" read as "s3cret", so many
-    // secrets would pass for one): it is escaped first, so it stands for
-    // itself, as every other unencoded character does.
-    let escaped = text.replace('&', "%26");
-    let decoded: String = form_urlencoded::parse(format!("v={escaped}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())?;
-    Some(decoded)
+/// `application/x-www-form-urlencoded` decoding of one value (RFC 6749
+/// §2.3.1 encodes the id and secret so): `+` is a space, `%XX` a byte, and
+/// every other character stands for itself (a lone `%`, and `&` or `=`,
+/// which would end a value in a form body). Bytes that are not UTF-8 become
+/// U+FFFD, as in the form parser. Every copy of the text is zeroized.
+fn form_decode(text: &str) -> Zeroizing<String> {
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let bytes = text.as_bytes();
+    let mut out = Zeroizing::new(Vec::with_capacity(bytes.len()));
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        i += 1;
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => match bytes.get(i..i + 2).map(|h| (hex(h[0]), hex(h[1]))) {
+                Some((Some(high), Some(low))) => {
+                    // Two hex digits: below 256.
+                    out.push((high * 16 + low) as u8);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            _ => out.push(b),
+        }
+    }
+    match String::from_utf8(std::mem::take(&mut *out)) {
+        Ok(text) => Zeroizing::new(text),
+        Err(error) => {
+            let bytes = Zeroizing::new(error.into_bytes());
+            Zeroizing::new(String::from_utf8_lossy(&bytes).into_owned())
+        }
+    }
 }
 
 /// Why authentication failed; goes to the audit log, never to the client.
@@ -437,5 +459,36 @@ mod tests {
         assert_eq!((id.as_str(), secret.as_str()), ("demo", "s3cret&x"));
         let (id, secret) = parse_basic(header("a&b=c:%26&").as_bytes()).unwrap();
         assert_eq!((id.as_str(), secret.as_str()), ("a&b=c", "&&"));
+    }
+
+    /// The same decoding as the form parser's, on what trips decoders up.
+    #[test]
+    fn form_decode_matches_the_form_parser() {
+        for text in [
+            "plain",
+            "a+b",
+            "%41%42",
+            "%4",
+            "%",
+            "%%41",
+            "%zz",
+            "%e2%82%ac",
+            "%ff%fe",
+            "%C3",
+            "a=b",
+            "x%2By+z",
+            "%2",
+            "100%",
+            "%%",
+            "+%2B+",
+            "é",
+            "",
+        ] {
+            let expected = form_urlencoded::parse(format!("v={}", text.replace('&', "%26")).as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            assert_eq!(form_decode(text).as_str(), expected, "{text:?}");
+        }
     }
 }

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use oidc_core::keys::SignError;
@@ -64,14 +64,11 @@ impl From<TokenError> for Refusal {
 }
 
 /// The handler.
-pub async fn token(
-    State(state): State<AppState>,
-    peer: Peer,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Body,
-) -> Response {
-    match issue(&state, peer, &headers, &uri, body).await {
+pub async fn token(State(state): State<AppState>, peer: Peer, request: Request) -> Response {
+    // Taken apart rather than extracted as `HeaderMap` and `Uri`, which
+    // would copy them.
+    let (parts, body) = request.into_parts();
+    match issue(&state, peer, &parts.headers, &parts.uri, body).await {
         Ok(response) => response,
         Err(refusal) => {
             audit::refused(refusal.client.as_deref(), refusal.method, refusal.reason, peer.0);
