@@ -43,12 +43,9 @@ pub mod telemetry;
 pub mod throttle;
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
-use axum::middleware::{self, Next};
-use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
@@ -74,7 +71,7 @@ pub fn app(state: AppState) -> Router {
         .route("/token", post(routes::token::token))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
-        .layer(middleware::from_fn_with_state(state.clone(), track_latency))
+        .layer(metrics::HttpMetricsLayer::new(state.metrics.clone()))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
@@ -87,22 +84,6 @@ pub fn metrics_app(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(routes::health::metrics))
         .with_state(state)
-}
-
-async fn track_latency(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    // Labels from a fixed set only: a stranger's method or path must never
-    // become a time series of its own.
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(metrics::UNMATCHED, |p| metrics::route_label(p.as_str()));
-    let method = metrics::method_label(request.method());
-    let response = next.run(request).await;
-    state
-        .metrics
-        .http_request(route, method, response.status().as_u16(), started.elapsed());
-    response
 }
 
 /// The listener limits of `state`'s configuration.
