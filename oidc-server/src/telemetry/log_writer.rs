@@ -313,6 +313,12 @@ mod tests {
         }
     }
 
+    /// A writer over a fresh `Sink` (or `sink`, when given one).
+    fn start(sink: Sink, limits: Limits) -> (Sink, LogWriter, WriterThread) {
+        let (writer, thread) = LogWriter::spawn("test-log-writer", Box::new(sink.clone()), limits).unwrap();
+        (sink, writer, thread)
+    }
+
     fn line(thread: usize, i: usize) -> String {
         format!("thread {thread} line {i}\n")
     }
@@ -328,7 +334,7 @@ mod tests {
             capacity: 64,
             batch: 32,
         };
-        let (writer, thread) = LogWriter::spawn("test-log-writer", Box::new(sink.clone()), limits).unwrap();
+        let (sink, writer, thread) = start(sink, limits);
         let loggers: Vec<_> = (0..4)
             .map(|t| {
                 let mut writer = writer.clone();
@@ -357,9 +363,7 @@ mod tests {
 
     #[test]
     fn lines_are_batched_into_few_writes() {
-        let sink = Sink::default();
-        let (mut writer, thread) =
-            LogWriter::spawn("test-log-writer", Box::new(sink.clone()), Limits::default()).unwrap();
+        let (sink, mut writer, thread) = start(Sink::default(), Limits::default());
         for i in 0..1000 {
             writer.write_all(line(0, i).as_bytes()).unwrap();
         }
@@ -372,9 +376,7 @@ mod tests {
 
     #[test]
     fn flush_returns_once_earlier_lines_are_written() {
-        let sink = Sink::default();
-        let (mut writer, _thread) =
-            LogWriter::spawn("test-log-writer", Box::new(sink.clone()), Limits::default()).unwrap();
+        let (sink, mut writer, _thread) = start(Sink::default(), Limits::default());
         writer.write_all(b"one\n").unwrap();
         writer.wait_written();
         assert_eq!(sink.text(), "one\n");
@@ -386,9 +388,7 @@ mod tests {
 
     #[test]
     fn a_line_reaches_the_output_without_a_flush() {
-        let sink = Sink::default();
-        let (mut writer, _thread) =
-            LogWriter::spawn("test-log-writer", Box::new(sink.clone()), Limits::default()).unwrap();
+        let (sink, mut writer, _thread) = start(Sink::default(), Limits::default());
         writer.write_all(b"soon\n").unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while sink.text().is_empty() {
@@ -400,9 +400,7 @@ mod tests {
 
     #[test]
     fn lines_after_closing_are_written_directly() {
-        let sink = Sink::default();
-        let (mut writer, thread) =
-            LogWriter::spawn("test-log-writer", Box::new(sink.clone()), Limits::default()).unwrap();
+        let (sink, mut writer, thread) = start(Sink::default(), Limits::default());
         writer.write_all(b"before\n").unwrap();
         drop(thread);
         assert_eq!(sink.text(), "before\n");
@@ -454,13 +452,11 @@ mod tests {
 
     #[test]
     fn a_line_longer_than_the_capacity_goes_through() {
-        let sink = Sink::default();
         let limits = Limits {
             capacity: 8,
             batch: 4,
         };
-        let (mut writer, thread) =
-            LogWriter::spawn("test-log-writer", Box::new(sink.clone()), limits).unwrap();
+        let (sink, mut writer, thread) = start(Sink::default(), limits);
         writer.write_all(b"a line of more than eight bytes\n").unwrap();
         writer.write_all(b"next\n").unwrap();
         drop(thread);
