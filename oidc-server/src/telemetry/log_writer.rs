@@ -10,7 +10,7 @@
 //!
 //! Never lossy: when [`Limits::capacity`] bytes are waiting (stderr is
 //! slower than the requests), a request waits for room (backpressure)
-//! instead of a line being dropped. [`LogWriter::flush`] waits until
+//! instead of a line being dropped. [`LogWriter::wait_written`] waits until
 //! everything queued before it is written (Lambda calls it at the end of
 //! each invocation, before the environment may be frozen), and closing
 //! writes everything out; a line logged after closing is written directly.
