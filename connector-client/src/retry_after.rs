@@ -2,6 +2,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use oidc_core::internal::calendar::Utc;
+
 /// Parses a `Retry-After` value into a delay from `now` (wall clock, since an
 /// HTTP date is absolute). A date in the past means "now" (zero). Values that
 /// do not parse are ignored (`None`), as RFC 9110 lets a recipient do.
@@ -49,34 +51,19 @@ fn parse_imf_fixdate(value: &str) -> Option<u64> {
     }
     let (hour, minute, second) = (number(17..19)?, number(20..22)?, number(23..25)?);
     // A date on the calendar (the fuzz target retry_after found 31 Feb read
-    // as 3 March); second 60 is RFC 9110's leap second.
-    if day < 1 || day > days_in_month(year, month) || year < 1970 || hour > 23 || minute > 59 || second > 60 {
-        return None;
+    // as 3 March); second 60 is RFC 9110's leap second, the next second's
+    // instant in Unix time.
+    let leap = second == 60;
+    let at = Utc {
+        year,
+        month,
+        day,
+        hour,
+        minute,
+        second: if leap { 59 } else { second },
     }
-    let days = days_from_civil(year, month, day);
-    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
-}
-
-/// Days in `month` (1–12) of the Gregorian `year`.
-fn days_in_month(year: u64, month: u64) -> u64 {
-    match month {
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// algorithm), for years from 1970 on.
-fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year / 400;
-    let year_of_era = year - era * 400;
-    let month_index = if month > 2 { month - 3 } else { month + 9 };
-    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+    .unix_seconds()?;
+    Some(at + u64::from(leap))
 }
 
 #[cfg(test)]

@@ -36,6 +36,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use oidc_core::internal::calendar::Utc;
+
 use crate::AccessToken;
 
 /// A file mode: permission bits only (`0o000`–`0o777`); no setuid, setgid or
@@ -445,30 +447,7 @@ pub(crate) fn unix_seconds(time: SystemTime) -> u64 {
 
 /// `time` as RFC 3339 in UTC, to the second: `2026-05-01T12:05:00Z`.
 pub(crate) fn rfc3339(time: SystemTime) -> String {
-    let secs = unix_seconds(time);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`, for non-negative days).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
+    Utc::from_unix_seconds(unix_seconds(time)).to_string()
 }
 
 #[cfg(test)]

@@ -61,6 +61,7 @@ pub mod aws;
 #[cfg(feature = "axum")]
 pub mod axum;
 mod base64url;
+mod calendar;
 pub mod claims;
 mod error;
 #[cfg(feature = "http")]
@@ -100,6 +101,10 @@ pub mod internal {
     /// The DER reader of KMS answers.
     pub mod der {
         pub use crate::keys::der::*;
+    }
+    /// UTC calendar dates and Unix seconds.
+    pub mod calendar {
+        pub use crate::calendar::*;
     }
     pub use crate::time::{
         ManualMonotonicClock, ManualWallClock, MonotonicClock, SystemClock, SystemMonotonicClock, WallClock,

@@ -256,21 +256,10 @@ async fn stand_in(status: u16, body: String) -> String {
 fn signed_request(sts: &str) -> String {
     let date = {
         let secs = now();
-        let (days, rem) = (secs / 86_400, secs % 86_400);
-        let z = days + 719_468;
-        let era = z / 146_097;
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + u64::from(month <= 2);
+        let t = oidc_core::internal::calendar::Utc::from_unix_seconds(secs);
         format!(
-            "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
-            rem / 3600,
-            rem % 3600 / 60,
-            rem % 60
+            "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+            t.year, t.month, t.day, t.hour, t.minute, t.second
         )
     };
     let host = sts.trim_start_matches("http://");

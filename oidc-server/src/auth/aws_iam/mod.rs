@@ -28,6 +28,7 @@ mod sts;
 
 use std::time::Duration;
 
+use oidc_core::internal::calendar::Utc;
 use serde_json::Value;
 
 pub(crate) use binding::matches as principal_matches;
@@ -217,43 +218,17 @@ fn parse_amz_date(text: &str) -> Option<u64> {
             None
         }
     };
-    let (year, month, day) = (num(0..4)?, num(4..6)?, num(6..8)?);
-    let (hour, minute, second) = (num(9..11)?, num(11..13)?, num(13..15)?);
     // A real instant after 1970: SigV4 dates are printed from Unix time, so
-    // no leap second and no February 30 (and a year before 1970 would
-    // underflow below; the fuzz target aws_iam found year 0).
-    if year < 1970
-        || !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 59
-    {
-        return None;
+    // no leap second and no February 30 (the fuzz target aws_iam found year 0).
+    Utc {
+        year: num(0..4)?,
+        month: num(4..6)?,
+        day: num(6..8)?,
+        hour: num(9..11)?,
+        minute: num(11..13)?,
+        second: num(13..15)?,
     }
-    // Days from civil (Howard Hinnant's algorithm), for years after 1970.
-    let (y, m) = if month <= 2 {
-        (year - 1, month + 9)
-    } else {
-        (year, month - 3)
-    };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = (era * 146_097 + doe).checked_sub(719_468)?;
-    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
-}
-
-/// Days in `month` (1–12) of the Gregorian `year`.
-fn days_in_month(year: u64, month: u64) -> u64 {
-    match month {
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
+    .unix_seconds()
 }
 
 fn endpoint_authority(endpoint: &str) -> &str {
