@@ -2,6 +2,9 @@
 //! text or JSON lines on stderr, coloured only when stderr is a terminal (a
 //! log file or a pipe gets plain text).
 //!
+//! Text lines are written by [`text_format`], the stock format without its
+//! styling layer (the same bytes, fewer instructions per audit event).
+//!
 //! Lines (the audit log among them: one event per token request) go through
 //! [`log_writer`]: a request appends its line to a bounded buffer that a
 //! writer thread writes out in batches, so a request never waits on stderr
@@ -19,6 +22,7 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{LogConfig, LogFormat};
 
 pub mod log_writer;
+pub mod text_format;
 
 use log_writer::{Limits, LogWriter, WriterThread};
 
@@ -63,7 +67,9 @@ where
         .with_ansi(std::io::stderr().is_terminal());
     let installed = match log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder
+            .event_format(text_format::TextFormat::default())
+            .try_init(),
     };
     installed.is_ok()
 }
