@@ -155,6 +155,21 @@ async fn issue(
         }
     };
 
+    let body = TokenResponse {
+        access_token: issued.token.as_str(),
+        token_type: "Bearer",
+        expires_in: issued.expires_in(),
+        scope: request.scope.as_deref(),
+    };
+    // Sized for the token up front (`axum::Json` starts at 128 bytes and
+    // grows three times for a typical token). Writing strings and a number
+    // into memory cannot fail; if it ever did, the request fails cleanly.
+    let mut json = Vec::with_capacity(body.access_token.len() + 128);
+    if serde_json::to_writer(&mut json, &body).is_err() {
+        return Err(refuse(TokenError::TemporarilyUnavailable {
+            retry_after: DEFAULT_RETRY_AFTER,
+        }));
+    }
     audit::issued(
         &connector.id,
         credential.method(),
@@ -163,17 +178,15 @@ async fn issue(
         &issued,
     );
     state.metrics.token_issued();
-    let body = TokenResponse {
-        access_token: issued.token.as_str(),
-        token_type: "Bearer",
-        expires_in: issued.expires_in(),
-        scope: request.scope.as_deref(),
-    };
-    let mut response = axum::Json(body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    Ok(response)
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (header::PRAGMA, HeaderValue::from_static("no-cache")),
+        ],
+        json,
+    )
+        .into_response())
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), TokenError> {

@@ -22,6 +22,7 @@ async fn success_has_the_rfc_6749_shape() {
     let app = TestApp::new().await;
     let a = app.post_form(Some(&basic(SECRET_CLIENT, SECRET)), &[GRANT]).await;
     assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.headers[CONTENT_TYPE], "application/json");
     assert_eq!(a.headers[CACHE_CONTROL], "no-store");
     assert_eq!(a.headers["pragma"], "no-cache");
     assert_eq!(a.body["token_type"], "Bearer");
