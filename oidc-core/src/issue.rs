@@ -173,7 +173,8 @@ pub struct Issuer {
     clock: Arc<dyn WallClock>,
 }
 
-/// Tokens shorter-lived than this are not worth issuing near a key's retirement.
+/// Tokens shorter-lived than this (or than half the lifetime asked for, for
+/// lifetimes under 20 s) are not worth issuing near a key's retirement.
 const MIN_TTL_SECS: u64 = 10;
 
 #[derive(Serialize)]
@@ -254,7 +255,7 @@ impl Issuer {
         if let Some(limit) = active.expires_by() {
             if limit < exp {
                 let remaining_secs = limit.saturating_sub(now);
-                if remaining_secs < MIN_TTL_SECS {
+                if remaining_secs < MIN_TTL_SECS.min(ttl.div_ceil(2)) {
                     return Err(IssueError::KeyRetiring { remaining_secs });
                 }
                 exp = limit;
@@ -294,5 +295,53 @@ impl Issuer {
             issued_at: now,
             expires_at: exp,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::LocalSigner;
+    use crate::keyset::{ActiveKey, KeySetState};
+    use crate::time::ManualWallClock;
+
+    const NOW: u64 = 1_700_000_000;
+
+    /// An issuer whose key's tokens must expire by `limit`.
+    fn issuer(limit: u64) -> Issuer {
+        let (signer, _) = LocalSigner::generate(Algorithm::ES256).expect("a key");
+        let state = KeySetState::new(Some(ActiveKey::new(Arc::new(signer), Some(limit))), Vec::new())
+            .expect("one key");
+        let lifetime = Lifetime::new(Duration::from_secs(300), Duration::from_secs(900)).expect("lifetime");
+        Issuer::new("https://issuer.test", Arc::new(KeySet::new(state)), lifetime)
+            .expect("issuer")
+            .with_clock(Arc::new(ManualWallClock::new(NOW)))
+    }
+
+    async fn exp(issuer: &Issuer, ttl: u64) -> Result<u64, IssueError> {
+        let request = TokenRequest {
+            ttl: Some(Duration::from_secs(ttl)),
+            ..TokenRequest::new("c", "https://api.test")
+        };
+        issuer.issue(&request).await.map(|t| t.expires_at)
+    }
+
+    #[tokio::test]
+    async fn the_keys_limit_shortens_tokens_and_refuses_only_what_is_not_worth_issuing() {
+        // Far from the limit: the lifetime asked for.
+        assert_eq!(exp(&issuer(NOW + 1000), 300).await, Ok(NOW + 300));
+        // Near it: shortened to the limit.
+        assert_eq!(exp(&issuer(NOW + 50), 300).await, Ok(NOW + 50));
+        // Closer than 10 s: refused.
+        assert_eq!(
+            exp(&issuer(NOW + 9), 300).await,
+            Err(IssueError::KeyRetiring { remaining_secs: 9 })
+        );
+        // A short lifetime is worth issuing with half of it left, not less.
+        assert_eq!(exp(&issuer(NOW + 2), 4).await, Ok(NOW + 2));
+        assert_eq!(
+            exp(&issuer(NOW + 1), 4).await,
+            Err(IssueError::KeyRetiring { remaining_secs: 1 })
+        );
     }
 }

@@ -56,9 +56,9 @@ pub fn text(bytes: &[u8]) -> String {
 
 /// The arguments of `oidc-server keys init` for a kms-envelope set sealed by
 /// `key_id`, with the rules' timings in seconds: `[lifetime, JWKS max-age,
-/// poll interval, leeway]` (tests use second-scale values).
-pub fn envelope_init_args(secret: &str, key_id: &str, issuer: &str, timings: [u64; 4]) -> Vec<String> {
-    let [lifetime, max_age, poll, leeway] = timings.map(|n| n.to_string());
+/// poll interval, leeway, rotation window]` (tests use second-scale values).
+pub fn envelope_init_args(secret: &str, key_id: &str, issuer: &str, timings: [u64; 5]) -> Vec<String> {
+    let [lifetime, max_age, poll, leeway, window] = timings.map(|n| n.to_string());
     [
         "keys",
         "init",
@@ -78,6 +78,8 @@ pub fn envelope_init_args(secret: &str, key_id: &str, issuer: &str, timings: [u6
         &poll,
         "--leeway-secs",
         &leeway,
+        "--rotation-window-secs",
+        &window,
     ]
     .map(str::to_owned)
     .to_vec()

@@ -130,6 +130,18 @@ pub struct Timings {
     pub poll_interval: Duration,
     /// Clock leeway of the verifiers.
     pub leeway: Duration,
+    /// The longest a rotation may take from `createSecret` to `finishSecret`
+    /// (a later `finishSecret` is refused and the rotation starts over): it
+    /// bounds when a document comes into force after its creation, which
+    /// the rules and the signing cap count on.
+    pub rotation_window: Duration,
+}
+
+impl Timings {
+    /// The rotation window of a document that does not name one (documents
+    /// written before it existed): room for Secrets Manager's retries of a
+    /// step, far below any rotation period.
+    pub const DEFAULT_ROTATION_WINDOW: Duration = Duration::from_secs(300);
 }
 
 /// A key set before its first keys: what the stack (or `keys init`) writes
@@ -203,6 +215,8 @@ struct RawDocument {
     jwks_max_age_secs: u64,
     poll_interval_secs: u64,
     leeway_secs: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rotation_window_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     previous: Option<RawKey>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -445,6 +459,7 @@ impl KeySetTemplate {
             jwks_max_age_secs: t.jwks_max_age.as_secs(),
             poll_interval_secs: t.poll_interval.as_secs(),
             leeway_secs: t.leeway.as_secs(),
+            rotation_window_secs: Some(t.rotation_window.as_secs()),
             previous,
             current,
             next,
@@ -507,6 +522,9 @@ impl KeySetValue {
             jwks_max_age: Duration::from_secs(raw.jwks_max_age_secs),
             poll_interval: Duration::from_secs(raw.poll_interval_secs),
             leeway: Duration::from_secs(raw.leeway_secs),
+            rotation_window: raw
+                .rotation_window_secs
+                .map_or(Timings::DEFAULT_ROTATION_WINDOW, Duration::from_secs),
         };
         timings.check().map_err(DocumentError)?;
         // A function URL ends with '/', which an issuer must not.
@@ -607,9 +625,21 @@ mod tests {
                 jwks_max_age: Duration::from_secs(300),
                 poll_interval: Duration::from_secs(30),
                 leeway: Duration::from_secs(60),
+                rotation_window: Duration::from_secs(120),
             },
             first_key_id: None,
         }
+    }
+
+    #[test]
+    fn documents_written_before_the_rotation_window_get_the_default() {
+        let doc = KeySetDocument::first(&template(), key(), key());
+        let text = doc.to_json();
+        assert!(text.contains("\"rotation_window_secs\":120"), "{text}");
+        let older = text.replace(",\"rotation_window_secs\":120", "");
+        assert_ne!(older, text);
+        let parsed = KeySetDocument::from_json(&older).unwrap();
+        assert_eq!(parsed.timings.rotation_window, Timings::DEFAULT_ROTATION_WINDOW);
     }
 
     #[test]

@@ -81,6 +81,10 @@ pub struct InitArgs {
     /// Verifiers' clock leeway (default: the config's, or 60).
     #[arg(long)]
     pub leeway_secs: Option<u64>,
+    /// The longest a rotation may take from its first step to its last (a
+    /// later last step is refused and the rotation starts over; default 300).
+    #[arg(long)]
+    pub rotation_window_secs: Option<u64>,
     /// kms: the key spec of new keys (default: ECC_NIST_P256 for ES256, RSA_2048 for RS256/PS256).
     #[arg(long)]
     pub key_spec: Option<String>,
@@ -257,6 +261,9 @@ fn template(config: &Config, args: &InitArgs) -> Result<KeySetTemplate, CliError
             .leeway_secs
             .map(secs)
             .unwrap_or_else(|| set.map_or(secs(aws_defaults::LEEWAY_SECS), |s| s.leeway)),
+        rotation_window: args
+            .rotation_window_secs
+            .map_or(Timings::DEFAULT_ROTATION_WINDOW, secs),
     };
     let template = KeySetTemplate {
         issuer: args.issuer.clone().unwrap_or_else(|| config.issuer.clone()),
@@ -417,6 +424,7 @@ async fn report(rotation: &Rotation) -> Result<Value, CliError> {
             "jwks_max_age_secs": t.jwks_max_age.as_secs(),
             "poll_interval_secs": t.poll_interval.as_secs(),
             "leeway_secs": t.leeway.as_secs(),
+            "rotation_window_secs": t.window_secs(),
             "maturity_secs": t.maturity_secs(),
             "retire_secs": t.retire_secs(),
             "min_rotation_interval_secs": t.min_rotation_interval().as_secs(),
@@ -424,7 +432,8 @@ async fn report(rotation: &Rotation) -> Result<Value, CliError> {
         "keys": keys,
         // A set with no keys yet may rotate at once (its first document).
         "next_rotation_at": if has_keys { t.earliest_rotation(stored.created_at) } else { stored.created_at },
-        "signs_until": has_keys.then(|| t.signing_limit(stored.created_at)),
+        // What a server reading the set now would cap its tokens at.
+        "signs_until": has_keys.then(|| t.signing_limit(stored.created_at, now)),
         "versions": versions,
         "pending_deletion": pending_deletion,
         "warnings": t.warnings(),
@@ -458,11 +467,13 @@ fn print_report(r: &Value) {
         ago(now, n(&r["created_at"]))
     );
     println!(
-        "rules: token lifetime {} s, JWKS max-age {} s, poll {} s, leeway {} s: rotations at least {} s apart",
+        "rules: token lifetime {} s, JWKS max-age {} s, poll {} s, leeway {} s, rotation window {} s: rotations \
+         at least {} s apart",
         n(&t["max_token_lifetime_secs"]),
         n(&t["jwks_max_age_secs"]),
         n(&t["poll_interval_secs"]),
         n(&t["leeway_secs"]),
+        n(&t["rotation_window_secs"]),
         n(&t["min_rotation_interval_secs"])
     );
     let keys = r["keys"].as_array().cloned().unwrap_or_default();
@@ -487,7 +498,10 @@ fn print_report(r: &Value) {
     let next = n(&r["next_rotation_at"]);
     println!("next rotation allowed: {} ({})", rfc3339(next), ago(now, next));
     if let Some(until) = r["signs_until"].as_u64() {
-        println!("tokens of the current key expire by: {}", rfc3339(until));
+        println!(
+            "tokens of the current key expire by: {} (for a server reading the set now; every read moves it on)",
+            rfc3339(until)
+        );
     }
     for version in r["versions"].as_array().into_iter().flatten() {
         let stages: Vec<String> = version["stages"]

@@ -382,6 +382,7 @@ fn check_config(path: Option<PathBuf>) -> Result<(), CliError> {
             jwks_max_age: config.http.jwks_max_age,
             poll_interval: set.poll_interval,
             leeway: set.leeway,
+            rotation_window: oidc_core::keyset::document::Timings::DEFAULT_ROTATION_WINDOW,
         };
         for warning in timings.warnings() {
             println!("warning: {warning}");

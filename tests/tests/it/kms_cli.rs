@@ -111,9 +111,9 @@ async fn keys_init_show_and_rotate_follow_the_documents_rules_on_secrets_manager
     let secret = moto::unique("cli-key-set");
     let bin = binary().await;
 
-    // P = 1, A = 1, T = 3, L = 1: rotations at least 5 s apart, whatever
-    // the embedded default config (T = 900, A = 300) would say.
-    let init = envelope_init_args(&secret, &sym, "https://issuer.test", [3, 1, 1, 1]);
+    // P = 1, A = 1, T = 3, L = 1, W = 2: rotations at least 7 s apart,
+    // whatever the embedded default config (T = 900, A = 300) would say.
+    let init = envelope_init_args(&secret, &sym, "https://issuer.test", [3, 1, 1, 1, 2]);
     let args: Vec<&str> = init.iter().map(String::as_str).collect();
     let out = run(&bin, moto, &args).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -130,9 +130,10 @@ async fn keys_init_show_and_rotate_follow_the_documents_rules_on_secrets_manager
         .map(|k| k["role"].as_str().unwrap())
         .collect();
     assert_eq!(roles, ["current", "next"], "{first}");
-    assert_eq!(first["timings"]["min_rotation_interval_secs"], 5, "{first}");
+    assert_eq!(first["timings"]["min_rotation_interval_secs"], 7, "{first}");
+    assert_eq!(first["timings"]["rotation_window_secs"], 2, "{first}");
     let created = first["created_at"].as_u64().unwrap();
-    assert_eq!(first["next_rotation_at"].as_u64(), Some(created + 5), "{first}");
+    assert_eq!(first["next_rotation_at"].as_u64(), Some(created + 7), "{first}");
     let text_show = run(&bin, moto, &["keys", "show", "--secret", &secret]).await;
     assert!(
         text(&text_show.stdout).contains("next rotation allowed: "),
@@ -150,7 +151,7 @@ async fn keys_init_show_and_rotate_follow_the_documents_rules_on_secrets_manager
             stderr.contains("rotation refused") && stderr.contains("earliest allowed: "),
             "{stderr}"
         );
-        let earliest = aws_sdk_secretsmanager::primitives::DateTime::from_secs((created + 5) as i64)
+        let earliest = aws_sdk_secretsmanager::primitives::DateTime::from_secs((created + 7) as i64)
             .fmt(aws_sdk_secretsmanager::primitives::DateTimeFormat::DateTime)
             .unwrap();
         assert!(
@@ -166,7 +167,7 @@ async fn keys_init_show_and_rotate_follow_the_documents_rules_on_secrets_manager
     );
 
     // Once allowed, with the clock three hours behind: rotated.
-    tokio::time::sleep(Duration::from_millis(5_500)).await;
+    tokio::time::sleep(Duration::from_millis(7_500)).await;
     let out = run_skewed(&bin, moto, "-3h", &["keys", "rotate", "--secret", &secret]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let rotated = show_json(&run(&bin, moto, &["keys", "show", "--secret", &secret, "--json"]).await);
@@ -185,6 +186,14 @@ async fn keys_init_show_and_rotate_follow_the_documents_rules_on_secrets_manager
         rotated["versions"].to_string().contains("AWSPREVIOUS"),
         "{rotated}"
     );
+
+    // With the clock three hours ahead, the last step's rotation window is
+    // still read on Secrets Manager's clock: rotated, not "too late".
+    tokio::time::sleep(Duration::from_millis(7_500)).await;
+    let out = run_skewed(&bin, moto, "+3h", &["keys", "rotate", "--secret", &secret]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let again = show_json(&run(&bin, moto, &["keys", "show", "--secret", &secret, "--json"]).await);
+    assert_eq!(kid(&again, "current"), kid(&rotated, "next"));
 
     // A second init does not overwrite the set.
     let out = run(&bin, moto, &args).await;

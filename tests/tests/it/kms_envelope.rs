@@ -82,6 +82,7 @@ async fn an_envelope_key_set_signs_with_zero_kms_calls_per_token() {
             jwks_max_age: Duration::from_secs(300),
             poll_interval: Duration::from_secs(1),
             leeway: Duration::from_secs(60),
+            rotation_window: Duration::from_secs(60),
         },
         first_key_id: None,
     };

@@ -17,7 +17,7 @@ use e2e::cli::{binary, envelope_init_args, run, text};
 use e2e::fault_proxy::{FaultProxy, Mode};
 use e2e::moto::{self, Moto};
 use e2e::tools::CachingVerifier;
-use e2e::{TestServer, AUDIENCE};
+use e2e::{TestServer, AUDIENCE, SECRET};
 use oidc_core::keys::KmsOptions;
 use oidc_core::keyset::aws::{KeySetError, KeySetSecret, Rotation, RotationStep};
 use oidc_core::keyset::document::{KeySetTemplate, KeySetValue, SetKind, Timings};
@@ -35,15 +35,21 @@ fn secs(n: u64) -> Duration {
 }
 
 /// Second-scale rules: `t` longest token lifetime, `a` JWKS max-age, `p`
-/// poll interval, `l` verifier leeway, in seconds.
+/// poll interval, `l` verifier leeway, in seconds; a rotation's steps must
+/// all run within [`WINDOW`] seconds.
 fn timings(t: u64, a: u64, p: u64, l: u64) -> Timings {
     Timings {
         max_token_lifetime: secs(t),
         jwks_max_age: secs(a),
         poll_interval: secs(p),
         leeway: secs(l),
+        rotation_window: secs(WINDOW),
     }
 }
+
+/// The rotation window of second-scale sets: a kms rotation on moto takes
+/// about a second, and `CreatedDate` has whole seconds.
+const WINDOW: u64 = 3;
 
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
@@ -351,10 +357,10 @@ async fn two_replicas_and_caching_verifiers_across_three_rotations_with_zero_fai
     let sym = moto::create_symmetric_key(&sdk).await;
     let secret = moto::unique("replicas");
     let bin = binary().await;
-    // P = 1, A = 2, T = 3, L = 1: a key is published 3 s before it may
-    // sign, rotations at least 5 s apart. The CLI runs on the embedded
+    // P = 1, A = 2, T = 3, L = 1, W = 3: a key is published 3 s before it
+    // may sign, rotations at least 8 s apart. The CLI runs on the embedded
     // default config (T = 900 s): the document's values rule.
-    let init = envelope_init_args(&secret, &sym, ISSUER, [3, 2, 1, 1]);
+    let init = envelope_init_args(&secret, &sym, ISSUER, [3, 2, 1, 1, WINDOW]);
     let out = run(&bin, moto, &init.iter().map(String::as_str).collect::<Vec<_>>()).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let first_current = document(current(&sdk, &secret).await.2).current.kid().to_owned();
@@ -597,6 +603,220 @@ async fn a_thawed_lambda_environment_reads_the_key_set_before_answering() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(u64::MAX);
     assert!(max_age <= 2, "{cache_control}");
+}
+
+/// A function-URL token request for the test connector, as Lambda delivers it.
+fn token_event() -> String {
+    use base64::Engine as _;
+    let text = std::fs::read_to_string(e2e::workspace_path(
+        "oidc-server/tests/fixtures/lambda/function-url-token.json",
+    ))
+    .unwrap();
+    let mut event: Value = serde_json::from_str(&text).unwrap();
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{SECRET}", e2e::SECRET_CLIENT));
+    event["headers"]["authorization"] = json!(format!("Basic {basic}"));
+    event.to_string()
+}
+
+/// Requests tokens from both replicas and from a Lambda environment (each
+/// invocation a thaw: the environment is frozen between them) for `length`,
+/// verifying each through a JWKS-caching verifier; returns the number of
+/// tokens and the kids they were signed with, in order, or the failures.
+async fn serve_quietly(
+    servers: &[TestServer; 2],
+    environment: &axum::Router,
+    verifier: &mut Verifier<RemoteJwks>,
+    length: Duration,
+) -> Result<(u64, Vec<String>), Vec<String>> {
+    let (mut issued, mut kids, mut failures) = (0u64, Vec::<String>::new(), Vec::new());
+    let started = Instant::now();
+    while started.elapsed() < length {
+        let mut tokens = Vec::new();
+        for (i, server) in servers.iter().enumerate() {
+            match server.request_token().await {
+                (200, body, _) => tokens.push(body["access_token"].as_str().unwrap().to_owned()),
+                (status, body, _) => {
+                    failures.push(format!("replica {i} at {:?}: {status} {body}", started.elapsed()))
+                }
+            }
+        }
+        let response = lambda::invoke(environment.clone(), &token_event()).await.unwrap();
+        let body: Value =
+            serde_json::from_str(response["body"].as_str().unwrap_or_default()).unwrap_or_default();
+        match (response["statusCode"].as_u64(), body["access_token"].as_str()) {
+            (Some(200), Some(token)) => tokens.push(token.to_owned()),
+            _ => failures.push(format!("lambda at {:?}: {response}", started.elapsed())),
+        }
+        for token in tokens {
+            issued += 1;
+            match verifier.verify::<AccessTokenClaims>(&token).await {
+                Ok(verified) => {
+                    if kids.last().map(String::as_str) != Some(verified.kid()) {
+                        kids.push(verified.kid().to_owned());
+                    }
+                }
+                Err(e) => failures.push(format!("verification at {:?}: {e}", started.elapsed())),
+            }
+        }
+        // Longer than the poll interval now and then: the environment thaws stale.
+        tokio::time::sleep(Duration::from_millis(if issued % 4 == 0 { 1_200 } else { 250 })).await;
+    }
+    match failures.is_empty() {
+        true => Ok((issued, kids)),
+        false => Err(failures),
+    }
+}
+
+#[tokio::test]
+async fn a_set_left_alone_for_many_r_keeps_serving_on_every_replica_and_thawed_environment() {
+    // The shipped stack rotates weekly against R of about 20 minutes: most
+    // of a key's life is the quiet between rotations. Here R = 9 s and the
+    // set is left alone for 4R, rotated (a period of many R), left alone
+    // for 3R more; two replicas and a Lambda environment serve throughout.
+    let moto = Moto::shared();
+    let sdk = moto.sdk_config().await;
+    let sym = moto::create_symmetric_key(&sdk).await;
+    let secret = moto::unique("quiet");
+    // P = 1, A = 6, T = 3, L = 1, W = 2 (the replicas serve A = 2, within
+    // the set's): R = max(7, 5) + 2 = 9 s.
+    let timings = Timings {
+        rotation_window: secs(2),
+        ..timings(3, 6, 1, 1)
+    };
+    let r = timings.min_rotation_interval();
+    create_set(&sdk, &secret, &template(envelope(&sym), timings)).await;
+    rotation(&sdk, &secret).rotate().await.unwrap();
+    let first = document(current(&sdk, &secret).await.2);
+
+    let servers = [replica(&sdk, &secret).await, replica(&sdk, &secret).await];
+    let context = ServiceContext {
+        sdk_config: Some(sdk.clone()),
+        key_set_polling: KeySetPolling::OnInvocation,
+        ..Default::default()
+    };
+    let state = AppState::start(Arc::new(replica_config(&replica_toml(&secret))), &context)
+        .await
+        .unwrap();
+    let environment = lambda::router(state);
+    let jwks = RemoteJwks::builder(servers[0].jwks_url())
+        .cache_min(secs(1))
+        .cache_max(secs(2))
+        .refetch_cooldown(secs(2))
+        .build()
+        .unwrap();
+    let mut verifier = Verifier::new(Policy::builder(ISSUER, [AUDIENCE]).build().unwrap(), jwks);
+
+    let (quiet, kids) = serve_quietly(&servers, &environment, &mut verifier, 4 * r)
+        .await
+        .unwrap_or_else(|failures| panic!("{} failures over 4R: {failures:#?}", failures.len()));
+    assert_eq!(kids, [first.current.kid()], "one key all along");
+    assert!(quiet > 60, "{quiet} tokens");
+
+    rotation(&sdk, &secret).rotate().await.unwrap();
+    let (after, kids) = serve_quietly(&servers, &environment, &mut verifier, 3 * r)
+        .await
+        .unwrap_or_else(|failures| panic!("{} failures after the rotation: {failures:#?}", failures.len()));
+    assert_eq!(
+        kids.last().map(String::as_str),
+        Some(first.next.kid()),
+        "{kids:?}"
+    );
+    assert!(after > 45, "{after} tokens");
+}
+
+#[tokio::test]
+async fn a_rotation_whose_last_steps_come_too_late_or_on_a_changed_set_is_abandoned() {
+    let moto = Moto::shared();
+    let sdk = moto.sdk_config().await;
+    let sym = moto::create_symmetric_key(&sdk).await;
+    let secret = moto::unique("late");
+    // R = max(2, 3) + 3 = 6 s; a rotation's steps must run within 3 s.
+    let timings = timings(2, 1, 1, 0);
+    create_set(&sdk, &secret, &template(envelope(&sym), timings)).await;
+    let arn = {
+        let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+        let described = secrets.describe_secret().secret_id(&secret).send().await.unwrap();
+        described.arn().unwrap().to_owned()
+    };
+    let rotate = rotation(&sdk, &secret);
+    rotate.rotate().await.unwrap();
+    until_rotation_allowed(&sdk, &secret).await;
+    let (in_force, _, _) = current(&sdk, &secret).await;
+
+    // createSecret and setSecret run; Secrets Manager retries the last steps
+    // later than the window.
+    let late = token();
+    for step in [
+        RotationStep::CreateSecret,
+        RotationStep::SetSecret,
+        RotationStep::TestSecret,
+    ] {
+        rotate.step(step, &late).await.unwrap();
+    }
+    tokio::time::sleep(secs(WINDOW + 2)).await;
+    let error = rotate.step(RotationStep::FinishSecret, &late).await.unwrap_err();
+    assert!(matches!(error, KeySetError::TooLate(_)), "{error}");
+    assert!(error.to_string().contains("start another rotation"), "{error}");
+    let after = stages(&sdk, &secret).await;
+    assert_eq!(
+        labelled(&after, "AWSCURRENT"),
+        [in_force.as_str()],
+        "not promoted"
+    );
+    assert!(labelled(&after, "AWSPENDING").is_empty(), "abandoned: {after:?}");
+    // Retried again, each step refuses; so does the Lambda handler.
+    for step in RotationStep::ALL {
+        assert!(rotate.step(step, &late).await.is_err(), "{step:?}");
+    }
+    assert!(
+        lambda::rotation::handle(&sdk, None, &event("finishSecret", &arn, &late))
+            .await
+            .is_err()
+    );
+
+    // A retried createSecret is checked the same way.
+    let slow = token();
+    rotate.step(RotationStep::CreateSecret, &slow).await.unwrap();
+    tokio::time::sleep(secs(WINDOW + 2)).await;
+    let error = rotate.step(RotationStep::CreateSecret, &slow).await.unwrap_err();
+    assert!(matches!(error, KeySetError::TooLate(_)), "{error}");
+    assert!(labelled(&stages(&sdk, &secret).await, "AWSPENDING").is_empty());
+
+    // A pending set made from a set that is no longer in force (another
+    // rotation finished meanwhile) is not promoted either.
+    let stale = token();
+    rotate.step(RotationStep::CreateSecret, &stale).await.unwrap();
+    // The operator clears it by hand and rotates.
+    KeySetSecret::new(
+        &aws_sdk_secretsmanager::Client::new(&sdk),
+        &secret,
+        Default::default(),
+    )
+    .clear_pending(&stale)
+    .await
+    .unwrap();
+    rotate.rotate().await.unwrap();
+    let (newer, _, _) = current(&sdk, &secret).await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    secrets
+        .update_secret_version_stage()
+        .secret_id(&secret)
+        .version_stage("AWSPENDING")
+        .move_to_version_id(&stale)
+        .send()
+        .await
+        .unwrap();
+    let error = rotate.step(RotationStep::FinishSecret, &stale).await.unwrap_err();
+    assert!(error.to_string().contains("changed since"), "{error}");
+    assert_eq!(
+        labelled(&stages(&sdk, &secret).await, "AWSCURRENT"),
+        [newer.as_str()]
+    );
+
+    // A new rotation starts from the set in force and completes.
+    until_rotation_allowed(&sdk, &secret).await;
+    let rotated = rotate.rotate().await.unwrap();
+    assert_ne!(rotated.version_id, newer);
 }
 
 /// A KMS key's id, given its id or ARN.

@@ -27,6 +27,7 @@ const TIMINGS: Timings = Timings {
     jwks_max_age: Duration::from_secs(1),
     poll_interval: Duration::from_secs(1),
     leeway: Duration::ZERO,
+    rotation_window: Duration::from_secs(2),
 };
 
 fn calls(proxy: &FaultProxy) -> BTreeMap<String, u64> {
@@ -52,7 +53,7 @@ async fn rotations(label: &str, kind: SetKind) {
     let mut times = Vec::new();
     let mut per_rotation = BTreeMap::<String, u64>::new();
     for _ in 0..ROTATIONS {
-        tokio::time::sleep(Duration::from_millis(2_100)).await;
+        tokio::time::sleep(TIMINGS.min_rotation_interval() + Duration::from_millis(1_100)).await;
         proxy.reset_counts();
         let started = Instant::now();
         rotation.rotate().await.unwrap();

@@ -30,7 +30,7 @@ pub use secret::{KeySetSecret, Stored, StoredValue};
 
 use crate::aws::{CallFailure, CallOutcome};
 use crate::keyset::document::DocumentError;
-use crate::keyset::rules::TooEarly;
+use crate::keyset::rules::{TooEarly, TooLate};
 
 /// Why the key set could not be read, rotated or used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,6 +56,10 @@ pub enum KeySetError {
     /// The rules refuse the rotation now.
     #[error(transparent)]
     TooEarly(#[from] TooEarly),
+    /// The rotation's last step came later than its window allows: the
+    /// pending set was abandoned.
+    #[error(transparent)]
+    TooLate(#[from] TooLate),
     /// A rotation step found the secret in a state it cannot go on from.
     #[error("rotation {token}: {reason}")]
     Rotation {

@@ -3,11 +3,13 @@
 //! next key, ahead of its turn), and swaps the whole state into the
 //! [`KeySet`] at once.
 //!
-//! Tokens signed with the current key of the document created at `C` are
-//! capped at the earliest time that key could leave the set
-//! ([`Timings::signing_limit`]) and at the document's longest token
-//! lifetime; a replica that cannot read the set keeps signing under that cap,
-//! which holds whatever the others do.
+//! Tokens signed with the current key are capped at the earliest time that
+//! key could leave the set, given the document's creation and the start of
+//! the last read that found it in force ([`Timings::signing_limit`]), and at
+//! the document's longest token lifetime. Each successful read moves the cap
+//! forward; a replica that cannot read the set keeps signing under the cap
+//! of its last read, which holds whatever the others do, and stops (503
+//! `key_retiring`) only once a removal of its key could have gone unseen.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -17,6 +19,7 @@ use super::{KeyMaker, KeySetError, KeySetSecret, Stored};
 use crate::keys::Signer;
 use crate::keyset::document::{KeySetDocument, KeySetValue, Timings};
 use crate::keyset::{ActiveKey, KeySet, KeySetState};
+use crate::time::{SystemClock, WallClock};
 
 /// What one poll found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +69,8 @@ impl KeySetPoller {
     /// left as it was (its tokens stay under the cap of the last set read).
     pub async fn poll(&mut self, keys: &KeySet) -> Result<PollSummary, KeySetError> {
         let read_at = Instant::now();
+        // The start of the read: the set was in force at least until then.
+        let read_at_unix = SystemClock.now();
         let stored = self.secret.current().await?;
         let no_keys = |version_id: String, timings: Option<Timings>| {
             let state = KeySetState::new(None, Vec::new())
@@ -98,7 +103,8 @@ impl KeySetPoller {
                 value: KeySetValue::Document(document),
             }) => {
                 self.check_issuer(&document.issuer)?;
-                self.state_of(&document, version_id, created_at, read_at).await?
+                self.state_of(&document, version_id, created_at, (read_at, read_at_unix))
+                    .await?
             }
         };
         keys.replace(state);
@@ -133,7 +139,7 @@ impl KeySetPoller {
         document: &KeySetDocument,
         version_id: String,
         created_at: u64,
-        read_at: Instant,
+        (read_at, read_at_unix): (Instant, u64),
     ) -> Result<(PollSummary, KeySetState), KeySetError> {
         // Signers of keys no longer in the set go (an envelope key's
         // plaintext is zeroized with its signer).
@@ -146,7 +152,7 @@ impl KeySetPoller {
             tracing::warn!(kid = document.next.kid(), error = %e, "cannot open the next key yet");
         }
         let timings = document.timings;
-        let signs_until = timings.signing_limit(created_at);
+        let signs_until = timings.signing_limit(created_at, read_at_unix);
         let active = ActiveKey::new(signer, Some(signs_until)).with_max_lifetime(timings.max_token_lifetime);
         let state = KeySetState::new(Some(active), document.published())
             .map_err(|e| KeySetError::Rotation {
@@ -184,8 +190,13 @@ impl KeySetPoller {
         let background = handle.clone();
         let interval = interval.max(Duration::from_millis(100));
         tokio::spawn(async move {
+            // Reads start every interval (not an interval after the last one
+            // ended): the signing cap counts on a read starting at least
+            // that often.
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tokio::time::sleep(interval).await;
+                ticks.tick().await;
                 if !background.poll_now().await {
                     return;
                 }

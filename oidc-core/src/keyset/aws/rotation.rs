@@ -3,21 +3,22 @@
 //!
 //! | step | does | retried |
 //! |---|---|---|
-//! | `createSecret` | builds the next document (`{previous ← current, current ← next, next ← a new key}`, or for a set with no keys yet its first document) and stores it as version `ClientRequestToken` labelled `AWSPENDING`; then checks the rules against that version's `CreatedDate` (Secrets Manager's clock) and, when they refuse, takes the label off again and says when the rotation would be allowed | a version already written for the token is kept; a KMS key already made for it is found by its tag |
-//! | `setSecret` | nothing to configure elsewhere: checks the pending version is there | yes |
-//! | `testSecret` | signs a probe with the pending document's current key and verifies it with the document's published keys | yes |
-//! | `finishSecret` | moves `AWSCURRENT` to the pending version (Secrets Manager moves `AWSPREVIOUS` itself), takes `AWSPENDING` off, and schedules the deletion of a KMS key that left the set | a version already current is finished |
+//! | `createSecret` | builds the next document (`{previous ← current, current ← next, next ← a new key}`, or for a set with no keys yet its first document) and stores it as version `ClientRequestToken` labelled `AWSPENDING`; then checks the rules against that version's `CreatedDate` (Secrets Manager's clock) and, when they refuse, takes the label off again and says when the rotation would be allowed | a version already written for the token is kept while it is still pending, made from the version in force and within the rotation window (the same check as `finishSecret`); a KMS key already made for it is found by its tag |
+//! | `setSecret` | nothing to configure elsewhere: checks the pending version is there and still pending | yes |
+//! | `testSecret` | checks the version is still pending, signs a probe with the pending document's current key and verifies it with the document's published keys | yes |
+//! | `finishSecret` | checks again that the pending version was made from the version in force and that it is within the rotation window of its creation (otherwise abandons it: takes `AWSPENDING` off, schedules the deletion of the KMS keys made for it, and fails, so that a new rotation starts from the set in force); moves `AWSCURRENT` to it from the version read as current (Secrets Manager moves `AWSPREVIOUS` itself), takes `AWSPENDING` off, and schedules the deletion of a KMS key that left the set | a version already current is finished |
 
 use std::str::FromStr;
 
 use ring::rand::SecureRandom;
 use serde_json::Value;
 
-use super::{KeyMaker, KeySetError, KeySetSecret, Stored};
+use super::{KeyMaker, KeySetError, KeySetSecret, Stored, StoredValue};
 use crate::jwks::JwkSet;
 use crate::jws::{self, Header, UnverifiedJws};
 use crate::keys::KmsOptions;
-use crate::keyset::document::{KeyMaterial, KeySetDocument, KeySetTemplate, KeySetValue, SetKind};
+use crate::keyset::document::{KeyMaterial, KeyRef, KeySetDocument, KeySetTemplate, KeySetValue, SetKind};
+use crate::time::{SystemClock, WallClock};
 
 /// A step of the rotation protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,16 +256,23 @@ impl Rotation {
     }
 
     async fn create_secret(&self, token: &str) -> Result<(), KeySetError> {
-        // Written already (a retried step): keep it.
-        if self.secret.version(token).await?.is_some() {
-            let stages = self.secret.stages().await?;
-            return match stages.get(token) {
-                Some(labels) if labels.iter().any(|l| l == PENDING || l == CURRENT) => Ok(()),
-                _ => Err(Self::failed(
+        // Written already (a retried step): kept only while it can still
+        // come into force.
+        if let Some(pending) = self.secret.version(token).await? {
+            let (stages, now) = self.secret.stages_now().await?;
+            let labels = stages.get(token).map(Vec::as_slice).unwrap_or_default();
+            if labels.iter().any(|l| l == CURRENT) {
+                return Ok(());
+            }
+            if !labels.iter().any(|l| l == PENDING) {
+                return Err(Self::failed(
                     token,
-                    "its version exists but is not pending (the rules refused it): start another rotation",
-                )),
-            };
+                    "its version exists but is not pending (the rules refused it, or it came too late): start \
+                     another rotation",
+                ));
+            }
+            let current = self.secret.current().await?;
+            return self.still_in_time(token, &pending, current.as_ref(), now).await;
         }
         let current = self.secret.current().await?;
         let pending = match current.as_ref().map(|c| &c.value) {
@@ -306,14 +314,7 @@ impl Rotation {
         {
             let now = self.secret.version(token).await?.map_or(0, |v| v.created_at);
             if let Err(too_early) = document.timings.check_rotation(*created_at, now) {
-                self.secret.clear_pending(token).await?;
-                // The KMS key made for this refused rotation would never be
-                // used: it goes (an operator's own key stays theirs).
-                if let (KeyMaterial::Kms { key_id }, None, SetKind::Kms { .. }) =
-                    (&pending.next.material, &self.next_key_id, &pending.kind)
-                {
-                    self.keys.schedule_deletion(key_id, 7).await?;
-                }
+                self.abandon(token, &pending, current.as_ref()).await?;
                 return Err(too_early.into());
             }
         }
@@ -359,13 +360,114 @@ impl Rotation {
         }
     }
 
+    /// `Ok` if the pending version `pending` may still come into force on
+    /// top of `current`: it was built from it (its previous and current keys
+    /// are the current and next keys in force, or it is a first document
+    /// and no key set is in force), and `now` is within the rotation window
+    /// of its creation (both on Secrets Manager's clock; this process's
+    /// clock only if an answer had no `Date`). Otherwise the rotation is
+    /// abandoned: a new one starts from the set in force.
+    async fn still_in_time(
+        &self,
+        token: &str,
+        pending: &StoredValue,
+        current: Option<&StoredValue>,
+        now: Option<u64>,
+    ) -> Result<(), KeySetError> {
+        let KeySetValue::Document(document) = &pending.value else {
+            return Err(Self::failed(token, "the pending version holds no keys"));
+        };
+        let in_force = match current.map(|c| &c.value) {
+            Some(KeySetValue::Document(d)) => Some(d),
+            None | Some(KeySetValue::Template(_)) => None,
+        };
+        let built_from_it = match (in_force, &document.previous) {
+            (Some(d), Some(previous)) => {
+                previous.kid() == d.current.kid() && document.current.kid() == d.next.kid()
+            }
+            (None, None) => true,
+            _ => false,
+        };
+        if !built_from_it {
+            self.abandon(token, document, current).await?;
+            return Err(Self::failed(
+                token,
+                "the key set in force changed since the pending one was made from it: start another rotation",
+            ));
+        }
+        // The shorter window of both documents: the set in force caps its
+        // tokens by its own, the pending one's rules count on its own.
+        let mut timings = document.timings;
+        if let Some(d) = in_force {
+            timings.rotation_window = timings.rotation_window.min(d.timings.rotation_window);
+        }
+        let now = now.unwrap_or_else(|| SystemClock.now());
+        if let Err(too_late) = timings.check_finish(pending.created_at, now) {
+            self.abandon(token, document, current).await?;
+            return Err(too_late.into());
+        }
+        Ok(())
+    }
+
+    /// Takes `AWSPENDING` off version `token`, whose `pending` document will
+    /// never come into force, and schedules the deletion of the KMS keys
+    /// made for it (an operator's own keys stay theirs).
+    async fn abandon(
+        &self,
+        token: &str,
+        pending: &KeySetDocument,
+        current: Option<&StoredValue>,
+    ) -> Result<(), KeySetError> {
+        self.secret.clear_pending(token).await?;
+        if !matches!(pending.kind, SetKind::Kms { .. }) {
+            return Ok(());
+        }
+        let first_key_id = match current.map(|c| &c.value) {
+            Some(KeySetValue::Template(stored)) => {
+                self.template.as_ref().unwrap_or(stored).first_key_id.clone()
+            }
+            _ => None,
+        };
+        let in_force: Vec<&str> = match current.map(|c| &c.value) {
+            Some(KeySetValue::Document(d)) => d.keys().map(KeyRef::kid).collect(),
+            _ => Vec::new(),
+        };
+        for key in pending.keys().filter(|k| !in_force.contains(&k.kid())) {
+            let KeyMaterial::Kms { key_id } = &key.material else {
+                continue;
+            };
+            let theirs = [self.next_key_id.as_deref(), first_key_id.as_deref()]
+                .into_iter()
+                .flatten()
+                .any(|own| own == key_id || key_id.ends_with(&format!("/{own}")));
+            if !theirs {
+                self.keys.schedule_deletion(key_id, 7).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The document of version `token`, which must still be pending (or
+    /// already in force: a retried step).
+    async fn still_pending(&self, token: &str) -> Result<KeySetDocument, KeySetError> {
+        let stages = self.secret.stages().await?;
+        let labels = stages.get(token).map(Vec::as_slice).unwrap_or_default();
+        if !labels.iter().any(|l| l == PENDING || l == CURRENT) {
+            return Err(Self::failed(
+                token,
+                "its version is not pending (the rules refused it, or it came too late): start another rotation",
+            ));
+        }
+        self.pending_or_current(token).await
+    }
+
     async fn set_secret(&self, token: &str) -> Result<(), KeySetError> {
         // Nothing outside the secret holds the keys: the servers poll it.
-        self.pending_or_current(token).await.map(|_| ())
+        self.still_pending(token).await.map(|_| ())
     }
 
     async fn test_secret(&self, token: &str) -> Result<(), KeySetError> {
-        let document = self.pending_or_current(token).await?;
+        let document = self.still_pending(token).await?;
         let signer = self.keys.signer(&document.current, &document.issuer).await?;
         let header = Header::encode(signer.algorithm(), "JWT", signer.kid());
         let probe = format!("{{\"rotation\":\"{token}\"}}");
@@ -389,7 +491,7 @@ impl Rotation {
 
     /// Returns the KMS key scheduled for deletion, if one left the set.
     async fn finish_secret(&self, token: &str) -> Result<Option<String>, KeySetError> {
-        let stages = self.secret.stages().await?;
+        let (stages, now) = self.secret.stages_now().await?;
         let labels = stages
             .get(token)
             .ok_or_else(|| Self::failed(token, "no version was written for this rotation"))?;
@@ -398,8 +500,26 @@ impl Rotation {
             .find(|(id, labels)| *id != token && labels.iter().any(|l| l == CURRENT))
             .map(|(id, _)| id.clone());
         if !labels.iter().any(|l| l == CURRENT) {
-            let from = before
-                .clone()
+            if !labels.iter().any(|l| l == PENDING) {
+                return Err(Self::failed(
+                    token,
+                    "its version is not pending (the rules refused it, or it came too late): start another rotation",
+                ));
+            }
+            // The rules were checked when the version was created; it comes
+            // into force only now, so they are checked again.
+            let pending = self
+                .secret
+                .version(token)
+                .await?
+                .ok_or_else(|| Self::failed(token, "no version was written for this rotation"))?;
+            let current = self.secret.current().await?;
+            self.still_in_time(token, &pending, current.as_ref(), now).await?;
+            // Moved from the version read as current: if another rotation
+            // moved the label since, Secrets Manager refuses the move.
+            let from = current
+                .map(|c| c.version_id)
+                .or_else(|| before.clone())
                 .ok_or_else(|| Self::failed(token, "no version is current"))?;
             self.secret.make_current(token, &from).await?;
         }

@@ -2,7 +2,11 @@
 //! runs on is Secrets Manager's), and the stage moves of a rotation.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::UNIX_EPOCH;
 
+use aws_sdk_secretsmanager::config::interceptors::BeforeDeserializationInterceptorContextRef;
+use aws_sdk_secretsmanager::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_secretsmanager::Client as SecretsClient;
 
 use super::KeySetError;
@@ -131,12 +135,27 @@ impl KeySetSecret {
 
     /// Every version's stages (one `DescribeSecret`).
     pub async fn stages(&self) -> Result<HashMap<String, Vec<String>>, KeySetError> {
+        Ok(self.stages_now().await?.0)
+    }
+
+    /// Every version's stages, and the time of the answer on Secrets
+    /// Manager's clock (its `Date` header; `None` without one): one
+    /// `DescribeSecret`. The rules run on the clock that dates versions,
+    /// never on the clock of whoever runs a rotation.
+    pub async fn stages_now(&self) -> Result<(HashMap<String, Vec<String>>, Option<u64>), KeySetError> {
+        let clock = ServiceClock::default();
         let output = aws::call(&self.calls, "secretsmanager:DescribeSecret", || {
-            self.client.describe_secret().secret_id(&self.secret_id).send()
+            self.client
+                .describe_secret()
+                .secret_id(&self.secret_id)
+                .customize()
+                .interceptor(clock.clone())
+                .send()
         })
         .await
         .map_err(|f| self.failure(f))?;
-        Ok(output.version_ids_to_stages().cloned().unwrap_or_default())
+        let stages = output.version_ids_to_stages().cloned().unwrap_or_default();
+        Ok((stages, clock.read()))
     }
 
     /// Writes `text` as version `token` labelled `AWSPENDING`. Idempotent:
@@ -210,6 +229,41 @@ impl KeySetSecret {
         .await
         .map(|_| ())
         .map_err(|f| self.failure(f))
+    }
+}
+
+/// The `Date` of the last answer seen (Unix seconds).
+#[derive(Debug, Clone, Default)]
+struct ServiceClock(Arc<Mutex<Option<u64>>>);
+
+impl ServiceClock {
+    fn read(&self) -> Option<u64> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Intercept for ServiceClock {
+    fn name(&self) -> &'static str {
+        "ServiceClock"
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let date = context
+            .response()
+            .headers()
+            .get("date")
+            .and_then(|d| httpdate::parse_http_date(d).ok())
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_secs());
+        if date.is_some() {
+            *self.0.lock().unwrap_or_else(|e| e.into_inner()) = date;
+        }
+        Ok(())
     }
 }
 
