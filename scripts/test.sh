@@ -3,7 +3,8 @@
 #
 # Installs what the tests need into git-ignored folders (first run only):
 #   .venv/  moto_server (AWS emulator), PyJWT, cfn-lint, Authlib,
-#           libfaketime (a shifted clock for the CLI)               (PyPI)
+#           libfaketime (a shifted clock for the CLI), cargo-lambda
+#           (the Lambda Runtime API emulator)                       (PyPI)
 #   .node/  jose, oidc-provider (a third-party issuer)               (npm)
 # then checks formatting and lints, runs every test of the workspace, and,
 # when the nightly toolchain is installed, runs every fuzz target for
@@ -14,7 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-if ! .venv/bin/python -c 'import moto, jwt, cfnlint, authlib, requests, libfaketime' 2>/dev/null; then
+if ! .venv/bin/python -c 'import moto, jwt, cfnlint, authlib, requests, libfaketime' 2>/dev/null \
+  || [ ! -x .venv/bin/cargo-lambda ]; then
   echo "== installing Python test tools into .venv"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
@@ -28,6 +30,7 @@ fi
 
 export E2E_PYTHON="$root/.venv/bin/python"
 export E2E_MOTO_SERVER="$root/.venv/bin/moto_server"
+export E2E_CARGO_LAMBDA="$root/.venv/bin/cargo-lambda"
 export E2E_NODE_MODULES="$root/.node/node_modules"
 
 echo "== cfn-lint (every template; a warning fails unless the template justifies it)"

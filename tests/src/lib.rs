@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 
 pub mod cli;
 pub mod fault_proxy;
+pub mod lambda_runtime;
 pub mod load;
 pub mod moto;
 pub mod tools;

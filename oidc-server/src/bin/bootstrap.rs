@@ -1,12 +1,17 @@
 //! `bootstrap`: oidc-server in AWS Lambda (custom runtime `provided.al2023`).
-//! Build with `cargo build --release -p oidc-server --features lambda --bin bootstrap`.
+//! Build with `cargo build --release -p oidc-server --features lambda --bin bootstrap`;
+//! run locally under `cargo lambda watch` (docs/deploy.md, "Run the Lambda locally").
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use oidc_server::config::{Config, Overrides};
+use oidc_server::lambda::rotation::RotationFunction;
 use oidc_server::signing::KeySetPolling;
+use oidc_server::telemetry::LogGuard;
 use oidc_server::{lambda, AppState, ServiceContext};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -25,9 +30,43 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// What this environment serves: the token service, or the key set's
+/// rotation function (`OIDC_SERVER_HANDLER=rotation`).
+enum Function {
+    Http(AppState),
+    Rotation(Box<RotationFunction>),
+}
+
+async fn run() -> Result<(), BoxError> {
+    let mut logs = None;
+    // An error before the first invocation is the environment's init
+    // error: Lambda hears of it, the waiting invocation fails at once.
+    let function = match init(&mut logs).await {
+        Ok(function) => function,
+        Err(e) => {
+            lambda::runtime_api::report_init_error(e.as_ref()).await;
+            return Err(e);
+        }
+    };
+    match function {
+        Function::Http(state) => lambda::serve(state).await,
+        Function::Rotation(function) => lambda::rotation::serve(*function).await,
+    }
+}
+
+/// Everything before the first invocation; `logs` keeps the log writer
+/// (flushed when it drops).
+async fn init(logs: &mut Option<LogGuard>) -> Result<Function, BoxError> {
     match std::env::var(lambda::rotation::HANDLER_ENV).as_deref() {
-        Ok("rotation") => return Box::pin(rotate()).await,
+        Ok("rotation") => {
+            // JSON logs, like the service's.
+            let log = oidc_server::config::LogConfig {
+                format: oidc_server::config::LogFormat::Json,
+                ..Default::default()
+            };
+            *logs = Some(oidc_server::telemetry::init(&log));
+            return Ok(Function::Rotation(Box::new(lambda::rotation::init().await?)));
+        }
         Ok("http") | Err(_) => {}
         Ok(other) => {
             return Err(format!(
@@ -44,7 +83,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let overrides = Overrides { listen: None, issuer };
     let path = std::env::var_os(oidc_server::config::CONFIG_ENV).map(std::path::PathBuf::from);
     let config = Arc::new(Config::load(path.as_deref(), std::env::vars(), &overrides)?);
-    let _logs = oidc_server::telemetry::init(&config.log);
+    *logs = Some(oidc_server::telemetry::init(&config.log));
     // Every execution environment would have a memory of its own.
     if let Some(problem) = config.fleet_replay_problem() {
         return Err(format!("Lambda mode cannot start: {problem}").into());
@@ -55,16 +94,5 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         key_set_polling: KeySetPolling::OnInvocation,
         ..ServiceContext::default()
     };
-    let state = AppState::start(config, &context).await?;
-    lambda::serve(state).await
-}
-
-/// The key set's rotation function (JSON logs, like the service's).
-async fn rotate() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let log = oidc_server::config::LogConfig {
-        format: oidc_server::config::LogFormat::Json,
-        ..Default::default()
-    };
-    let _logs = oidc_server::telemetry::init(&log);
-    lambda::rotation::serve().await
+    Ok(Function::Http(AppState::start(config, &context).await?))
 }

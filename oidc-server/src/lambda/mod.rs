@@ -22,6 +22,7 @@ use crate::state::AppState;
 
 pub mod emf;
 pub mod rotation;
+pub mod runtime_api;
 
 pub use emf::EmfWriter;
 

@@ -97,14 +97,27 @@ pub async fn handle(
     }
 }
 
-/// Serves rotation events to the Lambda runtime until it stops the process.
-pub async fn serve() -> Result<(), lambda_http::Error> {
-    // A bad template stops the function at its start, where the logs say why.
+/// The rotation function, ready to serve: its template and SDK configuration.
+#[derive(Debug, Clone)]
+pub struct RotationFunction {
+    template: Option<KeySetTemplate>,
+    sdk: SdkConfig,
+}
+
+/// The rotation function from its environment ([`TEMPLATE_ENV`]): a bad
+/// template stops the function at its start (init), where Lambda reports why.
+pub async fn init() -> Result<RotationFunction, RotationError> {
     let template = match std::env::var(TEMPLATE_ENV) {
         Ok(text) if !text.trim().is_empty() => Some(template_from(&text)?),
         _ => None,
     };
     let sdk = oidc_core::aws::load_sdk_config().await;
+    Ok(RotationFunction { template, sdk })
+}
+
+/// Serves rotation events to the Lambda runtime until it stops the process.
+pub async fn serve(function: RotationFunction) -> Result<(), lambda_http::Error> {
+    let RotationFunction { template, sdk } = function;
     lambda_http::lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let (sdk, template) = (sdk.clone(), template.clone());
         // The runtime reports the error to Secrets Manager, which retries.
