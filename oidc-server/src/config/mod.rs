@@ -310,7 +310,8 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// `max-age` of the JWKS response.
     pub jwks_max_age: Duration,
-    /// Proxies whose `X-Forwarded-For` entries are believed.
+    /// Proxies whose `X-Forwarded-For` entries are believed, and how the
+    /// client is found among them (`trusted_proxies`, `proxy_hops`).
     pub trusted_proxies: TrustedProxies,
     /// Longest a client may take to send a request's headers, also the
     /// longest a keep-alive connection may sit idle before its next request.

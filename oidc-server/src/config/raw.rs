@@ -137,6 +137,9 @@ pub(super) struct HttpSection {
     /// Replaced by `trusted_proxies`; kept only to say so.
     pub(super) trust_forwarded_for: Option<bool>,
     pub(super) trusted_proxies: Vec<String>,
+    /// How many `X-Forwarded-For` entries the trusted proxies append
+    /// (counted instead of walked); absent: walk `trusted_proxies`.
+    pub(super) proxy_hops: Option<usize>,
     pub(super) header_read_timeout_secs: u64,
     pub(super) max_connections: usize,
 }
@@ -149,6 +152,7 @@ impl Default for HttpSection {
             jwks_max_age_secs: 300,
             trust_forwarded_for: None,
             trusted_proxies: Vec::new(),
+            proxy_hops: None,
             header_read_timeout_secs: 10,
             max_connections: 4096,
         }
