@@ -21,7 +21,8 @@
 //!
 //! Throttling counts IPv6 peers per /64 ([`Peer::throttle_key`]): one
 //! customer network is one /64, and per-address counting would hand every
-//! attacker 2^64 fresh identities.
+//! attacker 2^64 fresh identities. Connections are counted the same way
+//! ([`TrustedProxies::connection_peer`]).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -202,6 +203,14 @@ impl TrustedProxies {
     /// Whether `ip` is in a trusted proxy network.
     pub fn trusts(&self, ip: IpAddr) -> bool {
         self.networks.iter().any(|network| network.contains(ip))
+    }
+
+    /// Who a connection from `socket` counts against under `[http]
+    /// max_connections_per_peer`: the socket's address (per /64 for IPv6,
+    /// as throttling counts), or nobody for a trusted proxy, whose
+    /// connections carry every client behind it.
+    pub fn connection_peer(&self, socket: IpAddr) -> Option<IpAddr> {
+        (!self.trusts(socket)).then(|| aggregate(socket))
     }
 
     /// The client of a request that arrived from `socket`: `socket` itself
@@ -430,6 +439,24 @@ mod tests {
         assert_eq!(
             two.client_of(node, &xff(&["junk, 130.176.1.1"])),
             ip("130.176.1.1")
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_are_not_counted_as_one_connection_peer() {
+        let trusted = TrustedProxies::new(vec![cidr("10.0.0.0/16")]);
+        assert_eq!(trusted.connection_peer(ip("10.0.1.10")), None);
+        assert_eq!(
+            trusted.connection_peer(ip("198.51.100.7")),
+            Some(ip("198.51.100.7"))
+        );
+        assert_eq!(
+            trusted.connection_peer(ip("2001:db8:1:2:aaaa::1")),
+            Some(ip("2001:db8:1:2::"))
+        );
+        assert_eq!(
+            TrustedProxies::default().connection_peer(ip("10.0.1.10")),
+            Some(ip("10.0.1.10"))
         );
     }
 

@@ -318,6 +318,12 @@ pub struct HttpConfig {
     pub header_read_timeout: Duration,
     /// Most connections served at once; beyond, new ones are answered 503 and closed.
     pub max_connections: usize,
+    /// Most connections served at once from one socket peer (an IPv4
+    /// address or an IPv6 /64) that is not a trusted proxy.
+    pub max_connections_per_peer: usize,
+    /// Age at which a connection is closed once its request in flight, if
+    /// any, is answered.
+    pub max_connection_lifetime: Duration,
 }
 
 /// Client authentication limits.

@@ -257,6 +257,8 @@ fn edge_settings_have_defaults_and_clear_errors() {
     let config = load_http("").unwrap();
     let http = &config.http;
     assert_eq!(http.max_connections, 4096);
+    assert_eq!(http.max_connections_per_peer, 256);
+    assert_eq!(http.max_connection_lifetime.as_secs(), 60);
     assert!(http.trusted_proxies.is_empty());
     assert_eq!(http.trusted_proxies.hops(), None);
 
@@ -278,6 +280,26 @@ fn edge_settings_have_defaults_and_clear_errors() {
             "trusted_proxies = [\"10.0.0.0/16\"]\nproxy_hops = 33",
             "http.proxy_hops",
             "between 1 and 32",
+        ),
+        (
+            "max_connections_per_peer = 0",
+            "http.max_connections_per_peer",
+            "between 1 and 1000000",
+        ),
+        (
+            "max_connection_lifetime_secs = 0",
+            "http.max_connection_lifetime_secs",
+            "between",
+        ),
+        (
+            "header_read_timeout_secs = 20\nmax_connection_lifetime_secs = 10",
+            "http.max_connection_lifetime_secs",
+            "between http.header_read_timeout_secs (20) and 86400",
+        ),
+        (
+            "max_connection_lifetime_secs = 86401",
+            "http.max_connection_lifetime_secs",
+            "86400",
         ),
     ] {
         let problems = http_problems(http);

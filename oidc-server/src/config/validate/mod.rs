@@ -230,6 +230,25 @@ fn http(http: &HttpSection, p: &mut Problems) -> Option<HttpConfig> {
         "http.max_connections",
         "must be between 1 and 1000000",
     );
+    let max_connections_per_peer = p.require(
+        (1..=1_000_000).contains(&http.max_connections_per_peer),
+        http.max_connections_per_peer,
+        "http.max_connections_per_peer",
+        "must be between 1 and 1000000 (at max_connections or above, one source can hold every connection)",
+    );
+    // A connection must have time for one request to arrive, or a client
+    // sending its headers at an honest pace would never be answered.
+    let lifetime = http.max_connection_lifetime_secs;
+    let max_connection_lifetime = p.require(
+        lifetime <= 86_400 && lifetime >= http.header_read_timeout_secs.clamp(1, 120),
+        Duration::from_secs(lifetime),
+        "http.max_connection_lifetime_secs",
+        format!(
+            "must be between http.header_read_timeout_secs ({}) and 86400: a connection needs time for \
+             one request to arrive",
+            http.header_read_timeout_secs
+        ),
+    );
     Some(HttpConfig {
         body_limit_bytes: body_limit?,
         request_timeout: request_timeout?,
@@ -237,6 +256,8 @@ fn http(http: &HttpSection, p: &mut Problems) -> Option<HttpConfig> {
         trusted_proxies: trusted_proxies?,
         header_read_timeout: header_read_timeout?,
         max_connections: max_connections?,
+        max_connections_per_peer: max_connections_per_peer?,
+        max_connection_lifetime: max_connection_lifetime?,
     })
 }
 
@@ -271,7 +292,7 @@ fn trusted_proxies(http: &HttpSection, p: &mut Problems) -> Option<TrustedProxie
             "http.proxy_hops",
             "needs trusted_proxies: the networks your load balancer connects from (e.g. the VPC's CIDR; \
              [\"0.0.0.0/0\", \"::/0\"] if nothing else can reach the server). X-Forwarded-For is read only \
-             on their connections",
+             on their connections, and only they are exempt from max_connections_per_peer",
         );
         return None;
     }
