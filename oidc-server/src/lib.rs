@@ -92,6 +92,9 @@ fn limits(state: &AppState) -> serve::Limits {
     serve::Limits {
         header_read_timeout: http.header_read_timeout,
         max_connections: http.max_connections,
+        max_connections_per_peer: http.max_connections_per_peer,
+        max_connection_lifetime: http.max_connection_lifetime,
+        trusted_proxies: http.trusted_proxies.clone(),
         drain: http.request_timeout + Duration::from_secs(1),
     }
 }

@@ -310,13 +310,20 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// `max-age` of the JWKS response.
     pub jwks_max_age: Duration,
-    /// Proxies whose `X-Forwarded-For` entries are believed.
+    /// Proxies whose `X-Forwarded-For` entries are believed, and how the
+    /// client is found among them (`trusted_proxies`, `proxy_hops`).
     pub trusted_proxies: TrustedProxies,
     /// Longest a client may take to send a request's headers, also the
     /// longest a keep-alive connection may sit idle before its next request.
     pub header_read_timeout: Duration,
     /// Most connections served at once; beyond, new ones are answered 503 and closed.
     pub max_connections: usize,
+    /// Most connections served at once from one socket peer (an IPv4
+    /// address or an IPv6 /64) that is not a trusted proxy.
+    pub max_connections_per_peer: usize,
+    /// Age at which a connection is closed once its request in flight, if
+    /// any, is answered.
+    pub max_connection_lifetime: Duration,
 }
 
 /// Client authentication limits.

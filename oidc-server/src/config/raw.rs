@@ -137,8 +137,13 @@ pub(super) struct HttpSection {
     /// Replaced by `trusted_proxies`; kept only to say so.
     pub(super) trust_forwarded_for: Option<bool>,
     pub(super) trusted_proxies: Vec<String>,
+    /// How many `X-Forwarded-For` entries the trusted proxies append
+    /// (counted instead of walked); absent: walk `trusted_proxies`.
+    pub(super) proxy_hops: Option<usize>,
     pub(super) header_read_timeout_secs: u64,
     pub(super) max_connections: usize,
+    pub(super) max_connections_per_peer: usize,
+    pub(super) max_connection_lifetime_secs: u64,
 }
 
 impl Default for HttpSection {
@@ -149,8 +154,16 @@ impl Default for HttpSection {
             jwks_max_age_secs: 300,
             trust_forwarded_for: None,
             trusted_proxies: Vec::new(),
+            proxy_hops: None,
             header_read_timeout_secs: 10,
             max_connections: 4096,
+            // One source may hold 1/16 of the connections: a NAT with
+            // thousands of connectors behind it fits, one host cannot fill the
+            // listener.
+            max_connections_per_peer: 256,
+            // Long enough for any honest client's burst of requests; a
+            // connection chaining slow ones gives its place back this often.
+            max_connection_lifetime_secs: 60,
         }
     }
 }

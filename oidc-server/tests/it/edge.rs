@@ -1,7 +1,9 @@
 //! At the internet edge, tried as an attacker would: strangers' failures
 //! never refuse a connector's correct credential; a forged first
 //! `X-Forwarded-For` hop changes nothing behind trusted proxies and the
-//! header is ignored without them; request text never becomes a metric
+//! header is ignored without them; behind the ECS stack's load balancer a
+//! client inside the VPC cannot pick its peer address either; the edge
+//! settings are checked with clear errors; request text never becomes a metric
 //! label and `/metrics` is not public; STS throttling is a 503, not bad
 //! credentials. (That an unknown `private_key_jwt` client costs what a known
 //! one does is measured where the signature check dominates: the unit tests
@@ -153,6 +155,168 @@ async fn without_trusted_proxies_forwarded_for_is_ignored() {
     assert_eq!(answers[..5], [401; 5], "{answers:?}");
     assert!(answers[5..].iter().all(|s| *s == 429), "{answers:?}");
     assert!(events.iter().all(|e| e["peer"] == "192.0.2.1"), "{events:?}");
+}
+
+/// The `[http]` lines of the ECS stack's server configuration, as the stack
+/// renders them for a VPC of `vpc_cidr`.
+fn stack_http_section(vpc_cidr: &str) -> String {
+    let template = include_str!("../../../deploy/cloudformation/token-service.yaml");
+    assert_eq!(
+        template.lines().filter(|l| l.trim() == "[http]").count(),
+        1,
+        "one [http] section in the template (the ECS task's)"
+    );
+    let section: Vec<&str> = template
+        .lines()
+        .skip_while(|l| l.trim() != "[http]")
+        .skip(1)
+        .map(str::trim)
+        .take_while(|l| !l.starts_with('['))
+        .collect();
+    format!("[http]\n{}\n", section.join("\n")).replace("${VpcCidr}", vpc_cidr)
+}
+
+/// A token request as the stack's internal ALB delivers it: from one of its
+/// nodes (`node`), with the client's `X-Forwarded-For` text and the address
+/// the ALB saw appended (`written, seen`).
+fn through_the_alb(secret: &str, written: Option<&str>, seen: &str) -> Request<Body> {
+    let mut request = form_request("/token", Some(&basic(SECRET_CLIENT, secret)), &[GRANT]);
+    let value = match written {
+        Some(written) => format!("{written}, {seen}"),
+        None => seen.to_owned(),
+    };
+    request
+        .headers_mut()
+        .insert("x-forwarded-for", value.parse().unwrap());
+    request
+}
+
+/// A connector task inside the VPC calls the stack's load balancer, which
+/// connects from an address of the same VPC and appends the task's address
+/// (10.0.5.6) to what the task wrote. Whatever it writes, rotating forged
+/// hops or a victim's address, it is its own peer: it hits its own limit and
+/// the victim's correct logins are served.
+#[tokio::test(flavor = "current_thread")]
+async fn inside_the_vpc_a_forged_hop_picks_no_peer_behind_the_stacks_load_balancer() {
+    let http = stack_http_section("10.0.0.0/16");
+    let app = TestApp::with(|toml| toml.replace("[auth]", &format!("{http}\n[auth]"))).await;
+    let node: SocketAddr = "10.0.1.10:31000".parse().unwrap();
+    let (attacker, victim) = ("10.0.5.6", "10.0.7.7");
+    let (answers, events) = audited(async {
+        let mut statuses = Vec::new();
+        for n in 0..12 {
+            // Half write the victim's address, half a fresh one each time.
+            let forged = if n % 2 == 0 {
+                victim.to_owned()
+            } else {
+                format!("10.0.9.{n}")
+            };
+            let request = through_the_alb("wrong", Some(&forged), attacker);
+            statuses.push(app.send_from(node, request).await.status);
+        }
+        // The victim, through the same load balancer, with its correct secret.
+        let victims = app.send_from(node, through_the_alb(SECRET, None, victim)).await;
+        statuses.push(victims.status);
+        statuses
+    })
+    .await;
+    assert_eq!(answers[..5], [401; 5], "{http}: {answers:?}");
+    assert!(answers[5..12].iter().all(|s| *s == 429), "{http}: {answers:?}");
+    assert_eq!(answers[12], 200, "{http}: the victim was throttled: {answers:?}");
+    // Every refusal names the attacker as the peer (an issued token's event names none).
+    let peers: Vec<&str> = events[..12].iter().map(|e| e["peer"].as_str().unwrap()).collect();
+    assert_eq!(peers, [attacker; 12], "{http}: {peers:?}");
+}
+
+fn load_http(http: &str) -> Result<oidc_server::config::Config, oidc_server::config::ConfigError> {
+    let (_, jwks) = crate::support::fixture::client_key(oidc_core::Algorithm::ES256);
+    let toml =
+        crate::support::fixture::test_config(&jwks).replace("[auth]", &format!("[http]\n{http}\n\n[auth]"));
+    oidc_server::config::Config::from_toml(
+        &toml,
+        oidc_server::config::Origin::Environment,
+        std::iter::empty(),
+        &oidc_server::config::Overrides {
+            issuer: Some(ISSUER.to_owned()),
+            ..Default::default()
+        },
+    )
+}
+
+fn http_problems(http: &str) -> Vec<String> {
+    match load_http(http) {
+        Err(oidc_server::config::ConfigError::Invalid { problems, .. }) => {
+            problems.iter().map(ToString::to_string).collect()
+        }
+        other => panic!("{http}: expected problems, got {other:?}"),
+    }
+}
+
+#[test]
+fn edge_settings_have_defaults_and_clear_errors() {
+    let config = load_http("").unwrap();
+    let http = &config.http;
+    assert_eq!(http.max_connections, 4096);
+    assert_eq!(http.max_connections_per_peer, 256);
+    assert_eq!(http.max_connection_lifetime.as_secs(), 60);
+    assert!(http.trusted_proxies.is_empty());
+    assert_eq!(http.trusted_proxies.hops(), None);
+
+    let config = load_http("trusted_proxies = [\"10.0.0.0/16\"]\nproxy_hops = 1").unwrap();
+    assert_eq!(config.http.trusted_proxies.hops().map(|n| n.get()), Some(1));
+    assert_eq!(
+        config.http.trusted_proxies.networks()[0].to_string(),
+        "10.0.0.0/16"
+    );
+
+    for (http, field, says) in [
+        ("proxy_hops = 1", "http.proxy_hops", "needs trusted_proxies"),
+        (
+            "trusted_proxies = [\"10.0.0.0/16\"]\nproxy_hops = 0",
+            "http.proxy_hops",
+            "between 1 and 32",
+        ),
+        (
+            "trusted_proxies = [\"10.0.0.0/16\"]\nproxy_hops = 33",
+            "http.proxy_hops",
+            "between 1 and 32",
+        ),
+        (
+            "max_connections_per_peer = 0",
+            "http.max_connections_per_peer",
+            "between 1 and 1000000",
+        ),
+        (
+            "max_connection_lifetime_secs = 0",
+            "http.max_connection_lifetime_secs",
+            "between",
+        ),
+        (
+            "header_read_timeout_secs = 20\nmax_connection_lifetime_secs = 10",
+            "http.max_connection_lifetime_secs",
+            "between http.header_read_timeout_secs (20) and 86400",
+        ),
+        (
+            "max_connection_lifetime_secs = 86401",
+            "http.max_connection_lifetime_secs",
+            "86400",
+        ),
+    ] {
+        let problems = http_problems(http);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with(&format!("{field}: ")) && p.contains(says)),
+            "{http}: {problems:?}"
+        );
+    }
+    // A bad network is reported once, with its index, not again as a missing one.
+    let problems = http_problems("trusted_proxies = [\"10.0.0/16\"]\nproxy_hops = 1");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with("http.trusted_proxies[0]: "),
+        "{problems:?}"
+    );
 }
 
 #[tokio::test]

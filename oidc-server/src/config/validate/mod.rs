@@ -3,6 +3,7 @@
 //! its field path. The config is built only when every part is `Some`.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use oidc_core::http::{checked_url, PlainHttp, UrlError};
@@ -16,7 +17,7 @@ use super::raw::{
     TokensSection,
 };
 use super::{AuthConfig, AwsIamConfig, Config, ConfigError, HttpConfig, Origin, Problem, ReplayConfig};
-use crate::peer::{Cidr, TrustedProxies};
+use crate::peer::{Cidr, TrustedProxies, MAX_HOPS};
 use connectors::connectors;
 use signing::signing;
 
@@ -210,18 +211,13 @@ fn http(http: &HttpSection, p: &mut Problems) -> Option<HttpConfig> {
     if http.trust_forwarded_for.is_some() {
         p.add(
             "http.trust_forwarded_for",
-            "is replaced by trusted_proxies = [\"CIDR\", ...]: the networks of the proxies in front of \
-             the server (e.g. the VPC's CIDR behind a load balancer); the client is the right-most \
-             X-Forwarded-For hop that is not one of them (docs/deploy.md, \"Moving to this release\")",
+            "is replaced by trusted_proxies = [\"CIDR\", ...]: the networks the proxies in front of the \
+             server connect from, and, behind a load balancer whose network also holds clients (an ALB in \
+             a VPC), proxy_hops = 1: the client is the entry the load balancer appended to \
+             X-Forwarded-For (docs/deploy.md, \"At the internet edge\")",
         );
     }
-    let mut networks = Vec::new();
-    for (index, text) in http.trusted_proxies.iter().enumerate() {
-        match text.parse::<Cidr>() {
-            Ok(network) => networks.push(network),
-            Err(e) => p.add(format!("http.trusted_proxies[{index}]"), e.to_string()),
-        }
-    }
+    let trusted_proxies = p.part(|p| trusted_proxies(http, p));
     let header_read_timeout = p.require(
         (1..=120).contains(&http.header_read_timeout_secs),
         Duration::from_secs(http.header_read_timeout_secs),
@@ -234,14 +230,73 @@ fn http(http: &HttpSection, p: &mut Problems) -> Option<HttpConfig> {
         "http.max_connections",
         "must be between 1 and 1000000",
     );
+    let max_connections_per_peer = p.require(
+        (1..=1_000_000).contains(&http.max_connections_per_peer),
+        http.max_connections_per_peer,
+        "http.max_connections_per_peer",
+        "must be between 1 and 1000000 (at max_connections or above, one source can hold every connection)",
+    );
+    // A connection must have time for one request to arrive, or a client
+    // sending its headers at an honest pace would never be answered.
+    let lifetime = http.max_connection_lifetime_secs;
+    let max_connection_lifetime = p.require(
+        lifetime <= 86_400 && lifetime >= http.header_read_timeout_secs.clamp(1, 120),
+        Duration::from_secs(lifetime),
+        "http.max_connection_lifetime_secs",
+        format!(
+            "must be between http.header_read_timeout_secs ({}) and 86400: a connection needs time for \
+             one request to arrive",
+            http.header_read_timeout_secs
+        ),
+    );
     Some(HttpConfig {
         body_limit_bytes: body_limit?,
         request_timeout: request_timeout?,
         jwks_max_age: jwks_max_age?,
-        trusted_proxies: TrustedProxies::new(networks),
+        trusted_proxies: trusted_proxies?,
         header_read_timeout: header_read_timeout?,
         max_connections: max_connections?,
+        max_connections_per_peer: max_connections_per_peer?,
+        max_connection_lifetime: max_connection_lifetime?,
     })
+}
+
+/// `trusted_proxies` and `proxy_hops`: who may forward, and how many
+/// `X-Forwarded-For` entries they write.
+fn trusted_proxies(http: &HttpSection, p: &mut Problems) -> Option<TrustedProxies> {
+    let mut networks = Vec::new();
+    for (index, text) in http.trusted_proxies.iter().enumerate() {
+        match text.parse::<Cidr>() {
+            Ok(network) => networks.push(network),
+            Err(e) => p.add(format!("http.trusted_proxies[{index}]"), e.to_string()),
+        }
+    }
+    let Some(hops) = http.proxy_hops else {
+        return Some(TrustedProxies::new(networks));
+    };
+    let hops = match NonZeroUsize::new(hops).filter(|n| n.get() <= MAX_HOPS) {
+        Some(hops) => hops,
+        None => {
+            p.add(
+                "http.proxy_hops",
+                format!(
+                    "must be between 1 and {MAX_HOPS}: how many X-Forwarded-For entries your proxies \
+                     append (1 behind an AWS load balancer); leave it out to walk trusted_proxies instead"
+                ),
+            );
+            return None;
+        }
+    };
+    if http.trusted_proxies.is_empty() {
+        p.add(
+            "http.proxy_hops",
+            "needs trusted_proxies: the networks your load balancer connects from (e.g. the VPC's CIDR; \
+             [\"0.0.0.0/0\", \"::/0\"] if nothing else can reach the server). X-Forwarded-For is read only \
+             on their connections, and only they are exempt from max_connections_per_peer",
+        );
+        return None;
+    }
+    Some(TrustedProxies::counting(networks, hops))
 }
 
 fn auth(auth: &AuthSection, p: &mut Problems) -> Option<AuthConfig> {
