@@ -44,6 +44,7 @@ pub struct KeySetPoller {
     issuer: String,
     signers: HashMap<String, Arc<dyn Signer>>,
     last: Option<PollSummary>,
+    clock: Arc<dyn WallClock>,
 }
 
 impl KeySetPoller {
@@ -57,7 +58,15 @@ impl KeySetPoller {
             issuer: issuer.into(),
             signers: HashMap::new(),
             last: None,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Reads the time of each read from `clock` (the issuer's: the cap it
+    /// puts on tokens is compared with their `exp`) instead of the system clock.
+    pub fn with_clock(mut self, clock: Arc<dyn WallClock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The secret polled.
@@ -70,7 +79,7 @@ impl KeySetPoller {
     pub async fn poll(&mut self, keys: &KeySet) -> Result<PollSummary, KeySetError> {
         let read_at = Instant::now();
         // The start of the read: the set was in force at least until then.
-        let read_at_unix = SystemClock.now();
+        let read_at_unix = self.clock.now();
         let stored = self.secret.current().await?;
         let no_keys = |version_id: String, timings: Option<Timings>| {
             let state = KeySetState::new(None, Vec::new())
@@ -245,8 +254,10 @@ impl PollerHandle {
         self.last_read().is_none_or(|t| t.elapsed() >= self.0.interval)
     }
 
-    /// Polls now; `false` once the key set is gone (nothing to keep current).
-    async fn poll_now(&self) -> bool {
+    /// Polls now, whatever the schedule (a platform hook, a simulation
+    /// driving time itself); `false` once the key set is gone (nothing to
+    /// keep current). A failed read is logged and leaves the set as it was.
+    pub async fn poll_now(&self) -> bool {
         let Some(keys) = self.0.keys.upgrade() else {
             return false;
         };
