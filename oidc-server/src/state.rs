@@ -110,8 +110,13 @@ impl AppState {
     /// Everything `config` asks for: its key set (and the poller that keeps
     /// it current), its replay store (the table checked), the state over them.
     pub async fn start(config: Arc<Config>, context: &ServiceContext) -> Result<AppState, StartError> {
-        let keys = crate::signing::signing_keys(&config, context).await?;
-        let replay = crate::replay::store_for(&config, context).await?;
+        // Independent reads (Secrets Manager and KMS, DynamoDB): at once,
+        // so a cold start waits for the slower, not for both.
+        let (keys, replay) = tokio::join!(
+            crate::signing::signing_keys(&config, context),
+            crate::replay::store_for(&config, context)
+        );
+        let (keys, replay) = (keys?, replay?);
         let mut builder = AppState::builder(config, keys.keys);
         if let Some(poller) = keys.poller {
             builder = builder.key_poller(poller);

@@ -36,9 +36,12 @@ pub fn cargo_lambda() -> PathBuf {
     path
 }
 
-/// The `bootstrap` binary (built if needed, with the tests' profile).
+/// The `bootstrap` binary (built once per test process, with the tests' profile).
 pub fn bootstrap() -> PathBuf {
-    crate::built_executable(&["--bin", "bootstrap"], "bootstrap")
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| crate::built_executable(&["--bin", "bootstrap"], "bootstrap"))
+        .clone()
 }
 
 /// A process under `sh` that dies when `stdin` closes; `pid` is the
@@ -190,8 +193,9 @@ impl LambdaEmulator {
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         vars.extend(env.iter().cloned());
+        let program = bootstrap();
         let started = Instant::now();
-        let process = Guarded::spawn(&bootstrap(), &[], &vars, cwd, &log);
+        let process = Guarded::spawn(&program, &[], &vars, cwd, &log);
         LambdaFunction {
             log,
             started,

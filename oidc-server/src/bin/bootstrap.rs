@@ -4,6 +4,7 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Instant;
 
 use oidc_server::config::{Config, Overrides};
 use oidc_server::lambda::rotation::RotationFunction;
@@ -14,6 +15,7 @@ use oidc_server::{lambda, AppState, ServiceContext};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> ExitCode {
+    let started = Instant::now();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -21,7 +23,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run()) {
+    match runtime.block_on(run(started)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -37,7 +39,7 @@ enum Function {
     Rotation(Box<RotationFunction>),
 }
 
-async fn run() -> Result<(), BoxError> {
+async fn run(started: Instant) -> Result<(), BoxError> {
     let mut logs = None;
     // An error before the first invocation is the environment's init
     // error: Lambda hears of it, the waiting invocation fails at once.
@@ -48,6 +50,11 @@ async fn run() -> Result<(), BoxError> {
             return Err(e);
         }
     };
+    // What Lambda reports as the init duration, as the environment saw it.
+    tracing::info!(
+        init_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "environment initialized"
+    );
     match function {
         Function::Http(state) => lambda::serve(state).await,
         Function::Rotation(function) => lambda::rotation::serve(*function).await,

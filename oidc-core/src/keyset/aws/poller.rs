@@ -154,11 +154,21 @@ impl KeySetPoller {
         // plaintext is zeroized with its signer).
         self.signers
             .retain(|kid, _| document.keys().any(|k| k.kid() == kid));
-        let signer = self.signer(&document.current, &document.issuer).await?;
         // The next key is opened ahead of its turn, so that its rotation
-        // swaps without waiting on KMS; failing here only delays that.
-        if let Err(e) = self.signer(&document.next, &document.issuer).await {
-            tracing::warn!(kid = document.next.kid(), error = %e, "cannot open the next key yet");
+        // swaps without waiting on KMS; failing here only delays that. Both
+        // at once: a cold start waits for one KMS call, not two.
+        let (signer, next) = tokio::join!(
+            self.opened(&document.current, &document.issuer),
+            self.opened(&document.next, &document.issuer)
+        );
+        let signer = signer?;
+        self.signers
+            .insert(document.current.kid().to_owned(), signer.clone());
+        match next {
+            Ok(next) => {
+                self.signers.insert(document.next.kid().to_owned(), next);
+            }
+            Err(e) => tracing::warn!(kid = document.next.kid(), error = %e, "cannot open the next key yet"),
         }
         let timings = document.timings;
         let signs_until = timings.signing_limit(created_at, read_at_unix);
@@ -179,17 +189,16 @@ impl KeySetPoller {
         Ok((summary, state))
     }
 
-    async fn signer(
-        &mut self,
+    /// The signer of `key`: the one opened before, or opened now.
+    async fn opened(
+        &self,
         key: &crate::keyset::document::KeyRef,
         issuer: &str,
     ) -> Result<Arc<dyn Signer>, KeySetError> {
-        if let Some(signer) = self.signers.get(key.kid()) {
-            return Ok(signer.clone());
+        match self.signers.get(key.kid()) {
+            Some(signer) => Ok(signer.clone()),
+            None => self.keys.signer(key, issuer).await,
         }
-        let signer = self.keys.signer(key, issuer).await?;
-        self.signers.insert(key.kid().to_owned(), signer.clone());
-        Ok(signer)
     }
 
     /// Polls every `interval` in the background until `keys` is dropped
