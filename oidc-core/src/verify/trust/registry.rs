@@ -254,11 +254,18 @@ impl Registry {
                 self.live.remove(&live);
                 Err(self.count(error))
             }
-            Err(error) => {
-                if !live.stale(now) {
-                    tracing::warn!(issuer = live.entry.name(), %error, "keeping the issuer entry in hand");
-                }
+            // Logged here, once per attempt, not per token.
+            Err(error) if live.stale(now) => {
+                tracing::warn!(
+                    issuer = live.entry.name(),
+                    %error,
+                    "issuer entry refused: it could not be looked up again within the stale limit"
+                );
                 self.in_hand(live, now)
+            }
+            Err(error) => {
+                tracing::warn!(issuer = live.entry.name(), %error, "keeping the issuer entry in hand");
+                Ok(live)
             }
         }
     }
@@ -270,10 +277,6 @@ impl Registry {
         if !live.stale(now) {
             return Ok(live);
         }
-        tracing::warn!(
-            issuer = live.entry.name(),
-            "issuer entry refused: it could not be looked up again within the stale limit"
-        );
         Err(VerifyError::IssuerLookup(format!(
             "issuer entry {:?} could not be looked up again for {} s past its lookup TTL; \
              refused until a lookup answers",
