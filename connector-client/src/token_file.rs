@@ -2,7 +2,7 @@
 //! with the mode (and owner) it was asked for, and a small JSON file beside it
 //! saying when the token expires.
 //!
-//! Every write goes to a fresh temporary file in the same directory, created
+//! Every write goes to a fresh temporary file in the file's own directory, created
 //! with the final mode from the start (`O_CREAT | O_EXCL` with that mode, so
 //! there is no moment with wider permissions), given its owner and exact mode,
 //! written, flushed to disk (`fsync`), and renamed over the token file; then
@@ -13,7 +13,9 @@
 //! only until the next write.
 //!
 //! The info file (by default `PATH.json`) is written the same way, after the
-//! token:
+//! token, through a temporary file in *its* directory: it may be elsewhere, on
+//! another filesystem, and a rename never crosses filesystems (`EXDEV`).
+//! Each directory written into is flushed after its rename.
 //!
 //! ```json
 //! {"expires_at":"2026-05-01T12:05:00Z","expires_at_unix":1777637100,"scope":"actions:read"}
@@ -213,20 +215,7 @@ impl TokenFile {
     /// `PATH.json`. Fails if `path` names no file (`/`, `dir/`, `..`).
     pub fn new(path: impl Into<PathBuf>) -> Result<Self, TokenFileError> {
         let path: PathBuf = path.into();
-        let name = match path.file_name() {
-            Some(name) if !path.as_os_str().as_encoded_bytes().ends_with(b"/") => name.to_owned(),
-            _ => {
-                return Err(TokenFileError::new(
-                    "write a token file at",
-                    &path,
-                    io::Error::new(io::ErrorKind::InvalidInput, "the path names no file"),
-                ))
-            }
-        };
-        let dir = match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-            _ => PathBuf::from("."),
-        };
+        let (dir, name) = split(&path)?;
         let mut info = path.clone().into_os_string();
         info.push(".json");
         Ok(Self {
@@ -253,7 +242,10 @@ impl TokenFile {
         self
     }
 
-    /// Writes the info file at `path` instead of `PATH.json`; `None` writes none.
+    /// Writes the info file at `path` instead of `PATH.json`; `None` writes
+    /// none. It may be in another directory, on another filesystem: it is
+    /// written through a temporary file in its own directory. A path that
+    /// names no file is refused by [`check`](Self::check) and every write.
     #[must_use]
     pub fn info_file(mut self, path: Option<PathBuf>) -> Self {
         self.info = path;
@@ -275,39 +267,44 @@ impl TokenFile {
         self.mode
     }
 
-    /// Checks, before any token is at stake, that writes can work: the
-    /// directory exists, the path is not a directory, and a file with this
-    /// mode and owner can be created there (one is, and removed at once).
+    /// Checks, before any token is at stake, that writes can work: for the
+    /// token file and the info file, the directory exists, the path is not a
+    /// directory, and a file with this mode and owner can be created there
+    /// (one is, and removed at once).
     pub fn check(&self) -> Result<(), TokenFileError> {
-        let metadata = std::fs::metadata(&self.dir)
-            .map_err(|e| TokenFileError::new("use the directory", &self.dir, e))?;
-        if !metadata.is_dir() {
-            return Err(TokenFileError::new(
-                "use the directory",
-                &self.dir,
-                io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
-            ));
-        }
-        for path in std::iter::once(&self.path).chain(&self.info) {
-            if path.is_dir() {
+        for place in self.places()? {
+            let metadata = std::fs::metadata(&place.dir)
+                .map_err(|e| TokenFileError::new("use the directory", &place.dir, e))?;
+            if !metadata.is_dir() {
+                return Err(TokenFileError::new(
+                    "use the directory",
+                    &place.dir,
+                    io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
+                ));
+            }
+            if place.path.is_dir() {
                 return Err(TokenFileError::new(
                     "write a token file at",
-                    path,
+                    place.path,
                     io::Error::new(io::ErrorKind::IsADirectory, "it is a directory"),
                 ));
             }
+            let (file, temp) = self.create_temp(&place)?;
+            drop(file);
+            std::fs::remove_file(&temp).map_err(|e| TokenFileError::new("remove", &temp, e))?;
         }
-        let (file, temp) = self.create_temp()?;
-        drop(file);
-        std::fs::remove_file(&temp).map_err(|e| TokenFileError::new("remove", &temp, e))
+        Ok(())
     }
 
     /// Replaces the token file with `token` and the info file with `info`,
     /// each atomically.
     pub fn write(&self, token: &AccessToken, info: &TokenInfo) -> Result<(), TokenFileError> {
-        self.replace(&self.path, token.secret().as_str().as_bytes())?;
-        if let Some(info_path) = &self.info {
-            self.replace(info_path, info.to_json().as_bytes())?;
+        let mut places = self.places()?.into_iter();
+        if let Some(place) = places.next() {
+            self.replace(&place, token.secret().as_str().as_bytes())?;
+        }
+        if let Some(place) = places.next() {
+            self.replace(&place, info.to_json().as_bytes())?;
         }
         Ok(())
     }
@@ -315,52 +312,62 @@ impl TokenFile {
     /// Removes the token file, then the info file. Returns whether there was
     /// a token file.
     pub fn remove(&self) -> Result<bool, TokenFileError> {
-        let existed = remove_if_there(&self.path)?;
-        if let Some(info) = &self.info {
-            remove_if_there(info)?;
+        let places = self.places()?;
+        let mut existed = false;
+        for (i, place) in places.iter().enumerate() {
+            // The token file comes first.
+            let removed = remove_if_there(place.path)?;
+            existed |= i == 0 && removed;
         }
-        self.sync_dir()?;
+        // Each directory once (the info file is usually beside the token).
+        for (i, place) in places.iter().enumerate() {
+            if !places[..i].iter().any(|earlier| earlier.dir == place.dir) {
+                sync_dir(&place.dir)?;
+            }
+        }
         Ok(existed)
     }
 
     /// Removes what an earlier writer may have left: the token file, the info
-    /// file, and temporary files of interrupted writes. Returns whether there
-    /// was a token file.
+    /// file, and temporary files of interrupted writes (in the directory of
+    /// each). Returns whether there was a token file.
     pub fn remove_leftovers(&self) -> Result<bool, TokenFileError> {
-        let entries = std::fs::read_dir(&self.dir).map_err(|e| TokenFileError::new("list", &self.dir, e))?;
-        for entry in entries.flatten() {
-            if self.is_temp_name(&entry.file_name()) {
-                remove_if_there(&entry.path())?;
+        for place in self.places()? {
+            let entries =
+                std::fs::read_dir(&place.dir).map_err(|e| TokenFileError::new("list", &place.dir, e))?;
+            for entry in entries.flatten() {
+                if place.is_temp_name(&entry.file_name()) {
+                    remove_if_there(&entry.path())?;
+                }
             }
         }
         self.remove()
     }
 
-    /// `.NAME.<16 hex digits>.tmp`
-    fn temp_name(&self) -> OsString {
-        let mut name = OsString::from(".");
-        name.push(&self.name);
-        name.push(format!(".{:016x}.tmp", rand::random::<u64>()));
-        name
+    /// The token file, then the info file if there is one, each with its
+    /// directory and name.
+    fn places(&self) -> Result<Vec<Place<'_>>, TokenFileError> {
+        let token = Place {
+            path: &self.path,
+            dir: self.dir.clone(),
+            name: self.name.clone(),
+        };
+        let mut places = vec![token];
+        if let Some(info) = &self.info {
+            let (dir, name) = split(info)?;
+            places.push(Place {
+                path: info,
+                dir,
+                name,
+            });
+        }
+        Ok(places)
     }
 
-    fn is_temp_name(&self, name: &std::ffi::OsStr) -> bool {
-        let mut prefix = OsString::from(".");
-        prefix.push(&self.name);
-        prefix.push(".");
-        let (name, prefix) = (name.as_encoded_bytes(), prefix.as_encoded_bytes());
-        name.len() == prefix.len() + 16 + 4
-            && name.starts_with(prefix)
-            && name.ends_with(b".tmp")
-            && name[prefix.len()..prefix.len() + 16]
-                .iter()
-                .all(u8::is_ascii_hexdigit)
-    }
-
-    /// A new, empty temporary file beside the token file, already with the
+    /// A new, empty temporary file in `place`'s directory, already with the
     /// final owner and mode.
-    fn create_temp(&self) -> Result<(File, PathBuf), TokenFileError> {
-        let (file, temp) = self.open_temp()?;
+    fn create_temp(&self, place: &Place<'_>) -> Result<(File, PathBuf), TokenFileError> {
+        let (file, temp) = self.open_temp(place)?;
         let finish = || -> io::Result<()> {
             if let Some(owner) = self.owner {
                 std::os::unix::fs::fchown(&file, Some(owner.uid), owner.gid)?;
@@ -386,10 +393,10 @@ impl TokenFile {
     /// Creates a temporary file with `O_CREAT | O_EXCL` and the final mode,
     /// so it never exists with wider permissions. `O_EXCL` also refuses to
     /// follow a symbolic link planted at the name.
-    fn open_temp(&self) -> Result<(File, PathBuf), TokenFileError> {
+    fn open_temp(&self, place: &Place<'_>) -> Result<(File, PathBuf), TokenFileError> {
         let mut attempts = 0;
         loop {
-            let temp = self.dir.join(self.temp_name());
+            let temp = place.dir.join(place.temp_name());
             match OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -400,14 +407,17 @@ impl TokenFile {
                 // 64 random bits: a collision is a leftover of a crash or a
                 // file someone planted; try another name a few times.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 3 => attempts += 1,
-                Err(e) => return Err(TokenFileError::new("create a temporary file in", &self.dir, e)),
+                Err(e) => return Err(TokenFileError::new("create a temporary file in", &place.dir, e)),
             }
         }
     }
 
-    /// Writes `contents` to a temporary file and renames it over `path`.
-    fn replace(&self, path: &Path, contents: &[u8]) -> Result<(), TokenFileError> {
-        let (mut file, temp) = self.create_temp()?;
+    /// Writes `contents` to a temporary file in `place`'s directory (a rename
+    /// never crosses filesystems), renames it over the file, and flushes that
+    /// directory.
+    fn replace(&self, place: &Place<'_>, contents: &[u8]) -> Result<(), TokenFileError> {
+        let path = place.path;
+        let (mut file, temp) = self.create_temp(place)?;
         let written = file
             .write_all(contents)
             .and_then(|()| file.sync_all())
@@ -421,15 +431,66 @@ impl TokenFile {
             let _ = std::fs::remove_file(&temp);
             return Err(e);
         }
-        self.sync_dir()
+        sync_dir(&place.dir)
+    }
+}
+
+/// One of the files a [`TokenFile`] writes: its path, directory and name.
+struct Place<'a> {
+    path: &'a Path,
+    dir: PathBuf,
+    name: OsString,
+}
+
+impl Place<'_> {
+    /// `.NAME.<16 hex digits>.tmp`
+    fn temp_name(&self) -> OsString {
+        let mut name = OsString::from(".");
+        name.push(&self.name);
+        name.push(format!(".{:016x}.tmp", rand::random::<u64>()));
+        name
     }
 
-    /// Flushes the directory, so that renames and removals survive a crash.
-    fn sync_dir(&self) -> Result<(), TokenFileError> {
-        File::open(&self.dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(|e| TokenFileError::new("sync the directory", &self.dir, e))
+    fn is_temp_name(&self, name: &std::ffi::OsStr) -> bool {
+        let mut prefix = OsString::from(".");
+        prefix.push(&self.name);
+        prefix.push(".");
+        let (name, prefix) = (name.as_encoded_bytes(), prefix.as_encoded_bytes());
+        name.len() == prefix.len() + 16 + 4
+            && name.starts_with(prefix)
+            && name.ends_with(b".tmp")
+            && name[prefix.len()..prefix.len() + 16]
+                .iter()
+                .all(u8::is_ascii_hexdigit)
     }
+}
+
+/// The directory and the name of the file `path` names; an error if it names
+/// none (`/`, `dir/`, `..`).
+fn split(path: &Path) -> Result<(PathBuf, OsString), TokenFileError> {
+    let name = match path.file_name() {
+        Some(name) if !path.as_os_str().as_encoded_bytes().ends_with(b"/") => name.to_owned(),
+        _ => {
+            return Err(TokenFileError::new(
+                "write a token file at",
+                path,
+                io::Error::new(io::ErrorKind::InvalidInput, "the path names no file"),
+            ))
+        }
+    };
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    Ok((dir, name))
+}
+
+/// Flushes the directory `dir`, so that renames and removals in it survive a
+/// crash.
+fn sync_dir(dir: &Path) -> Result<(), TokenFileError> {
+    File::open(dir)
+        .and_then(|handle| handle.sync_all())
+        .map_err(|e| TokenFileError::new("sync the directory", dir, e))
 }
 
 fn remove_if_there(path: &Path) -> Result<bool, TokenFileError> {
@@ -466,14 +527,19 @@ mod tests {
 
     impl Scratch {
         fn new() -> Self {
+            Self::under(&std::env::temp_dir()).unwrap()
+        }
+
+        /// A scratch folder in `base`, if one can be made there.
+        fn under(base: &Path) -> io::Result<Self> {
             static N: AtomicU64 = AtomicU64::new(0);
-            let dir = std::env::temp_dir().join(format!(
+            let dir = base.join(format!(
                 "cc-token-file-{}-{}",
                 std::process::id(),
                 N.fetch_add(1, Ordering::SeqCst)
             ));
-            std::fs::create_dir_all(&dir).unwrap();
-            Self(dir)
+            std::fs::create_dir_all(&dir)?;
+            Ok(Self(dir))
         }
 
         fn names(&self) -> Vec<String> {
@@ -636,7 +702,8 @@ mod tests {
             let file = TokenFile::new(scratch.0.join("token"))
                 .unwrap()
                 .mode(FileMode::new(bits).unwrap());
-            let (handle, temp) = with_umask(0, || file.open_temp().unwrap());
+            let place = &file.places().unwrap()[0];
+            let (handle, temp) = with_umask(0, || file.open_temp(place).unwrap());
             assert_eq!(handle.metadata().unwrap().mode() & 0o7777, bits, "{bits:o}");
             std::fs::remove_file(temp).unwrap();
         }
@@ -703,7 +770,7 @@ mod tests {
         let file = TokenFile::new(&path).unwrap();
         file.write(&AccessToken::new("old", Duration::from_secs(60)), &info(1))
             .unwrap();
-        let (_handle, temp) = file.open_temp().unwrap();
+        let (_handle, temp) = file.open_temp(&file.places().unwrap()[0]).unwrap();
         std::fs::write(scratch.0.join("unrelated"), "keep").unwrap();
         std::fs::write(scratch.0.join(".token.notours.tmp"), "keep").unwrap();
         assert!(temp.exists());
@@ -727,6 +794,85 @@ mod tests {
             .unwrap()
             .file_type()
             .is_symlink());
+    }
+
+    /// Scratch folders on two different filesystems (by `st_dev`), from the
+    /// writable places this machine has; `None` if all are on one.
+    fn on_two_filesystems() -> Option<(Scratch, Scratch)> {
+        let bases = [
+            std::env::temp_dir(),
+            PathBuf::from("/dev/shm"),
+            PathBuf::from("/tmp"),
+            PathBuf::from("/var/tmp"),
+            PathBuf::from("/run"),
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        ];
+        let scratches: Vec<Scratch> = bases
+            .iter()
+            .filter_map(|base| Scratch::under(base).ok())
+            .collect();
+        let dev = |s: &Scratch| std::fs::metadata(&s.0).unwrap().dev();
+        let (i, j) = (0..scratches.len())
+            .flat_map(|i| (i + 1..scratches.len()).map(move |j| (i, j)))
+            .find(|&(i, j)| dev(&scratches[i]) != dev(&scratches[j]))?;
+        let mut scratches: Vec<Option<Scratch>> = scratches.into_iter().map(Some).collect();
+        Some((scratches[i].take()?, scratches[j].take()?))
+    }
+
+    #[test]
+    fn an_info_file_on_another_filesystem_is_written_through_a_temporary_file_in_its_own_folder() {
+        let Some((tokens, infos)) = on_two_filesystems() else {
+            println!("skipped: no two writable folders on different filesystems here");
+            return;
+        };
+        // Made sure: a rename between the two fails with EXDEV.
+        let probe = tokens.0.join("probe");
+        std::fs::write(&probe, "x").unwrap();
+        let crossed = std::fs::rename(&probe, infos.0.join("probe")).unwrap_err();
+        assert_eq!(
+            crossed.raw_os_error(),
+            Some(rustix::io::Errno::XDEV.raw_os_error())
+        );
+        std::fs::remove_file(&probe).unwrap();
+
+        let path = tokens.0.join("token");
+        let info_path = infos.0.join("token.json");
+        let file = TokenFile::new(&path)
+            .unwrap()
+            .mode(FileMode::new(0o640).unwrap())
+            .info_file(Some(info_path.clone()));
+        file.check().unwrap();
+        assert!(tokens.names().is_empty() && infos.names().is_empty());
+        for (secret, expiry) in [("first", 100), ("second", 200)] {
+            file.write(&AccessToken::new(secret, Duration::from_secs(60)), &info(expiry))
+                .unwrap();
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), secret);
+            let json: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&info_path).unwrap()).unwrap();
+            assert_eq!(json["expires_at_unix"], expiry);
+            assert_eq!(tokens.names(), ["token"], "no temporary file left");
+            assert_eq!(infos.names(), ["token.json"], "no temporary file left");
+            assert_eq!(mode_of(&info_path), 0o640);
+        }
+
+        // An interrupted write's temporary file beside the info file is a
+        // leftover too.
+        let (_handle, temp) = file.open_temp(&file.places().unwrap()[1]).unwrap();
+        assert_eq!(temp.parent(), Some(infos.0.as_path()));
+        assert!(file.remove_leftovers().unwrap());
+        assert!(tokens.names().is_empty() && infos.names().is_empty());
+    }
+
+    #[test]
+    fn an_info_path_that_names_no_file_is_refused_at_check() {
+        let scratch = Scratch::new();
+        let mut dir = scratch.0.clone().into_os_string();
+        dir.push("/");
+        let file = TokenFile::new(scratch.0.join("token"))
+            .unwrap()
+            .info_file(Some(PathBuf::from(dir)));
+        let e = file.check().unwrap_err().to_string();
+        assert!(e.contains("the path names no file"), "{e}");
     }
 
     #[test]

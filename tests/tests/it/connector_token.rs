@@ -602,6 +602,180 @@ async fn exec_gives_the_command_a_valid_token_passes_sigterm_on_and_exits_with_i
     );
 }
 
+/// The command `exec` runs in the reaping test: leaves an orphan (a
+/// background `sleep` whose parent shell exits at once), records the orphan's
+/// new parent and its own, and waits for the orphan to be gone from `/proc`
+/// (a zombie stays there until it is reaped): exit 7 once it is, 3 if it is
+/// still there after 20 s.
+const ORPHANING: &str = r#"
+dir=$1
+sh -c 'sleep 1 & echo $! > "$1/orphan"' sh "$dir"
+orphan=$(cat "$dir/orphan")
+set -- $(sed 's/.*) //' /proc/$orphan/stat)
+echo "$2" > "$dir/orphan-parent"
+echo "$PPID" > "$dir/exec-pid"
+i=0
+while [ -e /proc/$orphan ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done
+if [ -e /proc/$orphan ]; then cat /proc/$orphan/stat > "$dir/left"; exit 3; fi
+exit 7
+"#;
+
+/// Runs `connector-token exec -- sh -c ORPHANING` behind `prefix` (nothing,
+/// or a new PID namespace) and returns its exit code, the pid the command
+/// saw as its parent (exec), and the pid the orphan was re-parented to.
+async fn run_orphaning(
+    prefix: &[&str],
+    scratch: &Scratch,
+    env: &[(&str, String)],
+    name: &str,
+) -> (Option<i32>, String, String) {
+    let dir = scratch.path(name);
+    std::fs::create_dir(&dir).unwrap();
+    let log = scratch.path(&format!("{name}.log"));
+    let mut cmd = match prefix.split_first() {
+        Some((program, args)) => {
+            let mut cmd = command(Path::new(program), env, &log);
+            cmd.args(args).arg(binary());
+            cmd
+        }
+        None => command(binary(), env, &log),
+    };
+    cmd.args(["exec", "--out", dir.join("token").to_str().unwrap(), "--"])
+        .args(["sh", "-c", ORPHANING, "sh"])
+        .arg(&dir);
+    let mut exec = Running::spawn(cmd, log);
+    let code = exec.exit(Duration::from_secs(60)).await.code();
+    let left = read(&dir.join("left"));
+    assert_eq!(left, None, "a zombie was left; log:\n{}", exec.log());
+    let field = |file: &str| read(&dir.join(file)).unwrap_or_default().trim().to_owned();
+    (code, field("exec-pid"), field("orphan-parent"))
+}
+
+/// `exec` reaps every child that exits, not only its command, and still
+/// passes the command's own exit code on: a command that leaves an orphaned
+/// grandchild finds it re-parented to exec (a child subreaper) and reaped
+/// once it exits; and the same as PID 1 of a new PID namespace (a
+/// container's init), where an unreaped orphan would stay a zombie. The PID
+/// namespace needs `unshare` and the privilege to use it; without them that
+/// half says so and is skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_reaps_orphaned_grandchildren_as_a_subreaper_and_as_pid_1() {
+    tokio::task::spawn_blocking(binary).await.unwrap();
+    let server = TestServer::start(&config(30)).await;
+    let scratch = Scratch::new();
+    let env = env_for(&server.token_url(), &scratch.secret_file());
+
+    let (code, exec_pid, parent) = run_orphaning(&[], &scratch, &env, "subreaper").await;
+    assert_eq!(code, Some(7), "the command's code is passed on");
+    assert_eq!(parent, exec_pid, "the orphan was re-parented to exec");
+
+    let namespace = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"];
+    let usable = tokio::process::Command::new(namespace[0])
+        .args(&namespace[1..])
+        .arg("true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|status| status.success());
+    if !usable {
+        println!("skipped the PID-1 half: `unshare --pid --fork --mount-proc` cannot run here");
+        return;
+    }
+    let (code, exec_pid, parent) = run_orphaning(&namespace, &scratch, &env, "pid1").await;
+    assert_eq!(code, Some(7), "the command's code is passed on");
+    assert_eq!(
+        (exec_pid.as_str(), parent.as_str()),
+        ("1", "1"),
+        "exec is PID 1, and the orphan's parent"
+    );
+}
+
+/// Runs `connector-token exec` in a new session whose controlling terminal
+/// is a pseudo-terminal (as under `docker run -it` or a login shell), types a
+/// line once the command is ready, then sends SIGTERM to exec once the
+/// command has read it; prints what happened as JSON.
+const AT_A_TERMINAL: &str = r#"
+import json, os, pty, select, signal, sys, time
+binary, folder = sys.argv[1], sys.argv[2]
+command = """
+printf 'ready\n'
+IFS= read -r line
+printf '%s' "$line" > "$1/read"
+trap 'exit 42' TERM
+while :; do sleep 0.05; done
+"""
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(binary, [binary, "exec", "--out", os.path.join(folder, "token"), "--", "sh", "-c", command, "sh", folder])
+transcript, typed, signalled, status = b"", False, False, None
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    if select.select([fd], [], [], 0.05)[0]:
+        try:
+            transcript += os.read(fd, 4096)
+        except OSError:
+            pass
+    if not typed and b"ready" in transcript:
+        os.write(fd, b"hello from the terminal\n")
+        typed = True
+    if not signalled and os.path.exists(os.path.join(folder, "read")):
+        os.kill(pid, signal.SIGTERM)
+        signalled = True
+    done, raw = os.waitpid(pid, os.WNOHANG)
+    if done:
+        status = os.waitstatus_to_exitcode(raw)
+        break
+if status is None:
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+read = None
+if os.path.exists(os.path.join(folder, "read")):
+    read = open(os.path.join(folder, "read")).read()
+print(json.dumps({"typed": typed, "read": read, "status": status, "transcript": transcript.decode(errors="replace")}))
+"#;
+
+/// `exec` at a terminal: the command stays in the terminal's foreground
+/// process group, so it reads the line typed there instead of being stopped
+/// by SIGTTIN (a process group of its own would be a background group), and
+/// a SIGTERM to exec still reaches it (exit 42, passed on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_at_a_terminal_keeps_the_command_in_the_foreground_and_passes_signals_on() {
+    tokio::task::spawn_blocking(binary).await.unwrap();
+    let server = TestServer::start(&config(30)).await;
+    let scratch = Scratch::new();
+    let env = env_for(&server.token_url(), &scratch.secret_file());
+    let folder = scratch.path("terminal");
+    std::fs::create_dir(&folder).unwrap();
+    let log = scratch.path("terminal.log");
+    let mut cmd = command(&e2e::tools::python(), &env, &log);
+    cmd.args(["-c", AT_A_TERMINAL]).arg(binary()).arg(&folder);
+    let output = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("the terminal script finished")
+        .unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    let transcript = report["transcript"].as_str().unwrap_or_default();
+    assert_eq!(
+        report["typed"], true,
+        "the command never said it was ready:\n{transcript}"
+    );
+    assert_eq!(
+        report["read"], "hello from the terminal",
+        "the command could not read the terminal (stopped in a background group?):\n{transcript}"
+    );
+    assert_eq!(
+        report["status"], 42,
+        "SIGTERM passed on, the code passed back:\n{transcript}"
+    );
+}
+
 /// What a run of the binary that should fail at start did.
 struct Refused {
     code: Option<i32>,

@@ -3,20 +3,35 @@
 //!
 //! The command runs in its own process group, and signals are sent to that
 //! group (as dumb-init does), so a shell wrapper's children get them too.
-//! Once it exits, the token file is removed (it was the only reader) and the
-//! agent exits with the command's code, or 128 + the signal that killed it.
+//! Except at a terminal: a new process group is a background group there,
+//! and a command reading the terminal from it would be stopped (`SIGTTIN`).
+//! When stdin is a terminal the command stays in exec's (foreground) group,
+//! so it reads the terminal and job control (Ctrl-Z, `fg`) works on the
+//! whole job; signals are then sent to the command alone (sending them to
+//! the group would send them to exec too).
+//!
+//! exec is a child subreaper (Linux), as it is anyway as a container's PID 1:
+//! processes orphaned under the command are re-parented to it, and it reaps
+//! every child that exits, so none is left a zombie. It is the only one
+//! waiting for its children (the command is spawned with std, which never
+//! waits by itself, and exec starts no other process), so it reaps with
+//! `wait(-1)` and keeps the status when the pid is the command's.
+//!
+//! Once the command exits, the token file is removed (it was the only
+//! reader) and the agent exits with the command's code, or 128 + the signal
+//! that killed it.
 
 use std::ffi::OsString;
-use std::io;
+use std::io::{self, IsTerminal as _};
 use std::os::unix::fs::DirBuilderExt as _;
-use std::os::unix::process::ExitStatusExt as _;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
 use connector_client::cli::{self, Credentials, EXIT_FAILURE, EXIT_USAGE};
 use connector_client::FileSink;
-use rustix::process::{Pid, Signal};
+use rustix::process::{Pid, Signal, WaitOptions, WaitStatus};
 
 use crate::agent::{self, fail, FileOptions};
 use crate::signals::{self, Signals};
@@ -46,6 +61,12 @@ pub(crate) async fn run(args: ExecArgs) -> ExitCode {
         Ok(signals) => signals,
         Err(e) => return fail(EXIT_FAILURE, &format!("cannot handle signals: {e}")),
     };
+    // Registered before any child exists, so that no exit goes unnoticed.
+    let mut exits = match Signals::new(&[Signal::CHILD]) {
+        Ok(signals) => signals,
+        Err(e) => return fail(EXIT_FAILURE, &format!("cannot handle signals: {e}")),
+    };
+    become_subreaper();
     let Some((program, program_args)) = args.command.split_first() else {
         return fail(EXIT_USAGE, "no command to run (give it after --)");
     };
@@ -88,17 +109,20 @@ pub(crate) async fn run(args: ExecArgs) -> ExitCode {
         }
     }
 
-    let mut command = tokio::process::Command::new(program);
-    command
-        .args(program_args)
-        .env(TOKEN_FILE_VAR, file.path())
-        .process_group(0);
+    // std, not Tokio: exec reaps its children itself (see the module docs).
+    let mut command = std::process::Command::new(program);
+    command.args(program_args).env(TOKEN_FILE_VAR, file.path());
+    // At a terminal, a group of its own would be a background group.
+    let own_group = !io::stdin().is_terminal();
+    if own_group {
+        command.process_group(0);
+    }
     match file.info_path() {
         Some(info) => command.env(INFO_FILE_VAR, info),
         None => command.env_remove(INFO_FILE_VAR),
     };
     let name = Path::new(program).display().to_string();
-    let mut child = match command.spawn() {
+    let child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
             sink.stop().await;
@@ -112,18 +136,17 @@ pub(crate) async fn run(args: ExecArgs) -> ExitCode {
             return fail(code, &format!("cannot run {name}: {e}"));
         }
     };
-    let id = child.id();
-    let pid = id.and_then(|id| i32::try_from(id).ok()).and_then(Pid::from_raw);
-    tracing::info!(command = %name, pid = id.unwrap_or(0), "command started");
+    let pid = Pid::from_child(&child);
+    tracing::info!(command = %name, pid = child.id(), own_group, "command started");
 
     let status = loop {
         tokio::select! {
-            status = child.wait() => break status,
-            signal = signals.recv() => {
-                if let Some(pid) = pid {
-                    forward(pid, signal);
-                }
-            }
+            _ = exits.recv() => match reap(pid) {
+                Ok(Some(status)) => break Ok(status),
+                Ok(None) => {}
+                Err(e) => break Err(e),
+            },
+            signal = signals.recv() => forward(pid, own_group, signal),
         }
     };
     sink.stop().await;
@@ -131,23 +154,55 @@ pub(crate) async fn run(args: ExecArgs) -> ExitCode {
     drop(private);
     match status {
         Ok(status) => {
-            let code = match (status.code(), status.signal()) {
+            let code = match (status.exit_status(), status.terminating_signal()) {
                 (Some(code), _) => u8::try_from(code).unwrap_or(u8::MAX),
                 (None, Some(signal)) => signals::exit_status(signal),
                 (None, None) => EXIT_FAILURE,
             };
-            tracing::info!(command = %name, %status, "command exited");
+            tracing::info!(command = %name, code, "command exited");
             ExitCode::from(code)
         }
         Err(e) => fail(EXIT_FAILURE, &format!("cannot wait for {name}: {e}")),
     }
 }
 
-/// Sends `signal` to the command's process group (the command leads it).
-fn forward(pid: Pid, signal: Signal) {
-    let sent = rustix::process::kill_process_group(pid, signal)
-        // The command may have left its group: reach it at least.
-        .or_else(|_| rustix::process::kill_process(pid, signal));
+/// Makes exec the reaper of processes orphaned under it (Linux; as PID 1 it
+/// is one anyway).
+fn become_subreaper() {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Err(e) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
+        tracing::warn!(error = %e, "cannot become a child subreaper; orphans go to init");
+    }
+}
+
+/// Reaps every child that has exited: orphans re-parented to exec, and the
+/// command, whose status is returned once it has exited.
+fn reap(command: Pid) -> io::Result<Option<WaitStatus>> {
+    loop {
+        match rustix::process::wait(WaitOptions::NOHANG) {
+            Ok(Some((pid, status))) if pid == command => return Ok(Some(status)),
+            Ok(Some((pid, _))) => {
+                tracing::debug!(pid = pid.as_raw_nonzero().get(), "reaped an orphaned process");
+            }
+            // Children left, none has exited.
+            Ok(None) => return Ok(None),
+            Err(rustix::io::Errno::INTR) => {}
+            // No child at all: the command is gone and its status with it.
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Sends `signal` to the command's process group when it has one (it leads
+/// it), else to the command.
+fn forward(pid: Pid, own_group: bool, signal: Signal) {
+    let sent = if own_group {
+        rustix::process::kill_process_group(pid, signal)
+            // The command may have left its group: reach it at least.
+            .or_else(|_| rustix::process::kill_process(pid, signal))
+    } else {
+        rustix::process::kill_process(pid, signal)
+    };
     match sent {
         Ok(()) => tracing::info!(signal = signals::name(signal), "signal passed on to the command"),
         // It has exited already; its status comes next.

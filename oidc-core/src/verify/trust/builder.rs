@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 use super::live::LiveIssuers;
-use super::lookup::Lookups;
+use super::lookup::{LookupBounds, Lookups};
 use super::registry::Registry;
 use super::{file, IssuerEntry, IssuerLookup, TrustFileError, TrustedIssuers};
 use crate::json;
@@ -33,6 +33,13 @@ pub const DEFAULT_NEGATIVE_CAPACITY: usize = 10_000;
 pub const DEFAULT_LOOKUP_TTL: Duration = Duration::from_secs(300);
 /// Default cap on lookups in flight: 16.
 pub const DEFAULT_MAX_CONCURRENT_LOOKUPS: usize = 16;
+/// Default bound on lookups waiting for a place among those in flight: 64.
+pub const DEFAULT_MAX_QUEUED_LOOKUPS: usize = 64;
+/// Default longest a lookup lasts, its wait for a place included: 5 s.
+pub const DEFAULT_LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time past its lookup TTL that an entry found by the lookup is
+/// still used while its lookups fail: 1 h.
+pub const DEFAULT_LOOKUP_STALE_LIMIT: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone, Copy)]
 pub(super) struct RemoteSettings {
     cache_min: Duration,
@@ -55,7 +62,10 @@ pub struct TrustedIssuersBuilder {
     negative_ttl: Duration,
     negative_capacity: usize,
     lookup_ttl: Duration,
+    lookup_stale_limit: Duration,
     max_lookups: usize,
+    max_queued_lookups: usize,
+    lookup_timeout: Duration,
     remote: RemoteSettings,
     clock: Arc<dyn MonotonicClock>,
     wall_clock: Arc<dyn WallClock>,
@@ -102,7 +112,10 @@ impl TrustedIssuers {
             negative_ttl: DEFAULT_NEGATIVE_TTL,
             negative_capacity: DEFAULT_NEGATIVE_CAPACITY,
             lookup_ttl: DEFAULT_LOOKUP_TTL,
+            lookup_stale_limit: DEFAULT_LOOKUP_STALE_LIMIT,
             max_lookups: DEFAULT_MAX_CONCURRENT_LOOKUPS,
+            max_queued_lookups: DEFAULT_MAX_QUEUED_LOOKUPS,
+            lookup_timeout: DEFAULT_LOOKUP_TIMEOUT,
             remote: RemoteSettings {
                 cache_min: remote::DEFAULT_CACHE_MIN,
                 cache_max: remote::DEFAULT_CACHE_MAX,
@@ -233,15 +246,61 @@ impl TrustedIssuersBuilder {
     }
 
     /// How long an entry found by the lookup is used before it is looked up
-    /// again (default 5 min).
+    /// again (default 5 min): a tenant removed from the store, or changed,
+    /// takes effect within it, as long as the lookup answers.
     pub fn lookup_ttl(mut self, ttl: Duration) -> Self {
         self.lookup_ttl = ttl;
+        self
+    }
+
+    /// How long past its [`lookup_ttl`](Self::lookup_ttl) an entry found by
+    /// the lookup is still used while its lookups fail (default 1 h).
+    ///
+    /// A failed lookup says nothing about the tenant: it may have been
+    /// removed from the store meanwhile, or not. Within this limit the entry
+    /// in hand is used (its tokens keep verifying through a store outage),
+    /// and looked up again every 10 s; past it the registry fails closed:
+    /// the issuer's tokens are refused as
+    /// [`VerifyError::IssuerLookup`](crate::verify::VerifyError::IssuerLookup)
+    /// until a lookup answers (found: trusted again; not found: unknown). So
+    /// a removed tenant stays trusted for at most `lookup_ttl` + this limit,
+    /// whatever the store does. [`Duration::ZERO`] fails closed as soon as a
+    /// due lookup fails; [`Duration::MAX`] keeps the entry in hand for as
+    /// long as the lookups fail.
+    pub fn lookup_stale_limit(mut self, limit: Duration) -> Self {
+        self.lookup_stale_limit = limit;
         self
     }
 
     /// Most lookups in flight (default 16).
     pub fn max_concurrent_lookups(mut self, max: usize) -> Self {
         self.max_lookups = max;
+        self
+    }
+
+    /// Most lookups waiting for a place when
+    /// [`max_concurrent_lookups`](Self::max_concurrent_lookups) run already
+    /// (default 64; 0: none waits). A token whose issuer would need one more
+    /// is refused at once as
+    /// [`VerifyError::IssuerLookup`](crate::verify::VerifyError::IssuerLookup)
+    /// (unavailable: try again), so a flood of tokens naming random issuers
+    /// cannot make a queue that a new tenant's first token waits behind.
+    /// The repeat lookup of an entry in hand (after its
+    /// [`lookup_ttl`](Self::lookup_ttl)) may wait beyond this bound: it is
+    /// for a tenant that was trusted, whom a flood must not push past its
+    /// [`lookup_stale_limit`](Self::lookup_stale_limit).
+    pub fn max_queued_lookups(mut self, max: usize) -> Self {
+        self.max_queued_lookups = max;
+        self
+    }
+
+    /// Longest a lookup lasts, its wait for a place included (default 5 s);
+    /// past it the token is refused as
+    /// [`VerifyError::IssuerLookup`](crate::verify::VerifyError::IssuerLookup)
+    /// and the lookup's place is freed, so a store that hangs holds no place
+    /// for longer.
+    pub fn lookup_timeout(mut self, timeout: Duration) -> Self {
+        self.lookup_timeout = timeout;
         self
     }
 
@@ -280,6 +339,9 @@ impl TrustedIssuersBuilder {
                 return Err(TrustError::Zero(what));
             }
         }
+        if self.lookup_timeout.is_zero() {
+            return Err(TrustError::Zero("the lookup timeout"));
+        }
         if self.entries.is_empty() && self.lookup.is_none() {
             return Err(TrustError::Empty);
         }
@@ -308,14 +370,14 @@ impl TrustedIssuersBuilder {
         self.remote
             .apply(RemoteJwks::builder("http://127.0.0.1/"), &shared, &self.clock)
             .build()?;
-        let lookups = self.lookup.map(|source| {
-            Lookups::new(
-                source,
-                self.negative_capacity,
-                self.negative_ttl,
-                self.max_lookups,
-            )
-        });
+        let bounds = LookupBounds {
+            max_in_flight: self.max_lookups,
+            max_queued: self.max_queued_lookups,
+            timeout: self.lookup_timeout,
+        };
+        let lookups = self
+            .lookup
+            .map(|source| Lookups::new(source, self.negative_capacity, self.negative_ttl, bounds));
         Ok(TrustedIssuers {
             inner: Arc::new(Registry {
                 statics,
@@ -325,6 +387,7 @@ impl TrustedIssuersBuilder {
                 shared,
                 remote: self.remote,
                 lookup_ttl: self.lookup_ttl,
+                lookup_stale_limit: self.lookup_stale_limit,
                 clock: self.clock,
                 wall_clock: self.wall_clock,
                 unknown: AtomicU64::new(0),

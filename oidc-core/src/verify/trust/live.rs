@@ -66,6 +66,9 @@ pub(super) struct LiveIssuer {
     /// Monotonic nanoseconds: when the entry should be looked up again
     /// (lookup entries only).
     pub(super) relookup_at: AtomicU64,
+    /// Monotonic nanoseconds: from when on, unless a lookup has confirmed
+    /// the entry again, its tokens are refused (lookup entries only).
+    stale_at: AtomicU64,
     /// Monotonic milliseconds of the last use.
     last_used: AtomicU64,
     pub(super) verified: AtomicU64,
@@ -79,12 +82,14 @@ impl LiveIssuer {
         origin: IssuerOrigin,
         now: Duration,
         relookup_at: Duration,
+        stale_at: Duration,
     ) -> Self {
         Self {
             entry,
             verifier,
             origin,
             relookup_at: AtomicU64::new(nanos(relookup_at)),
+            stale_at: AtomicU64::new(nanos(stale_at)),
             last_used: AtomicU64::new(millis(now)),
             verified: AtomicU64::new(0),
             refused: AtomicU64::new(0),
@@ -110,8 +115,17 @@ impl LiveIssuer {
         self.origin == IssuerOrigin::Lookup && nanos(now) >= self.relookup_at.load(Ordering::Relaxed)
     }
 
-    pub(super) fn lookup_again_at(&self, at: Duration) {
-        self.relookup_at.store(nanos(at), Ordering::Relaxed);
+    /// Whether the entry's lookups have failed for too long for it to be
+    /// used (lookup entries only).
+    pub(super) fn stale(&self, now: Duration) -> bool {
+        self.origin == IssuerOrigin::Lookup && nanos(now) >= self.stale_at.load(Ordering::Relaxed)
+    }
+
+    /// A lookup confirmed the entry: look it up again at `relookup_at`, and
+    /// stop using it at `stale_at` unless one confirms it again.
+    pub(super) fn confirmed(&self, relookup_at: Duration, stale_at: Duration) {
+        self.stale_at.store(nanos(stale_at), Ordering::Relaxed);
+        self.relookup_at.store(nanos(relookup_at), Ordering::Relaxed);
     }
 }
 

@@ -3,15 +3,28 @@
 //! under a cap on lookups in flight, with a bounded negative cache so that a
 //! flood of tokens naming unknown issuers costs one lookup per issuer per
 //! interval, not one per token.
+//!
+//! A flood of *distinct* issuers (random `iss` values, each unknown) is not
+//! helped by the negative cache: every one costs a lookup, before any
+//! signature is checked. So the waiting is bounded too: at most
+//! `max_queued` lookups wait for a place among the `max_in_flight` ones,
+//! and a lookup (its wait and its call) lasts at most `timeout`. Beyond
+//! either bound the token is refused at once as unavailable
+//! ([`VerifyError::IssuerLookup`], a 503 for the caller, not "unknown"), and
+//! nothing is remembered: the next token of that issuer asks again. A new
+//! tenant's first token waits behind at most `max_queued` other lookups,
+//! or is refused at once and succeeds on a retry once the flood ebbs;
+//! issuers already live (and static ones) never wait for a lookup at all.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
+use tokio::time::Instant;
 
 use super::IssuerEntry;
 use crate::json;
@@ -21,6 +34,15 @@ use crate::verify::VerifyError;
 /// plane's own store of tenants. Called only for an `iss` that is neither in
 /// the static list nor cached, at most once at a time per issuer, and not
 /// again for an issuer it did not know until the negative cache forgets it.
+///
+/// Anyone can send a token naming any `iss`, and it is looked up before its
+/// signature can be checked: answer `Ok(None)` without touching the database
+/// for an issuer that cannot be one of yours (a prefix or pattern check, as
+/// below), and keep the lookup fast (an indexed query). The registry bounds
+/// the lookups in flight, waiting, and their duration
+/// ([`max_concurrent_lookups`](super::TrustedIssuersBuilder::max_concurrent_lookups),
+/// [`max_queued_lookups`](super::TrustedIssuersBuilder::max_queued_lookups),
+/// [`lookup_timeout`](super::TrustedIssuersBuilder::lookup_timeout)).
 ///
 /// ```
 /// use async_trait::async_trait;
@@ -79,6 +101,15 @@ type IssuerHash = u128;
 
 type Outcome = Result<Option<IssuerEntry>, LookupError>;
 
+/// The bounds on lookups: how many run at once, how many wait for a place,
+/// and how long one lasts (its wait included).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LookupBounds {
+    pub(super) max_in_flight: usize,
+    pub(super) max_queued: usize,
+    pub(super) timeout: Duration,
+}
+
 pub(super) struct Lookups {
     source: Arc<dyn IssuerLookup>,
     hash_keys: [std::collections::hash_map::RandomState; 2],
@@ -86,8 +117,12 @@ pub(super) struct Lookups {
     negative_ttl: Duration,
     in_flight: Mutex<HashMap<IssuerHash, Arc<OnceCell<Outcome>>>>,
     permits: Semaphore,
+    /// Lookups waiting for a permit now.
+    queued: AtomicUsize,
+    bounds: LookupBounds,
     pub(super) lookups: AtomicU64,
     pub(super) failures: AtomicU64,
+    pub(super) refused: AtomicU64,
     pub(super) negative_hits: AtomicU64,
 }
 
@@ -96,7 +131,7 @@ impl Lookups {
         source: Arc<dyn IssuerLookup>,
         negative_capacity: usize,
         negative_ttl: Duration,
-        max_in_flight: usize,
+        bounds: LookupBounds,
     ) -> Self {
         Self {
             source,
@@ -104,9 +139,12 @@ impl Lookups {
             negative: Mutex::new(NegativeCache::new(negative_capacity)),
             negative_ttl,
             in_flight: Mutex::default(),
-            permits: Semaphore::new(max_in_flight),
+            permits: Semaphore::new(bounds.max_in_flight),
+            queued: AtomicUsize::new(0),
+            bounds,
             lookups: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             negative_hits: AtomicU64::new(0),
         }
     }
@@ -130,9 +168,18 @@ impl Lookups {
     }
 
     /// The entry for `issuer`: `UnknownIssuer` from the negative cache or a
-    /// lookup that found nothing; `IssuerLookup` when the lookup failed.
-    /// `now` is the registry's monotonic time.
-    pub(super) async fn resolve(&self, issuer: &str, now: Duration) -> Result<IssuerEntry, VerifyError> {
+    /// lookup that found nothing; `IssuerLookup` when the lookup failed, took
+    /// too long, or could not be made (too many waiting). `now` is the
+    /// registry's monotonic time. `again`: the issuer's entry is in hand
+    /// and due to be looked up again; such a lookup may wait even when
+    /// `max_queued` others do (it is for a tenant that was trusted, whom a
+    /// flood of strangers must not push past its stale limit).
+    pub(super) async fn resolve(
+        &self,
+        issuer: &str,
+        now: Duration,
+        again: bool,
+    ) -> Result<IssuerEntry, VerifyError> {
         let unknown = || VerifyError::UnknownIssuer {
             issuer: json::excerpt(issuer),
         };
@@ -144,7 +191,7 @@ impl Lookups {
             self.negative_hits.fetch_add(1, Ordering::Relaxed);
             return Err(unknown());
         }
-        match self.lookup_once(issuer, hash, now).await {
+        match self.lookup_once(issuer, hash, now, again).await {
             Ok(Some(entry)) if entry.issuer() == issuer => Ok(entry),
             Ok(Some(entry)) => {
                 tracing::warn!(
@@ -163,14 +210,27 @@ impl Lookups {
 
     /// One lookup for `issuer`, shared by every caller that asks while it
     /// runs; a caller that gives up hands it to the next waiter.
-    async fn lookup_once(&self, issuer: &str, hash: IssuerHash, now: Duration) -> Outcome {
+    async fn lookup_once(&self, issuer: &str, hash: IssuerHash, now: Duration, again: bool) -> Outcome {
         let cell = Arc::clone(lock(&self.in_flight).entry(hash).or_default());
         let outcome = cell
             .get_or_init(|| async {
-                // The semaphore is never closed.
-                let _permit = self.permits.acquire().await.ok();
+                let deadline = Instant::now() + self.bounds.timeout;
+                let _permit = match self.permit(deadline, again).await {
+                    Ok(permit) => permit,
+                    Err(refusal) => {
+                        self.refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%refusal, "issuer lookup refused");
+                        return Err(refusal);
+                    }
+                };
                 self.lookups.fetch_add(1, Ordering::Relaxed);
-                let outcome = self.source.lookup(issuer).await;
+                let outcome = match tokio::time::timeout_at(deadline, self.source.lookup(issuer)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(LookupError::new(format!(
+                        "the issuer lookup took longer than {} ms",
+                        self.bounds.timeout.as_millis()
+                    ))),
+                };
                 match &outcome {
                     Ok(None) => lock(&self.negative).insert(hash, now.saturating_add(self.negative_ttl)),
                     Ok(Some(_)) => {}
@@ -188,6 +248,52 @@ impl Lookups {
             in_flight.remove(&hash);
         }
         outcome
+    }
+
+    /// A place among the lookups in flight: at once if one is free; else
+    /// after waiting, if fewer than `max_queued` lookups wait already (or
+    /// `again`), until `deadline` at the latest.
+    async fn permit(&self, deadline: Instant, again: bool) -> Result<SemaphorePermit<'_>, LookupError> {
+        if let Ok(permit) = self.permits.try_acquire() {
+            return Ok(permit);
+        }
+        let max_queued = if again { usize::MAX } else { self.bounds.max_queued };
+        let Some(_place) = QueuePlace::take(&self.queued, max_queued) else {
+            return Err(LookupError::new(format!(
+                "too many issuer lookups: {} in flight and {} waiting; try again",
+                self.bounds.max_in_flight, self.bounds.max_queued
+            )));
+        };
+        match tokio::time::timeout_at(deadline, self.permits.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            // The semaphore is never closed.
+            Ok(Err(_)) => Err(LookupError::new("issuer lookups are shut down")),
+            Err(_) => Err(LookupError::new(format!(
+                "no issuer lookup could start within {} ms; try again",
+                self.bounds.timeout.as_millis()
+            ))),
+        }
+    }
+}
+
+/// A place in the bounded queue of lookups waiting for a permit, given back
+/// when dropped (also when the waiting caller gives up).
+struct QueuePlace<'a>(&'a AtomicUsize);
+
+impl<'a> QueuePlace<'a> {
+    fn take(queued: &'a AtomicUsize, max: usize) -> Option<Self> {
+        queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self(queued))
+    }
+}
+
+impl Drop for QueuePlace<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -23,6 +23,26 @@
 //!   is looked up again after [`lookup_ttl`](TrustedIssuersBuilder::lookup_ttl),
 //!   so a removed or changed tenant takes effect within it.
 //!
+//! A lookup that fails (the store is down) is neither "trusted" nor
+//! "unknown": a new issuer's token is refused as
+//! [`VerifyError::IssuerLookup`] (unavailable; nothing is remembered), and an
+//! entry in hand keeps being used, looked up again every 10 s, for at most
+//! [`lookup_stale_limit`](TrustedIssuersBuilder::lookup_stale_limit) past its
+//! TTL; after that its tokens are refused too, until a lookup answers. A
+//! tenant removed from the store therefore stops being trusted within
+//! `lookup_ttl` + `lookup_stale_limit` even while the store fails.
+//!
+//! Tokens naming random issuers cost a lookup each (before any signature
+//! can be checked), so lookups are bounded three ways: at most
+//! [`max_concurrent_lookups`](TrustedIssuersBuilder::max_concurrent_lookups)
+//! in flight, at most
+//! [`max_queued_lookups`](TrustedIssuersBuilder::max_queued_lookups) waiting
+//! (beyond it a token is refused at once as unavailable), and each within
+//! [`lookup_timeout`](TrustedIssuersBuilder::lookup_timeout), its wait
+//! included. A flood of random issuers thus never builds a queue that a new
+//! tenant's first token waits behind for more than that; live and static
+//! issuers never wait for a lookup.
+//!
 //! # Isolation and bounds
 //!
 //! - **Lazy.** An issuer's discovery document and JWKS are fetched on its
@@ -57,9 +77,10 @@ mod status;
 use std::sync::Arc;
 
 pub use builder::{
-    TrustError, TrustedIssuersBuilder, DEFAULT_FAILURE_BACKOFF, DEFAULT_LOOKUP_TTL,
-    DEFAULT_MAX_CACHED_ISSUERS, DEFAULT_MAX_CONCURRENT_FETCHES, DEFAULT_MAX_CONCURRENT_LOOKUPS,
-    DEFAULT_NEGATIVE_CAPACITY, DEFAULT_NEGATIVE_TTL,
+    TrustError, TrustedIssuersBuilder, DEFAULT_FAILURE_BACKOFF, DEFAULT_LOOKUP_STALE_LIMIT,
+    DEFAULT_LOOKUP_TIMEOUT, DEFAULT_LOOKUP_TTL, DEFAULT_MAX_CACHED_ISSUERS, DEFAULT_MAX_CONCURRENT_FETCHES,
+    DEFAULT_MAX_CONCURRENT_LOOKUPS, DEFAULT_MAX_QUEUED_LOOKUPS, DEFAULT_NEGATIVE_CAPACITY,
+    DEFAULT_NEGATIVE_TTL,
 };
 pub use entry::{EntryError, IssuerEntry, IssuerEntryBuilder, IssuerKeys, MAX_NAME_LEN};
 pub use file::TrustFileError;

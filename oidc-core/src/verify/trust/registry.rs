@@ -57,6 +57,7 @@ pub(super) struct Registry {
     pub(super) shared: Shared,
     pub(super) remote: RemoteSettings,
     pub(super) lookup_ttl: Duration,
+    pub(super) lookup_stale_limit: Duration,
     pub(super) clock: Arc<dyn MonotonicClock>,
     pub(super) wall_clock: Arc<dyn WallClock>,
     pub(super) unknown: AtomicU64,
@@ -163,7 +164,7 @@ impl Registry {
         let entry = cache.get(key)?;
         let now = self.clock.elapsed();
         let live = entry.scope.as_deref().and_then(|iss| self.live.get(iss));
-        let Some(live) = live.filter(|live| !live.due_for_lookup(now)) else {
+        let Some(live) = live.filter(|live| !live.due_for_lookup(now) && !live.stale(now)) else {
             cache.invalidate(key, &entry);
             return None;
         };
@@ -186,11 +187,11 @@ impl Registry {
             if live.due_for_lookup(now) {
                 return self.lookup_again(live, now).await;
             }
-            return Ok(live);
+            return self.in_hand(live, now);
         }
         let (entry, origin) = match (self.statics.get(iss), &self.lookups) {
             (Some(entry), _) => (Arc::clone(entry), IssuerOrigin::Static),
-            (None, Some(lookups)) => match lookups.resolve(iss, now).await {
+            (None, Some(lookups)) => match lookups.resolve(iss, now, false).await {
                 Ok(entry) => (Arc::new(entry), IssuerOrigin::Lookup),
                 Err(error) => return Err(self.count(error)),
             },
@@ -217,7 +218,8 @@ impl Registry {
 
     /// A lookup entry past its TTL: the first caller looks it up again (the
     /// others go on with the entry in hand meanwhile); a changed entry
-    /// replaces it, a removed one is gone, a failed lookup keeps it.
+    /// replaces it, a removed one is gone, a failed lookup keeps it (until
+    /// the stale limit: see [`in_hand`](Self::in_hand)).
     async fn lookup_again(
         &self,
         live: Arc<LiveIssuer>,
@@ -233,11 +235,12 @@ impl Registry {
             .compare_exchange(due, retry_at, Ordering::Relaxed, Ordering::Relaxed)
             .is_err()
         {
-            return Ok(live);
+            return self.in_hand(live, now);
         }
-        match lookups.resolve(live.entry.issuer(), now).await {
+        match lookups.resolve(live.entry.issuer(), now, true).await {
             Ok(entry) if entry == *live.entry => {
-                live.lookup_again_at(now.saturating_add(self.lookup_ttl));
+                let (relookup_at, stale_at) = self.lookup_deadlines(now);
+                live.confirmed(relookup_at, stale_at);
                 Ok(live)
             }
             Ok(entry) => {
@@ -251,11 +254,42 @@ impl Registry {
                 self.live.remove(&live);
                 Err(self.count(error))
             }
+            // Logged here, once per attempt, not per token.
+            Err(error) if live.stale(now) => {
+                tracing::warn!(
+                    issuer = live.entry.name(),
+                    %error,
+                    "issuer entry refused: it could not be looked up again within the stale limit"
+                );
+                self.in_hand(live, now)
+            }
             Err(error) => {
                 tracing::warn!(issuer = live.entry.name(), %error, "keeping the issuer entry in hand");
                 Ok(live)
             }
         }
+    }
+
+    /// `live` if it may still be used: a lookup entry whose lookups have
+    /// failed past the stale limit is refused (fail closed: it may have been
+    /// removed from the store), until a lookup confirms it again.
+    fn in_hand(&self, live: Arc<LiveIssuer>, now: Duration) -> Result<Arc<LiveIssuer>, VerifyError> {
+        if !live.stale(now) {
+            return Ok(live);
+        }
+        Err(VerifyError::IssuerLookup(format!(
+            "issuer entry {:?} could not be looked up again for {} s past its lookup TTL; \
+             refused until a lookup answers",
+            live.entry.name(),
+            self.lookup_stale_limit.as_secs()
+        )))
+    }
+
+    /// When an entry confirmed by a lookup at `now` is looked up again, and
+    /// when it is refused unless a lookup confirms it again.
+    fn lookup_deadlines(&self, now: Duration) -> (Duration, Duration) {
+        let relookup_at = now.saturating_add(self.lookup_ttl);
+        (relookup_at, relookup_at.saturating_add(self.lookup_stale_limit))
     }
 
     pub(super) fn make_live(
@@ -271,13 +305,14 @@ impl Registry {
         };
         let verifier = Verifier::from_shared(Arc::clone(entry.shared_policy()), keys)
             .with_clock(self.wall_clock.clone());
-        let relookup_at = now.saturating_add(self.lookup_ttl);
+        let (relookup_at, stale_at) = self.lookup_deadlines(now);
         Ok(Arc::new(LiveIssuer::new(
             entry,
             verifier,
             origin,
             now,
             relookup_at,
+            stale_at,
         )))
     }
 

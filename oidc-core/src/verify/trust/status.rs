@@ -68,8 +68,11 @@ pub struct TrustStats {
     pub unknown_issuer_refusals: u64,
     /// Calls to the [`IssuerLookup`](super::IssuerLookup).
     pub lookups: u64,
-    /// Of those, the ones that failed.
+    /// Of those, the ones that failed (or took longer than the lookup timeout).
     pub lookup_failures: u64,
+    /// Lookups not made, their tokens refused at once as unavailable: too
+    /// many were waiting already, or no place came within the lookup timeout.
+    pub lookups_refused: u64,
     /// Unknown issuers answered from the negative cache (no lookup).
     pub negative_cache_hits: u64,
     /// Issuers in the negative cache now.
@@ -130,6 +133,7 @@ impl TrustedIssuers {
             unknown_issuer_refusals: registry.unknown.load(Ordering::Relaxed),
             lookups: count(lookups.map(|l| &l.lookups)),
             lookup_failures: count(lookups.map(|l| &l.failures)),
+            lookups_refused: count(lookups.map(|l| &l.refused)),
             negative_cache_hits: count(lookups.map(|l| &l.negative_hits)),
             negative_cache_entries: lookups.map_or(0, |l| l.negative_entries()),
             fetches_in_flight: registry.fetches_in_flight(),
