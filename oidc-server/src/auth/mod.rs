@@ -313,11 +313,16 @@ impl Authenticator {
 
     /// Whether one-time uses can be recorded (for `/readyz`): what the last
     /// call found, and after a failure a probe at most every
-    /// [`Health::PROBE_INTERVAL`].
+    /// [`Health::PROBE_INTERVAL`]. A failed probe is logged with its detail;
+    /// the error's text is for logs, not for a public answer (an AWS error
+    /// names the account, the role and the table).
     pub async fn replay_ready(&self) -> Result<(), StoreError> {
         if !self.replay_health.is_healthy() && self.replay_health.probe_due() {
             let probe = self.replay.ready().await;
             self.replay_health.record(probe.is_ok());
+            if let Err(error) = &probe {
+                tracing::warn!(store = self.replay.kind(), %error, "readiness: the replay store probe failed");
+            }
             probe?;
         }
         if self.replay_health.is_healthy() {
