@@ -81,6 +81,13 @@ impl TestServerBuilder {
         self
     }
 
+    /// Records one-time uses in `replay` instead of the store the config
+    /// asks for (a store the test holds, to look into).
+    pub fn replay_store(mut self, replay: Arc<dyn oidc_server::replay::ReplayStore>) -> Self {
+        self.setup.replay = Some(replay);
+        self
+    }
+
     /// Uses `issuer` as the `iss` instead of the server's own URL (replicas
     /// of one issuer).
     pub fn issuer(mut self, issuer: &str) -> Self {

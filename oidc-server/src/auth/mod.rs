@@ -313,11 +313,16 @@ impl Authenticator {
 
     /// Whether one-time uses can be recorded (for `/readyz`): what the last
     /// call found, and after a failure a probe at most every
-    /// [`Health::PROBE_INTERVAL`].
+    /// [`Health::PROBE_INTERVAL`]. A failed probe is logged with its detail;
+    /// the error's text is for logs, not for a public answer (an AWS error
+    /// names the account, the role and the table).
     pub async fn replay_ready(&self) -> Result<(), StoreError> {
         if !self.replay_health.is_healthy() && self.replay_health.probe_due() {
             let probe = self.replay.ready().await;
             self.replay_health.record(probe.is_ok());
+            if let Err(error) = &probe {
+                tracing::warn!(store = self.replay.kind(), %error, "readiness: the replay store probe failed");
+            }
             probe?;
         }
         if self.replay_health.is_healthy() {
@@ -398,8 +403,9 @@ impl Authenticator {
             .aws_iam
             .as_ref()
             .ok_or(AuthFailure::Assertion("aws_iam_disabled"))?;
-        // Local checks, then STS; only a signature STS vouched for is
-        // recorded, so forged requests never reach the store.
+        // Local checks, then STS; only a signature STS vouched for, of a
+        // principal bound to the client, is recorded, so forged requests and
+        // strangers' own credentials never reach the store.
         let request = aws_iam::parse(assertion, &aws.issuer, &aws.config, now)?;
         let caller = match aws_iam::ask_sts(&aws.client, &aws.config, &request).await {
             aws_iam::StsOutcome::Caller(caller) => caller,
@@ -411,19 +417,23 @@ impl Authenticator {
                 })
             }
         };
+        // The binding before the store: anyone can have AWS credentials of
+        // their own, and a principal bound to no connector must not cost a
+        // write nor fill the store. The connector is looked up only after
+        // STS answered, so that an unknown client id and an unbound
+        // principal take the same path (neither touches the store).
+        let connector = match self.connectors.get(client_id) {
+            Some(c) if aws_iam::principal_matches(&caller, &c.aws_principals, &c.aws_principal_ids) => {
+                c.clone()
+            }
+            _ => return Err(AuthFailure::UnboundPrincipal.into()),
+        };
         // A signed request stays valid at STS for its whole skew window, so
         // each one is accepted once, like a client assertion's jti.
         let remember_until = request.signed_at + aws.config.max_clock_skew.as_secs();
         self.first_use(&ReplayKey::aws_signature(&request.signature), remember_until, now)
             .await?;
-        // The connector is looked up only now, so that an unknown client id
-        // and an unbound principal take the same path.
-        match self.connectors.get(client_id) {
-            Some(c) if aws_iam::principal_matches(&caller, &c.aws_principals, &c.aws_principal_ids) => {
-                Ok(c.clone())
-            }
-            _ => Err(AuthFailure::UnboundPrincipal.into()),
-        }
+        Ok(connector)
     }
 }
 

@@ -90,12 +90,19 @@ fn comparable_headers(headers: impl Iterator<Item = (String, String)>) -> Vec<(S
 async fn through_lambda(state: AppState, event: &str) -> (u16, Vec<(String, String)>, String) {
     let response = lambda::invoke(lambda::router(state), event).await.unwrap();
     let status = response["statusCode"].as_u64().unwrap() as u16;
+    // A REST API (v1) response carries its headers in `multiValueHeaders` only.
+    let single = response["headers"].as_object().into_iter().flatten();
+    let multi = response["multiValueHeaders"].as_object().into_iter().flatten();
     let headers = comparable_headers(
-        response["headers"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())),
+        single
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+            .chain(multi.flat_map(|(k, values)| {
+                values
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| (k.clone(), v.as_str().unwrap().to_owned()))
+            })),
     );
     let body = response["body"].as_str().unwrap_or_default().to_owned();
     assert_eq!(response["isBase64Encoded"], false, "JSON bodies go out as text");
@@ -311,4 +318,89 @@ async fn a_non_http_event_is_refused_clearly() {
         err.to_string().contains("not a supported Lambda HTTP event"),
         "{err}"
     );
+}
+
+/// `fixture(name)` with `from` replaced by `to`, checking that it was there.
+fn fixture_with(name: &str, from: &str, to: &str) -> String {
+    let text = fixture(name);
+    assert!(text.contains(from), "{name} has no {from:?}");
+    text.replace(from, to)
+}
+
+/// Found in the hardening review: only function URL / HTTP API events gave
+/// the router a peer; for ALB and API Gateway REST events the per-peer
+/// limit did not apply. Each source's address is read now: ten failures
+/// from one caller and its next request is refused, whatever it presents,
+/// while another caller is served.
+#[tokio::test]
+async fn alb_and_rest_api_events_have_their_peer_throttled() {
+    // (event kind, the field that carries the caller's address, as in the fixture)
+    for (kind, address_field) in [
+        ("alb", r#""x-forwarded-for": "203.0.113.7""#),
+        ("apigw-rest", r#""sourceIp": "203.0.113.7""#),
+    ] {
+        let state = state().await;
+        let refused = format!("{kind}-token-refused");
+        let token = format!("{kind}-token");
+        let (status, _, body) = through_lambda(state.clone(), &fixture(&token)).await;
+        assert_eq!(status, 200, "{kind}: {body}");
+        for n in 0..10 {
+            // Behind an ALB the client may send X-Forwarded-For hops of its
+            // own: they are left of the one the ALB appends, and change nothing.
+            let event = match kind {
+                "alb" => fixture_with(
+                    &refused,
+                    address_field,
+                    &format!(r#""x-forwarded-for": "10.9.8.{n}, 203.0.113.7""#),
+                ),
+                _ => fixture(&refused),
+            };
+            let (status, _, body) = through_lambda(state.clone(), &event).await;
+            assert_eq!(status, 401, "{kind}: {body}");
+        }
+        let (status, headers, body) = through_lambda(state.clone(), &fixture(&token)).await;
+        assert_eq!(status, 429, "{kind}: the flooding caller is limited: {body}");
+        assert!(headers.iter().any(|(k, _)| k == "retry-after"), "{kind}");
+        // Another caller is served.
+        let elsewhere = fixture_with(
+            &token,
+            address_field,
+            &address_field.replace("203.0.113.7", "198.51.100.20"),
+        );
+        let (status, _, body) = through_lambda(state.clone(), &elsewhere).await;
+        assert_eq!(status, 200, "{kind}: {body}");
+    }
+}
+
+/// A token request whose event has no readable caller address is refused
+/// (an ALB whose X-Forwarded-For processing was set to `remove`), not
+/// served without a per-peer limit; the ALB's health checks, which carry no
+/// X-Forwarded-For, are still answered.
+#[tokio::test]
+async fn an_event_without_a_caller_address_gets_no_token() {
+    let state = state().await;
+    let (status, headers, body) = through_lambda(
+        state.clone(),
+        &fixture_with("alb-token", r#""x-forwarded-for": "203.0.113.7","#, ""),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(headers.iter().any(|(k, _)| k == "retry-after"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"],
+        "temporarily_unavailable"
+    );
+    assert_eq!(state.metrics().token_counts().refused, vec![("peer_unknown", 1)]);
+    let garbled = fixture_with(
+        "apigw-rest-token",
+        r#""sourceIp": "203.0.113.7""#,
+        r#""sourceIp": "test-invoke-source-ip""#,
+    );
+    assert_eq!(through_lambda(state.clone(), &garbled).await.0, 503);
+
+    let health_check = fixture_with("alb-token", r#""x-forwarded-for": "203.0.113.7","#, "")
+        .replace(r#""httpMethod": "POST""#, r#""httpMethod": "GET""#)
+        .replace(r#""path": "/token""#, r#""path": "/healthz""#);
+    let (status, _, body) = through_lambda(state, &health_check).await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
 }

@@ -476,3 +476,69 @@ async fn jwt_login(server: &TestServer, assertion: &str) -> (u16, Value) {
         .unwrap();
     (response.status().as_u16(), response.json().await.unwrap())
 }
+
+/// Found in the hardening review: a signature STS vouched for was recorded
+/// before the binding was checked, so anyone with AWS credentials of their
+/// own (an account is free) filled the in-memory store (1M entries: then
+/// every `aws_iam` login got 503) or cost the operator a DynamoDB write per
+/// request. Unbound principals, principals of another connector and unknown
+/// client ids now leave nothing behind; a bound request is still accepted
+/// once.
+#[tokio::test]
+async fn an_unbound_principal_leaves_no_replay_entry() {
+    use oidc_server::replay::{MemoryReplayStore, Method};
+
+    let iam = iam().await;
+    let alice = aws(iam, "alice", &iam.moto.endpoint);
+    // Each refusal comes after STS confirmed the caller: real credentials.
+    async fn strangers(iam: &Iam, issuer: &str) -> Vec<(&'static str, String)> {
+        let (alice, bob) = (
+            aws(iam, "alice", &iam.moto.endpoint),
+            aws(iam, "bob", &iam.moto.endpoint),
+        );
+        vec![
+            // bob is a real user bound to no connector.
+            ("connector-user", bob.assertion(issuer).await.unwrap()),
+            // alice is bound, but not to the role connector.
+            ("connector-role", alice.assertion(issuer).await.unwrap()),
+            // No such client at all: the same path.
+            ("no-such-connector", alice.assertion(issuer).await.unwrap()),
+        ]
+    }
+
+    // One process, the store in memory.
+    let memory = Arc::new(MemoryReplayStore::default());
+    let server = TestServer::builder(&config(&iam.moto.endpoint))
+        .replay_store(memory.clone())
+        .start()
+        .await;
+    for (client_id, assertion) in strangers(iam, &server.url).await {
+        refused(&server, client_id, &assertion).await;
+    }
+    assert_eq!(
+        memory.len(Method::AwsSigV4),
+        0,
+        "an unbound principal was recorded"
+    );
+    let one = alice.assertion(&server.url).await.unwrap();
+    let (status, body, _) = post(&server, "connector-user", &one).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(memory.len(Method::AwsSigV4), 1);
+    refused(&server, "connector-user", &one).await;
+
+    // A fleet, the store in DynamoDB: no item, so no write, per stranger.
+    let (a, b, _, table) = fleet(iam).await;
+    for (client_id, assertion) in strangers(iam, &a.url).await {
+        refused(&a, client_id, &assertion).await;
+    }
+    let sdk = Moto::shared().sdk_config().await;
+    let items = e2e::moto::replay_items(&sdk, &table).await;
+    assert!(items.is_empty(), "an unbound principal was recorded: {items:?}");
+    let one = alice.assertion(&a.url).await.unwrap();
+    let (status, body, _) = post(&a, "connector-user", &one).await;
+    assert_eq!(status, 200, "{body}");
+    refused(&b, "connector-user", &one).await;
+    let items = e2e::moto::replay_items(&sdk, &table).await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert!(items[0].0.starts_with("sigv4#"), "{items:?}");
+}

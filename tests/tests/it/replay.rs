@@ -370,3 +370,91 @@ async fn lambda_mode_refuses_to_keep_one_time_use_in_memory() {
     assert!(stdout.contains("note: in Lambda mode"), "{stdout}");
     assert!(stdout.contains("store = \"dynamodb\""), "{stdout}");
 }
+
+/// What a server logged while `f` ran (this thread's events: the server's
+/// tasks run on the test's current-thread runtime).
+async fn logged<F: std::future::Future>(f: F) -> (F::Output, String) {
+    #[derive(Clone, Default)]
+    struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .with_env_filter("oidc_server=warn")
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    let output = f.await;
+    drop(guard);
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    (output, text)
+}
+
+/// Found in the hardening review: `/readyz` answered the replay store's
+/// error text, and an AWS error names the account, the role and the table.
+/// Its body now says which check failed; the detail goes to the log.
+#[tokio::test(flavor = "current_thread")]
+async fn readyz_says_which_check_failed_and_logs_the_aws_detail() {
+    const ACCOUNT: &str = "123456789012";
+    let proxy = FaultProxy::start(&Moto::shared().endpoint).await;
+    let (signer, toml, table) = fleet_config().await;
+    let ((), log) = logged(async {
+        let server = TestServer::builder(&toml)
+            .context(context(&proxy.endpoint).await)
+            .start()
+            .await;
+        // What DynamoDB answers a role that lost its permissions.
+        let denied = move |target: &str, _: &[u8]| {
+            let action = target.strip_prefix(DYNAMODB)?;
+            let body = json!({
+                "__type": "com.amazon.coral.service#AccessDeniedException",
+                "Message": format!(
+                    "User: arn:aws:sts::{ACCOUNT}:assumed-role/token-service-role/i-0abc is not authorized \
+                     to perform: dynamodb:{action} on resource: arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/{table} \
+                     because no identity-based policy allows the dynamodb:{action} action"
+                ),
+            });
+            Some((400, body.to_string()))
+        };
+        proxy.set(Mode::Respond(std::sync::Arc::new(denied)));
+        let (status, body, _) = login(&server, &fresh_assertion(&signer, &server.url).await).await;
+        assert_eq!(status, 503, "{body}");
+
+        // Until the store is probed again (DescribeTable), then after.
+        let probes = || proxy.count("DynamoDB_20120810.DescribeTable");
+        let before = probes();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let response = e2e::http()
+                .get(format!("{}/readyz", server.url))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 503);
+            let text = response.text().await.unwrap();
+            assert!(!text.contains("arn:") && !text.contains(ACCOUNT), "{text}");
+            assert_eq!(text, "replay store unavailable\n");
+            if probes() > before {
+                break;
+            }
+            assert!(Instant::now() < deadline, "/readyz never probed the table");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    })
+    .await;
+    assert!(
+        log.contains("readiness: the replay store probe failed")
+            && log.contains("dynamodb:DescribeTable")
+            && log.contains(&format!("arn:aws:sts::{ACCOUNT}:assumed-role/token-service-role")),
+        "the detail is logged: {log}"
+    );
+}

@@ -20,8 +20,11 @@
 //! here); an `X-Amz-Date` more than the allowed skew from the server's clock;
 //! a credential scope for another service than `sts`; a missing or unsigned
 //! nonce ([`NONCE_HEADER`]); a repeated `Credential`, `SignedHeaders` or
-//! `Signature` parameter. After STS has answered with an identity, the
-//! signature is recorded in the replay store and accepted once.
+//! `Signature` parameter. After STS has answered with an identity bound to
+//! the client, the signature is recorded in the replay store and accepted
+//! once; an identity bound to no connector is refused without a record (an
+//! AWS account is free: strangers' own credentials must not fill the store
+//! or cost the operator a write).
 
 mod binding;
 mod sts;

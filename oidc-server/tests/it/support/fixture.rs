@@ -85,6 +85,8 @@ pub struct StateSetup {
     /// What building the keys needs (an SDK configuration for the emulator);
     /// its metrics become the state's.
     pub context: ServiceContext,
+    /// Replay store; `None` is the one the config asks for.
+    pub replay: Option<Arc<dyn oidc_server::replay::ReplayStore>>,
 }
 
 /// The router state for the config `toml` with `overrides` applied (the
@@ -104,9 +106,12 @@ pub async fn app_state(toml: &str, overrides: &Overrides, setup: StateSetup) -> 
             .await
             .expect("signing keys"),
     };
-    let replay = oidc_server::replay::store_for(&config, &setup.context)
-        .await
-        .expect("replay store");
+    let replay = match setup.replay {
+        Some(replay) => replay,
+        None => oidc_server::replay::store_for(&config, &setup.context)
+            .await
+            .expect("replay store"),
+    };
     let mut builder = AppState::builder(config, keys)
         .replay_store(replay)
         .metrics(setup.context.metrics.clone());
