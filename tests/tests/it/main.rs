@@ -11,6 +11,7 @@ mod connector_token;
 mod deploy;
 mod edge;
 mod flow;
+mod keys_init;
 mod kms;
 mod kms_bench;
 mod kms_cli;
