@@ -9,6 +9,7 @@ mod aws_iam;
 mod client;
 mod connector_token;
 mod deploy;
+mod docs;
 mod edge;
 mod flow;
 mod keys_init;
