@@ -29,6 +29,10 @@ use clap::{Args, ValueEnum};
 
 use crate::{ClientAuth, ClientCredentials, ClientSecret, Endpoint, Error, PrivateKeyJwt, TokenSource};
 
+#[cfg(unix)]
+#[doc(hidden)]
+pub mod connector_token;
+
 /// Exit status of a usage or configuration error (bad flag, bad URL, unreadable file).
 pub const EXIT_USAGE: u8 = 2;
 /// Exit status of a failure to get a token.

@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    ExitCode::from(oidc_server::cli::run(oidc_server::cli::Cli::parse()))
+    ExitCode::from(oidc_server::cli::run(oidc_server::cli::Cli::parse_args()))
 }

@@ -18,7 +18,7 @@ use oidc_core::Algorithm;
 use serde_json::{json, Value};
 
 use super::{load, runtime, CliError};
-use crate::config::{aws_defaults, Config, Overrides};
+use crate::config::{aws_defaults, Config, Origin, Overrides};
 
 /// `keys ...`.
 #[derive(Debug, Subcommand)]
@@ -266,7 +266,7 @@ fn template(config: &Config, args: &InitArgs) -> Result<KeySetTemplate, CliError
             .map_or(Timings::DEFAULT_ROTATION_WINDOW, secs),
     };
     let template = KeySetTemplate {
-        issuer: args.issuer.clone().unwrap_or_else(|| config.issuer.clone()),
+        issuer: issuer(config, args)?,
         kind,
         timings,
         first_key_id: args.first_key_id.clone(),
@@ -276,6 +276,24 @@ fn template(config: &Config, args: &InitArgs) -> Result<KeySetTemplate, CliError
         Ok(KeySetValue::Template(parsed)) => Ok(parsed),
         Ok(KeySetValue::Document(_)) => unreachable!("a template has no keys"),
         Err(e) => Err(CliError::Usage(e.to_string())),
+    }
+}
+
+/// The issuer a new set signs for: `--issuer`, else the config's. A set
+/// keeps its issuer for good and a server with another one refuses it, so
+/// the embedded development default's loopback issuer is never taken
+/// silently: the operator names the issuer (or the config that has it).
+fn issuer(config: &Config, args: &InitArgs) -> Result<String, CliError> {
+    match &args.issuer {
+        Some(issuer) => Ok(issuer.clone()),
+        None if config.origin == Origin::Embedded => Err(CliError::Usage(format!(
+            "keys init: pass --issuer URL (your server's issuer, e.g. https://tokens.example.com) or \
+             --config FILE (your server's configuration): the config in force is the embedded development \
+             default, and a key set keeps its issuer for good (its issuer would be {}, which a server \
+             with another issuer refuses)",
+            config.issuer
+        ))),
+        None => Ok(config.issuer.clone()),
     }
 }
 
@@ -307,7 +325,7 @@ async fn init(rotation: &Rotation, template: &KeySetTemplate, template_only: boo
             e => e.into(),
         })?;
     let rules = template.timings.min_rotation_interval().as_secs();
-    println!(
+    let created = format!(
         "created key set {} ({}, {}) for {}; rotations at least {rules} s apart",
         secret.secret_id(),
         template.kind.name(),
@@ -315,10 +333,35 @@ async fn init(rotation: &Rotation, template: &KeySetTemplate, template_only: boo
         template.issuer
     );
     if template_only {
+        println!("{created}");
         println!("template only: the first rotation makes the first keys");
         return Ok(());
     }
-    let first = rotation.rotate().await?;
+    // Success is printed once the set has its keys: until then the secret
+    // holds the template only, and the operator is told how to finish.
+    let first = rotation.rotate().await.map_err(|e| {
+        let id = secret.secret_id();
+        let needs = match &template.kind {
+            SetKind::KmsEnvelope { kms_key_id, .. } => format!(
+                "the symmetric KMS key {kms_key_id} must exist (aws kms create-key, then aws kms create-alias \
+                 for an alias) and allow this role kms:Encrypt"
+            ),
+            SetKind::Kms { .. } => {
+                "this role must be allowed to create KMS keys (kms:CreateKey with tags) and read their \
+                 public keys (kms:GetPublicKey)"
+                    .to_owned()
+            }
+        };
+        let cause = match CliError::from(e) {
+            CliError::Failed(m) | CliError::Usage(m) => m,
+            other => other.to_string(),
+        };
+        CliError::Failed(format!(
+            "the first keys of key set {id} could not be made: {cause}\nThe secret {id} exists and holds \
+             the template only; {needs}. Then make the first keys with `oidc-server keys rotate --secret {id}`."
+        ))
+    })?;
+    println!("{created}");
     println!(
         "current {} (signs now), next {} (published)",
         first.current, first.next

@@ -27,13 +27,20 @@ pub use verify::VerifyArgs;
 /// Token service for connector identity tokens.
 ///
 /// With no command, serves the configuration in force: the embedded
-/// development default, or the file given by --config / OIDC_SERVER_CONFIG.
+/// development default, or the file given by --config / OIDC_SERVER_CONFIG;
+/// `serve`'s flags work without the word `serve` too.
 #[derive(Debug, Parser)]
 #[command(name = "oidc-server", version)]
 pub struct Cli {
     /// TOML configuration file (default: the embedded development configuration).
     #[arg(long, global = true, env = config::CONFIG_ENV)]
     pub config: Option<PathBuf>,
+    /// `serve`'s flags, for the default command: `oidc-server --listen ADDR`
+    /// is `oidc-server serve --listen ADDR`. [`Cli::parse_args`] refuses them
+    /// before another command (clap's `args_conflicts_with_subcommands`
+    /// would refuse the global `--config` there too).
+    #[command(flatten)]
+    pub serve: ServeArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -149,9 +156,55 @@ pub struct CheckConfigArgs {
     pub path: Option<PathBuf>,
 }
 
+impl Cli {
+    /// Parses `args` (the program name first) as `main` does: clap's parser,
+    /// then [`Cli::checked`].
+    pub fn try_parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Self::try_parse_from(args)?.checked()
+    }
+
+    /// Parses the process's command line; on an error prints clap's message
+    /// and exits (2).
+    pub fn parse_args() -> Cli {
+        Self::try_parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// `serve`'s flags before the command are for `serve` only: merged into
+    /// `serve`'s own (which win), refused before any other command.
+    pub fn checked(mut self) -> Result<Cli, clap::Error> {
+        let top = std::mem::take(&mut self.serve);
+        let given = [
+            ("--listen", top.listen.is_some()),
+            ("--issuer", top.issuer.is_some()),
+            ("--kms-key-id", top.kms_key_id.is_some()),
+        ];
+        match &mut self.command {
+            None => self.serve = top,
+            Some(Command::Serve(args)) => {
+                args.listen = args.listen.take().or(top.listen);
+                args.issuer = args.issuer.take().or(top.issuer);
+                args.kms_key_id = args.kms_key_id.take().or(top.kms_key_id);
+            }
+            Some(_) => {
+                if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
+                    return Err(<Self as clap::CommandFactory>::command().error(
+                        clap::error::ErrorKind::ArgumentConflict,
+                        format!("{flag} is a flag of `serve` (the default command), not of this command"),
+                    ));
+                }
+            }
+        }
+        Ok(self)
+    }
+}
+
 /// Runs the command line; returns the exit code.
 pub fn run(cli: Cli) -> u8 {
-    let command = cli.command.unwrap_or(Command::Serve(ServeArgs::default()));
+    let command = cli.command.unwrap_or(Command::Serve(cli.serve));
     let result = match command {
         Command::Serve(args) => serve(cli.config, args),
         Command::Keygen(args) => keygen(args),
@@ -241,18 +294,36 @@ fn print_banner(config: &Config, bound: std::net::SocketAddr) {
         config.issuer
     );
     if config.origin == Origin::Embedded {
-        let dir = std::path::Path::new(config::KEYS_EXAMPLE_DIR);
-        let secret_file = dir
-            .canonicalize()
-            .unwrap_or_else(|_| dir.to_path_buf())
-            .join("demo-connector.secret");
-        let _ = writeln!(
-            out,
-            "Embedded development default. Get a token with:\n  curl -s -u \"demo-connector:$(cat {})\" -d grant_type=client_credentials http://{bound}/token",
-            secret_file.display()
-        );
+        let _ = writeln!(out, "{}", demo_curl(bound, |path| path.is_file()));
     }
     let _ = out.flush();
+}
+
+/// The embedded default's "get a token" hint. The demo secret is read from
+/// its file, never printed: `keys-example/demo-connector.secret` where the
+/// command runs (a checkout: `cargo run`), else the checkout the binary was
+/// built from if it is on this machine; an installed binary or an image has
+/// neither, and is told where the file comes from instead of given a path
+/// of the build machine.
+fn demo_curl(bound: std::net::SocketAddr, exists: impl Fn(&std::path::Path) -> bool) -> String {
+    let relative = std::path::Path::new("keys-example/demo-connector.secret");
+    let built = std::path::Path::new(config::KEYS_EXAMPLE_DIR).join("demo-connector.secret");
+    let (file, note) = if exists(relative) {
+        (relative.to_path_buf(), "")
+    } else if exists(&built) {
+        (built.canonicalize().unwrap_or(built), "")
+    } else {
+        (
+            relative.to_path_buf(),
+            "\n  (run it in a checkout of the source repository: keys-example/demo-connector.secret holds \
+             the demo connector's public development secret)",
+        )
+    };
+    format!(
+        "Embedded development default. Get a token with:\n  curl -s -u \"demo-connector:$(cat {})\" -d \
+         grant_type=client_credentials http://{bound}/token{note}",
+        file.display()
+    )
 }
 
 fn keygen(args: KeygenArgs) -> Result<(), CliError> {
@@ -389,4 +460,87 @@ fn check_config(path: Option<PathBuf>) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_args(std::iter::once("oidc-server").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn serve_is_the_default_command_with_its_flags() {
+        let cli = parse(&[
+            "--listen",
+            "127.0.0.1:9",
+            "--issuer",
+            "https://i.example",
+            "--kms-key-id",
+            "k",
+        ])
+        .expect("serve's flags without `serve`");
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.listen.as_deref(), Some("127.0.0.1:9"));
+        assert_eq!(cli.serve.kms_key_id.as_deref(), Some("k"));
+        let cli = parse(&["--config", "c.toml", "serve", "--listen", "127.0.0.1:9"]).expect("with `serve`");
+        assert!(
+            matches!(cli.command, Some(Command::Serve(ref a)) if a.listen.as_deref() == Some("127.0.0.1:9"))
+        );
+        assert_eq!(cli.config.as_deref(), Some(std::path::Path::new("c.toml")));
+        // --config stays global; serve's flags do not reach other commands.
+        assert!(parse(&["--config", "c.toml", "check-config"]).is_ok());
+        assert!(parse(&["keys", "show", "--config", "c.toml"]).is_ok());
+        let refused = parse(&["--listen", "127.0.0.1:9", "keygen"]).expect_err("serve's flag before keygen");
+        assert!(
+            refused.to_string().contains("--listen is a flag of `serve`"),
+            "{refused}"
+        );
+        // Before and after `serve`: its own win.
+        let cli = parse(&[
+            "--listen",
+            "127.0.0.1:1",
+            "--issuer",
+            "https://i.example",
+            "serve",
+            "--listen",
+            "127.0.0.1:2",
+        ])
+        .expect("both");
+        match cli.command {
+            Some(Command::Serve(a)) => {
+                assert_eq!(a.listen.as_deref(), Some("127.0.0.1:2"));
+                assert_eq!(a.issuer.as_deref(), Some("https://i.example"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_demo_curl_names_a_secret_file_that_is_there_or_says_where_it_comes_from() {
+        let bound: std::net::SocketAddr = "127.0.0.1:8080".parse().expect("address");
+        // In a checkout (cargo run from its root): the short relative path.
+        let here = demo_curl(bound, |p| {
+            p == std::path::Path::new("keys-example/demo-connector.secret")
+        });
+        assert!(
+            here.contains("$(cat keys-example/demo-connector.secret)"),
+            "{here}"
+        );
+        // An installed binary or an image: no path of the build machine.
+        let installed = demo_curl(bound, |_| false);
+        assert!(!installed.contains(config::KEYS_EXAMPLE_DIR), "{installed}");
+        assert!(
+            installed.contains("$(cat keys-example/demo-connector.secret)"),
+            "{installed}"
+        );
+        assert!(
+            installed.contains("checkout of the source repository"),
+            "{installed}"
+        );
+        // Neither prints the secret itself.
+        let secret = include_str!("../../../keys-example/demo-connector.secret").trim();
+        assert!(!here.contains(secret) && !installed.contains(secret));
+    }
 }

@@ -176,6 +176,7 @@ async fn issue(
         audience,
         request.scope.as_deref(),
         &issued,
+        peer.0,
     );
     state.metrics.token_issued();
     Ok((

@@ -68,7 +68,7 @@ async fn strangers_failures_never_refuse_the_connectors_correct_secret() {
 }
 
 /// The audit events written while `f` runs (JSON lines of the `audit` target).
-async fn audited<F: std::future::Future>(f: F) -> (F::Output, Vec<serde_json::Value>) {
+pub(crate) async fn audited<F: std::future::Future>(f: F) -> (F::Output, Vec<serde_json::Value>) {
     #[derive(Clone, Default)]
     struct Lines(Arc<Mutex<Vec<u8>>>);
     impl std::io::Write for Lines {

@@ -8,6 +8,7 @@ mod assertions;
 mod audit;
 mod cli;
 mod config;
+mod docs;
 mod edge;
 mod embedded;
 #[cfg(feature = "lambda")]

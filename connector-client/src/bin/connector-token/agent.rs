@@ -1,66 +1,14 @@
 //! `agent`: keep a token file fresh until SIGTERM or SIGINT; and the start-up
 //! both `agent` and `exec` share.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Args;
+use connector_client::cli::connector_token::{AgentArgs, PROGRAM};
 use connector_client::cli::{self, Credentials, EXIT_FAILURE, EXIT_USAGE};
-use connector_client::{CachedTokenSource, FileMode, FileSink, Owner, TokenFile, TokenFileError};
+use connector_client::{CachedTokenSource, FileSink, TokenFile};
 
 use crate::signals::{self, Signals};
-use crate::PROGRAM;
-
-#[derive(Debug, Args)]
-pub(crate) struct AgentArgs {
-    /// The token file to keep fresh.
-    #[arg(long, env = "CONNECTOR_TOKEN_FILE", value_name = "PATH")]
-    out: PathBuf,
-    /// Leave the token file in place on exit. By default it is removed, since
-    /// nothing keeps it fresh any more.
-    #[arg(long, env = "CONNECTOR_TOKEN_KEEP_ON_EXIT")]
-    keep_on_exit: bool,
-    #[command(flatten)]
-    file: FileOptions,
-    #[command(flatten)]
-    credentials: Credentials,
-}
-
-/// How the token file is written.
-#[derive(Debug, Args)]
-pub(crate) struct FileOptions {
-    /// Mode of the token file and the info file (octal), set on every write;
-    /// the files never exist with wider permissions.
-    #[arg(long, env = "CONNECTOR_TOKEN_MODE", default_value = "0600")]
-    mode: FileMode,
-    /// Owner of the files, UID or UID:GID (numeric), set on every write. Needs
-    /// root or CAP_CHOWN for another user.
-    #[arg(long, env = "CONNECTOR_TOKEN_OWNER", value_name = "UID[:GID]")]
-    owner: Option<Owner>,
-    /// The info file, with the token's expiry as JSON ({"expires_at":
-    /// RFC 3339, "expires_at_unix": seconds, "scope": ...}) [default: PATH.json].
-    #[arg(long, env = "CONNECTOR_TOKEN_INFO_FILE", value_name = "PATH")]
-    info_file: Option<PathBuf>,
-    /// Write no info file.
-    #[arg(long, env = "CONNECTOR_TOKEN_NO_INFO_FILE", conflicts_with = "info_file")]
-    no_info_file: bool,
-}
-
-impl FileOptions {
-    pub(crate) fn token_file(&self, out: PathBuf) -> Result<TokenFile, TokenFileError> {
-        let mut file = TokenFile::new(out)?.mode(self.mode);
-        if let Some(owner) = self.owner {
-            file = file.owner(owner);
-        }
-        if self.no_info_file {
-            file = file.info_file(None);
-        } else if let Some(info) = &self.info_file {
-            file = file.info_file(Some(info.clone()));
-        }
-        Ok(file)
-    }
-}
 
 pub(crate) async fn run(args: AgentArgs) -> ExitCode {
     // Registered first, so that a signal during start-up is not lost.

@@ -21,40 +21,19 @@
 //! reader) and the agent exits with the command's code, or 128 + the signal
 //! that killed it.
 
-use std::ffi::OsString;
 use std::io::{self, IsTerminal as _};
 use std::os::unix::fs::DirBuilderExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Args;
-use connector_client::cli::{self, Credentials, EXIT_FAILURE, EXIT_USAGE};
+use connector_client::cli::connector_token::{ExecArgs, INFO_FILE_VAR, TOKEN_FILE_VAR};
+use connector_client::cli::{self, EXIT_FAILURE, EXIT_USAGE};
 use connector_client::FileSink;
 use rustix::process::{Pid, Signal, WaitOptions, WaitStatus};
 
-use crate::agent::{self, fail, FileOptions};
+use crate::agent::{self, fail};
 use crate::signals::{self, Signals};
-
-/// The variable that tells the command where its token is.
-const TOKEN_FILE_VAR: &str = "CONNECTOR_TOKEN_FILE";
-/// The variable naming the info file, when there is one.
-const INFO_FILE_VAR: &str = "CONNECTOR_TOKEN_INFO_FILE";
-
-#[derive(Debug, Args)]
-pub(crate) struct ExecArgs {
-    /// The token file [default: a private folder (mode 0700) under
-    /// XDG_RUNTIME_DIR or the temporary folder, removed at exit].
-    #[arg(long, env = TOKEN_FILE_VAR, value_name = "PATH")]
-    out: Option<PathBuf>,
-    #[command(flatten)]
-    file: FileOptions,
-    #[command(flatten)]
-    credentials: Credentials,
-    /// The command to run (after `--`), and its arguments.
-    #[arg(last = true, required = true, num_args = 1.., value_name = "COMMAND")]
-    command: Vec<OsString>,
-}
 
 pub(crate) async fn run(args: ExecArgs) -> ExitCode {
     let mut signals = match Signals::new(&signals::FORWARDED) {

@@ -21,54 +21,11 @@ mod signals;
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
 use connector_client::cli;
+// The flags are defined in the library, where the documentation tests
+// parse documented command lines with them.
+use connector_client::cli::connector_token::{Cli, Command, LogFormat, PROGRAM};
 use tracing_subscriber::EnvFilter;
-
-const PROGRAM: &str = "connector-token";
-
-/// A fresh connector identity token: printed once, kept in a file, or handed
-/// to a command.
-#[derive(Debug, Parser)]
-#[command(name = PROGRAM, version)]
-struct Cli {
-    /// Log format on stderr (RUST_LOG sets the filter; default: info).
-    #[arg(
-        long,
-        global = true,
-        env = "CONNECTOR_TOKEN_LOG_FORMAT",
-        value_enum,
-        default_value = "text"
-    )]
-    log_format: LogFormat,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Get one token and print {"access_token": ..., "expires_in": ...}.
-    Get(GetArgs),
-    /// Keep a token file fresh until SIGTERM or SIGINT.
-    Agent(agent::AgentArgs),
-    /// Keep a token file fresh while COMMAND runs with CONNECTOR_TOKEN_FILE
-    /// set; forward signals to it and exit with its status.
-    Exec(exec::ExecArgs),
-}
-
-#[derive(Debug, clap::Args)]
-struct GetArgs {
-    #[command(flatten)]
-    credentials: cli::Credentials,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {

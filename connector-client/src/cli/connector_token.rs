@@ -1,0 +1,143 @@
+//! The command line of the `connector-token` binary: its clap definitions
+//! only (what it does with them is the binary's). They live in the library
+//! so that tests outside the binary (the workspace's documentation tests)
+//! parse documented command lines with the real parser. Not a stable
+//! interface.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use super::Credentials;
+use crate::{FileMode, Owner, TokenFile, TokenFileError};
+
+/// The program's name, in messages.
+pub const PROGRAM: &str = "connector-token";
+
+/// The variable that tells the command of `exec` where its token is (also
+/// `--out`'s variable).
+pub const TOKEN_FILE_VAR: &str = "CONNECTOR_TOKEN_FILE";
+/// The variable naming the info file for the command of `exec`, when there
+/// is one (also `--info-file`'s variable).
+pub const INFO_FILE_VAR: &str = "CONNECTOR_TOKEN_INFO_FILE";
+
+/// A fresh connector identity token: printed once, kept in a file, or handed
+/// to a command.
+#[derive(Debug, Parser)]
+#[command(name = PROGRAM, version)]
+pub struct Cli {
+    /// Log format on stderr (RUST_LOG sets the filter; default: info).
+    #[arg(
+        long,
+        global = true,
+        env = "CONNECTOR_TOKEN_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Get one token and print {"access_token": ..., "expires_in": ...}.
+    Get(GetArgs),
+    /// Keep a token file fresh until SIGTERM or SIGINT.
+    Agent(AgentArgs),
+    /// Keep a token file fresh while COMMAND runs with CONNECTOR_TOKEN_FILE
+    /// set; forward signals to it and exit with its status.
+    Exec(ExecArgs),
+}
+
+/// `get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Where the token comes from.
+    #[command(flatten)]
+    pub credentials: Credentials,
+}
+
+/// Log line formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The token file to keep fresh.
+    #[arg(long, env = TOKEN_FILE_VAR, value_name = "PATH")]
+    pub out: PathBuf,
+    /// Leave the token file in place on exit. By default it is removed, since
+    /// nothing keeps it fresh any more.
+    #[arg(long, env = "CONNECTOR_TOKEN_KEEP_ON_EXIT")]
+    pub keep_on_exit: bool,
+    /// How the file is written.
+    #[command(flatten)]
+    pub file: FileOptions,
+    /// Where the token comes from.
+    #[command(flatten)]
+    pub credentials: Credentials,
+}
+
+/// How the token file is written.
+#[derive(Debug, Args)]
+pub struct FileOptions {
+    /// Mode of the token file and the info file (octal), set on every write;
+    /// the files never exist with wider permissions.
+    #[arg(long, env = "CONNECTOR_TOKEN_MODE", default_value = "0600")]
+    pub mode: FileMode,
+    /// Owner of the files, UID or UID:GID (numeric), set on every write. Needs
+    /// root or CAP_CHOWN for another user.
+    #[arg(long, env = "CONNECTOR_TOKEN_OWNER", value_name = "UID[:GID]")]
+    pub owner: Option<Owner>,
+    /// The info file, with the token's expiry as JSON ({"expires_at":
+    /// RFC 3339, "expires_at_unix": seconds, "scope": ...}) [default: PATH.json].
+    #[arg(long, env = INFO_FILE_VAR, value_name = "PATH")]
+    pub info_file: Option<PathBuf>,
+    /// Write no info file.
+    #[arg(long, env = "CONNECTOR_TOKEN_NO_INFO_FILE", conflicts_with = "info_file")]
+    pub no_info_file: bool,
+}
+
+impl FileOptions {
+    /// The token file at `out`, written as these options say.
+    pub fn token_file(&self, out: PathBuf) -> Result<TokenFile, TokenFileError> {
+        let mut file = TokenFile::new(out)?.mode(self.mode);
+        if let Some(owner) = self.owner {
+            file = file.owner(owner);
+        }
+        if self.no_info_file {
+            file = file.info_file(None);
+        } else if let Some(info) = &self.info_file {
+            file = file.info_file(Some(info.clone()));
+        }
+        Ok(file)
+    }
+}
+
+/// `exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The token file [default: a private folder (mode 0700) under
+    /// XDG_RUNTIME_DIR or the temporary folder, removed at exit].
+    #[arg(long, env = TOKEN_FILE_VAR, value_name = "PATH")]
+    pub out: Option<PathBuf>,
+    /// How the file is written.
+    #[command(flatten)]
+    pub file: FileOptions,
+    /// Where the token comes from.
+    #[command(flatten)]
+    pub credentials: Credentials,
+    /// The command to run (after `--`), and its arguments.
+    #[arg(last = true, required = true, num_args = 1.., value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
