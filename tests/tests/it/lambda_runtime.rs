@@ -171,19 +171,24 @@ async fn bootstrap_serves_a_function_url_under_the_runtime_api() {
 #[tokio::test]
 async fn a_bad_configuration_is_the_environments_init_error_not_a_hang() {
     let emulator = LambdaEmulator::start(INVOKE_TIMEOUT);
+    // Built (if it must be) before the clock starts.
+    let _ = e2e::lambda_runtime::bootstrap();
+    // As in Lambda, the invocation comes first and the environment starts
+    // for it; it fails as soon as init does (without the init-error call it
+    // would wait INVOKE_TIMEOUT).
+    let started = std::time::Instant::now();
+    let invocation = tokio::spawn(
+        e2e::http()
+            .get(format!("{}/healthz", emulator.function_url()))
+            .timeout(INVOKE_TIMEOUT / 4)
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let mut function = emulator.start_function(
         &e2e::workspace_path(""),
         &function_env("issuer = \"https://tokens.example.com\"\n[signing]\nkind = \"hsm\"\n".into()),
     );
-    // The invocation waiting for the environment fails as soon as init
-    // does (without the init-error call it would wait INVOKE_TIMEOUT).
-    let started = std::time::Instant::now();
-    let response = e2e::http()
-        .get(format!("{}/healthz", emulator.function_url()))
-        .timeout(INVOKE_TIMEOUT / 4)
-        .send()
-        .await
-        .expect("an answer, not a timeout");
+    let response = invocation.await.unwrap().expect("an answer, not a timeout");
     assert_eq!(response.status(), 500);
     assert!(started.elapsed() < INVOKE_TIMEOUT / 4);
     assert!(
