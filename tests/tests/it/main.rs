@@ -16,6 +16,7 @@ mod kms_bench;
 mod kms_cli;
 mod kms_envelope;
 mod kms_faults;
+mod policies;
 mod replay;
 mod replay_bench;
 mod rotation;
