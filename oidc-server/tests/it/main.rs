@@ -12,5 +12,6 @@ mod edge;
 mod embedded;
 #[cfg(feature = "lambda")]
 mod lambda;
+mod log_output;
 mod support;
 mod token_endpoint;
