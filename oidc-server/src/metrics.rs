@@ -1,5 +1,6 @@
 //! Prometheus metrics: tokens issued and refused (by reason), signing latency,
-//! HTTP latency by route and status, AWS calls by operation and outcome.
+//! HTTP latency by route and status, AWS calls by operation and outcome, and
+//! how the log output keeps up (waits for room, failed writes).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -155,6 +156,33 @@ impl Metrics {
             "aws_call_duration_seconds",
             "AWS calls (KMS, Secrets Manager, DynamoDB) by operation and outcome",
             aws.calls.clone(),
+        );
+        // The process's log writer (one per process, whatever the registry).
+        let log = crate::telemetry::counters();
+        registry.register(
+            "log_waits",
+            "Token requests that waited for room in a full log buffer",
+            log.waits.clone(),
+        );
+        registry.register(
+            "log_wait_timeouts",
+            "Token requests refused (503 log_unavailable): no room in the log buffer within log.max_wait_ms",
+            log.wait_timeouts.clone(),
+        );
+        registry.register(
+            "log_write_failures",
+            "Writes to the log output that failed; their lines are kept and written again",
+            log.write_failures.clone(),
+        );
+        registry.register(
+            "log_dropped_lines",
+            "Lines logged outside any request and dropped: twice the log buffer was waiting",
+            log.dropped_lines.clone(),
+        );
+        registry.register(
+            "log_unwritten_bytes",
+            "Log bytes queued and not yet written",
+            log.unwritten_bytes.clone(),
         );
         Self {
             refused_counts: Mutex::default(),

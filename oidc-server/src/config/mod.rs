@@ -404,6 +404,12 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// Default filter when `RUST_LOG` is unset (e.g. `info`).
     pub level: String,
+    /// Bytes of log lines (KiB) waiting for stderr beyond which token
+    /// requests wait for room, then are refused (503): their audit lines
+    /// are never dropped.
+    pub buffer_kib: usize,
+    /// Longest a token request waits for room in a full log buffer (ms).
+    pub max_wait_ms: u64,
 }
 
 impl Default for LogConfig {
@@ -411,6 +417,8 @@ impl Default for LogConfig {
         Self {
             format: LogFormat::Text,
             level: "info".into(),
+            buffer_kib: 8 * 1024,
+            max_wait_ms: 1000,
         }
     }
 }

@@ -9,9 +9,16 @@ use crate::state::AppState;
 /// The shortest token worth issuing (as the issuer's own limit).
 const MIN_USEFUL_TTL_SECS: u64 = 10;
 
-/// `GET /healthz`: the process is up.
-pub async fn healthz() -> &'static str {
-    "ok\n"
+/// `GET /healthz`: the process is up, and its log output keeps up. A
+/// stalled or failing log (stderr not taking lines) answers 503 with a
+/// sentence saying so: token requests are refused once its buffer is full.
+pub async fn healthz() -> Response {
+    match crate::telemetry::health() {
+        Some(log) if !log.is_healthy() => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{log}\n")).into_response()
+        }
+        _ => "ok\n".into_response(),
+    }
 }
 
 /// `GET /readyz`: a key is active, signing works, and one-time uses can be

@@ -65,6 +65,16 @@ impl From<TokenError> for Refusal {
 
 /// The handler.
 pub async fn token(State(state): State<AppState>, peer: Peer, request: Request) -> Response {
+    // Never a token whose audit line cannot be kept: with the log buffer
+    // still full after `[log] max_wait_ms`, refuse before any work. Counted,
+    // not logged: that line is what there is no room for.
+    if !crate::telemetry::wait_for_room().await {
+        state.metrics.token_refused("log_unavailable");
+        return TokenError::TemporarilyUnavailable {
+            retry_after: DEFAULT_RETRY_AFTER,
+        }
+        .into_response();
+    }
     // Taken apart rather than extracted as `HeaderMap` and `Uri`, which
     // would copy them.
     let (parts, body) = request.into_parts();

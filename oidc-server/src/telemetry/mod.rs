@@ -9,12 +9,16 @@
 //! [`log_writer`]: a request appends its line to a bounded buffer that a
 //! writer thread writes out in batches, so a request never waits on stderr
 //! and never pays a system call for its line. Not lossy: when the buffer is
-//! full, the request waits for room (backpressure) rather than an audit event
-//! being dropped. Everything queued is written when the returned guard is
-//! dropped, at shutdown, or when [`flush`] is called.
+//! full, a token request waits for room ([`wait_for_room`], at most `[log]
+//! max_wait_ms`, without blocking a thread) and is then refused with 503
+//! rather than an audit event being dropped; a failed write is kept and
+//! retried. [`health`] tells `/healthz` whether the output keeps up, and
+//! [`counters`] are exported as metrics. Everything queued is written when
+//! the returned guard is dropped, at shutdown, or when [`flush`] is called.
 
 use std::io::IsTerminal;
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
+use std::time::Duration;
 
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
@@ -24,10 +28,18 @@ use crate::config::{LogConfig, LogFormat};
 pub mod log_writer;
 pub mod text_format;
 
-use log_writer::{Limits, LogWriter, WriterThread};
+use log_writer::{Limits, LogCounters, LogHealth, LogWriter, WriterThread};
 
-/// The installed subscriber's writer, for [`flush`].
+/// The installed subscriber's writer, for [`flush`], [`health`] and
+/// [`wait_for_room`].
 static WRITER: OnceLock<LogWriter> = OnceLock::new();
+
+/// What the installed writer counts (zero while none is installed).
+static COUNTERS: LazyLock<LogCounters> = LazyLock::new(LogCounters::default);
+
+/// How long [`flush`] waits for the lines of a Lambda invocation: well
+/// inside the function's timeout, so a stalled output cannot hold it.
+const FLUSH_WAIT: Duration = Duration::from_secs(5);
 
 /// Keeps the log writer running; dropping it writes out what is queued.
 #[derive(Debug)]
@@ -40,8 +52,18 @@ pub struct LogGuard {
 /// return an empty guard). Without a thread for the writer (the system
 /// refuses one) lines are written directly, each with its own system call.
 pub fn init(log: &LogConfig) -> LogGuard {
-    let Ok((writer, thread)) = LogWriter::spawn("log-writer", Box::new(std::io::stderr()), Limits::default())
-    else {
+    let limits = Limits {
+        capacity: log.buffer_kib.saturating_mul(1024),
+        max_wait: Duration::from_millis(log.max_wait_ms),
+        ..Limits::default()
+    };
+    let spawned = LogWriter::spawn(
+        "log-writer",
+        Box::new(std::io::stderr()),
+        limits,
+        COUNTERS.clone(),
+    );
+    let Ok((writer, thread)) = spawned else {
         install(log, std::io::stderr);
         return LogGuard { _writer: None };
     };
@@ -79,6 +101,30 @@ where
 /// nothing is queued or no subscriber was installed by [`init`].
 pub fn flush() {
     if let Some(writer) = WRITER.get() {
-        writer.wait_written();
+        // Not written in time (a stalled output): the lines stay queued
+        // and `/healthz` says so; the invocation is not held hostage.
+        let _ = writer.wait_written(FLUSH_WAIT);
     }
+}
+
+/// Whether the log output keeps up; `None` when no writer was installed by
+/// [`init`] (lines then go to stderr directly).
+pub fn health() -> Option<LogHealth> {
+    WRITER.get().map(LogWriter::health)
+}
+
+/// Waits (asynchronously) until the log has room for a request's lines, at
+/// most `[log] max_wait_ms`: false means the request must be refused, as
+/// its audit line could not be kept. True at once without an installed
+/// writer.
+pub async fn wait_for_room() -> bool {
+    match WRITER.get() {
+        Some(writer) => writer.wait_for_room().await,
+        None => true,
+    }
+}
+
+/// The log writer's counters (the server registers them as metrics).
+pub fn counters() -> &'static LogCounters {
+    &COUNTERS
 }

@@ -13,5 +13,6 @@ mod edge;
 mod embedded;
 #[cfg(feature = "lambda")]
 mod lambda;
+mod log_output;
 mod support;
 mod token_endpoint;

@@ -20,6 +20,7 @@ mod kms_envelope;
 mod kms_faults;
 mod lambda_cold_start;
 mod lambda_runtime;
+mod policies;
 mod replay;
 mod replay_bench;
 mod rotation;

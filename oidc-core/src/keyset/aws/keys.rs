@@ -5,10 +5,17 @@
 //! - a `kms` set gets a new asymmetric KMS key from `CreateKey` (its key
 //!   spec, `SIGN_VERIFY`), tagged with the key set's name
 //!   ([`KEY_SET_TAG`]) and the rotation's token ([`ROTATION_TAG`]), under a
-//!   key policy that lets the set's signers `kms:Sign` and
-//!   `kms:GetPublicKey` and its administrators manage it. A retried step
-//!   finds the key already tagged with its token instead of making another;
-//!   a key that left the set is scheduled for deletion.
+//!   key policy that names the roles (`key_policy`): the set's signers
+//!   may `kms:Sign` and `kms:GetPublicKey`, its administrators (the
+//!   rotation, an operator) exactly the calls a rotation and `keys show`
+//!   make. A retried step finds the key already tagged with its token
+//!   instead of making another; a key that left the set is scheduled for
+//!   deletion.
+//!
+//! The tags find the set's keys; they grant nothing. Access comes from each
+//! key's own policy, which names its principals by ARN, so no IAM policy
+//! needs a grant conditioned on `aws:ResourceTag` (a role that can tag a key
+//! could then give itself that grant on any key whose policy defers to IAM).
 
 use std::sync::Arc;
 
@@ -94,7 +101,7 @@ impl KeyMaker {
                 let key_id = match self.tagged(&tag).await? {
                     Some(key_id) => key_id,
                     None => {
-                        self.create(key_spec, &key_policy(signers, administrators), &tag)
+                        self.create(key_spec, key_policy(signers, administrators).as_ref(), &tag)
                             .await?
                     }
                 };
@@ -127,7 +134,7 @@ impl KeyMaker {
     async fn create(
         &self,
         key_spec: &str,
-        policy: &Option<String>,
+        policy: Option<&KeyPolicy>,
         rotation: &str,
     ) -> Result<String, KeySetError> {
         let tag = |key: &str, value: &str| {
@@ -138,6 +145,11 @@ impl KeyMaker {
                 .map_err(|e| KeySetError::Refused(e.to_string()))
         };
         let tags = [tag(KEY_SET_TAG, &self.set_name)?, tag(ROTATION_TAG, rotation)?];
+        // `bypass`: KMS refuses a policy that does not let the caller
+        // `PutKeyPolicy` later, unless told to skip that check. The rotation
+        // must never rewrite a key's policy (it could grant `Sign` to
+        // anyone), and the key stays manageable: the account administers it
+        // through IAM (`AccountAdministers`), which is what the check is for.
         let output = aws::call(&self.options.calls, "kms:CreateKey", || {
             let mut request = self
                 .kms
@@ -149,8 +161,11 @@ impl KeyMaker {
                     self.set_name
                 ))
                 .set_tags(Some(tags.to_vec()));
-            if let Some(policy) = &policy {
-                request = request.policy(policy);
+            if let Some(policy) = policy {
+                // See `bypass` above.
+                request = request
+                    .policy(&policy.text)
+                    .bypass_policy_lockout_safety_check(policy.account_administers);
             }
             request.send()
         })
@@ -297,10 +312,66 @@ impl KeyMaker {
     }
 }
 
-/// The key policy of a new key: the account administers it through IAM (so
-/// the key is never locked out), the administrators manage it, the signers
-/// sign with it. `None` (KMS's default policy) when no principal is named.
-fn key_policy(signers: &[String], administrators: &[String]) -> Option<String> {
+/// What an administrator of the set's keys calls on each of them (the
+/// rotation role, and an operator running `oidc-server keys ...`):
+///
+/// | action | called by |
+/// |---|---|
+/// | `kms:GetPublicKey` | a rotation reading the key it made or adopted, and the probe signer of `testSecret` |
+/// | `kms:Sign` | `testSecret`'s probe: the new current key must sign |
+/// | `kms:ListResourceTags` | a retried `createSecret` finding the key it made (its rotation tag); `keys show` finding the set's keys |
+/// | `kms:ScheduleKeyDeletion` | `finishSecret` retiring the key that left the set; a refused rotation retiring the key it made |
+/// | `kms:DescribeKey` | `keys show`: the set's keys pending deletion |
+///
+/// Nothing else: no `PutKeyPolicy` (whoever can rewrite the policy can give
+/// `Sign` to anyone), no `TagResource`/`UntagResource` (a key's tags are
+/// set once, at `CreateKey`), no `CancelKeyDeletion`.
+pub(crate) const ADMINISTRATOR_ACTIONS: [&str; 5] = [
+    "kms:DescribeKey",
+    "kms:GetPublicKey",
+    "kms:ListResourceTags",
+    "kms:ScheduleKeyDeletion",
+    "kms:Sign",
+];
+
+/// What a signer of the set (the token service) calls: `GetPublicKey` to
+/// publish and check the key, `Sign` for every token.
+pub(crate) const SIGNER_ACTIONS: [&str; 2] = ["kms:GetPublicKey", "kms:Sign"];
+
+/// What the account may do on the key through its IAM policies: administer
+/// it (so the key is never locked out, whatever happens to the roles
+/// named), never use it.
+pub(crate) const ACCOUNT_ACTIONS: [&str; 12] = [
+    "kms:Describe*",
+    "kms:Get*",
+    "kms:List*",
+    "kms:Put*",
+    "kms:Update*",
+    "kms:Enable*",
+    "kms:Disable*",
+    "kms:Revoke*",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:ScheduleKeyDeletion",
+    "kms:CancelKeyDeletion",
+];
+
+/// A key policy for `CreateKey`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyPolicy {
+    /// The policy document.
+    pub(crate) text: String,
+    /// Whether the account administers the key (through IAM): only then may
+    /// KMS's lockout check be skipped.
+    pub(crate) account_administers: bool,
+}
+
+/// The key policy of a new key: the administrators and the signers get
+/// exactly what the code calls ([`ADMINISTRATOR_ACTIONS`],
+/// [`SIGNER_ACTIONS`]); the account administers it through IAM (so the key
+/// is never locked out) and never signs. `None` (KMS's default policy) when
+/// no principal is named.
+pub(crate) fn key_policy(signers: &[String], administrators: &[String]) -> Option<KeyPolicy> {
     if signers.is_empty() && administrators.is_empty() {
         return None;
     }
@@ -310,11 +381,7 @@ fn key_policy(signers: &[String], administrators: &[String]) -> Option<String> {
             "Sid": "RotationManages",
             "Effect": "Allow",
             "Principal": {"AWS": administrators},
-            "Action": [
-                "kms:DescribeKey", "kms:GetPublicKey", "kms:GetKeyPolicy", "kms:PutKeyPolicy",
-                "kms:ListResourceTags", "kms:TagResource", "kms:UntagResource",
-                "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion", "kms:Sign"
-            ],
+            "Action": ADMINISTRATOR_ACTIONS,
             "Resource": "*",
         }));
     }
@@ -323,7 +390,7 @@ fn key_policy(signers: &[String], administrators: &[String]) -> Option<String> {
             "Sid": "ServiceSigns",
             "Effect": "Allow",
             "Principal": {"AWS": signers},
-            "Action": ["kms:Sign", "kms:GetPublicKey"],
+            "Action": SIGNER_ACTIONS,
             "Resource": "*",
         }));
     }
@@ -339,18 +406,268 @@ fn key_policy(signers: &[String], administrators: &[String]) -> Option<String> {
         .chain(administrators)
         .find_map(|arn| arn.split(':').nth(1))
         .unwrap_or("aws");
-    if let Some(account) = account {
+    if let Some(account) = &account {
         statements.push(json!({
             "Sid": "AccountAdministers",
             "Effect": "Allow",
             "Principal": {"AWS": format!("arn:{partition}:iam::{account}:root")},
-            "Action": [
-                "kms:Describe*", "kms:Get*", "kms:List*", "kms:Put*", "kms:Update*", "kms:Enable*",
-                "kms:Disable*", "kms:Revoke*", "kms:TagResource", "kms:UntagResource",
-                "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion"
-            ],
+            "Action": ACCOUNT_ACTIONS,
             "Resource": "*",
         }));
     }
-    Some(json!({"Version": "2012-10-17", "Statement": statements}).to_string())
+    Some(KeyPolicy {
+        text: json!({"Version": "2012-10-17", "Statement": statements}).to_string(),
+        account_administers: account.is_some(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    const SERVICE: &str = "arn:aws:iam::123456789012:role/token-service";
+    const ROTATION: &str = "arn:aws:iam::123456789012:role/key-rotation";
+    const OPERATOR: &str = "arn:aws:iam::123456789012:user/key-operator";
+
+    /// Every statement of the generated policy, one row per action granted,
+    /// and why: a new grant, a missing one or a changed principal fails.
+    const EXPECTED: [(&str, &[&str], &str, &str); 19] = [
+        (
+            "RotationManages",
+            &[ROTATION, OPERATOR],
+            "kms:DescribeKey",
+            "keys show: which of the set's keys are pending deletion",
+        ),
+        (
+            "RotationManages",
+            &[ROTATION, OPERATOR],
+            "kms:GetPublicKey",
+            "a rotation reads the key it made (and the probe signer does)",
+        ),
+        (
+            "RotationManages",
+            &[ROTATION, OPERATOR],
+            "kms:ListResourceTags",
+            "a retried createSecret finds the key it made by its rotation tag",
+        ),
+        (
+            "RotationManages",
+            &[ROTATION, OPERATOR],
+            "kms:ScheduleKeyDeletion",
+            "finishSecret retires the key that left the set",
+        ),
+        (
+            "RotationManages",
+            &[ROTATION, OPERATOR],
+            "kms:Sign",
+            "testSecret signs a probe with the new current key",
+        ),
+        (
+            "ServiceSigns",
+            &[SERVICE],
+            "kms:GetPublicKey",
+            "the service publishes the key and checks it is the published one",
+        ),
+        (
+            "ServiceSigns",
+            &[SERVICE],
+            "kms:Sign",
+            "the service signs every token",
+        ),
+        (
+            "AccountAdministers",
+            &["arn:aws:iam::123456789012:root"],
+            "kms:Describe*",
+            "the account administers the key through IAM",
+        ),
+        (
+            "AccountAdministers",
+            &["arn:aws:iam::123456789012:root"],
+            "kms:Get*",
+            "idem (GetKeyPolicy: what the roles may do)",
+        ),
+        (
+            "AccountAdministers",
+            &["arn:aws:iam::123456789012:root"],
+            "kms:List*",
+            "idem",
+        ),
+        (
+            "AccountAdministers",
+            &["arn:aws:iam::123456789012:root"],
+            "kms:Put*",
+            "idem: only the account may rewrite the policy, so it is never locked out",
+        ),
+        (
+            "AccountAdministers",
+            &["arn:aws:iam::123456789012:root"],
+            "kms:Update*",
+            "idem",
+        ),
+        (
+            "AccountAdministers",
+            &["arn:aws:iam::123456789012:root"],
+            "kms:Enable*",
+            "idem",
+        ),
+        (
+            "AccountAdministers",
+            &["arn:aws:iam::123456789012:root"],
+            "kms:Disable*",
+            "idem: an incident disables a key",
+        ),
+        (
+            "AccountAdministers",
+            &["arn:aws:iam::123456789012:root"],
+            "kms:Revoke*",
+            "idem",
+        ),
+        (
+            "AccountAdministers",
+            &["arn:aws:iam::123456789012:root"],
+            "kms:TagResource",
+            "idem",
+        ),
+        (
+            "AccountAdministers",
+            &["arn:aws:iam::123456789012:root"],
+            "kms:UntagResource",
+            "idem",
+        ),
+        (
+            "AccountAdministers",
+            &["arn:aws:iam::123456789012:root"],
+            "kms:ScheduleKeyDeletion",
+            "idem",
+        ),
+        (
+            "AccountAdministers",
+            &["arn:aws:iam::123456789012:root"],
+            "kms:CancelKeyDeletion",
+            "idem: undo a deletion scheduled by mistake",
+        ),
+    ];
+
+    /// (Sid, principals, action) of every grant of `policy`.
+    fn grants(policy: &KeyPolicy) -> BTreeSet<(String, Vec<String>, String)> {
+        let document: serde_json::Value = serde_json::from_str(&policy.text).expect("the policy is JSON");
+        let mut out = BTreeSet::new();
+        for statement in document["Statement"].as_array().expect("statements") {
+            assert_eq!(statement["Effect"], "Allow", "{statement}");
+            // In a key policy, "*" is the key itself.
+            assert_eq!(statement["Resource"], "*", "{statement}");
+            assert!(statement.get("Condition").is_none(), "{statement}");
+            let principals: Vec<String> = match &statement["Principal"]["AWS"] {
+                serde_json::Value::String(one) => vec![one.clone()],
+                many => many
+                    .as_array()
+                    .expect("principals")
+                    .iter()
+                    .map(|p| p.as_str().expect("an ARN").to_owned())
+                    .collect(),
+            };
+            for action in statement["Action"].as_array().expect("actions") {
+                out.insert((
+                    statement["Sid"].as_str().expect("a Sid").to_owned(),
+                    principals.clone(),
+                    action.as_str().expect("an action").to_owned(),
+                ));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_key_policy_grants_each_principal_what_it_calls_and_nothing_else() {
+        let policy = key_policy(&[SERVICE.into()], &[ROTATION.into(), OPERATOR.into()]).expect("a policy");
+        let expected: BTreeSet<(String, Vec<String>, String)> = EXPECTED
+            .iter()
+            .map(|(sid, principals, action, reason)| {
+                assert!(!reason.is_empty());
+                (
+                    (*sid).to_owned(),
+                    principals.iter().map(|p| (*p).to_owned()).collect(),
+                    (*action).to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(grants(&policy), expected);
+        // The account administers it: the lockout check may be skipped.
+        assert!(policy.account_administers);
+
+        // Nobody named may rewrite the policy, re-tag the key or cancel its
+        // deletion; the account never signs.
+        for (sid, _, action) in grants(&policy) {
+            let forbidden: &[&str] = match sid.as_str() {
+                "AccountAdministers" => &["kms:Sign", "kms:*", "kms:Create*"],
+                _ => &[
+                    "kms:PutKeyPolicy",
+                    "kms:TagResource",
+                    "kms:UntagResource",
+                    "kms:CancelKeyDeletion",
+                    "kms:GetKeyPolicy",
+                ],
+            };
+            assert!(!forbidden.contains(&action.as_str()), "{sid}: {action}");
+        }
+    }
+
+    /// The principals' actions are the key-level calls the code makes
+    /// (`aws::call(.., "kms:...", ..)` in the signer and here), no more, no
+    /// fewer: the calls on the set's keys, not `CreateKey`/`ListKeys`
+    /// (account-level: IAM) nor `Encrypt`/`Decrypt` (the envelope key).
+    #[test]
+    fn the_granted_actions_are_the_calls_the_code_makes_on_a_key() {
+        let sources = [
+            include_str!("keys.rs"),
+            include_str!("../../keys/kms.rs"),
+            include_str!("rotation.rs"),
+            include_str!("poller.rs"),
+        ];
+        let mut called = BTreeSet::new();
+        for text in sources {
+            // The code, not its tests (this very test names the pattern).
+            let text = text.split("#[cfg(test)]").next().unwrap_or(text);
+            for (at, _) in text.match_indices("aws::call(") {
+                let rest = &text[at..];
+                let Some(open) = rest.find("\"kms:") else { continue };
+                // The operation is the call's second argument, on its first lines.
+                if open > 120 {
+                    continue;
+                }
+                let name = &rest[open + 1..];
+                let name = &name[..name.find('"').expect("a closing quote")];
+                called.insert(name.to_owned());
+            }
+        }
+        let account_level = ["kms:CreateKey", "kms:ListKeys"];
+        let on_keys: BTreeSet<&str> = called
+            .iter()
+            .map(String::as_str)
+            .filter(|op| !account_level.contains(op))
+            .collect();
+        assert_eq!(
+            on_keys,
+            ADMINISTRATOR_ACTIONS.into_iter().collect::<BTreeSet<_>>(),
+            "the calls made on the set's keys"
+        );
+        assert!(SIGNER_ACTIONS.iter().all(|a| on_keys.contains(a)));
+        for op in account_level {
+            assert!(
+                called.contains(op),
+                "{op} is no longer called: drop it from the roles' IAM policies"
+            );
+        }
+    }
+
+    #[test]
+    fn no_account_no_lockout_bypass() {
+        assert_eq!(key_policy(&[], &[]), None);
+        // A principal without an account (not an ARN KMS accepts anyway):
+        // no account statement, so KMS's lockout check stays on.
+        let policy = key_policy(&["token-service".into()], &[]).expect("a policy");
+        assert!(!policy.account_administers);
+        assert!(grants(&policy).iter().all(|(sid, _, _)| sid == "ServiceSigns"));
+    }
 }

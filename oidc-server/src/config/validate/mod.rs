@@ -16,7 +16,9 @@ use super::raw::{
     AuthSection, AwsIamSection, ConnectorSection, HttpSection, MetricsSection, RawConfig, ReplaySection,
     TokensSection,
 };
-use super::{AuthConfig, AwsIamConfig, Config, ConfigError, HttpConfig, Origin, Problem, ReplayConfig};
+use super::{
+    AuthConfig, AwsIamConfig, Config, ConfigError, HttpConfig, LogConfig, Origin, Problem, ReplayConfig,
+};
 use crate::peer::{Cidr, TrustedProxies, MAX_HOPS};
 use connectors::connectors;
 use signing::signing;
@@ -69,6 +71,7 @@ pub(super) fn validate(raw: RawConfig, origin: Origin) -> Result<Config, ConfigE
     let metrics_listen = p.part(|p| metrics(raw.metrics.as_ref(), p));
     let aws_iam = p.part(|p| aws_iam(raw.aws_iam.as_ref(), &raw.connectors, p));
     let connectors = p.part(|p| connectors(&raw.connectors, &origin, p));
+    let log = p.part(|p| log(&raw.log, raw.http.request_timeout_secs, p));
     match (
         issuer,
         listen,
@@ -80,6 +83,7 @@ pub(super) fn validate(raw: RawConfig, origin: Origin) -> Result<Config, ConfigE
         metrics_listen,
         aws_iam,
         connectors,
+        log,
     ) {
         (
             Some(()),
@@ -92,6 +96,7 @@ pub(super) fn validate(raw: RawConfig, origin: Origin) -> Result<Config, ConfigE
             Some(metrics_listen),
             Some(aws_iam),
             Some(connectors),
+            Some(()),
         ) => Ok(Config {
             issuer: raw.issuer,
             listen,
@@ -170,6 +175,25 @@ fn metrics(section: Option<&MetricsSection>, p: &mut Problems) -> Option<Option<
         None => Some(None),
         Some(section) => address(&section.listen, "metrics.listen", p).map(Some),
     }
+}
+
+/// `[log]`: the buffer must hold a burst of lines, and a request waiting
+/// for room in it must be refused before the request timeout answers.
+fn log(log: &LogConfig, request_timeout_secs: u64, p: &mut Problems) -> Option<()> {
+    let buffer = p.require(
+        (16..=1024 * 1024).contains(&log.buffer_kib),
+        (),
+        "log.buffer_kib",
+        "must be between 16 and 1048576",
+    );
+    let budget_ms = request_timeout_secs.saturating_mul(800);
+    let wait = p.require(
+        (1..=budget_ms).contains(&log.max_wait_ms),
+        (),
+        "log.max_wait_ms",
+        format!("must be at least 1 and at most 80% of http.request_timeout_secs ({budget_ms} ms)"),
+    );
+    buffer.and(wait)
 }
 
 fn tokens(tokens: &TokensSection, p: &mut Problems) -> Option<Lifetime> {
