@@ -373,7 +373,9 @@ async fn fleet(iam: &Iam) -> (TestServer, TestServer, LocalSigner, String) {
     let toml = format!(
         "{}{}\n[[connectors]]\nid = \"{JWT_CLIENT}\"\naudiences = [\"{AUDIENCE}\"]\njwks = {jwks}\n",
         config(&iam.moto.endpoint),
-        e2e::moto::replay_section(&table)
+        // Concurrent logins queue in the emulator (STS, then DynamoDB): on a
+        // busy machine the last ones outlast the usual 500 ms.
+        e2e::moto::replay_section(&table).replace("call_timeout_ms = 500", "call_timeout_ms = 2000")
     );
     let context = || async {
         oidc_server::ServiceContext {

@@ -493,7 +493,9 @@ async fn two_replicas_and_caching_verifiers_across_three_rotations_with_zero_fai
     watcher.await.unwrap();
 
     assert!(failures.is_empty(), "{} failures: {failures:#?}", failures.len());
-    assert!(issued > 100, "{issued} tokens");
+    // Enough tokens for every verifier to see every key (how many more a
+    // second depends on the machine).
+    assert!(issued > 30, "{issued} tokens");
     // Each replica moved forward only: the first key, then three rotated in,
     // never back to a key it had left; both through the same keys.
     for replica in &kids {
@@ -854,8 +856,13 @@ async fn kms_sets_create_one_key_per_rotation_and_delete_the_key_that_left_once_
     let moto = Moto::shared();
     let sdk = moto.sdk_config().await;
     let name = moto::unique("kms-set");
-    // P = 1, A = 1, T = 2, L = 1: rotations at least 4 s apart.
-    let timings = timings(2, 1, 1, 1);
+    // P = 1, A = 1, T = 2, L = 1, W = 6 (a kms rotation searches every
+    // key of the emulator for its tags: slow on a busy machine): rotations
+    // at least 10 s apart.
+    let timings = Timings {
+        rotation_window: secs(6),
+        ..timings(2, 1, 1, 1)
+    };
     let kind = SetKind::Kms {
         key_spec: "ECC_NIST_P256".into(),
         alg: Algorithm::ES256,
@@ -975,11 +982,24 @@ async fn kms_sets_create_one_key_per_rotation_and_delete_the_key_that_left_once_
     server.stop().await;
 
     // The refusal of a premature rotation on a kms set leaves no unused key
-    // behind: the key made for it is scheduled for deletion.
-    let before = set_keys(&sdk, &name).await;
+    // behind: the key made for it is scheduled for deletion. Asked right
+    // after a rotation, so that no machine is slow enough for it to be
+    // allowed; then the only live keys are the three the set publishes.
+    until_rotation_allowed(&sdk, &name).await;
+    rotation.rotate().await.unwrap();
     let error = rotation.rotate().await.unwrap_err();
     assert!(matches!(error, KeySetError::TooEarly(_)), "{error}");
-    let after = set_keys(&sdk, &name).await;
-    let live = |keys: &HashMap<String, bool>| keys.values().filter(|p| !**p).count();
-    assert_eq!(live(&after), live(&before), "{after:?}");
+    let in_force = document(current(&sdk, &name).await.2);
+    let published: std::collections::BTreeSet<String> =
+        in_force.keys().map(|k| key_of(k.kid(), &in_force)).collect();
+    let live: std::collections::BTreeSet<String> = set_keys(&sdk, &name)
+        .await
+        .into_iter()
+        .filter(|(_, pending)| !pending)
+        .map(|(key, _)| key)
+        .collect();
+    assert_eq!(
+        live, published,
+        "the refused rotation's key is scheduled for deletion"
+    );
 }
