@@ -314,16 +314,28 @@ pub fn http() -> reqwest::Client {
         .expect("HTTP client")
 }
 
-/// Builds a binary or example of the workspace with the same profile, target
-/// folder and features as the running tests (so it is usually up to date
-/// already) and returns its path. `what` selects it, e.g. `["--example",
-/// "get-token"]` or `["--bin", "oidc-server"]`.
+/// The cargo arguments that build every binary and example the tests run.
+/// `scripts/test.sh` runs `cargo build` with exactly these before the tests,
+/// so [`built_executable`] finds everything up to date: one feature set for
+/// all of them (building one `--bin` alone resolves features differently
+/// and would compile and link again while the tests run).
+pub const EXECUTABLES_BUILD_ARGS: [&str; 5] =
+    ["build", "--workspace", "--all-features", "--bins", "--examples"];
+
+/// Returns the path of a binary or example of the workspace, built with the
+/// same profile and target folder as the running tests and with
+/// [`EXECUTABLES_BUILD_ARGS`] (a no-op when the test command built them
+/// already). `what` says which kind it is, e.g. `["--example", "get-token"]`
+/// or `["--bin", "oidc-server"]`.
 pub fn built_executable(what: &[&str], name: &str) -> PathBuf {
+    let kind = match what.first() {
+        Some(&"--example") => "example",
+        _ => "bin",
+    };
     let mut command = std::process::Command::new(env!("CARGO"));
     command
         .current_dir(workspace_path(""))
-        .args(["build", "--workspace", "--all-features"])
-        .args(what)
+        .args(EXECUTABLES_BUILD_ARGS)
         .arg("--message-format=json-render-diagnostics");
     // Tests run from <target>/<profile>/deps/; cargo marks <target> with CACHEDIR.TAG.
     let exe = std::env::current_exe().expect("test executable");
@@ -350,9 +362,30 @@ pub fn built_executable(what: &[&str], name: &str) -> PathBuf {
     let executable = stdout
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|message| message["reason"] == "compiler-artifact" && message["target"]["name"] == name)
+        .filter(|message| {
+            message["reason"] == "compiler-artifact"
+                && message["target"]["name"] == name
+                && message["target"]["kind"]
+                    .as_array()
+                    .is_some_and(|kinds| kinds.iter().any(|k| k == kind))
+        })
         .find_map(|message| message["executable"].as_str().map(PathBuf::from))
         .unwrap_or_else(|| panic!("cargo names no executable {name}"));
     assert!(executable.is_file(), "{} is missing", executable.display());
     executable
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_test_command_builds_the_executables_as_the_tests_ask() {
+        let script =
+            std::fs::read_to_string(super::workspace_path("scripts/test.sh")).expect("scripts/test.sh");
+        let build = format!("cargo {}\n", super::EXECUTABLES_BUILD_ARGS.join(" "));
+        assert!(
+            script.contains(&build),
+            "scripts/test.sh must run `{}` before the tests",
+            build.trim()
+        );
+    }
 }
