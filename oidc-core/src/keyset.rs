@@ -17,6 +17,7 @@ use crate::claims::ACCESS_TOKEN_TYP;
 use crate::jwks::{JwkSet, JwkSetError};
 use crate::jws::Header;
 use crate::keys::{Signer, VerifyingKey};
+use crate::time::{MonotonicClock, SystemMonotonicClock};
 
 /// The signer tokens are issued with, and the limit its publication puts on them.
 pub struct ActiveKey {
@@ -86,8 +87,16 @@ pub struct KeySetState {
     published: JwkSet,
     jwks_json: Arc<str>,
     etag: Arc<str>,
-    read_at: Option<Instant>,
+    read_at: Option<ReadAt>,
     jwks_max_age: Option<Duration>,
+}
+
+/// When a state was read from the shared key set, on the clock its age is
+/// measured with.
+#[derive(Debug)]
+struct ReadAt {
+    clock: Arc<dyn MonotonicClock>,
+    at: Duration,
 }
 
 impl KeySetState {
@@ -117,8 +126,19 @@ impl KeySetState {
 
     /// The state as read from a shared key set at `read_at`, whose rules
     /// assume verifiers cache its JWKS for at most `jwks_max_age`.
-    pub fn read_at(mut self, read_at: Instant, jwks_max_age: Duration) -> Self {
-        self.read_at = Some(read_at);
+    pub fn read_at(self, read_at: Instant, jwks_max_age: Duration) -> Self {
+        self.read_on(
+            Arc::new(SystemMonotonicClock::since(read_at)),
+            Duration::ZERO,
+            jwks_max_age,
+        )
+    }
+
+    /// [`read_at`](Self::read_at) on `clock` instead of the system's
+    /// monotonic clock: read when `clock` showed `at` (a host that drives
+    /// time itself, such as a simulation of weeks of service).
+    pub fn read_on(mut self, clock: Arc<dyn MonotonicClock>, at: Duration, jwks_max_age: Duration) -> Self {
+        self.read_at = Some(ReadAt { clock, at });
         self.jwks_max_age = Some(jwks_max_age);
         self
     }
@@ -126,7 +146,9 @@ impl KeySetState {
     /// How long ago the state was read from the shared key set (`None` for a
     /// key set that lives in this process only).
     pub fn age(&self) -> Option<Duration> {
-        self.read_at.map(|t| t.elapsed())
+        self.read_at
+            .as_ref()
+            .map(|read| read.clock.elapsed().saturating_sub(read.at))
     }
 
     /// The `max-age` to serve the JWKS with when the server would serve

@@ -19,7 +19,7 @@ use super::{KeyMaker, KeySetError, KeySetSecret, Stored};
 use crate::keys::Signer;
 use crate::keyset::document::{KeySetDocument, KeySetValue, Timings};
 use crate::keyset::{ActiveKey, KeySet, KeySetState};
-use crate::time::{SystemClock, WallClock};
+use crate::time::{MonotonicClock, SystemClock, SystemMonotonicClock, WallClock};
 
 /// What one poll found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +45,7 @@ pub struct KeySetPoller {
     signers: HashMap<String, Arc<dyn Signer>>,
     last: Option<PollSummary>,
     clock: Arc<dyn WallClock>,
+    monotonic: Arc<dyn MonotonicClock>,
 }
 
 impl KeySetPoller {
@@ -59,6 +60,7 @@ impl KeySetPoller {
             signers: HashMap::new(),
             last: None,
             clock: Arc::new(SystemClock),
+            monotonic: Arc::new(SystemMonotonicClock::new()),
         }
     }
 
@@ -66,6 +68,15 @@ impl KeySetPoller {
     /// puts on tokens is compared with their `exp`) instead of the system clock.
     pub fn with_clock(mut self, clock: Arc<dyn WallClock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Measures the age of each state read (which lowers the JWKS max-age
+    /// served from it, [`KeySetState::jwks_max_age`]) on `clock` instead of
+    /// the system's monotonic clock: for a host that drives time itself,
+    /// with [`with_clock`](Self::with_clock) on the same time.
+    pub fn with_monotonic_clock(mut self, clock: Arc<dyn MonotonicClock>) -> Self {
+        self.monotonic = clock;
         self
     }
 
@@ -77,14 +88,15 @@ impl KeySetPoller {
     /// Reads the set in force and swaps it into `keys`. On error `keys` is
     /// left as it was (its tokens stay under the cap of the last set read).
     pub async fn poll(&mut self, keys: &KeySet) -> Result<PollSummary, KeySetError> {
-        let read_at = Instant::now();
+        let read_at = self.monotonic.elapsed();
         // The start of the read: the set was in force at least until then.
         let read_at_unix = self.clock.now();
         let stored = self.secret.current().await?;
+        let monotonic = self.monotonic.clone();
         let no_keys = |version_id: String, timings: Option<Timings>| {
             let state = KeySetState::new(None, Vec::new())
                 .unwrap_or_else(|_| unreachable!("an empty set has no duplicate kid"))
-                .read_at(read_at, Duration::ZERO);
+                .read_on(monotonic, read_at, Duration::ZERO);
             let summary = PollSummary {
                 version_id,
                 signing: None,
@@ -148,7 +160,7 @@ impl KeySetPoller {
         document: &KeySetDocument,
         version_id: String,
         created_at: u64,
-        (read_at, read_at_unix): (Instant, u64),
+        (read_at, read_at_unix): (Duration, u64),
     ) -> Result<(PollSummary, KeySetState), KeySetError> {
         // Signers of keys no longer in the set go (an envelope key's
         // plaintext is zeroized with its signer).
@@ -168,7 +180,7 @@ impl KeySetPoller {
                 token: version_id.clone(),
                 reason: e.to_string(),
             })?
-            .read_at(read_at, timings.jwks_max_age);
+            .read_on(self.monotonic.clone(), read_at, timings.jwks_max_age);
         let summary = PollSummary {
             version_id,
             signing: Some(document.current.kid().to_owned()),
@@ -239,7 +251,9 @@ struct Shared {
 }
 
 impl PollerHandle {
-    /// When the set was last read successfully.
+    /// When the set was last read successfully (on the system's monotonic
+    /// clock, whatever clock the poller dates its reads with: it only
+    /// decides [`refresh_if_stale`](Self::refresh_if_stale)).
     pub fn last_read(&self) -> Option<Instant> {
         *self.0.last_read.lock().unwrap_or_else(|e| e.into_inner())
     }
