@@ -17,6 +17,7 @@ mod kms_cli;
 mod kms_envelope;
 mod kms_faults;
 mod lambda_runtime;
+mod rehearsal;
 mod replay;
 mod replay_bench;
 mod rotation;
