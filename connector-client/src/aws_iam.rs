@@ -177,3 +177,33 @@ impl AwsIam {
 fn signing_time(clock: &dyn WallClock) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(clock.now())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_credential_types::Credentials;
+    use oidc_core::internal::ManualWallClock;
+
+    fn signed_headers(assertion: &str) -> serde_json::Value {
+        let bytes = oidc_core::internal::base64url::decode(assertion).expect("base64url");
+        let request: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+        request["headers"].clone()
+    }
+
+    #[tokio::test]
+    async fn requests_are_dated_by_the_clock() {
+        let credentials =
+            SharedCredentialsProvider::new(Credentials::new("AKID", "secret", None, None, "test"));
+        let aws = AwsIam::new(credentials, "us-east-1", "https://sts.us-east-1.amazonaws.com")
+            .expect("an STS endpoint")
+            // 2030-01-07T09:00:00Z
+            .with_clock(Arc::new(ManualWallClock::new(1_894_006_800)));
+        let headers = signed_headers(&aws.assertion("https://tokens.example.com").await.expect("signed"));
+        assert_eq!(headers["x-amz-date"], "20300107T090000Z");
+        let authorization = headers["authorization"].as_str().expect("signed");
+        assert!(
+            authorization.contains("/20300107/us-east-1/sts/aws4_request"),
+            "{authorization}"
+        );
+    }
+}

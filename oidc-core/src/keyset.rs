@@ -228,3 +228,35 @@ impl KeySet {
         self.state.store(Arc::new(state));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::LocalSigner;
+    use crate::time::ManualMonotonicClock;
+    use crate::Algorithm;
+
+    #[test]
+    fn a_state_ages_on_the_clock_it_was_read_on() {
+        let (signer, _pem) = LocalSigner::generate(Algorithm::ES256).expect("a key");
+        let clock = Arc::new(ManualMonotonicClock::default());
+        clock.advance(Duration::from_secs(1000));
+        let state = KeySetState::new(Some(ActiveKey::new(Arc::new(signer), None)), Vec::new())
+            .expect("a state")
+            .read_on(clock.clone(), clock.elapsed(), Duration::from_secs(300));
+        assert_eq!(state.age(), Some(Duration::ZERO));
+        assert_eq!(
+            state.jwks_max_age(Duration::from_secs(600)),
+            Duration::from_secs(300)
+        );
+        // Only the clock it was read on ages it, whatever real time does.
+        clock.advance(Duration::from_secs(120));
+        assert_eq!(state.age(), Some(Duration::from_secs(120)));
+        assert_eq!(
+            state.jwks_max_age(Duration::from_secs(600)),
+            Duration::from_secs(180)
+        );
+        clock.advance(Duration::from_secs(1000));
+        assert_eq!(state.jwks_max_age(Duration::from_secs(600)), Duration::ZERO);
+    }
+}

@@ -3,20 +3,26 @@
 //! rotations and the quiet days between them, with a connector polling the
 //! example control plane all along.
 //!
-//! What runs is what the template deploys ([`e2e::stack`]): the ECS
-//! platform's token-service configuration (two replicas, its
-//! `DesiredCount`), rendered from the template with its default parameters,
-//! in the `kms-envelope` and `kms` signing modes; the key-set template of
-//! the rotation function; the rotation period of the `RotationSchedule`.
-//! Only what cannot exist here is replaced, in code, each with a comment:
-//! the issuer URL (a loopback address), AWS's endpoints (a moto of the
-//! rehearsal's own). The secret, the replay table and the keys are created
-//! in moto as the stack creates them, and the rendered names resolve to them.
+//! What runs is what the template deploys ([`e2e::stack`]): the
+//! token-service configuration rendered from the template with its default
+//! parameters, on both platforms: ECS (two replicas, its `DesiredCount`)
+//! in the `kms-envelope` and `kms` signing modes, and Lambda in `kms` (the
+//! template's defaults exactly); the key-set template of the rotation
+//! function; the period of the `RotationSchedule`. Only what cannot exist
+//! here is replaced, in code, each with a comment: the issuer URL (a
+//! loopback address), AWS's STS endpoint (a moto of the rehearsal's own).
+//! The secret, the replay table, the keys and the connector's IAM identity
+//! are created in moto as the stack creates them, and the rendered names
+//! resolve to them.
 //!
 //! - The replicas are built in-process by [`TestServer`] from that
-//!   configuration, on moto (KMS, Secrets Manager, DynamoDB); each polls the
-//!   key set every poll interval, as its background loop would, but driven
-//!   by the rehearsal ([`PollerHandle::poll_now`]), staggered.
+//!   configuration, on moto (KMS, Secrets Manager, DynamoDB, STS). On ECS
+//!   each polls the key set every poll interval, as its background loop
+//!   would, driven by the rehearsal ([`PollerHandle::poll_now`]), staggered.
+//!   On Lambda each environment serves the function's router
+//!   (`oidc_server::lambda::router`), which reads the set at the start of an
+//!   invocation when its last read is older than the poll interval, and
+//!   reads nothing while no request comes.
 //! - The rotation function's handler is invoked with Secrets Manager's four
 //!   steps the way the `RotationSchedule` invokes it: once at creation
 //!   (`RotateImmediatelyOnUpdate`: the first keys, from an empty secret),
@@ -38,16 +44,15 @@
 //! poll, connector poll or rotation step, or the next instant a component
 //! sleeps until. Everything the path under test reads time through takes it:
 //! the issuer and the replicas' key-set pollers (`ServiceContext::clock` and
-//! `monotonic_clock`, which dates each read and ages the JWKS `max-age`),
-//! the verifier and its JWKS cache, the connector's refresh timer and the
-//! date it signs its AWS requests with, and moto, whose clock
-//! (`CreatedDate`, the `Date` header: the rotation rules run on them) is
-//! libfaketime's file, rewritten at every move. What still reads the system
-//! clock does not decide anything here: the per-call timeouts of HTTP and
-//! AWS calls (real calls, real milliseconds), `PollerHandle::last_read`
-//! (only `refresh_if_stale` reads it, the Lambda platform's path, which the
-//! ECS replicas never take), the latency metrics, and a `Retry-After` given
-//! as an HTTP date (the token service sends seconds).
+//! `monotonic_clock`, which date each read, age the JWKS `max-age` and
+//! decide when a Lambda environment's set is stale), the verifier and its
+//! JWKS cache, the connector's refresh timer and the date it signs its AWS
+//! requests with, and moto, whose clock (`CreatedDate`, the `Date` header:
+//! the rotation rules run on them) is libfaketime's file, rewritten at every
+//! move. What still reads the system clock decides nothing here: the
+//! timeouts of HTTP and AWS calls (real calls, real milliseconds, far below
+//! any timeout), the latency metrics, and a `Retry-After` given as an HTTP
+//! date (the token service sends seconds).
 //!
 //! Neither obvious shortcut works. Scaling every duration down by one factor
 //! cannot reach minutes: the configuration's durations and the tokens'
@@ -64,13 +69,14 @@
 //!
 //! `.ci/run` runs a short rehearsal: the template's shortest schedule
 //! (`RotationPeriodDays` = 1, its `MinValue`) for 4 simulated days, which
-//! holds three scheduled rotations and the days between them.
-//! `scripts/rehearsal.sh` runs it longer by hand (three weeks at the default
-//! period by default); its header says how. Set by the environment:
-//! `REHEARSAL_DAYS`, `REHEARSAL_PERIOD_DAYS` (empty: the template's
-//! default), `REHEARSAL_SEED`.
+//! hold three scheduled rotations and the days between them, on each of the
+//! three deployments. `scripts/rehearsal.sh` runs it longer by hand (three
+//! weeks at the template's default period by default); its header says how.
+//! Set by the environment: `REHEARSAL_DAYS`, `REHEARSAL_PERIOD_DAYS`,
+//! `REHEARSAL_SEED`.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -116,6 +122,8 @@ const DAY: u64 = 86_400;
 /// What one rehearsal runs.
 #[derive(Debug, Clone)]
 struct Plan {
+    /// `ecs` or `lambda`.
+    platform: &'static str,
     /// `kms-envelope` or `kms`.
     mode: &'static str,
     /// Simulated days.
@@ -127,11 +135,12 @@ struct Plan {
 
 impl Plan {
     /// The plan for `mode`, from the environment (see the module docs).
-    fn from_env(mode: &'static str) -> Self {
+    fn from_env(platform: &'static str, mode: &'static str) -> Self {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let number =
             |name: &str| var(name).map(|v| v.trim().parse::<u64>().unwrap_or_else(|e| panic!("{name}: {e}")));
         Self {
+            platform,
             mode,
             days: var("REHEARSAL_DAYS").map_or(4.0, |v| {
                 v.trim()
@@ -141,6 +150,7 @@ impl Plan {
             period_days: match var("REHEARSAL_DAYS") {
                 // A longer run by hand: the template's default period unless told.
                 Some(_) => number("REHEARSAL_PERIOD_DAYS"),
+                // CI's short run: the template's shortest period, a rotation a day.
                 None => Some(number("REHEARSAL_PERIOD_DAYS").unwrap_or(1)),
             },
             seed: number("REHEARSAL_SEED").unwrap_or(2024),
@@ -173,9 +183,10 @@ impl Report {
 
     fn line(&self, plan: &Plan) -> String {
         format!(
-            "rehearsal {}: {:.1} simulated days, {} rotations ({} scheduled, period {} d), {} replica polls, \
+            "rehearsal {} {}: {:.1} simulated days, {} rotations ({} scheduled, period {} d), {} replica polls, \
              {} connector polls, {} tokens issued ({} signing keys), {} refused, {} failures, {:.0} s real \
              (replica polls {:.0} s, connector polls {:.0} s, rotations {:.1} s, settling {:.0} s)",
+            plan.platform,
             plan.mode,
             self.days,
             self.rotations,
@@ -298,6 +309,8 @@ struct Rehearsal {
     schedule: Schedule,
     poll_interval: Duration,
     replicas: Vec<TestServer>,
+    /// The Lambda function's environments, served beside the replicas.
+    _functions: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
     source: CachedTokenSource,
     jwks: RemoteJwks,
     verifier: Verifier<RemoteJwks>,
@@ -352,35 +365,53 @@ impl Rehearsal {
 
         let period_param = plan.period_days.map(|d| d.to_string());
         let mut parameters = vec![
-            ("Platform", "ecs"),
+            ("Platform", plan.platform),
             ("SigningMode", plan.mode),
             ("ConnectorAudience", AUDIENCE),
             ("ConnectorPrincipalArn", principal.as_str()),
-            ("IssuerUrl", STACK_ISSUER),
-            // Required by the template's rules on ECS; nothing here reads them.
+            // Required by the template's rules; nothing here reads them.
             ("CodeS3Bucket", "artifacts"),
             ("CodeS3Key", "oidc-server/bootstrap.zip"),
-            (
-                "ImageUri",
-                "123456789012.dkr.ecr.us-east-1.amazonaws.com/oidc-server:1",
-            ),
-            ("VpcId", "vpc-0123"),
-            ("VpcCidr", "10.0.0.0/16"),
-            ("SubnetIds", "subnet-a,subnet-b"),
         ];
+        if plan.platform == "ecs" {
+            parameters.extend([
+                ("IssuerUrl", STACK_ISSUER),
+                // Required by the template's rules on ECS; nothing here reads them.
+                (
+                    "ImageUri",
+                    "123456789012.dkr.ecr.us-east-1.amazonaws.com/oidc-server:1",
+                ),
+                ("VpcId", "vpc-0123"),
+                ("VpcCidr", "10.0.0.0/16"),
+                ("SubnetIds", "subnet-a,subnet-b"),
+            ]);
+        }
         if let Some(days) = &period_param {
             parameters.push(("RotationPeriodDays", days.as_str()));
         }
+        // The issuer: the stack's URL cannot exist here; replica 0's
+        // loopback URL stands for it (discovery and the JWKS go there). On
+        // Lambda it is the function URL (with its trailing slash, as AWS
+        // gives it), which the stack hands the rotation and, through an SSM
+        // parameter, the function.
+        let first_port = free_port();
+        let issuer = format!("http://127.0.0.1:{first_port}");
+        let function_url = format!("{issuer}/");
         let template = stack::template().await;
         let stack = Deployment::new(&template, STACK, REGION, &parameters)
             .resolve("KeySetSecret", &secret_arn)
             .resolve("ReplayTable", &table)
-            .resolve(key_resource, &key);
+            .resolve(key_resource, &key)
+            .resolve("TokenFunctionUrl.FunctionUrl", &function_url);
         stack
             .check()
             .await
             .unwrap_or_else(|e| panic!("CloudFormation would refuse this deployment: {e}"));
-        let replicas = stack.desired_count().expect("the ECS service's replicas");
+        let replicas = match plan.platform {
+            "ecs" => stack.desired_count().expect("the ECS service's replicas"),
+            // Two environments of the function (its concurrency).
+            _ => 2,
+        };
         assert!(
             replicas >= 2,
             "the rehearsal needs replicas that share the key set"
@@ -390,22 +421,35 @@ impl Rehearsal {
             "the stack makes its first keys at creation"
         );
 
-        // The issuer: the stack's URL cannot exist here; replica 0's
-        // loopback URL stands for it (discovery and the JWKS go there).
-        let first_port = free_port();
-        let issuer = format!("http://127.0.0.1:{first_port}");
         let mut key_set_template: Value = serde_json::from_str(&stack.rotation_template())
             .expect("the rotation function's template is JSON");
-        assert_eq!(key_set_template["issuer"], STACK_ISSUER);
-        key_set_template["issuer"] = json!(issuer);
+        if plan.platform == "ecs" {
+            assert_eq!(key_set_template["issuer"], STACK_ISSUER);
+            key_set_template["issuer"] = json!(issuer);
+        }
         let key_set_template =
             rotation::template_from(&key_set_template.to_string()).expect("a template the rotation reads");
+        assert_eq!(
+            key_set_template.issuer, issuer,
+            "the key set's issuer is the service's"
+        );
 
         let mut config: toml::Table = stack
             .service_config()
             .parse()
             .expect("the service configuration is TOML");
-        assert_eq!(config["issuer"].as_str(), Some(STACK_ISSUER));
+        match plan.platform {
+            "ecs" => assert_eq!(config["issuer"].as_str(), Some(STACK_ISSUER)),
+            // The function reads its issuer from the SSM parameter holding
+            // the function URL (trailing slash cut): TestServer's override.
+            _ => {
+                let function = stack.resource("TokenFunction");
+                let variables = &function["Properties"]["Environment"]["Variables"];
+                assert!(variables[oidc_server::lambda::ISSUER_PARAMETER_ENV].is_string());
+                let parameter = stack.resource("IssuerParameter");
+                assert_eq!(parameter["Properties"]["Value"], json!(function_url));
+            }
+        }
         // AWS's STS cannot be reached here: moto's stands for it. (The
         // issuer and the listen address are the harness's: TestServer.)
         config["aws_iam"]["sts_endpoint"] = toml::Value::String(moto.endpoint.clone());
@@ -427,7 +471,7 @@ impl Rehearsal {
             .await
             .unwrap_or_else(|e| panic!("the stack's first rotation: {e}"));
 
-        let mut servers = Vec::new();
+        let (mut servers, mut urls, mut functions) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..replicas {
             let context = ServiceContext {
                 sdk_config: Some(sdk.clone()),
@@ -437,14 +481,33 @@ impl Rehearsal {
                 key_set_polling: KeySetPolling::OnInvocation,
                 ..Default::default()
             };
-            let mut builder = TestServer::builder(&config)
+            let builder = TestServer::builder(&config)
                 .context(context)
                 .clock(Arc::new(clock.clone()))
                 .issuer(&issuer);
-            if i == 0 {
-                builder = builder.at(([127, 0, 0, 1], first_port).into());
+            let at: SocketAddr = ([127, 0, 0, 1], if i == 0 { first_port } else { free_port() }).into();
+            if plan.platform == "ecs" {
+                let server = builder.at(at).start().await;
+                urls.push(server.url.clone());
+                servers.push(server);
+                continue;
             }
-            servers.push(builder.start().await);
+            // The function's router (each invocation first reads the set if
+            // its last read is older than the poll interval) on a socket of
+            // its own; the long-running server TestServer starts beside it
+            // goes unused.
+            let server = builder.start().await;
+            let listener = tokio::net::TcpListener::bind(at).await.expect("bind");
+            let router = oidc_server::lambda::router(server.state.clone());
+            functions.push(tokio::spawn(async move {
+                axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .await
+            }));
+            urls.push(format!("http://{at}"));
+            servers.push(server);
         }
         let poll_interval = match &servers[0].state.config().signing {
             SigningConfig::KmsEnvelope(set) => set.poll_interval,
@@ -469,14 +532,14 @@ impl Rehearsal {
             .as_str()
             .expect("a connector id")
             .to_owned();
-        let sources = servers
+        let sources = urls
             .iter()
-            .map(|replica| {
+            .map(|url| {
                 let aws = AwsIam::new(credentials.clone(), REGION, &moto.endpoint)
                     .expect("an STS endpoint")
                     .with_clock(Arc::new(clock.clone()));
                 ClientCredentials::builder(
-                    Endpoint::TokenUrl(replica.token_url()),
+                    Endpoint::TokenUrl(format!("{url}/token")),
                     connector_id.clone(),
                     ClientAuth::AwsIam(aws),
                 )
@@ -511,6 +574,7 @@ impl Rehearsal {
             schedule,
             poll_interval,
             replicas: servers,
+            _functions: functions,
             source,
             jwks,
             verifier,
@@ -565,10 +629,9 @@ impl Rehearsal {
             .key_poller()
             .expect("a key-set poller")
             .clone();
-        let before = poller.last_read();
+        let before = poller.reads();
         poller.poll_now().await;
-        self.report.replica_polls += 1;
-        if poller.last_read() == before {
+        if poller.reads() == before {
             self.fail(format!("replica {i} could not read the key set"));
         }
     }
@@ -601,7 +664,9 @@ impl Rehearsal {
         let replicas = self.replicas.len() as u32;
         // Staggered: the replicas started apart, so their loops tick apart,
         // and off the connector's beat.
-        let mut replica_next: Vec<Duration> = (0..replicas)
+        // On Lambda, an environment reads the set only when invoked.
+        let polling = if self.plan.platform == "ecs" { replicas } else { 0 };
+        let mut replica_next: Vec<Duration> = (0..polling)
             .map(|i| self.poll_interval + Duration::from_secs(7) + self.poll_interval * i / replicas)
             .collect();
         let mut connector_next = Duration::from_secs(5);
@@ -666,6 +731,7 @@ impl Rehearsal {
         report.rotations = self.schedule.rotations;
         report.scheduled_rotations = self.schedule.scheduled;
         for replica in &self.replicas {
+            report.replica_polls += replica.state.key_poller().map_or(0, |p| p.reads());
             report.token_requests += replica.token_requests();
             report.tokens_issued += replica.tokens_issued();
         }
@@ -701,8 +767,8 @@ async fn create_key(sdk: &aws_config::SdkConfig, mode: &str, secret_name: &str) 
     (resource, arn.to_owned())
 }
 
-async fn rehearse(mode: &'static str) {
-    let plan = Plan::from_env(mode);
+async fn rehearse(platform: &'static str, mode: &'static str) {
+    let plan = Plan::from_env(platform, mode);
     let rehearsal = Rehearsal::start(plan.clone()).await;
     let report = rehearsal.run().await;
     let line = report.line(&plan);
@@ -727,12 +793,21 @@ async fn rehearse(mode: &'static str) {
     );
 }
 
+/// ECS (two replicas polling), envelope keys.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rehearsal_kms_envelope() {
-    rehearse("kms-envelope").await;
+async fn rehearsal_ecs_kms_envelope() {
+    rehearse("ecs", "kms-envelope").await;
 }
 
+/// ECS (two replicas polling), KMS signing every token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rehearsal_kms() {
-    rehearse("kms").await;
+async fn rehearsal_ecs_kms() {
+    rehearse("ecs", "kms").await;
+}
+
+/// The template's defaults: Lambda (two environments, each reading the set
+/// when invoked), KMS signing every token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rehearsal_lambda_kms() {
+    rehearse("lambda", "kms").await;
 }

@@ -12,6 +12,7 @@
 //! `key_retiring`) only once a removal of its key could have gone unseen.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -229,11 +230,14 @@ impl KeySetPoller {
     /// A handle that polls only when asked ([`PollerHandle::refresh_if_stale`]):
     /// for AWS Lambda, whose environments run only during invocations.
     pub fn on_demand(self, keys: &Arc<KeySet>, interval: Duration) -> PollerHandle {
+        let monotonic = self.monotonic.clone();
         PollerHandle(Arc::new(Shared {
             poller: tokio::sync::Mutex::new(self),
             keys: Arc::downgrade(keys),
             interval,
             last_read: Mutex::new(None),
+            monotonic,
+            reads: AtomicU64::new(0),
         }))
     }
 }
@@ -247,25 +251,49 @@ struct Shared {
     poller: tokio::sync::Mutex<KeySetPoller>,
     keys: Weak<KeySet>,
     interval: Duration,
-    last_read: Mutex<Option<Instant>>,
+    /// The start of the last successful read, on `monotonic`.
+    last_read: Mutex<Option<Duration>>,
+    /// The poller's monotonic clock (the system's, or a host's).
+    monotonic: Arc<dyn MonotonicClock>,
+    reads: AtomicU64,
 }
 
 impl PollerHandle {
-    /// When the set was last read successfully (on the system's monotonic
-    /// clock, whatever clock the poller dates its reads with: it only
-    /// decides [`refresh_if_stale`](Self::refresh_if_stale)).
+    /// When the set was last read successfully: the start of that read, as
+    /// an instant as long ago as the read is on the poller's monotonic
+    /// clock ([`KeySetPoller::with_monotonic_clock`]).
     pub fn last_read(&self) -> Option<Instant> {
-        *self.0.last_read.lock().unwrap_or_else(|e| e.into_inner())
+        let age = self.read_age()?;
+        Some(Instant::now().checked_sub(age).unwrap_or_else(Instant::now))
+    }
+
+    /// How long ago the last successful read started, on the poller's
+    /// monotonic clock (`None`: never read).
+    pub fn read_age(&self) -> Option<Duration> {
+        let at = (*self.0.last_read.lock().unwrap_or_else(|e| e.into_inner()))?;
+        Some(self.0.monotonic.elapsed().saturating_sub(at))
+    }
+
+    /// Successful reads made through this handle (and marked with
+    /// [`mark_read`](Self::mark_read)).
+    pub fn reads(&self) -> u64 {
+        self.0.reads.load(Ordering::Relaxed)
     }
 
     /// Records a successful poll made before the handle existed (the first
-    /// poll at start).
+    /// poll at start), started at `at`.
     pub fn mark_read(&self, at: Instant) {
+        self.mark_read_ago(at.elapsed());
+    }
+
+    fn mark_read_ago(&self, ago: Duration) {
+        let at = self.0.monotonic.elapsed().saturating_sub(ago);
         *self.0.last_read.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
+        self.0.reads.fetch_add(1, Ordering::Relaxed);
     }
 
     fn is_stale(&self) -> bool {
-        self.last_read().is_none_or(|t| t.elapsed() >= self.0.interval)
+        self.read_age().is_none_or(|age| age >= self.0.interval)
     }
 
     /// Polls now, whatever the schedule (a platform hook, a simulation
@@ -281,9 +309,9 @@ impl PollerHandle {
     }
 
     async fn poll_with(&self, poller: &mut KeySetPoller, keys: &KeySet) {
-        let started = Instant::now();
+        let started = self.0.monotonic.elapsed();
         match poller.poll(keys).await {
-            Ok(_) => self.mark_read(started),
+            Ok(_) => self.mark_read_ago(self.0.monotonic.elapsed().saturating_sub(started)),
             Err(e) => tracing::warn!(
                 secret = poller.secret().secret_id(),
                 error = %e,
