@@ -470,6 +470,11 @@ impl Rehearsal {
             .rotate_now(Duration::ZERO)
             .await
             .unwrap_or_else(|e| panic!("the stack's first rotation: {e}"));
+        assert_eq!(
+            secret_created(&sdk, &schedule.secret_arn).await,
+            start_unix,
+            "moto dates versions by the simulated clock"
+        );
 
         let (mut servers, mut urls, mut functions) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..replicas {
@@ -736,8 +741,26 @@ impl Rehearsal {
             report.tokens_issued += replica.tokens_issued();
         }
         report.real = started.elapsed();
+        // The set in force was made by the last rotation, on the simulated clock.
+        let created = secret_created(&self.schedule.sdk, &self.schedule.secret_arn).await;
+        assert!(
+            created > self.clock.start_unix() + DAY && created <= self.clock.unix(),
+            "moto dated the set in force {created}, outside the simulation"
+        );
         report
     }
+}
+
+/// The `CreatedDate` of the key set in force (Unix seconds, moto's clock).
+async fn secret_created(sdk: &aws_config::SdkConfig, secret: &str) -> u64 {
+    let value = aws_sdk_secretsmanager::Client::new(sdk)
+        .get_secret_value()
+        .secret_id(secret)
+        .send()
+        .await
+        .expect("GetSecretValue");
+    let created = value.created_date().expect("a CreatedDate").secs();
+    u64::try_from(created).expect("after 1970")
 }
 
 /// The mode's KMS key as the stack creates it: `kms`, the first signing key
