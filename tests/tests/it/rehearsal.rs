@@ -106,12 +106,13 @@ use oidc_server::ServiceContext;
 use serde_json::{json, Value};
 
 const STACK: &str = "rehearsal";
-/// The parameters the template has no default for, or that its rules
-/// require on ECS; every other parameter keeps its default.
+/// The control plane's identifier: the `ConnectorAudience` parameter (it
+/// has no default).
 const AUDIENCE: &str = "https://control-plane.rehearsal.example";
+/// The IAM user the connector runs as (its `ConnectorPrincipalArn`).
 const CONNECTOR_USER: &str = "connector";
-/// What the stack is told its issuer is; replaced by replica 0's loopback
-/// URL (see [`Rehearsal::start`]).
+/// The ECS stack's `IssuerUrl`; replaced by replica 0's loopback URL (see
+/// [`Rehearsal::start`]).
 const STACK_ISSUER: &str = "https://tokens.rehearsal.example";
 /// How often the connector polls the control plane.
 const CONNECTOR_POLL: Duration = Duration::from_secs(30);
