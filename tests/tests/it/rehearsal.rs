@@ -753,10 +753,13 @@ impl Rehearsal {
 }
 
 /// The `CreatedDate` of the key set in force (Unix seconds, moto's clock).
+/// By its label: moto 5.2 answers a `GetSecretValue` without one with the
+/// first version put, not the one `UpdateSecretVersionStage` made current.
 async fn secret_created(sdk: &aws_config::SdkConfig, secret: &str) -> u64 {
     let value = aws_sdk_secretsmanager::Client::new(sdk)
         .get_secret_value()
         .secret_id(secret)
+        .version_stage("AWSCURRENT")
         .send()
         .await
         .expect("GetSecretValue");
