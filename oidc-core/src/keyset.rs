@@ -17,6 +17,7 @@ use crate::claims::ACCESS_TOKEN_TYP;
 use crate::jwks::{JwkSet, JwkSetError};
 use crate::jws::Header;
 use crate::keys::{Signer, VerifyingKey};
+use crate::time::{MonotonicClock, SystemMonotonicClock};
 
 /// The signer tokens are issued with, and the limit its publication puts on them.
 pub struct ActiveKey {
@@ -86,8 +87,16 @@ pub struct KeySetState {
     published: JwkSet,
     jwks_json: Arc<str>,
     etag: Arc<str>,
-    read_at: Option<Instant>,
+    read_at: Option<ReadAt>,
     jwks_max_age: Option<Duration>,
+}
+
+/// When a state was read from the shared key set, on the clock its age is
+/// measured with.
+#[derive(Debug)]
+struct ReadAt {
+    clock: Arc<dyn MonotonicClock>,
+    at: Duration,
 }
 
 impl KeySetState {
@@ -117,8 +126,19 @@ impl KeySetState {
 
     /// The state as read from a shared key set at `read_at`, whose rules
     /// assume verifiers cache its JWKS for at most `jwks_max_age`.
-    pub fn read_at(mut self, read_at: Instant, jwks_max_age: Duration) -> Self {
-        self.read_at = Some(read_at);
+    pub fn read_at(self, read_at: Instant, jwks_max_age: Duration) -> Self {
+        self.read_on(
+            Arc::new(SystemMonotonicClock::since(read_at)),
+            Duration::ZERO,
+            jwks_max_age,
+        )
+    }
+
+    /// [`read_at`](Self::read_at) on `clock` instead of the system's
+    /// monotonic clock: read when `clock` showed `at` (a host that drives
+    /// time itself, such as a simulation of weeks of service).
+    pub fn read_on(mut self, clock: Arc<dyn MonotonicClock>, at: Duration, jwks_max_age: Duration) -> Self {
+        self.read_at = Some(ReadAt { clock, at });
         self.jwks_max_age = Some(jwks_max_age);
         self
     }
@@ -126,7 +146,9 @@ impl KeySetState {
     /// How long ago the state was read from the shared key set (`None` for a
     /// key set that lives in this process only).
     pub fn age(&self) -> Option<Duration> {
-        self.read_at.map(|t| t.elapsed())
+        self.read_at
+            .as_ref()
+            .map(|read| read.clock.elapsed().saturating_sub(read.at))
     }
 
     /// The `max-age` to serve the JWKS with when the server would serve
@@ -204,5 +226,37 @@ impl KeySet {
     /// Replaces the whole state at once.
     pub fn replace(&self, state: KeySetState) {
         self.state.store(Arc::new(state));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::LocalSigner;
+    use crate::time::ManualMonotonicClock;
+    use crate::Algorithm;
+
+    #[test]
+    fn a_state_ages_on_the_clock_it_was_read_on() {
+        let (signer, _pem) = LocalSigner::generate(Algorithm::ES256).expect("a key");
+        let clock = Arc::new(ManualMonotonicClock::default());
+        clock.advance(Duration::from_secs(1000));
+        let state = KeySetState::new(Some(ActiveKey::new(Arc::new(signer), None)), Vec::new())
+            .expect("a state")
+            .read_on(clock.clone(), clock.elapsed(), Duration::from_secs(300));
+        assert_eq!(state.age(), Some(Duration::ZERO));
+        assert_eq!(
+            state.jwks_max_age(Duration::from_secs(600)),
+            Duration::from_secs(300)
+        );
+        // Only the clock it was read on ages it, whatever real time does.
+        clock.advance(Duration::from_secs(120));
+        assert_eq!(state.age(), Some(Duration::from_secs(120)));
+        assert_eq!(
+            state.jwks_max_age(Duration::from_secs(600)),
+            Duration::from_secs(180)
+        );
+        clock.advance(Duration::from_secs(1000));
+        assert_eq!(state.jwks_max_age(Duration::from_secs(600)), Duration::ZERO);
     }
 }

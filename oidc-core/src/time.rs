@@ -76,6 +76,11 @@ impl SystemMonotonicClock {
     pub fn new() -> Self {
         Self(Instant::now())
     }
+
+    /// A clock whose origin is `origin`.
+    pub(crate) fn since(origin: Instant) -> Self {
+        Self(origin)
+    }
 }
 
 impl Default for SystemMonotonicClock {

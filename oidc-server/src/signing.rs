@@ -194,8 +194,9 @@ async fn rotating(
     let secrets = aws_sdk_secretsmanager::Client::new(sdk);
     let secret = KeySetSecret::new(&secrets, set.secret.clone(), options.calls.clone());
     let maker = KeyMaker::new(aws_sdk_kms::Client::new(sdk), options, secret.name());
-    let mut poller =
-        KeySetPoller::new(secret, maker, config.issuer.clone()).with_clock(context.clock.clone());
+    let mut poller = KeySetPoller::new(secret, maker, config.issuer.clone())
+        .with_clock(context.clock.clone())
+        .with_monotonic_clock(context.monotonic_clock.clone());
     let keys = Arc::new(empty_key_set());
     let started = Instant::now();
     let read = match poller.poll(&keys).await {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use oidc_core::aws::{AwsObserver, SdkConfig};
-use oidc_core::internal::{SystemClock, WallClock};
+use oidc_core::internal::{MonotonicClock, SystemClock, SystemMonotonicClock, WallClock};
 use oidc_core::keyset::aws::PollerHandle;
 use oidc_core::{Algorithm, Issuer, KeySet};
 use serde_json::json;
@@ -65,6 +65,10 @@ pub struct ServiceContext {
     pub sdk_config: Option<SdkConfig>,
     /// The clock of tokens and assertions.
     pub clock: Arc<dyn WallClock>,
+    /// The clock the age of a shared key set's state is measured with (it
+    /// lowers the JWKS `max-age`); the system's, unless a host drives time
+    /// itself (a simulation, with [`clock`](Self::clock) on the same time).
+    pub monotonic_clock: Arc<dyn MonotonicClock>,
     /// How a shared key set is kept current.
     pub key_set_polling: KeySetPolling,
 }
@@ -75,6 +79,7 @@ impl Default for ServiceContext {
             metrics: Arc::new(Metrics::new()),
             sdk_config: None,
             clock: Arc::new(SystemClock),
+            monotonic_clock: Arc::new(SystemMonotonicClock::new()),
             key_set_polling: KeySetPolling::Background,
         }
     }

@@ -23,6 +23,8 @@ pub mod fault_proxy;
 pub mod lambda_runtime;
 pub mod load;
 pub mod moto;
+pub mod sim;
+pub mod stack;
 pub mod tools;
 
 // The test connectors, their configuration, the router state and client

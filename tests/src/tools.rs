@@ -226,7 +226,12 @@ async fn run(command: &mut Command) -> Output {
 /// process with `LD_PRELOAD` set to it and `FAKETIME=+3h` and its clock is
 /// three hours ahead.
 pub fn faketime_library() -> PathBuf {
-    let lib = crate::workspace_path(".venv/lib");
+    // The virtualenv of `python()` (`E2E_PYTHON` is `<venv>/bin/python`).
+    let lib = python()
+        .parent()
+        .and_then(std::path::Path::parent)
+        .map_or_else(|| crate::workspace_path(".venv"), PathBuf::from)
+        .join("lib");
     let found = std::fs::read_dir(&lib).ok().and_then(|dirs| {
         dirs.flatten()
             .map(|python| {

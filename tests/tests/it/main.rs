@@ -21,6 +21,7 @@ mod kms_faults;
 mod lambda_cold_start;
 mod lambda_runtime;
 mod policies;
+mod rehearsal;
 mod replay;
 mod replay_bench;
 mod rotation;

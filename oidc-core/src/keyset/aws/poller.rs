@@ -12,6 +12,7 @@
 //! `key_retiring`) only once a removal of its key could have gone unseen.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,7 @@ use super::{KeyMaker, KeySetError, KeySetSecret, Stored};
 use crate::keys::Signer;
 use crate::keyset::document::{KeySetDocument, KeySetValue, Timings};
 use crate::keyset::{ActiveKey, KeySet, KeySetState};
-use crate::time::{SystemClock, WallClock};
+use crate::time::{MonotonicClock, SystemClock, SystemMonotonicClock, WallClock};
 
 /// What one poll found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +46,7 @@ pub struct KeySetPoller {
     signers: HashMap<String, Arc<dyn Signer>>,
     last: Option<PollSummary>,
     clock: Arc<dyn WallClock>,
+    monotonic: Arc<dyn MonotonicClock>,
 }
 
 impl KeySetPoller {
@@ -59,6 +61,7 @@ impl KeySetPoller {
             signers: HashMap::new(),
             last: None,
             clock: Arc::new(SystemClock),
+            monotonic: Arc::new(SystemMonotonicClock::new()),
         }
     }
 
@@ -66,6 +69,15 @@ impl KeySetPoller {
     /// puts on tokens is compared with their `exp`) instead of the system clock.
     pub fn with_clock(mut self, clock: Arc<dyn WallClock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Measures the age of each state read (which lowers the JWKS max-age
+    /// served from it, [`KeySetState::jwks_max_age`]) on `clock` instead of
+    /// the system's monotonic clock: for a host that drives time itself,
+    /// with [`with_clock`](Self::with_clock) on the same time.
+    pub fn with_monotonic_clock(mut self, clock: Arc<dyn MonotonicClock>) -> Self {
+        self.monotonic = clock;
         self
     }
 
@@ -77,14 +89,15 @@ impl KeySetPoller {
     /// Reads the set in force and swaps it into `keys`. On error `keys` is
     /// left as it was (its tokens stay under the cap of the last set read).
     pub async fn poll(&mut self, keys: &KeySet) -> Result<PollSummary, KeySetError> {
-        let read_at = Instant::now();
+        let read_at = self.monotonic.elapsed();
         // The start of the read: the set was in force at least until then.
         let read_at_unix = self.clock.now();
         let stored = self.secret.current().await?;
+        let monotonic = self.monotonic.clone();
         let no_keys = |version_id: String, timings: Option<Timings>| {
             let state = KeySetState::new(None, Vec::new())
                 .unwrap_or_else(|_| unreachable!("an empty set has no duplicate kid"))
-                .read_at(read_at, Duration::ZERO);
+                .read_on(monotonic, read_at, Duration::ZERO);
             let summary = PollSummary {
                 version_id,
                 signing: None,
@@ -148,7 +161,7 @@ impl KeySetPoller {
         document: &KeySetDocument,
         version_id: String,
         created_at: u64,
-        (read_at, read_at_unix): (Instant, u64),
+        (read_at, read_at_unix): (Duration, u64),
     ) -> Result<(PollSummary, KeySetState), KeySetError> {
         // Signers of keys no longer in the set go (an envelope key's
         // plaintext is zeroized with its signer).
@@ -178,7 +191,7 @@ impl KeySetPoller {
                 token: version_id.clone(),
                 reason: e.to_string(),
             })?
-            .read_at(read_at, timings.jwks_max_age);
+            .read_on(self.monotonic.clone(), read_at, timings.jwks_max_age);
         let summary = PollSummary {
             version_id,
             signing: Some(document.current.kid().to_owned()),
@@ -226,11 +239,14 @@ impl KeySetPoller {
     /// A handle that polls only when asked ([`PollerHandle::refresh_if_stale`]):
     /// for AWS Lambda, whose environments run only during invocations.
     pub fn on_demand(self, keys: &Arc<KeySet>, interval: Duration) -> PollerHandle {
+        let monotonic = self.monotonic.clone();
         PollerHandle(Arc::new(Shared {
             poller: tokio::sync::Mutex::new(self),
             keys: Arc::downgrade(keys),
             interval,
             last_read: Mutex::new(None),
+            monotonic,
+            reads: AtomicU64::new(0),
         }))
     }
 }
@@ -244,23 +260,49 @@ struct Shared {
     poller: tokio::sync::Mutex<KeySetPoller>,
     keys: Weak<KeySet>,
     interval: Duration,
-    last_read: Mutex<Option<Instant>>,
+    /// The start of the last successful read, on `monotonic`.
+    last_read: Mutex<Option<Duration>>,
+    /// The poller's monotonic clock (the system's, or a host's).
+    monotonic: Arc<dyn MonotonicClock>,
+    reads: AtomicU64,
 }
 
 impl PollerHandle {
-    /// When the set was last read successfully.
+    /// When the set was last read successfully: the start of that read, as
+    /// an instant as long ago as the read is on the poller's monotonic
+    /// clock ([`KeySetPoller::with_monotonic_clock`]).
     pub fn last_read(&self) -> Option<Instant> {
-        *self.0.last_read.lock().unwrap_or_else(|e| e.into_inner())
+        let age = self.read_age()?;
+        Some(Instant::now().checked_sub(age).unwrap_or_else(Instant::now))
+    }
+
+    /// How long ago the last successful read started, on the poller's
+    /// monotonic clock (`None`: never read).
+    pub fn read_age(&self) -> Option<Duration> {
+        let at = (*self.0.last_read.lock().unwrap_or_else(|e| e.into_inner()))?;
+        Some(self.0.monotonic.elapsed().saturating_sub(at))
+    }
+
+    /// Successful reads made through this handle (and marked with
+    /// [`mark_read`](Self::mark_read)).
+    pub fn reads(&self) -> u64 {
+        self.0.reads.load(Ordering::Relaxed)
     }
 
     /// Records a successful poll made before the handle existed (the first
-    /// poll at start).
+    /// poll at start), started at `at`.
     pub fn mark_read(&self, at: Instant) {
+        self.mark_read_ago(at.elapsed());
+    }
+
+    fn mark_read_ago(&self, ago: Duration) {
+        let at = self.0.monotonic.elapsed().saturating_sub(ago);
         *self.0.last_read.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
+        self.0.reads.fetch_add(1, Ordering::Relaxed);
     }
 
     fn is_stale(&self) -> bool {
-        self.last_read().is_none_or(|t| t.elapsed() >= self.0.interval)
+        self.read_age().is_none_or(|age| age >= self.0.interval)
     }
 
     /// Polls now, whatever the schedule (a platform hook, a simulation
@@ -276,9 +318,9 @@ impl PollerHandle {
     }
 
     async fn poll_with(&self, poller: &mut KeySetPoller, keys: &KeySet) {
-        let started = Instant::now();
+        let started = self.0.monotonic.elapsed();
         match poller.poll(keys).await {
-            Ok(_) => self.mark_read(started),
+            Ok(_) => self.mark_read_ago(self.0.monotonic.elapsed().saturating_sub(started)),
             Err(e) => tracing::warn!(
                 secret = poller.secret().secret_id(),
                 error = %e,

@@ -100,11 +100,14 @@ pub async fn app_state(toml: &str, overrides: &Overrides, setup: StateSetup) -> 
     )
     .unwrap_or_else(|e| panic!("test config is invalid: {e}"));
     let config = Arc::new(config);
-    let keys = match setup.keys {
-        Some(keys) => keys,
-        None => oidc_server::signing::key_set_with(&config, &setup.context)
-            .await
-            .expect("signing keys"),
+    let (keys, poller) = match setup.keys {
+        Some(keys) => (keys, None),
+        None => {
+            let keys = oidc_server::signing::signing_keys(&config, &setup.context)
+                .await
+                .expect("signing keys");
+            (keys.keys, keys.poller)
+        }
     };
     let replay = match setup.replay {
         Some(replay) => replay,
@@ -115,6 +118,11 @@ pub async fn app_state(toml: &str, overrides: &Overrides, setup: StateSetup) -> 
     let mut builder = AppState::builder(config, keys)
         .replay_store(replay)
         .metrics(setup.context.metrics.clone());
+    // A shared key set's poller, as `AppState::start` keeps it: a host that
+    // polls on demand reaches it through the state.
+    if let Some(poller) = poller {
+        builder = builder.key_poller(poller);
+    }
     if let Some(clock) = setup.clock {
         builder = builder.clock(clock);
     }
