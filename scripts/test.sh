@@ -37,6 +37,8 @@ export E2E_NODE_MODULES="$root/.node/node_modules"
 
 echo "== cfn-lint (every template; a warning fails unless the template justifies it)"
 .venv/bin/cfn-lint deploy/cloudformation/*.yaml
+echo "== fuzz/Cargo.lock up to date (the fuzz build below is --locked; fail now, not after the tests)"
+cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
