@@ -1,6 +1,7 @@
 //! UTC calendar dates and Unix seconds, both ways, for the date formats the
-//! crates read and print (SigV4's `X-Amz-Date`, HTTP's `Retry-After`,
-//! RFC 3339 in the token file's metadata): one implementation of Howard
+//! crates read and print that no dependency does (SigV4's `X-Amz-Date`,
+//! RFC 3339 in the token file's metadata; HTTP dates are the `httpdate`
+//! crate's): one implementation of Howard
 //! Hinnant's `days_from_civil` / `civil_from_days`, for dates from 1970 on.
 
 /// A UTC date and time, to the second.

@@ -32,6 +32,7 @@ use std::str::FromStr;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
+use ipnet::IpNet;
 
 use crate::state::AppState;
 
@@ -75,11 +76,14 @@ impl FromRequestParts<AppState> for Peer {
 }
 
 /// A network in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`, or one address).
+///
+/// An [`IpNet`] with three rules of its own: one address without a prefix is
+/// a network of one (ipnet wants the prefix); the address is read as std
+/// reads it (ipnet's parser takes `010.0.0.0/8` as decimal 10, where std
+/// refuses leading zeros, which other tools read as octal); and
+/// [`contains`](Self::contains) takes an IPv4-mapped IPv6 address as IPv4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
+pub struct Cidr(IpNet);
 
 /// A CIDR that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,32 +95,21 @@ impl FromStr for Cidr {
 
     fn from_str(text: &str) -> Result<Self, CidrError> {
         let error = || CidrError(text.to_owned());
-        let (address, prefix) = match text.split_once('/') {
-            Some((address, prefix)) => (address, Some(prefix)),
-            None => (text, None),
-        };
-        let network: IpAddr = address.parse().map_err(|_| error())?;
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => {
-                p.parse::<u8>().map_err(|_| error())?
+        let network = match text.split_once('/') {
+            None => IpNet::from(text.parse::<IpAddr>().map_err(|_| error())?),
+            Some((address, _)) => {
+                address.parse::<IpAddr>().map_err(|_| error())?;
+                text.parse::<IpNet>().map_err(|_| error())?
             }
-            Some(_) => return Err(error()),
         };
-        if prefix > max {
-            return Err(error());
-        }
-        Ok(Self {
-            network: mask(network, prefix),
-            prefix,
-        })
+        // Host bits are dropped: `10.9.8.7/8` is 10.0.0.0/8.
+        Ok(Self(network.trunc()))
     }
 }
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix)
+        self.0.fmt(f)
     }
 }
 
@@ -127,30 +120,7 @@ impl Cidr {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
         };
-        ip.is_ipv4() == self.network.is_ipv4() && mask(ip, self.prefix) == self.network
-    }
-}
-
-fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => {
-            let bits = u32::from(v4);
-            let kept = if prefix == 0 {
-                0
-            } else {
-                bits & (u32::MAX << (32 - u32::from(prefix)))
-            };
-            IpAddr::V4(kept.into())
-        }
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6);
-            let kept = if prefix == 0 {
-                0
-            } else {
-                bits & (u128::MAX << (128 - u32::from(prefix)))
-            };
-            IpAddr::V6(kept.into())
-        }
+        self.0.contains(&ip)
     }
 }
 
@@ -322,14 +292,35 @@ mod tests {
         assert!(!cidr("2001:db8::/32").contains(ip("10.0.0.1")));
         assert!(cidr("10.0.0.0/8").contains(ip("::ffff:10.0.0.1")));
         assert_eq!(cidr("10.9.8.7/8").to_string(), "10.0.0.0/8");
+        assert_eq!(cidr("2001:db8:7::1/32").to_string(), "2001:db8::/32");
+        assert_eq!(cidr("10.1.2.3").to_string(), "10.1.2.3/32");
+        assert_eq!(cidr("2001:db8::1").to_string(), "2001:db8::1/128");
+        assert_eq!(cidr("10.0.0.0/08"), cidr("10.0.0.0/8"));
+        assert_eq!(cidr("::/033").to_string(), "::/33");
         for bad in [
             "10.0.0.0/33",
             "10.0.0/8",
             "x",
+            "",
+            "/8",
             "10.0.0.0/",
             "10.0.0.0/-1",
+            "10.0.0.0/+8",
             "::/129",
+            "::/0128",
             "10.0.0.0/8/8",
+            "10.0.0.0/8x",
+            "10.0.0.0/033",
+            "10.0.0.0/ 8",
+            "10.0.0.0 /8",
+            " 10.0.0.0/8",
+            "10.0.0.0/8 ",
+            "10.1.2.3 ",
+            "010.0.0.0/8",
+            "10.0.0.00/8",
+            "::ffff:010.0.0.0/104",
+            "[::1]/128",
+            "fe80::1%eth0/64",
         ] {
             assert!(bad.parse::<Cidr>().is_err(), "{bad}");
         }
