@@ -8,7 +8,9 @@
 #           on oidc-server vs node-oidc-provider and vs a minimal axum handler
 #           (Basic check, claims JSON, one ring ES256 signature: the least a
 #           token endpoint does), same wrk, same concurrency levels, runs
-#           alternated, RSS and CPU time of each server sampled
+#           alternated, RSS and CPU time of each server sampled; oidc-server
+#           twice: its text log (the embedded default) and JSON (`[log]
+#           format = "json"`, as the deployment stacks log)
 #   kms     KmsSigner vs a bare SDK Sign loop against moto_server, KMS calls per
 #           token (the ignored e2e test kms_bench, in release)
 #   replay  private_key_jwt logins/s with the in-memory replay store and with
@@ -19,6 +21,12 @@
 #           rotation, a replica's reads while polling (rotation_bench)
 #   verify  verifications/s of the same tokens: oidc-core, jsonwebtoken 11 and
 #           9, bare ring, PyJWT, npm jose
+#   lambda  cold start of bootstrap under the Lambda Runtime API emulator
+#           (cargo-lambda): init duration, process start to first token, AWS
+#           calls at init, for a local key and a kms-envelope set on moto,
+#           beside node-oidc-provider's start (the ignored e2e test
+#           lambda_cold_start, in release); then the zip the stack uploads,
+#           per build setting (bench/lambda-artifact.sh)
 #
 #   bench/run.sh [SECTION ...]        (default: micro http kms replay verify)
 #
@@ -44,6 +52,7 @@ verify_seconds=${BENCH_VERIFY_SECONDS:-3}
 ours_port=${BENCH_OURS_PORT:-18080}
 node_port=${BENCH_NODE_PORT:-18090}
 minimal_port=${BENCH_MINIMAL_PORT:-18070}
+json_port=${BENCH_JSON_PORT:-18081}
 
 results=bench/results/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$results"
@@ -70,7 +79,7 @@ if want http && ! command -v wrk >/dev/null; then
     echo "wrk is missing: install it (apt-get install -y wrk)" >&2; exit 2
   fi
 fi
-if want http || want verify; then
+if want http || want verify || want lambda; then
   node -e 'process.exit(+process.versions.node.split(".")[0] >= 18 ? 0 : 1)' 2>/dev/null ||
     { echo "node 18 or later is needed (node-oidc-provider 8, jose 6)" >&2; exit 2; }
   if [ ! -f bench/node_modules/oidc-provider/package.json ] || [ ! -f bench/node_modules/jose/package.json ]; then
@@ -78,8 +87,9 @@ if want http || want verify; then
     (cd bench && npm ci --silent --no-audit --no-fund)
   fi
 fi
-if (want kms || want replay || want verify) && ! .venv/bin/python -c 'import moto, jwt' 2>/dev/null; then
-  echo "== installing PyJWT and moto into .venv (as scripts/test.sh does)"
+if (want kms || want replay || want verify || want lambda) \
+  && { ! .venv/bin/python -c 'import moto, jwt' 2>/dev/null || [ ! -x .venv/bin/cargo-lambda ]; }; then
+  echo "== installing PyJWT, moto and cargo-lambda into .venv (as scripts/test.sh does)"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
 fi
@@ -113,6 +123,15 @@ start_ours() {
   ours_pid=$!; pids+=("$ours_pid")
   wait_up "http://127.0.0.1:$ours_port/healthz" "$ours_pid"
 }
+# The same server logging JSON lines, as the deployment stacks configure it
+# (its metrics listener moved off the first one's).
+start_json() {
+  port_free "$json_port"
+  OIDC_SERVER__LOG__FORMAT=json OIDC_SERVER__METRICS__LISTEN=127.0.0.1:9177 \
+    "$oidc_server" serve --listen "127.0.0.1:$json_port" --issuer "http://127.0.0.1:$json_port" >/dev/null 2>&1 &
+  json_pid=$!; pids+=("$json_pid")
+  wait_up "http://127.0.0.1:$json_port/healthz" "$json_pid"
+}
 start_minimal() {
   port_free "$minimal_port"
   "$target_dir/release/examples/minimal_token_endpoint" "127.0.0.1:$minimal_port" >/dev/null 2>&1 &
@@ -134,7 +153,7 @@ start_node() {
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 port_free() {
   if curl -s -o /dev/null "http://127.0.0.1:$1/"; then
-    echo "port $1 is already in use: stop what listens there or set BENCH_OURS_PORT/BENCH_NODE_PORT/BENCH_MINIMAL_PORT" >&2
+    echo "port $1 is already in use: stop what listens there or set BENCH_OURS_PORT/BENCH_JSON_PORT/BENCH_NODE_PORT/BENCH_MINIMAL_PORT" >&2
     exit 1
   fi
 }
@@ -197,15 +216,16 @@ if want http; then
   cargo build --release -q -p oidc-server
   cargo build --release -q -p oidc-server --example minimal_token_endpoint
   start_ours
+  start_json
   start_node
   start_minimal
-  # Both answer the benchmark's request with an ES256 JWT access token that
+  # Each answers the benchmark's request with an ES256 JWT access token that
   # jose verifies against the server's own JWKS (from its discovery document).
-  port_of() { case $1 in ours) echo "$ours_port";; node) echo "$node_port";; minimal) echo "$minimal_port";; esac; }
-  pid_of() { case $1 in ours) echo "$ours_pid";; node) echo "$node_pid";; minimal) echo "$minimal_pid";; esac; }
+  port_of() { case $1 in ours) echo "$ours_port";; json) echo "$json_port";; node) echo "$node_port";; minimal) echo "$minimal_port";; esac; }
+  pid_of() { case $1 in ours) echo "$ours_pid";; json) echo "$json_pid";; node) echo "$node_pid";; minimal) echo "$minimal_pid";; esac; }
   token=$(fetch_token "http://127.0.0.1:$minimal_port")
   echo "minimal token: $(check_token "$token" "$audience")" | tee -a "$results/log.txt"
-  for who in ours node; do
+  for who in ours json node; do
     port=$(port_of $who)
     token=$(fetch_token "http://127.0.0.1:$port")
     echo "$who token: $(check_token "$token" "$audience")" | tee -a "$results/log.txt"
@@ -253,19 +273,19 @@ LUA
   }
   echo "server,concurrency,round,rps,p50_ms,p99_ms,errors,rss_peak_mb,cpu_us_per_req" | tee "$results/http.csv"
   log "http: warm-up (3 s each, not counted)"
-  for who in ours node minimal; do
+  for who in ours json node minimal; do
     wrk -t2 -c16 -d3s -s "$script" "http://127.0.0.1:$(port_of $who)/token" >/dev/null
   done
   log "http: ${rounds} alternated rounds of ${duration} s at concurrency ${levels[*]}"
   for c in "${levels[@]}"; do
     for round in $(seq "$rounds"); do
-      for who in ours node minimal; do
+      for who in ours json node minimal; do
         load "$who" "$(pid_of $who)" "$(port_of $who)" "$c" "$round"
       done
     done
   done
-  echo "idle_rss_after_mb ours=$(( $(rss_kb "$ours_pid") / 1024 )) node=$(( $(rss_kb "$node_pid") / 1024 )) minimal=$(( $(rss_kb "$minimal_pid") / 1024 ))" | tee -a "$results/log.txt"
-  stop "$ours_pid"; stop "$node_pid"; stop "$minimal_pid"
+  echo "idle_rss_after_mb ours=$(( $(rss_kb "$ours_pid") / 1024 )) json=$(( $(rss_kb "$json_pid") / 1024 )) node=$(( $(rss_kb "$node_pid") / 1024 )) minimal=$(( $(rss_kb "$minimal_pid") / 1024 ))" | tee -a "$results/log.txt"
+  stop "$ours_pid"; stop "$json_pid"; stop "$node_pid"; stop "$minimal_pid"
 fi
 
 # ---------------------------------------------------------------- kms
@@ -296,6 +316,17 @@ if want rotation; then
       cargo test --release -q -p e2e --test it rotation_bench -- --ignored --nocapture --test-threads 1 \
       2>&1 | tee -a "$results/rotation.txt" | grep -E 'rotation|replica poll|test result'
   done
+fi
+
+# ---------------------------------------------------------------- lambda
+if want lambda; then
+  log "lambda: cargo test --release -p e2e --test it lambda_cold_start -- --ignored --nocapture"
+  E2E_MOTO_SERVER=$root/.venv/bin/moto_server E2E_PYTHON=$root/.venv/bin/python \
+    E2E_CARGO_LAMBDA=$root/.venv/bin/cargo-lambda E2E_NODE_MODULES=$root/bench/node_modules \
+    cargo test --release -q -p e2e --test it lambda_cold_start -- --ignored --nocapture --test-threads 1 \
+    2>&1 | tee -a "$results/lambda.txt" | grep -vE '^$|^running|^test .* ignored'
+  log "lambda: the zip per build setting (bench/lambda-artifact.sh)"
+  bench/lambda-artifact.sh 2>&1 | tee -a "$results/lambda.txt"
 fi
 
 # ---------------------------------------------------------------- verify

@@ -92,7 +92,7 @@ if http_path.exists():
     rows = []
     for level in levels:
         by = {who: [r for r in runs if r["server"] == who and int(r["concurrency"]) == level]
-              for who in ("ours", "node", "minimal")}
+              for who in ("ours", "json", "node", "minimal")}
         if not by["ours"] or not by["node"]:
             continue
         med = {who: {k: statistics.median(float(r[k]) for r in by[who])
@@ -102,6 +102,11 @@ if http_path.exists():
             target = "" if level == 1 else ">= 0.85"
             headline.append(("HTTP", f"HTTP c={level}: oidc-server req/s / minimal handler (Basic, claims, one ES256)",
                              f"{fraction:.2f}", per_s(med["ours"]["rps"]), per_s(med["minimal"]["rps"]), target,
+                             verdict(fraction >= 0.85) if target else ""))
+        if "minimal" in med and "json" in med:
+            fraction = med["json"]["rps"] / med["minimal"]["rps"]
+            headline.append(("HTTP", f"HTTP c={level}: oidc-server logging JSON req/s / minimal handler",
+                             f"{fraction:.2f}", per_s(med["json"]["rps"]), per_s(med["minimal"]["rps"]), target,
                              verdict(fraction >= 0.85) if target else ""))
         peak = {who: max(int(r["rss_peak_mb"]) for r in by[who]) for who in by if by[who]}
         errors = {who: sum(int(r["errors"]) for r in by[who]) for who in by if by[who]}
@@ -123,7 +128,8 @@ if http_path.exists():
             headline.append(("HTTP", f"HTTP c={level}: errors or non-2xx", "", str(errors["ours"]), str(errors["node"]),
                              "0", verdict(False)))
     for r in runs:
-        who = {"ours": "oidc-server", "node": "node-oidc-provider", "minimal": "minimal handler"}[r["server"]]
+        who = {"ours": "oidc-server", "json": "oidc-server (JSON log)", "node": "node-oidc-provider",
+               "minimal": "minimal handler"}[r["server"]]
         rows.append(f"| {r['concurrency']} | {r['round']} | {who} | {float(r['rps']):,.0f} | {r['p50_ms']} | "
                     f"{r['p99_ms']} | {r['rss_peak_mb']} | {r['cpu_us_per_req']} | {r['errors']} |")
     details.append("### HTTP runs, in the order they ran\n\n"

@@ -57,7 +57,6 @@ async fn main() -> ExitCode {
     let args: Args = cli::parse_args("poller");
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -142,7 +142,6 @@ fn actions_for(claims: &AccessTokenClaims, issuer: Option<&str>) -> Actions {
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     match run(Args::parse()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,7 +18,6 @@ mod agent;
 mod exec;
 mod signals;
 
-use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use connector_client::cli;
@@ -46,8 +45,7 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| EnvFilter::new("info,connector_client::cache=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
