@@ -6,30 +6,40 @@
 #   bench/lambda-artifact.sh            # every variant (each a release build: minutes)
 #   CARGO_TARGET_DIR=... bench/lambda-artifact.sh
 #
-# Variants (CARGO_PROFILE_RELEASE_* overrides of [profile.release]):
-#   release         as configured (line-table debug info)
-#   strip           strip = "symbols"
-#   strip+thin-lto  strip, lto = "thin"
-#   strip+fat-lto   strip, lto = "fat", codegen-units = 1
+# Variants:
+#   release         [profile.release] (line-table debug info, for profiling)
+#   lambda          [profile.lambda]: release without symbols or debug info,
+#                   what docs/deploy.md builds for the stack
+#   lambda+thin-lto lambda with lto = "thin"
+#   lambda+fat-lto  lambda with lto = "fat", codegen-units = 1
+# Each setting but the first rebuilds every crate (10-25 minutes on two
+# cores); name the ones to build: bench/lambda-artifact.sh release lambda
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${CARGO_TARGET_DIR:-target}
 results=bench/results/lambda-artifact-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$results"
 build() {
-  local name=$1; shift
+  local name=$1 profile=$2; shift 2
   local start=$SECONDS
-  env "$@" cargo build --release -q -p oidc-server --features lambda --bin bootstrap
+  env "$@" cargo build --profile "$profile" -q -p oidc-server --features lambda --bin bootstrap
   local took=$((SECONDS - start))
   mkdir -p "$results/$name"
-  cp "$out/release/bootstrap" "$results/$name/bootstrap"
+  cp "$out/$profile/bootstrap" "$results/$name/bootstrap"
   (cd "$results/$name" && zip -q -9 -j bootstrap.zip bootstrap)
   printf '%-16s binary %10d B   zip %10d B   build %5d s\n' "$name" \
     "$(stat -c %s "$results/$name/bootstrap")" "$(stat -c %s "$results/$name/bootstrap.zip")" "$took" \
     | tee -a "$results/summary.txt"
 }
-build release
-build strip CARGO_PROFILE_RELEASE_STRIP=symbols
-build strip+thin-lto CARGO_PROFILE_RELEASE_STRIP=symbols CARGO_PROFILE_RELEASE_LTO=thin
-build strip+fat-lto CARGO_PROFILE_RELEASE_STRIP=symbols CARGO_PROFILE_RELEASE_LTO=fat CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
+variants=("$@")
+[ ${#variants[@]} -gt 0 ] || variants=(release lambda lambda+thin-lto lambda+fat-lto)
+for variant in "${variants[@]}"; do
+  case $variant in
+    release) build release release ;;
+    lambda) build lambda lambda ;;
+    lambda+thin-lto) build "$variant" lambda CARGO_PROFILE_LAMBDA_LTO=thin ;;
+    lambda+fat-lto) build "$variant" lambda CARGO_PROFILE_LAMBDA_LTO=fat CARGO_PROFILE_LAMBDA_CODEGEN_UNITS=1 ;;
+    *) echo "unknown variant $variant (release, lambda, lambda+thin-lto, lambda+fat-lto)" >&2; exit 2 ;;
+  esac
+done
 echo "results in $results"

@@ -36,11 +36,20 @@ pub fn cargo_lambda() -> PathBuf {
     path
 }
 
-/// The `bootstrap` binary (built once per test process, with the tests' profile).
+/// The `bootstrap` binary: `E2E_BOOTSTRAP` when set (the cold-start
+/// benchmark measures the artifact the stack ships, built with the `lambda`
+/// profile), else built once per test process with the tests' profile.
 pub fn bootstrap() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
-        .get_or_init(|| crate::built_executable(&["--bin", "bootstrap"], "bootstrap"))
+        .get_or_init(|| match std::env::var_os("E2E_BOOTSTRAP") {
+            Some(path) => {
+                let path = PathBuf::from(path);
+                assert!(path.is_file(), "E2E_BOOTSTRAP: {} is missing", path.display());
+                path
+            }
+            None => crate::built_executable(&["--bin", "bootstrap"], "bootstrap"),
+        })
         .clone()
 }
 

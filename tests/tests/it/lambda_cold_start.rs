@@ -12,7 +12,10 @@
 //! DynamoDB replay table (`DescribeTable`). Beside node-oidc-provider's start
 //! to first token (the same client_credentials request).
 //!
-//! `cargo test --release -p e2e --test it lambda_cold_start -- --ignored --nocapture`
+//! `bench/run.sh lambda` runs it on the artifact the stack ships
+//! (`E2E_BOOTSTRAP` = bootstrap built with `--profile lambda`); without
+//! `E2E_BOOTSTRAP` it measures the tests' own build:
+//! `cargo test --workspace --all-features --test it lambda_cold_start -- --ignored --nocapture`
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
