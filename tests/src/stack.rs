@@ -16,7 +16,9 @@
 //! that breaks serving breaks them.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+use oidc_core::keyset::document::Timings;
 use serde_json::{json, Value};
 
 use crate::tools::run_python;
@@ -27,6 +29,19 @@ pub const ACCOUNT: &str = "123456789012";
 
 /// The template's path in the workspace.
 pub const TEMPLATE: &str = "deploy/cloudformation/token-service.yaml";
+
+/// The key set's rules in a stack deployed with the template's defaults
+/// (15-minute tokens, a 5-minute JWKS max-age, a 30 s poll, a minute's
+/// leeway, the default rotation window; `deploy.rs` checks them against the
+/// rendered template): for tests that need a valid set and no timings of
+/// their own.
+pub const DEFAULT_TIMINGS: Timings = Timings {
+    max_token_lifetime: Duration::from_secs(900),
+    jwks_max_age: Duration::from_secs(300),
+    poll_interval: Duration::from_secs(30),
+    leeway: Duration::from_secs(60),
+    rotation_window: Timings::DEFAULT_ROTATION_WINDOW,
+};
 
 const DECODE: &str = r#"
 import json, sys

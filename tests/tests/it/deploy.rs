@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use e2e::stack::{as_list, scalar, template, Deployment, ACCOUNT, TEMPLATE};
+use e2e::stack::{as_list, scalar, template, Deployment, ACCOUNT, DEFAULT_TIMINGS, TEMPLATE};
 use e2e::workspace_path;
 use oidc_core::keyset::aws::KEY_SET_TAG;
 use oidc_core::keyset::document::{KeySetValue, FORMAT};
@@ -749,7 +749,11 @@ async fn the_rotation_function_holds_a_template_the_code_reads() {
             .extend(extra.as_object().unwrap().clone());
         assert_eq!(value, expected, "{name}");
         match KeySetValue::parse(&text) {
-            Ok(KeySetValue::Template(_)) => {}
+            Ok(KeySetValue::Template(read)) => {
+                if stack.given("MaxTokenLifetimeSeconds").is_none() {
+                    assert_eq!(read.timings, DEFAULT_TIMINGS, "{name}");
+                }
+            }
             other => panic!("{name}: the code reads {other:?} from {text}"),
         }
 

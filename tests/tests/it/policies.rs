@@ -20,11 +20,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use e2e::moto::{self, Moto};
-use e2e::stack::{as_list, template, ACCOUNT};
+use e2e::stack::{as_list, template, ACCOUNT, DEFAULT_TIMINGS};
 use oidc_core::aws::{AwsObserver, CallOutcome};
 use oidc_core::keys::KmsOptions;
 use oidc_core::keyset::aws::{KeyMaker, KeySetError, Rotation, KEY_SET_TAG};
-use oidc_core::keyset::document::{KeyMaterial, KeySetTemplate, KeySetValue, SetKind, Timings};
+use oidc_core::keyset::document::{KeyMaterial, KeySetTemplate, KeySetValue, SetKind};
 use oidc_core::Algorithm;
 use serde_json::Value;
 
@@ -521,13 +521,7 @@ async fn the_keys_a_rotation_makes_grant_each_caller_the_calls_it_made() {
             deletion_window_days: 7,
         },
         // Rotations an hour apart: the second one is refused.
-        timings: Timings {
-            max_token_lifetime: Duration::from_secs(900),
-            jwks_max_age: Duration::from_secs(300),
-            poll_interval: Duration::from_secs(30),
-            leeway: Duration::from_secs(60),
-            rotation_window: Timings::DEFAULT_ROTATION_WINDOW,
-        },
+        timings: DEFAULT_TIMINGS,
         first_key_id: None,
     };
     super::rotation::create_set(&sdk, &name, &template).await;
