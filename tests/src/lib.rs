@@ -36,6 +36,12 @@ pub mod tools;
 #[path = "../../oidc-server/tests/it/support/fixture.rs"]
 mod fixture;
 
+// An in-memory writer and the tracing events of a future: shared with
+// oidc-server's tests in the same way.
+#[allow(unreachable_pub)]
+#[path = "../../oidc-server/tests/it/support/capture.rs"]
+pub mod capture;
+
 pub use fixture::{
     assertion, client_key, good_claims, now, test_config, AUDIENCE, JWT_BEARER, JWT_CLIENT, OTHER_AUDIENCE,
     SECRET, SECRET_CLIENT,

@@ -6,7 +6,9 @@
 //! evaluated. What a deployment's resources resolve to (a table's name, a
 //! key's ARN) is whatever the caller says ([`Deployment::resolve`]), so a
 //! test can point them at what it created in the emulator; any other
-//! resolves to a made-up but well-formed name.
+//! resolves to a made-up but well-formed name, or, for a test that reads the
+//! template rather than runs it, to a placeholder naming the resource
+//! ([`Deployment::placeholders`]).
 //!
 //! [`Deployment::service_config`] and [`Deployment::rotation_template`] are
 //! the texts the stack hands the token service and the rotation function:
@@ -14,7 +16,9 @@
 //! that breaks serving breaks them.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+use oidc_core::keyset::document::Timings;
 use serde_json::{json, Value};
 
 use crate::tools::run_python;
@@ -25,6 +29,19 @@ pub const ACCOUNT: &str = "123456789012";
 
 /// The template's path in the workspace.
 pub const TEMPLATE: &str = "deploy/cloudformation/token-service.yaml";
+
+/// The key set's rules in a stack deployed with the template's defaults
+/// (15-minute tokens, a 5-minute JWKS max-age, a 30 s poll, a minute's
+/// leeway, the default rotation window; `deploy.rs` checks them against the
+/// rendered template): for tests that need a valid set and no timings of
+/// their own.
+pub const DEFAULT_TIMINGS: Timings = Timings {
+    max_token_lifetime: Duration::from_secs(900),
+    jwks_max_age: Duration::from_secs(300),
+    poll_interval: Duration::from_secs(30),
+    leeway: Duration::from_secs(60),
+    rotation_window: Timings::DEFAULT_ROTATION_WINDOW,
+};
 
 const DECODE: &str = r#"
 import json, sys
@@ -58,6 +75,7 @@ pub struct Deployment<'a> {
     region: String,
     parameters: BTreeMap<String, String>,
     resolved: BTreeMap<String, String>,
+    placeholders: bool,
 }
 
 impl<'a> Deployment<'a> {
@@ -80,6 +98,7 @@ impl<'a> Deployment<'a> {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
             resolved: BTreeMap::new(),
+            placeholders: false,
         }
     }
 
@@ -90,9 +109,23 @@ impl<'a> Deployment<'a> {
         self
     }
 
+    /// Every reference not [resolved](Self::resolve) renders as `<Name>`
+    /// (`Ref`) or `<Resource.Attribute>` (`Fn::GetAtt`) instead of a made-up
+    /// name: a value that names a resource says which, and cannot pass for
+    /// an ARN or a name anything real has.
+    pub fn placeholders(mut self) -> Self {
+        self.placeholders = true;
+        self
+    }
+
     /// The stack's name.
     pub fn stack_name(&self) -> &str {
         &self.stack
+    }
+
+    /// The value parameter `name` was given (`None`: it keeps its default).
+    pub fn given(&self, name: &str) -> Option<&str> {
+        self.parameters.get(name).map(String::as_str)
     }
 
     /// Checks what CloudFormation checks before creating the stack: every
@@ -142,11 +175,21 @@ impl<'a> Deployment<'a> {
         if out.code != 0 || !out.stdout.trim().is_empty() {
             return Err(format!("{}{}", out.stdout.trim(), out.stderr.trim()));
         }
+        self.rules_hold()
+    }
+
+    /// Whether every rule of the template holds for this deployment (the
+    /// rules alone: [`check`](Self::check) checks the parameters' constraints
+    /// too).
+    pub fn rules_hold(&self) -> Result<(), String> {
         for (name, rule) in self.template["Rules"].as_object().into_iter().flatten() {
             if rule.get("RuleCondition").is_some_and(|c| !self.truth(c)) {
                 continue;
             }
-            for assertion in rule["Assertions"].as_array().into_iter().flatten() {
+            let assertions = rule["Assertions"]
+                .as_array()
+                .unwrap_or_else(|| panic!("rule {name} has no Assertions"));
+            for assertion in assertions {
                 if !self.truth(&assertion["Assert"]) {
                     return Err(format!("rule {name}: {}", assertion["AssertDescription"]));
                 }
@@ -187,23 +230,26 @@ impl<'a> Deployment<'a> {
         match function {
             "Condition" => self.condition(args.as_str().expect("a condition name")),
             "Fn::Equals" => {
-                let values: Vec<Value> = args_list().map(|a| self.eval(a).unwrap_or(Value::Null)).collect();
+                let values: Vec<Value> = args_list().map(|a| self.value(a)).collect();
                 values[0] == values[1]
             }
             "Fn::And" => args_list().all(|a| self.truth(a)),
             "Fn::Or" => args_list().any(|a| self.truth(a)),
             "Fn::Not" => !self.truth(&args[0]),
             "Fn::Contains" => {
-                let list = self.eval(&args[0]).unwrap_or(Value::Null);
-                let item = self.eval(&args[1]).unwrap_or(Value::Null);
-                list.as_array().is_some_and(|l| l.contains(&item))
+                let list = self.value(&args[0]);
+                let item = self.value(&args[1]);
+                list.as_array()
+                    .unwrap_or_else(|| panic!("Fn::Contains of {list}, not a list"))
+                    .contains(&item)
             }
             other => panic!("condition function {other} is not evaluated here"),
         }
     }
 
-    /// What `Ref name` or `${name}` resolves to (`None` for `AWS::NoValue`).
-    fn reference(&self, name: &str) -> Option<Value> {
+    /// What `Ref name`, `${name}` or `Fn::GetAtt` `name` (as
+    /// `Resource.Attribute`) resolves to (`None` for `AWS::NoValue`).
+    pub fn reference(&self, name: &str) -> Option<Value> {
         let pseudo = match name {
             "AWS::NoValue" => return None,
             "AWS::StackName" => Some(self.stack.clone()),
@@ -226,6 +272,7 @@ impl<'a> Deployment<'a> {
         );
         let value = match self.resolved.get(name) {
             Some(value) => value.clone(),
+            None if self.placeholders => format!("<{name}>"),
             None => match name.split_once('.') {
                 // Made up, in the shape of what CloudFormation would make.
                 Some((id, "Arn")) if self.resource_type(id) == "AWS::IAM::Role" => {
@@ -268,6 +315,13 @@ impl<'a> Deployment<'a> {
         out
     }
 
+    /// `value` evaluated where a value is required: `AWS::NoValue` there is
+    /// a mistake of the template.
+    fn value(&self, value: &Value) -> Value {
+        self.eval(value)
+            .unwrap_or_else(|| panic!("{value} is AWS::NoValue where a value is required"))
+    }
+
     /// `value` evaluated; `None` for `AWS::NoValue`.
     pub fn eval(&self, value: &Value) -> Option<Value> {
         if let Some((function, args)) = single(value) {
@@ -297,12 +351,17 @@ impl<'a> Deployment<'a> {
                     other => panic!("Fn::Sub {other}"),
                 })),
                 "Fn::Join" => {
-                    let items = self.eval(&args[1]).unwrap_or(Value::Null);
-                    let items: Vec<String> = items.as_array().into_iter().flatten().map(scalar).collect();
+                    let items = self.value(&args[1]);
+                    let items: Vec<String> = items
+                        .as_array()
+                        .unwrap_or_else(|| panic!("Fn::Join of {items}, not a list"))
+                        .iter()
+                        .map(scalar)
+                        .collect();
                     Some(Value::String(items.join(args[0].as_str().expect("a separator"))))
                 }
                 "Fn::Split" => {
-                    let text = scalar(&self.eval(&args[1]).unwrap_or(Value::Null));
+                    let text = scalar(&self.value(&args[1]));
                     Some(
                         text.split(args[0].as_str().expect("a separator"))
                             .map(|s| json!(s))
@@ -310,10 +369,8 @@ impl<'a> Deployment<'a> {
                     )
                 }
                 "Fn::Select" => {
-                    let index: usize = scalar(&self.eval(&args[0]).unwrap_or(Value::Null))
-                        .parse()
-                        .expect("an index");
-                    Some(self.eval(&args[1]).unwrap_or(Value::Null)[index].clone())
+                    let index: usize = scalar(&self.value(&args[0])).parse().expect("an index");
+                    Some(self.value(&args[1])[index].clone())
                 }
                 "Condition" => Some(Value::Bool(
                     self.condition(args.as_str().expect("a condition name")),
@@ -370,10 +427,12 @@ impl<'a> Deployment<'a> {
             let task = self.resource("TaskDefinition");
             for container in task["Properties"]["ContainerDefinitions"]
                 .as_array()
-                .into_iter()
-                .flatten()
+                .expect("ContainerDefinitions")
             {
-                for variable in container["Environment"].as_array().into_iter().flatten() {
+                for variable in container["Environment"]
+                    .as_array()
+                    .expect("a container's Environment")
+                {
                     if variable["Name"] == "OIDC_SERVER_CONFIG_TOML" {
                         found.push(variable["Value"].clone());
                     }
@@ -437,10 +496,21 @@ fn single(value: &Value) -> Option<(&str, &Value)> {
     function.then_some((key.as_str(), args))
 }
 
-fn scalar(value: &Value) -> String {
+/// A string, number or boolean as text (a number or boolean as JSON writes it).
+pub fn scalar(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
         Value::Number(_) | Value::Bool(_) => value.to_string(),
         other => panic!("not a scalar: {other}"),
+    }
+}
+
+/// What IAM reads as a list (an `Action`, a `Resource`, a principal): one
+/// scalar or a list of them; anything else (absent) is empty.
+pub fn as_list(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items.iter().map(scalar).collect(),
+        _ => Vec::new(),
     }
 }

@@ -3,10 +3,11 @@
 //! backpressure instead), all written out when the server stops on SIGTERM;
 //! a refused assertion sent without `client_id` names its `sub`.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
+use std::io::Read;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::binary;
 use crate::support::fixture::{
     assertion, client_key, good_claims, test_config, JWT_BEARER, JWT_CLIENT, SECRET, SECRET_CLIENT,
 };
@@ -26,26 +27,13 @@ async fn every_request_has_its_audit_event_written_by_shutdown() {
     let (signer, jwks) = client_key(Algorithm::ES256);
     let toml = format!("{}\n[log]\nformat = \"json\"\n", test_config(&jwks))
         .replace("failure_limit = 5", "failure_limit = 1000000");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_oidc-server"))
-        .env_remove("OIDC_SERVER_CONFIG")
-        .env("OIDC_SERVER_CONFIG_TOML", &toml)
-        .env("OIDC_SERVER__ISSUER", "http://127.0.0.1:1")
-        .env("OIDC_SERVER__LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "audit=info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let binary::Serving {
+        mut child,
+        addr,
+        stdout: _stdout,
+    } = binary::serve(&toml, "audit=info");
     let _running = Running(child.id());
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut stderr = child.stderr.take().unwrap();
-    let line = stdout.next().unwrap().unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
     let url = format!("http://{addr}/token");
 
     let client = oidc_core::http::client_builder().unwrap().build().unwrap();

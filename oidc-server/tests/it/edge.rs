@@ -10,13 +10,13 @@
 //! of `auth::assertion`.)
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::header::RETRY_AFTER;
 use axum::http::{Method, Request};
 use serde_json::json;
 
+use crate::support::capture::{traced, Captured};
 use crate::support::fixture::{now, SECRET, SECRET_CLIENT};
 use crate::support::{basic, form_request, TestApp, ISSUER};
 
@@ -69,29 +69,15 @@ async fn strangers_failures_never_refuse_the_connectors_correct_secret() {
 
 /// The audit events written while `f` runs (JSON lines of the `audit` target).
 pub(crate) async fn audited<F: std::future::Future>(f: F) -> (F::Output, Vec<serde_json::Value>) {
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Lines {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let lines = Lines::default();
-    let writer = lines.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_writer(move || writer.clone())
-        .with_env_filter("audit=info")
-        .finish();
-    let guard = tracing::subscriber::set_default(subscriber);
-    let output = f.await;
-    drop(guard);
-    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let subscriber = |captured: Captured| {
+        tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || captured.clone())
+            .with_env_filter("audit=info")
+            .finish()
+    };
+    let (output, text) = traced(subscriber, f).await;
     let events = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     (output, events)
 }

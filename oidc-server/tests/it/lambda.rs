@@ -12,6 +12,8 @@ use oidc_server::{lambda, AppState};
 use serde_json::Value;
 use tower::ServiceExt;
 
+use crate::support::capture::Captured;
+
 const SECRET: &str = "lambda-test-secret-0123456789abcdefghijkl";
 const ISSUER: &str = "https://abc123xyz.lambda-url.us-east-1.on.aws";
 
@@ -191,20 +193,6 @@ async fn the_event_source_ip_is_the_peer_for_throttling() {
     assert_eq!(through_lambda(state.clone(), &elsewhere).await.0, 200);
 }
 
-/// Captured EMF output.
-#[derive(Clone, Default)]
-struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Checks `doc` against the Embedded Metric Format specification's required
 /// fields: `_aws.Timestamp` (ms), `_aws.CloudWatchMetrics` directives with a
 /// `Namespace`, `Dimensions` (sets of at most 30 names, each a root string
@@ -244,7 +232,7 @@ fn assert_emf(doc: &Value) {
 #[tokio::test]
 async fn lambda_mode_writes_metrics_as_embedded_metric_format_lines() {
     let state = state().await;
-    let lines = Lines::default();
+    let lines = Captured::default();
     let emf = std::sync::Arc::new(lambda::EmfWriter::new(
         state.metrics().clone(),
         "token-fn",
@@ -264,7 +252,7 @@ async fn lambda_mode_writes_metrics_as_embedded_metric_format_lines() {
         .await
         .unwrap();
     }
-    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let text = lines.text();
     let docs: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     // One line per invocation that changed something (the interval is zero
     // here): two tokens, one refusal; the JWKS fetch changes no count.
@@ -286,7 +274,7 @@ async fn lambda_mode_writes_metrics_as_embedded_metric_format_lines() {
     assert_eq!(docs[2]["TokensRefused.bad_client_credentials"], 1);
 
     // With an interval, one line covers everything since the last one.
-    let lines = Lines::default();
+    let lines = Captured::default();
     let emf = std::sync::Arc::new(lambda::EmfWriter::new(
         state.metrics().clone(),
         "token-fn",
@@ -301,7 +289,7 @@ async fn lambda_mode_writes_metrics_as_embedded_metric_format_lines() {
         .await
         .unwrap();
     }
-    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let text = lines.text();
     assert_eq!(text.lines().count(), 1, "at most one line per interval: {text}");
     // Its first line reports all that happened before it (the earlier runs too).
     let doc: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();

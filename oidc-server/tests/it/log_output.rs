@@ -4,10 +4,11 @@
 //! buffer is full, never left hanging) and no issued token loses its audit
 //! line; failed writes are counted and not reported as written.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::io::Read;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use crate::support::binary;
 use crate::support::fixture::{client_key, test_config, SECRET, SECRET_CLIENT};
 use oidc_core::Algorithm;
 
@@ -48,27 +49,10 @@ fn start(buffer_kib: usize) -> Server {
         test_config(&jwks)
     )
     .replace("failure_limit = 5", "failure_limit = 1000000");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_oidc-server"))
-        .env_remove("OIDC_SERVER_CONFIG")
-        .env("OIDC_SERVER_CONFIG_TOML", &toml)
-        .env("OIDC_SERVER__ISSUER", "http://127.0.0.1:1")
-        .env("OIDC_SERVER__LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = stdout.next().unwrap().unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
+    let serving = binary::serve(&toml, "info");
     Server {
-        child,
-        base: format!("http://{addr}"),
+        child: serving.child,
+        base: format!("http://{}", serving.addr),
         metrics: format!("http://{metrics}/metrics"),
     }
 }

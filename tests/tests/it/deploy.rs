@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use e2e::tools::run_python;
+use e2e::stack::{as_list, scalar, template, Deployment, ACCOUNT, DEFAULT_TIMINGS, TEMPLATE};
 use e2e::workspace_path;
 use oidc_core::keyset::aws::KEY_SET_TAG;
 use oidc_core::keyset::document::{KeySetValue, FORMAT};
@@ -265,24 +265,8 @@ fn every_listed_call_is_made() {
 
 // The template, rendered --------------------------------------------------
 
-const DECODE: &str = r#"
-import json, sys
-from cfnlint.decode import decode
-template, errors = decode(sys.argv[1])
-assert not errors, errors
-print(json.dumps(template))
-"#;
-
-pub(super) async fn template() -> Value {
-    let path = workspace_path("deploy/cloudformation/token-service.yaml");
-    let out = run_python(DECODE, &[path.to_str().unwrap()]).await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    serde_json::from_str(&out.stdout).unwrap()
-}
-
 const STACK: &str = "conn";
 const REGION: &str = "eu-west-1";
-pub(super) const ACCOUNT: &str = "123456789012";
 pub(super) const SECRET_NAME: &str = "conn/key-set";
 const SECRET_ARN: &str = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:conn/key-set-AbCdEf";
 /// What the roles' policies name the secret by (Secrets Manager appends six characters).
@@ -364,29 +348,32 @@ const DEPLOYMENTS: [(&str, &[(&str, &str)]); 4] = [
     ),
 ];
 
-/// The template as one deployment of it would be: conditions decided,
-/// intrinsic functions evaluated.
-pub(super) struct Stack<'a> {
+/// One of [`DEPLOYMENTS`], rendered: its name and the deployment
+/// ([`GIVEN`] and its own parameters, the resources of [`RESOLVED`]
+/// resolved, any other resource a `<Name>` placeholder).
+pub(super) struct Rendered<'a> {
     pub(super) name: &'static str,
-    template: &'a Value,
-    pub(super) parameters: BTreeMap<&'static str, &'static str>,
+    deployment: Deployment<'a>,
 }
 
-impl<'a> Stack<'a> {
-    fn new(template: &'a Value, name: &'static str, parameters: &[(&'static str, &'static str)]) -> Self {
+impl<'a> std::ops::Deref for Rendered<'a> {
+    type Target = Deployment<'a>;
+
+    fn deref(&self) -> &Deployment<'a> {
+        &self.deployment
+    }
+}
+
+impl<'a> Rendered<'a> {
+    fn new(template: &'a Value, name: &'static str, parameters: &[(&str, &str)]) -> Self {
         let mut given: BTreeMap<&str, &str> = GIVEN.into_iter().collect();
         given.extend(parameters.iter().copied());
-        for parameter in given.keys() {
-            assert!(
-                template["Parameters"].get(*parameter).is_some(),
-                "{name}: no parameter {parameter}"
-            );
-        }
-        Self {
-            name,
-            template,
-            parameters: given,
-        }
+        let given: Vec<(&str, &str)> = given.into_iter().collect();
+        let deployment = RESOLVED.iter().fold(
+            Deployment::new(template, STACK, REGION, &given).placeholders(),
+            |deployment, (reference, value)| deployment.resolve(reference, value),
+        );
+        Self { name, deployment }
     }
 
     pub(super) fn all(template: &'a Value) -> Vec<Self> {
@@ -396,227 +383,8 @@ impl<'a> Stack<'a> {
             .collect()
     }
 
-    fn param(&self, name: &str) -> Value {
-        let declared = &self.template["Parameters"][name];
-        let value = match self.parameters.get(name) {
-            Some(value) => Value::String((*value).to_owned()),
-            None => match &declared["Default"] {
-                Value::Null => panic!("{}: parameter {name} has no value", self.name),
-                Value::String(s) => Value::String(s.clone()),
-                other => Value::String(other.to_string()),
-            },
-        };
-        if declared["Type"] == "CommaDelimitedList" {
-            let list = value.as_str().unwrap().split(',').map(|s| json!(s)).collect();
-            return Value::Array(list);
-        }
-        value
-    }
-
-    pub(super) fn condition(&self, name: &str) -> bool {
-        let condition = &self.template["Conditions"][name];
-        assert!(!condition.is_null(), "{}: no condition {name}", self.name);
-        self.truth(condition)
-    }
-
-    fn truth(&self, value: &Value) -> bool {
-        let (function, args) =
-            single(value).unwrap_or_else(|| panic!("{}: not a condition: {value}", self.name));
-        let args_list = || args.as_array().unwrap().iter();
-        match function {
-            "Condition" => self.condition(args.as_str().unwrap()),
-            "Fn::Equals" => {
-                let values: Vec<Value> = args_list().map(|a| self.eval(a).unwrap()).collect();
-                values[0] == values[1]
-            }
-            "Fn::And" => args_list().all(|a| self.truth(a)),
-            "Fn::Or" => args_list().any(|a| self.truth(a)),
-            "Fn::Not" => !self.truth(&args[0]),
-            "Fn::Contains" => {
-                let list = self.eval(&args[0]).unwrap();
-                let item = self.eval(&args[1]).unwrap();
-                list.as_array().unwrap().contains(&item)
-            }
-            other => panic!("{}: condition function {other}", self.name),
-        }
-    }
-
-    /// What `Ref name` or `${name}` resolves to.
-    pub(super) fn reference(&self, name: &str) -> Option<Value> {
-        let pseudo = match name {
-            "AWS::NoValue" => return None,
-            "AWS::StackName" => Some(STACK),
-            "AWS::Region" => Some(REGION),
-            "AWS::AccountId" => Some(ACCOUNT),
-            "AWS::Partition" => Some("aws"),
-            "AWS::URLSuffix" => Some("amazonaws.com"),
-            _ => None,
-        };
-        if let Some(value) = pseudo {
-            return Some(json!(value));
-        }
-        if self.template["Parameters"].get(name).is_some() {
-            return Some(self.param(name));
-        }
-        let resource = name.split('.').next().unwrap();
-        assert!(
-            self.resources().contains_key(resource),
-            "{}: refers to {name}, not in this deployment",
-            self.name
-        );
-        let value = RESOLVED
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map_or_else(|| format!("<{name}>"), |(_, v)| (*v).to_owned());
-        Some(Value::String(value))
-    }
-
-    fn sub(&self, text: &str, vars: &serde_json::Map<String, Value>) -> String {
-        let mut out = String::new();
-        let mut rest = text;
-        while let Some(at) = rest.find("${") {
-            out.push_str(&rest[..at]);
-            let end = rest[at..].find('}').unwrap() + at;
-            let name = &rest[at + 2..end];
-            if let Some(literal) = name.strip_prefix('!') {
-                out.push_str(&format!("${{{literal}}}"));
-            } else {
-                let value = match vars.get(name) {
-                    Some(value) => self.eval(value),
-                    None => self.reference(name),
-                };
-                out.push_str(&scalar(
-                    &value.unwrap_or_else(|| panic!("{}: ${{{name}}} has no value", self.name)),
-                ));
-            }
-            rest = &rest[end + 1..];
-        }
-        out.push_str(rest);
-        out
-    }
-
-    /// `value` evaluated; `None` for `AWS::NoValue`.
-    fn eval(&self, value: &Value) -> Option<Value> {
-        if let Some((function, args)) = single(value) {
-            return match function {
-                "Ref" => self.reference(args.as_str().unwrap()),
-                "Fn::GetAtt" => {
-                    let name = match args {
-                        Value::Array(parts) => format!("{}.{}", scalar(&parts[0]), scalar(&parts[1])),
-                        other => scalar(other),
-                    };
-                    self.reference(&name)
-                }
-                "Fn::If" => {
-                    let branch = if self.condition(args[0].as_str().unwrap()) {
-                        1
-                    } else {
-                        2
-                    };
-                    self.eval(&args[branch])
-                }
-                "Fn::Sub" => Some(Value::String(match args {
-                    Value::String(text) => self.sub(text, &serde_json::Map::new()),
-                    Value::Array(parts) => {
-                        self.sub(parts[0].as_str().unwrap(), parts[1].as_object().unwrap())
-                    }
-                    other => panic!("{}: Fn::Sub {other}", self.name),
-                })),
-                "Fn::Join" => {
-                    let items = self.eval(&args[1]).unwrap();
-                    let items: Vec<String> = items.as_array().unwrap().iter().map(scalar).collect();
-                    Some(Value::String(items.join(args[0].as_str().unwrap())))
-                }
-                "Fn::Split" => {
-                    let text = scalar(&self.eval(&args[1]).unwrap());
-                    Some(text.split(args[0].as_str().unwrap()).map(|s| json!(s)).collect())
-                }
-                "Fn::Select" => {
-                    let index: usize = scalar(&self.eval(&args[0]).unwrap()).parse().unwrap();
-                    Some(self.eval(&args[1]).unwrap()[index].clone())
-                }
-                "Condition" => Some(Value::Bool(self.condition(args.as_str().unwrap()))),
-                _ => Some(Value::Bool(self.truth(value))),
-            };
-        }
-        match value {
-            Value::Array(items) => Some(items.iter().filter_map(|v| self.eval(v)).collect()),
-            Value::Object(map) => Some(Value::Object(
-                map.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), self.eval(v)?)))
-                    .collect(),
-            )),
-            other => Some(other.clone()),
-        }
-    }
-
-    /// The logical ids of the resources this deployment creates.
-    pub(super) fn resources(&self) -> BTreeMap<&'a str, &'a Value> {
-        self.template["Resources"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .filter(|(_, r)| r["Condition"].as_str().is_none_or(|c| self.condition(c)))
-            .map(|(id, r)| (id.as_str(), r))
-            .collect()
-    }
-
-    /// Resource `id` as deployed (its properties evaluated).
-    pub(super) fn resource(&self, id: &str) -> Value {
-        let resource = self
-            .resources()
-            .get(id)
-            .copied()
-            .unwrap_or_else(|| panic!("{}: no resource {id}", self.name));
-        self.eval(resource).unwrap()
-    }
-
-    fn has(&self, id: &str) -> bool {
-        self.resources().contains_key(id)
-    }
-
     fn kms(&self) -> bool {
-        self.parameters["SigningMode"] == "kms"
-    }
-
-    /// Whether every rule of the template holds for this deployment.
-    fn rules_hold(&self) -> Result<(), String> {
-        for (name, rule) in self.template["Rules"].as_object().unwrap() {
-            if rule.get("RuleCondition").is_some_and(|c| !self.truth(c)) {
-                continue;
-            }
-            for assertion in rule["Assertions"].as_array().unwrap() {
-                if !self.truth(&assertion["Assert"]) {
-                    return Err(format!("{name}: {}", assertion["AssertDescription"]));
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The one key of an object that is an intrinsic function, and its argument.
-fn single(value: &Value) -> Option<(&str, &Value)> {
-    let map = value.as_object()?;
-    let (key, args) = map.iter().next()?;
-    let function = map.len() == 1
-        && (key == "Ref" || key.starts_with("Fn::") || (key == "Condition" && args.is_string()));
-    function.then_some((key.as_str(), args))
-}
-
-pub(super) fn scalar(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Number(_) | Value::Bool(_) => value.to_string(),
-        other => panic!("not a scalar: {other}"),
-    }
-}
-
-pub(super) fn as_list(value: &Value) -> Vec<String> {
-    match value {
-        Value::String(s) => vec![s.clone()],
-        Value::Array(items) => items.iter().map(scalar).collect(),
-        _ => Vec::new(),
+        self.given("SigningMode") == Some("kms")
     }
 }
 
@@ -639,7 +407,7 @@ impl Grant {
 }
 
 /// Every statement granting role `role` (logical id) anything in `stack`.
-fn grants(stack: &Stack, role: &str) -> Vec<Grant> {
+fn grants(stack: &Rendered, role: &str) -> Vec<Grant> {
     let arn = scalar(&stack.reference(&format!("{role}.Arn")).unwrap());
     let mut out = Vec::new();
     let resources = stack.resources();
@@ -706,7 +474,7 @@ fn aws_actions(grants: &[Grant]) -> BTreeSet<String> {
 #[tokio::test]
 async fn template_grants_exactly_what_each_caller_calls() {
     let template = template().await;
-    let stacks = Stack::all(&template);
+    let stacks = Rendered::all(&template);
     let mut service = BTreeSet::new();
     let mut rotation = BTreeSet::new();
     for stack in &stacks {
@@ -771,7 +539,7 @@ async fn template_grants_exactly_what_each_caller_calls() {
     );
 
     // Nothing in the template calls STS for the service.
-    let text = std::fs::read_to_string(workspace_path("deploy/cloudformation/token-service.yaml")).unwrap();
+    let text = std::fs::read_to_string(workspace_path(TEMPLATE)).unwrap();
     assert!(
         !text.contains("sts:GetCallerIdentity"),
         "the service needs no STS permission"
@@ -788,7 +556,7 @@ async fn template_grants_exactly_what_each_caller_calls() {
 #[tokio::test]
 async fn secrets_manager_rotates_the_key_set() {
     let template = template().await;
-    for stack in Stack::all(&template) {
+    for stack in Rendered::all(&template) {
         let name = stack.name;
         let resources = stack.resources();
         let of_type = |kind: &str| -> Vec<&str> {
@@ -873,12 +641,13 @@ async fn secrets_manager_rotates_the_key_set() {
             stack.eval(&template["Outputs"]["RotationFunctionArn"]["Value"]),
             Some(json!(ROTATION_FUNCTION))
         );
-        assert!(stack.rules_hold().is_ok(), "{name}: {:?}", stack.rules_hold());
+        let checked = stack.check().await;
+        assert!(checked.is_ok(), "{name}: {checked:?}");
     }
     // The package is needed on ECS too now.
     let mut parameters: Vec<(&'static str, &'static str)> = DEPLOYMENTS[3].1.to_vec();
     parameters.push(("CodeS3Bucket", ""));
-    let stack = Stack::new(&template, "ecs without the Lambda package", &parameters);
+    let stack = Rendered::new(&template, "ecs without the Lambda package", &parameters);
     assert!(
         stack.rules_hold().is_err(),
         "an ECS stack without CodeS3Bucket must be refused"
@@ -934,7 +703,7 @@ async fn the_rotation_function_holds_a_template_the_code_reads() {
         raw["Properties"].get("KmsKeyId").is_none(),
         "the default aws/secretsmanager key"
     );
-    for stack in Stack::all(&template) {
+    for stack in Rendered::all(&template) {
         let name = stack.name;
         let secret = stack.resource("KeySetSecret");
         assert_eq!(secret["Properties"]["Name"], SECRET_NAME, "{name}");
@@ -944,16 +713,9 @@ async fn the_rotation_function_holds_a_template_the_code_reads() {
                 "{name}: the secret must start empty, not with {value}"
             );
         }
-        let function = stack.resource("RotationFunction");
-        let text = function["Properties"]["Environment"]["Variables"][TEMPLATE_ENV]
-            .as_str()
-            .unwrap_or_else(|| panic!("{name}: no {TEMPLATE_ENV}"))
-            .to_owned();
+        let text = stack.rotation_template();
         let value: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}: {text}"));
-        let issuer = match stack.parameters.get("IssuerUrl") {
-            Some(issuer) => *issuer,
-            None => FUNCTION_URL,
-        };
+        let issuer = stack.given("IssuerUrl").unwrap_or(FUNCTION_URL);
         let lifetime: u64 = scalar(&stack.param("MaxTokenLifetimeSeconds")).parse().unwrap();
         let mut expected = json!({
             "format": FORMAT,
@@ -966,7 +728,7 @@ async fn the_rotation_function_holds_a_template_the_code_reads() {
         });
         let extra = if stack.kms() {
             let mut administrators = vec![ROTATION_ROLE];
-            if stack.parameters.contains_key("OperatorPrincipalArn") {
+            if stack.given("OperatorPrincipalArn").is_some() {
                 administrators.push(OPERATOR);
             }
             let window: u64 = scalar(&stack.param("KeyDeletionWindowDays")).parse().unwrap();
@@ -987,7 +749,11 @@ async fn the_rotation_function_holds_a_template_the_code_reads() {
             .extend(extra.as_object().unwrap().clone());
         assert_eq!(value, expected, "{name}");
         match KeySetValue::parse(&text) {
-            Ok(KeySetValue::Template(_)) => {}
+            Ok(KeySetValue::Template(read)) => {
+                if stack.given("MaxTokenLifetimeSeconds").is_none() {
+                    assert_eq!(read.timings, DEFAULT_TIMINGS, "{name}");
+                }
+            }
             other => panic!("{name}: the code reads {other:?} from {text}"),
         }
 
@@ -1012,22 +778,17 @@ async fn the_rotation_function_holds_a_template_the_code_reads() {
                 "{name}: the service's KMS grants are in the keys' policies"
             );
         }
-        for config in configs(&stack) {
-            let signing = &config["signing"];
-            assert_eq!(
-                signing["kind"].as_str(),
-                stack.parameters.get("SigningMode").copied(),
-                "{name}"
-            );
-            assert_eq!(signing["key_set_secret"].as_str(), Some(SECRET_NAME), "{name}");
-            assert_eq!(
-                config["tokens"]["max_ttl_secs"]
-                    .as_integer()
-                    .map(i64::unsigned_abs),
-                Some(lifetime),
-                "{name}: the server allows what the key set's rules count on"
-            );
-        }
+        let config = config(&stack);
+        let signing = &config["signing"];
+        assert_eq!(signing["kind"].as_str(), stack.given("SigningMode"), "{name}");
+        assert_eq!(signing["key_set_secret"].as_str(), Some(SECRET_NAME), "{name}");
+        assert_eq!(
+            config["tokens"]["max_ttl_secs"]
+                .as_integer()
+                .map(i64::unsigned_abs),
+            Some(lifetime),
+            "{name}: the server allows what the key set's rules count on"
+        );
         assert_eq!(
             stack.eval(&template["Outputs"]["KeySetSecretName"]["Value"]),
             Some(json!(SECRET_NAME))
@@ -1035,31 +796,11 @@ async fn the_rotation_function_holds_a_template_the_code_reads() {
     }
 }
 
-/// The server configurations of `stack` (the function's, or the task's), parsed.
-fn configs(stack: &Stack) -> Vec<toml::Table> {
-    let mut out = Vec::new();
-    if stack.has("TokenFunction") {
-        let function = stack.resource("TokenFunction");
-        out.push(function["Properties"]["Environment"]["Variables"]["OIDC_SERVER_CONFIG_TOML"].clone());
-    }
-    if stack.has("TaskDefinition") {
-        let task = stack.resource("TaskDefinition");
-        for container in task["Properties"]["ContainerDefinitions"].as_array().unwrap() {
-            for variable in container["Environment"].as_array().unwrap() {
-                if variable["Name"] == "OIDC_SERVER_CONFIG_TOML" {
-                    out.push(variable["Value"].clone());
-                }
-            }
-        }
-    }
-    assert_eq!(out.len(), 1, "{}: one server configuration", stack.name);
-    out.iter()
-        .map(|text| {
-            let text = text.as_str().unwrap();
-            text.parse()
-                .unwrap_or_else(|e| panic!("{}: {e}: {text}", stack.name))
-        })
-        .collect()
+/// The server configuration of `stack` (the function's, or the task's), parsed.
+fn config(stack: &Rendered) -> toml::Table {
+    let text = stack.service_config();
+    text.parse()
+        .unwrap_or_else(|e| panic!("{}: {e}: {text}", stack.name))
 }
 
 /// The replay table is the one the server checks for at start (`pk` String
@@ -1087,7 +828,7 @@ async fn the_replay_table_serves_both_platforms() {
     );
 
     let mut platforms = BTreeSet::new();
-    for stack in Stack::all(&template) {
+    for stack in Rendered::all(&template) {
         let grants = grants(&stack, "ServiceRole");
         let replay: Vec<&Grant> = grants
             .iter()
@@ -1095,12 +836,11 @@ async fn the_replay_table_serves_both_platforms() {
             .collect();
         assert_eq!(replay.len(), 1, "{}: {replay:?}", stack.name);
         assert_eq!(replay[0].resources(), ["<ReplayTable.Arn>"], "{}", stack.name);
-        for config in configs(&stack) {
-            let replay = &config["replay"];
-            assert_eq!(replay["store"].as_str(), Some("dynamodb"), "{}", stack.name);
-            assert_eq!(replay["table"].as_str(), Some("<ReplayTable>"), "{}", stack.name);
-        }
-        platforms.insert(stack.parameters["Platform"]);
+        let config = config(&stack);
+        let replay = &config["replay"];
+        assert_eq!(replay["store"].as_str(), Some("dynamodb"), "{}", stack.name);
+        assert_eq!(replay["table"].as_str(), Some("<ReplayTable>"), "{}", stack.name);
+        platforms.insert(stack.given("Platform").unwrap().to_owned());
     }
-    assert_eq!(platforms, BTreeSet::from(["ecs", "lambda"]));
+    assert_eq!(platforms, BTreeSet::from(["ecs", "lambda"].map(str::to_owned)));
 }

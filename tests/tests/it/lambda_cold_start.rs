@@ -23,11 +23,12 @@ use std::time::{Duration, Instant};
 use e2e::fault_proxy::FaultProxy;
 use e2e::lambda_runtime::LambdaEmulator;
 use e2e::moto::{self, Moto};
+use e2e::stack::DEFAULT_TIMINGS;
 use e2e::tools::NodeProcess;
 use e2e::{test_config, test_config_with_signing, SECRET, SECRET_CLIENT};
 use oidc_core::keys::KmsOptions;
 use oidc_core::keyset::aws::Rotation;
-use oidc_core::keyset::document::{KeySetTemplate, SetKind, Timings};
+use oidc_core::keyset::document::{KeySetTemplate, SetKind};
 use oidc_core::Algorithm;
 use serde_json::Value;
 
@@ -147,13 +148,7 @@ async fn lambda_cold_start() {
             kms_key_id: sym,
             alg: Algorithm::ES256,
         },
-        timings: Timings {
-            max_token_lifetime: Duration::from_secs(900),
-            jwks_max_age: Duration::from_secs(300),
-            poll_interval: Duration::from_secs(30),
-            leeway: Duration::from_secs(60),
-            rotation_window: Timings::DEFAULT_ROTATION_WINDOW,
-        },
+        timings: DEFAULT_TIMINGS,
         first_key_id: None,
     };
     crate::rotation::create_set(&sdk, &secret, &template).await;

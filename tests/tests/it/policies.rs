@@ -1,6 +1,6 @@
 //! Every permission the stack grants, listed and explained.
 //!
-//! The template is rendered for each deployment of `deploy.rs` (platform,
+//! The template is rendered ([`e2e::stack`]) for each deployment of `deploy.rs` (platform,
 //! signing mode, issuer, operator), and every grant in it, from a role's own
 //! policies or from a key policy, becomes one row per action: (principal,
 //! where the grant is, action, resources, conditions). The rows must be
@@ -20,16 +20,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use e2e::moto::{self, Moto};
+use e2e::stack::{as_list, template, ACCOUNT, DEFAULT_TIMINGS};
 use oidc_core::aws::{AwsObserver, CallOutcome};
 use oidc_core::keys::KmsOptions;
 use oidc_core::keyset::aws::{KeyMaker, KeySetError, Rotation, KEY_SET_TAG};
-use oidc_core::keyset::document::{KeyMaterial, KeySetTemplate, KeySetValue, SetKind, Timings};
+use oidc_core::keyset::document::{KeyMaterial, KeySetTemplate, KeySetValue, SetKind};
 use oidc_core::Algorithm;
 use serde_json::Value;
 
-use super::deploy::{
-    as_list, template, Stack, ACCOUNT, OPERATOR, ROTATION_ROLE, SECRET_ARN_PATTERN, SECRET_NAME, SERVICE_ROLE,
-};
+use super::deploy::{Rendered, OPERATOR, ROTATION_ROLE, SECRET_ARN_PATTERN, SECRET_NAME, SERVICE_ROLE};
 
 /// One grant the stack makes, and why.
 struct Expected {
@@ -318,7 +317,7 @@ fn canonical(value: &Value) -> String {
     }
 }
 
-fn expected_rows(stack: &Stack) -> BTreeSet<Row> {
+fn expected_rows(stack: &Rendered) -> BTreeSet<Row> {
     let mut rows = BTreeSet::new();
     for grant in EXPECTED {
         assert!(!grant.why.is_empty());
@@ -343,7 +342,7 @@ fn expected_rows(stack: &Stack) -> BTreeSet<Row> {
 }
 
 /// The name of the principal `arn` in the table.
-fn principal(stack: &Stack, arn: &str) -> String {
+fn principal(stack: &Rendered, arn: &str) -> String {
     let root = format!("arn:aws:iam::{ACCOUNT}:root");
     match arn {
         SERVICE_ROLE => "ServiceRole".into(),
@@ -355,7 +354,7 @@ fn principal(stack: &Stack, arn: &str) -> String {
 }
 
 /// The rows of one statement granted to `who` through `via`.
-fn rows_of(stack: &Stack, who: &str, via: &str, statement: &Value, rows: &mut BTreeSet<Row>) {
+fn rows_of(stack: &Rendered, who: &str, via: &str, statement: &Value, rows: &mut BTreeSet<Row>) {
     let name = stack.name;
     assert_eq!(statement["Effect"], "Allow", "{name}: {statement}");
     for inverted in ["NotAction", "NotResource", "NotPrincipal"] {
@@ -379,7 +378,7 @@ fn rows_of(stack: &Stack, who: &str, via: &str, statement: &Value, rows: &mut BT
 
 /// Every action `stack` grants anyone, from the roles' own policies and the
 /// key policies.
-fn granted_rows(stack: &Stack) -> BTreeSet<Row> {
+fn granted_rows(stack: &Rendered) -> BTreeSet<Row> {
     let mut rows = BTreeSet::new();
     for (id, resource) in stack.resources() {
         let kind = resource["Type"].as_str().unwrap();
@@ -418,7 +417,7 @@ fn granted_rows(stack: &Stack) -> BTreeSet<Row> {
 #[tokio::test]
 async fn every_grant_of_the_stack_is_in_the_table_with_its_reason() {
     let template = template().await;
-    for stack in Stack::all(&template) {
+    for stack in Rendered::all(&template) {
         let granted = granted_rows(&stack);
         let expected = expected_rows(&stack);
         let unexpected: Vec<&Row> = granted.difference(&expected).collect();
@@ -439,7 +438,7 @@ async fn every_grant_of_the_stack_is_in_the_table_with_its_reason() {
 #[tokio::test]
 async fn no_grant_depends_on_a_tag_a_role_can_set() {
     let template = template().await;
-    for stack in Stack::all(&template) {
+    for stack in Rendered::all(&template) {
         for (who, via, action, _, condition) in granted_rows(&stack) {
             if condition.contains("aws:ResourceTag/") {
                 assert_eq!(
@@ -522,13 +521,7 @@ async fn the_keys_a_rotation_makes_grant_each_caller_the_calls_it_made() {
             deletion_window_days: 7,
         },
         // Rotations an hour apart: the second one is refused.
-        timings: Timings {
-            max_token_lifetime: Duration::from_secs(900),
-            jwks_max_age: Duration::from_secs(300),
-            poll_interval: Duration::from_secs(30),
-            leeway: Duration::from_secs(60),
-            rotation_window: Timings::DEFAULT_ROTATION_WINDOW,
-        },
+        timings: DEFAULT_TIMINGS,
         first_key_id: None,
     };
     super::rotation::create_set(&sdk, &name, &template).await;

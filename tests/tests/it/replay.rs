@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use e2e::capture::{traced, Captured};
 use e2e::fault_proxy::{FaultProxy, Mode, DYNAMODB};
 use e2e::moto::{self, Moto};
 use e2e::{assertion, client_key, good_claims, test_config, TestServer, JWT_BEARER, JWT_CLIENT};
@@ -378,29 +379,14 @@ async fn lambda_mode_refuses_to_keep_one_time_use_in_memory() {
 /// What a server logged while `f` ran (this thread's events: the server's
 /// tasks run on the test's current-thread runtime).
 async fn logged<F: std::future::Future>(f: F) -> (F::Output, String) {
-    #[derive(Clone, Default)]
-    struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-    impl std::io::Write for Lines {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let lines = Lines::default();
-    let writer = lines.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .with_env_filter("oidc_server=warn")
-        .finish();
-    let guard = tracing::subscriber::set_default(subscriber);
-    let output = f.await;
-    drop(guard);
-    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
-    (output, text)
+    let subscriber = |captured: Captured| {
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || captured.clone())
+            .with_env_filter("oidc_server=warn")
+            .finish()
+    };
+    traced(subscriber, f).await
 }
 
 /// Found in the hardening review: `/readyz` answered the replay store's

@@ -6,6 +6,10 @@
 // file (see its documentation) and re-exports them.
 #[allow(unreachable_pub)]
 pub(crate) mod fixture;
+// Shared with the e2e package too.
+pub(crate) mod binary;
+#[allow(unreachable_pub)]
+pub(crate) mod capture;
 
 use std::net::SocketAddr;
 
