@@ -6,11 +6,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-#[cfg(feature = "aws")]
-pub mod aws;
-pub mod document;
-pub mod rules;
-
 use arc_swap::ArcSwap;
 
 use crate::claims::ACCESS_TOKEN_TYP;

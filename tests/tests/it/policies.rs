@@ -9,7 +9,7 @@
 //! the table still lists but the template dropped.
 //!
 //! The keys the rotation creates get their policy from the code
-//! (`oidc_core::keyset::aws` lists and tests it); the last test here runs a
+//! (`oidc_server::keyset` lists and tests it); the last test here runs a
 //! rotation and a signer against moto and checks that every call they made
 //! on a key is one that key's policy grants to whoever made it, and that the
 //! policy grants nothing they did not call. moto enforces neither IAM nor
@@ -22,9 +22,9 @@ use std::time::Duration;
 use e2e::moto::{self, Moto};
 use oidc_core::aws::{AwsObserver, CallOutcome};
 use oidc_core::keys::KmsOptions;
-use oidc_core::keyset::aws::{KeyMaker, KeySetError, Rotation, KEY_SET_TAG};
-use oidc_core::keyset::document::{KeyMaterial, KeySetTemplate, KeySetValue, SetKind, Timings};
 use oidc_core::Algorithm;
+use oidc_server::keyset::document::{KeyMaterial, KeySetTemplate, KeySetValue, SetKind, Timings};
+use oidc_server::keyset::{KeyMaker, KeySetError, Rotation, KEY_SET_TAG};
 use serde_json::Value;
 
 use super::deploy::{
