@@ -15,6 +15,7 @@
 //! | [`jws`] | strict compact JWS encode/decode, shared by everything that signs or verifies |
 //! | [`keys`] | algorithms, public keys pinned to one algorithm, thumbprints, the `Signer` trait, local keys |
 //! | [`jwks`] | JWK Sets, parsed strictly |
+//! | [`clock`] | the wall and monotonic clocks every time check reads, and clocks a test or a host sets |
 //! | [`issue`] | [`Issuer`], [`TokenRequest`] |
 //! | [`verify`] | [`Verifier`], [`Policy`], [`Verified`] claims; an opt-in [`VerificationCache`](verify::VerificationCache) for repeated tokens |
 //!
@@ -64,6 +65,7 @@ pub mod axum;
 mod base64url;
 mod calendar;
 pub mod claims;
+pub mod clock;
 mod error;
 #[cfg(feature = "http")]
 #[doc(hidden)]
@@ -74,7 +76,6 @@ pub mod jwks;
 pub mod jws;
 pub mod keys;
 pub mod keyset;
-mod time;
 pub mod verify;
 
 pub use alg::{Algorithm, AlgorithmError};
@@ -87,8 +88,7 @@ pub use verify::{KeyLookupError, KeySource, Policy, Verified, Verifier, VerifyEr
 
 /// **Not a stable interface.** What the other crates of this workspace and
 /// the tests share with this one: strict base64url and JSON, the DER reader,
-/// the clocks behind [`Issuer::with_clock`] and [`Verifier::with_clock`].
-/// It may change in any release; depend on the documented modules instead.
+/// UTC calendar dates. It may change in any release; depend on the documented modules instead.
 #[doc(hidden)]
 pub mod internal {
     /// Strict unpadded base64url.
@@ -107,7 +107,4 @@ pub mod internal {
     pub mod calendar {
         pub use crate::calendar::*;
     }
-    pub use crate::time::{
-        ManualMonotonicClock, ManualWallClock, MonotonicClock, SystemClock, SystemMonotonicClock, WallClock,
-    };
 }

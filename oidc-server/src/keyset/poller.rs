@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::{KeyMaker, KeySetError, KeySetSecret, Stored};
-use oidc_core::internal::{MonotonicClock, SystemClock, SystemMonotonicClock, WallClock};
+use oidc_core::clock::{MonotonicClock, SystemClock, SystemMonotonicClock, WallClock};
 use oidc_core::keys::Signer;
 use oidc_core::{ActiveKey, KeySet, KeySetState};
 

@@ -14,7 +14,7 @@ use ring::rand::SecureRandom;
 use serde_json::Value;
 
 use super::{KeyMaker, KeySetError, KeySetSecret, Stored, StoredValue};
-use oidc_core::internal::{SystemClock, WallClock};
+use oidc_core::clock::{SystemClock, WallClock};
 use oidc_core::jwks::JwkSet;
 use oidc_core::jws::{self, Header, UnverifiedJws};
 use oidc_core::keys::KmsOptions;
