@@ -28,6 +28,9 @@ pub mod config;
 pub mod connectors;
 pub mod error;
 pub mod form;
+// The fuzz targets' entry points: only in the fuzz build (fuzz/run.sh and
+// fuzz/.cargo/config.toml pass `--cfg fuzzing`), never in a release binary.
+#[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod health;
