@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
-use oidc_core::internal::{SystemClock, WallClock};
+use oidc_core::clock::{SystemClock, WallClock};
 use oidc_core::keys::SignError;
 use url::Url;
 
@@ -182,7 +182,7 @@ fn signing_time(clock: &dyn WallClock) -> SystemTime {
 mod tests {
     use super::*;
     use aws_credential_types::Credentials;
-    use oidc_core::internal::ManualWallClock;
+    use oidc_core::clock::ManualWallClock;
 
     fn signed_headers(assertion: &str) -> serde_json::Value {
         let bytes = oidc_core::internal::base64url::decode(assertion).expect("base64url");

@@ -2,6 +2,9 @@
 //! issuer answers, reachable for the fuzz targets in `fuzz/` (which live in
 //! a workspace of their own and can only call public items). Each function
 //! is the crate's own code path, not a copy.
+//!
+//! Compiled only under `--cfg fuzzing` (the fuzz build): never in a release
+//! binary.
 
 use std::time::{Duration, SystemTime};
 

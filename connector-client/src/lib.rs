@@ -79,6 +79,9 @@ mod client_credentials;
 mod error;
 #[cfg(unix)]
 pub mod file_sink;
+// The fuzz targets' entry points: only in the fuzz build (fuzz/run.sh and
+// fuzz/.cargo/config.toml pass `--cfg fuzzing`), never in a release binary.
+#[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
 mod middleware;

@@ -24,7 +24,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{header, Method, Request, StatusCode, Uri};
 use http_body_util::BodyExt as _;
-use oidc_core::internal::ManualWallClock;
+use oidc_core::clock::ManualWallClock;
 use oidc_core::keys::{LocalSigner, Signer as _};
 use oidc_core::{AccessTokenClaims, JwkSet, Policy, Verifier};
 use oidc_server::config::{Config, Origin, Overrides};

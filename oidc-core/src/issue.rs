@@ -9,8 +9,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::claims::{Attributes, BearerToken, Jti};
+use crate::clock::{SystemClock, WallClock};
 use crate::keys::SignError;
-use crate::time::{SystemClock, WallClock};
 use crate::{jws, Algorithm, KeySet};
 
 /// Token lifetimes: the default, and the cap no request can exceed.
@@ -301,9 +301,9 @@ impl Issuer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualWallClock;
     use crate::keys::LocalSigner;
     use crate::keyset::{ActiveKey, KeySetState};
-    use crate::time::ManualWallClock;
 
     const NOW: u64 = 1_700_000_000;
 

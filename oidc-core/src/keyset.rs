@@ -6,18 +6,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-#[cfg(feature = "aws")]
-pub mod aws;
-pub mod document;
-pub mod rules;
-
 use arc_swap::ArcSwap;
 
 use crate::claims::ACCESS_TOKEN_TYP;
+use crate::clock::{MonotonicClock, SystemMonotonicClock};
 use crate::jwks::{JwkSet, JwkSetError};
 use crate::jws::Header;
 use crate::keys::{Signer, VerifyingKey};
-use crate::time::{MonotonicClock, SystemMonotonicClock};
 
 /// The signer tokens are issued with, and the limit its publication puts on them.
 pub struct ActiveKey {
@@ -232,8 +227,8 @@ impl KeySet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualMonotonicClock;
     use crate::keys::LocalSigner;
-    use crate::time::ManualMonotonicClock;
     use crate::Algorithm;
 
     #[test]

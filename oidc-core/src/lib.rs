@@ -15,6 +15,7 @@
 //! | [`jws`] | strict compact JWS encode/decode, shared by everything that signs or verifies |
 //! | [`keys`] | algorithms, public keys pinned to one algorithm, thumbprints, the `Signer` trait, local keys |
 //! | [`jwks`] | JWK Sets, parsed strictly |
+//! | [`clock`] | the wall and monotonic clocks every time check reads, and clocks a test or a host sets |
 //! | [`issue`] | [`Issuer`], [`TokenRequest`] |
 //! | [`verify`] | [`Verifier`], [`Policy`], [`Verified`] claims; an opt-in [`VerificationCache`](verify::VerificationCache) for repeated tokens |
 //!
@@ -52,17 +53,19 @@
 //! |---|---|
 //! | `http` | the HTTPS client (rustls with ring) and fetch policy shared by every crate here (not a public interface of its own) |
 //! | `remote` | `verify::RemoteJwks`: a [`KeySource`] that fetches and caches a JWKS URL or an issuer's discovery document (HTTPS only, size cap, timeout, `Cache-Control` clamped, ETag revalidation, one single-flight refetch per cooldown on unknown kids, last good set kept through failures up to a stale limit, optional failure backoff); `verify::trust::TrustedIssuers`: many issuers, each token checked against the entry its `iss` names exactly (static list or TOML file, on-demand lookup with a negative cache, lazy per-issuer key sources under one cap on fetches, bounded LRU, status view keyed by entry name); implies `http` |
-//! | `aws` | `keys::KmsSigner` (every token one KMS `Sign`), `keys::kms_envelope` (a local key kept encrypted under KMS: zero KMS calls per token), `keyset::aws` (a key set shared by replicas through one Secrets Manager secret, one whole set per version, rotated by Secrets Manager's own rotation protocol under rules from the set's own timings); AWS SDK on rustls with ring |
+//! | `aws-config` | `aws::load_sdk_config`: the AWS SDK configuration (credentials, region) on rustls with ring, and no service SDK |
+//! | `aws` | `keys::KmsSigner` (every token one KMS `Sign`), `keys::kms_envelope` (a local key kept encrypted under KMS: zero KMS calls per token); `aws::CallPolicy` (timeouts, retries, an observer of every call); implies `aws-config`. The key set shared by replicas through Secrets Manager, its rules and its rotation are the issuer's operations and live in `oidc-server` (`oidc_server::keyset`), which writes each set it reads into a [`KeySet`] |
 //! | `axum` | `axum::VerifiedToken`: an axum extractor that yields verified claims or answers `401` with `WWW-Authenticate: Bearer error="invalid_token"` and no detail (the reason is logged); with `remote`, `axum::TrustedToken` does the same through a `TrustedIssuers` and yields the entry's name too |
 
 mod alg;
-#[cfg(feature = "aws")]
+#[cfg(feature = "aws-config")]
 pub mod aws;
 #[cfg(feature = "axum")]
 pub mod axum;
 mod base64url;
 mod calendar;
 pub mod claims;
+pub mod clock;
 mod error;
 #[cfg(feature = "http")]
 #[doc(hidden)]
@@ -73,7 +76,6 @@ pub mod jwks;
 pub mod jws;
 pub mod keys;
 pub mod keyset;
-mod time;
 pub mod verify;
 
 pub use alg::{Algorithm, AlgorithmError};
@@ -86,8 +88,7 @@ pub use verify::{KeyLookupError, KeySource, Policy, Verified, Verifier, VerifyEr
 
 /// **Not a stable interface.** What the other crates of this workspace and
 /// the tests share with this one: strict base64url and JSON, the DER reader,
-/// the clocks behind [`Issuer::with_clock`] and [`Verifier::with_clock`].
-/// It may change in any release; depend on the documented modules instead.
+/// UTC calendar dates. It may change in any release; depend on the documented modules instead.
 #[doc(hidden)]
 pub mod internal {
     /// Strict unpadded base64url.
@@ -106,7 +107,4 @@ pub mod internal {
     pub mod calendar {
         pub use crate::calendar::*;
     }
-    pub use crate::time::{
-        ManualMonotonicClock, ManualWallClock, MonotonicClock, SystemClock, SystemMonotonicClock, WallClock,
-    };
 }

@@ -4,6 +4,9 @@
 //! own code path, not a copy; [`form::Form::parse`](crate::form::Form::parse),
 //! [`Credential::from_request`](crate::auth::Credential::from_request) and
 //! [`app`](crate::app) are public already.
+//!
+//! Compiled only under `--cfg fuzzing` (the fuzz build): never in a release
+//! binary.
 
 use crate::config::AwsIamConfig;
 

@@ -17,6 +17,7 @@
 //! | [`throttle`] | 429 after repeated authentication failures |
 //! | [`routes`] | the HTTP handlers |
 //! | [`signing`] | builds the key set from `[signing]` |
+//! | [`keyset`] | the key set in Secrets Manager: its document, rules, rotation, poller, KMS keys |
 //! | [`health`] | whether the signer and the replay store work, for `/readyz` |
 //! | [`audit`], [`metrics`], [`telemetry`] | what operators see |
 
@@ -27,9 +28,13 @@ pub mod config;
 pub mod connectors;
 pub mod error;
 pub mod form;
+// The fuzz targets' entry points: only in the fuzz build (fuzz/run.sh and
+// fuzz/.cargo/config.toml pass `--cfg fuzzing`), never in a release binary.
+#[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod health;
+pub mod keyset;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod metrics;

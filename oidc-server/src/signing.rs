@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::keyset::document::Timings;
+use crate::keyset::{KeyMaker, KeySetError, KeySetPoller, KeySetSecret, PollerHandle};
 use oidc_core::aws::SdkConfig;
 use oidc_core::keys::{KeyError, KmsOptions, KmsSigner, Signer};
-use oidc_core::keyset::aws::{KeyMaker, KeySetError, KeySetPoller, KeySetSecret, PollerHandle};
-use oidc_core::keyset::document::Timings;
 use oidc_core::{ActiveKey, KeySet, KeySetState};
 
 use crate::config::{Config, KeySetConfig, KmsKey, SigningConfig};

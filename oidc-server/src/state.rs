@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
+use crate::keyset::PollerHandle;
 use bytes::Bytes;
 use oidc_core::aws::{AwsObserver, SdkConfig};
-use oidc_core::internal::{MonotonicClock, SystemClock, SystemMonotonicClock, WallClock};
-use oidc_core::keyset::aws::PollerHandle;
+use oidc_core::clock::{MonotonicClock, SystemClock, SystemMonotonicClock, WallClock};
 use oidc_core::{Algorithm, Issuer, KeySet};
 use serde_json::json;
 

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use fixture::StateSetup;
-use oidc_core::internal::WallClock;
+use oidc_core::clock::WallClock;
 use oidc_core::{Algorithm, KeySet};
 use oidc_server::config::Overrides;
 use oidc_server::AppState;

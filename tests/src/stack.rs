@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use oidc_core::keyset::document::Timings;
+use oidc_server::keyset::document::Timings;
 use serde_json::{json, Value};
 
 use crate::tools::run_python;

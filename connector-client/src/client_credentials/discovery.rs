@@ -25,7 +25,8 @@ pub(super) async fn token_endpoint(
 
 /// The token endpoint in the body of a `200 OK` discovery answer from `url`:
 /// what [`token_endpoint`] does with the document it fetched, without the
-/// network (the fuzz targets call it).
+/// network (the fuzz targets call it; only the fuzz build has it).
+#[cfg(fuzzing)]
 pub(crate) fn token_endpoint_in(
     issuer: &str,
     url: &Url,

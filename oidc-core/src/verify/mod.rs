@@ -28,10 +28,10 @@ pub use policy::{Policy, PolicyBuilder, PolicyError, DEFAULT_LEEWAY, DEFAULT_MAX
 pub use remote::{RemoteJwks, RemoteJwksBuilder, RemoteJwksError};
 
 use self::cache::{Entry, Validity};
+use crate::clock::{SystemClock, WallClock};
 use crate::json;
 use crate::jws::{KnownHeader, UnverifiedJws};
 use crate::keys::VerifyingKey;
-use crate::time::{SystemClock, WallClock};
 use crate::Algorithm;
 
 /// Claims that passed verification, with the key that vouched for them.

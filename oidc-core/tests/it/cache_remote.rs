@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oidc_core::internal::ManualMonotonicClock;
+use oidc_core::clock::ManualMonotonicClock;
 use oidc_core::verify::trust::TrustedIssuers;
 use oidc_core::verify::{RemoteJwks, VerificationCache};
 use oidc_core::{AccessTokenClaims, Algorithm, Policy, Verifier};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oidc_core::claims::Attributes;
-use oidc_core::internal::ManualWallClock;
+use oidc_core::clock::ManualWallClock;
 use oidc_core::{
     AccessTokenClaims, Algorithm, Audience, IssuedToken, Lifetime, Policy, TokenRequest, VerifyError,
 };

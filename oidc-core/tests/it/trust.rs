@@ -18,7 +18,7 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 
-use oidc_core::internal::ManualMonotonicClock;
+use oidc_core::clock::ManualMonotonicClock;
 use oidc_core::keys::Signer;
 use oidc_core::verify::trust::{
     IssuerEntry, KeysStatus, RefreshError, TrustedIssuers, TrustedIssuersBuilder,

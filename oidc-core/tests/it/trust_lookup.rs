@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use oidc_core::internal::ManualMonotonicClock;
+use oidc_core::clock::ManualMonotonicClock;
 use oidc_core::verify::trust::{
     IssuerEntry, IssuerLookup, IssuerOrigin, LookupError, TrustedIssuers, TrustedIssuersBuilder,
 };

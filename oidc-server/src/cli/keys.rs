@@ -4,16 +4,16 @@
 //! Manager's rotation protocol, the ones the stack's rotation function runs
 //! on schedule; `show` prints the set in force. The rules run on the
 //! document's own timings and Secrets Manager's clock
-//! (`oidc_core::keyset::rules`), whatever this command's configuration says.
+//! (`crate::keyset::rules`), whatever this command's configuration says.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::keyset::document::{KeyMaterial, KeyRef, KeySetTemplate, KeySetValue, SetKind, Timings};
+use crate::keyset::{KeySetError, KeySetSecret, Rotation};
 use aws_sdk_secretsmanager::primitives::{DateTime, DateTimeFormat};
 use clap::{Args, Subcommand, ValueEnum};
 use oidc_core::keys::KmsOptions;
-use oidc_core::keyset::aws::{KeySetError, KeySetSecret, Rotation};
-use oidc_core::keyset::document::{KeyMaterial, KeyRef, KeySetTemplate, KeySetValue, SetKind, Timings};
 use oidc_core::Algorithm;
 use serde_json::{json, Value};
 

@@ -448,12 +448,12 @@ fn check_config(path: Option<PathBuf>) -> Result<(), CliError> {
             config.http.jwks_max_age.as_secs()
         );
         // Durations go down to 1 s for tests; production wants more.
-        let timings = oidc_core::keyset::document::Timings {
+        let timings = crate::keyset::document::Timings {
             max_token_lifetime: config.lifetime.max_ttl(),
             jwks_max_age: config.http.jwks_max_age,
             poll_interval: set.poll_interval,
             leeway: set.leeway,
-            rotation_window: oidc_core::keyset::document::Timings::DEFAULT_ROTATION_WINDOW,
+            rotation_window: crate::keyset::document::Timings::DEFAULT_ROTATION_WINDOW,
         };
         for warning in timings.warnings() {
             println!("warning: {warning}");

@@ -2,16 +2,16 @@
 //! `{"Step", "SecretId", "ClientRequestToken"}` for each of the four steps
 //! of a rotation, and the same `bootstrap` binary serves it when
 //! [`HANDLER_ENV`] is `rotation` (one package, two functions in the stack,
-//! each with its own role). The steps are [`oidc_core::keyset::aws::Rotation`]'s,
+//! each with its own role). The steps are [`crate::keyset::Rotation`]'s,
 //! the ones `oidc-server keys rotate` runs.
 
 use std::time::Duration;
 
+use crate::keyset::document::{KeySetTemplate, KeySetValue};
+use crate::keyset::{KeySetError, Rotation, RotationEvent};
 use lambda_http::{service_fn, LambdaEvent};
 use oidc_core::aws::SdkConfig;
 use oidc_core::keys::KmsOptions;
-use oidc_core::keyset::aws::{KeySetError, Rotation, RotationEvent};
-use oidc_core::keyset::document::{KeySetTemplate, KeySetValue};
 use serde_json::{json, Value};
 
 /// Selects the handler of the `bootstrap` binary: `rotation` for this one,

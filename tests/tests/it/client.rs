@@ -25,7 +25,7 @@ use connector_client::{
     NoTokenReason, TokenSource, TransportErrorKind, UnavailableError,
 };
 use e2e::{client_key, test_config, TestServer, AUDIENCE, JWT_CLIENT, SECRET, SECRET_CLIENT};
-use oidc_core::internal::{SystemClock, WallClock};
+use oidc_core::clock::{SystemClock, WallClock};
 use oidc_core::keys::{LocalSigner, SignError, Signer, VerifyingKey};
 use oidc_core::verify::remote::RemoteJwks;
 use oidc_core::{AccessTokenClaims, Algorithm, KeySet, Policy, Verifier};

@@ -19,8 +19,8 @@ use std::path::Path;
 
 use e2e::stack::{as_list, scalar, template, Deployment, ACCOUNT, DEFAULT_TIMINGS, TEMPLATE};
 use e2e::workspace_path;
-use oidc_core::keyset::aws::KEY_SET_TAG;
-use oidc_core::keyset::document::{KeySetValue, FORMAT};
+use oidc_server::keyset::document::{KeySetValue, FORMAT};
+use oidc_server::keyset::KEY_SET_TAG;
 use oidc_server::lambda::rotation::{HANDLER_ENV, TEMPLATE_ENV};
 use serde_json::{json, Value};
 
@@ -104,13 +104,13 @@ const SDK_CRATES: [&str; 4] = [
     "aws_sdk_dynamodb",
 ];
 
-/// The rotation's own modules in oidc-core (the four steps, the keys they
-/// make, the secret's versions); the rotation handler in oidc-server is
-/// found by what it parses (`RotationEvent`).
+/// The rotation's own modules in oidc-server's `keyset` (the four steps,
+/// the keys they make, the secret's versions); the rotation handler is found
+/// by what it parses (`RotationEvent`).
 const ROTATION_FILES: [&str; 3] = [
-    "oidc-core/src/keyset/aws/rotation.rs",
-    "oidc-core/src/keyset/aws/keys.rs",
-    "oidc-core/src/keyset/aws/secret.rs",
+    "oidc-server/src/keyset/rotation.rs",
+    "oidc-server/src/keyset/kms_keys.rs",
+    "oidc-server/src/keyset/secret.rs",
 ];
 
 /// A source file of the workspace: its path from the workspace root and its text.
@@ -142,10 +142,15 @@ fn sources() -> Vec<Source> {
     files
 }
 
+/// The key-set module: the service (its poller), the rotation and the
+/// operator all run parts of it.
+const KEYSET: &str = "oidc-server/src/keyset/";
+
 /// Whether `file` is the rotation Lambda handler (or part of it).
 fn is_rotation_handler(file: &Source) -> bool {
     file.path.starts_with("oidc-server/src/")
         && !file.path.starts_with("oidc-server/src/cli/")
+        && !file.path.starts_with(KEYSET)
         && file.text.contains("RotationEvent")
 }
 
@@ -158,7 +163,7 @@ fn runs(caller: Caller, file: &Source) -> bool {
         // The Lambda dispatch may share a file with the rotation handler.
         Service => !cli && path != ROTATION_FILES[0],
         Rotation => is_rotation_handler(file) || keys || ROTATION_FILES.contains(&path),
-        Operator => cli || keys || path.starts_with("oidc-core/src/keyset/"),
+        Operator => cli || keys || path.starts_with(KEYSET),
     }
 }
 
@@ -228,7 +233,10 @@ fn every_listed_call_is_made() {
         // A file only one caller runs makes that caller's calls.
         let only = if file.path.starts_with("oidc-server/src/cli/") {
             Some(Operator)
-        } else if file.path.starts_with("oidc-server/src/") && !is_rotation_handler(file) {
+        } else if file.path.starts_with("oidc-server/src/")
+            && !file.path.starts_with(KEYSET)
+            && !is_rotation_handler(file)
+        {
             Some(Service)
         } else {
             None

@@ -10,9 +10,9 @@ use std::time::Duration;
 use e2e::TestServer;
 use oidc_core::keys::kms_envelope::{self, EnvelopeError};
 use oidc_core::keys::{KmsOptions, Signer};
-use oidc_core::keyset::aws::{KeySetSecret, Rotation};
-use oidc_core::keyset::document::{KeySetTemplate, SetKind, Timings};
 use oidc_core::Algorithm;
+use oidc_server::keyset::document::{KeySetTemplate, SetKind, Timings};
+use oidc_server::keyset::{KeySetSecret, Rotation};
 use oidc_server::ServiceContext;
 
 #[tokio::test]

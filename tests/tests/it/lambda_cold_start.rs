@@ -27,9 +27,9 @@ use e2e::stack::DEFAULT_TIMINGS;
 use e2e::tools::NodeProcess;
 use e2e::{test_config, test_config_with_signing, SECRET, SECRET_CLIENT};
 use oidc_core::keys::KmsOptions;
-use oidc_core::keyset::aws::Rotation;
-use oidc_core::keyset::document::{KeySetTemplate, SetKind};
 use oidc_core::Algorithm;
+use oidc_server::keyset::document::{KeySetTemplate, SetKind};
+use oidc_server::keyset::Rotation;
 use serde_json::Value;
 
 const RUNS: usize = 7;

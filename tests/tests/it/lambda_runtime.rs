@@ -12,9 +12,9 @@ use std::time::Duration;
 use e2e::lambda_runtime::{LambdaEmulator, LambdaFunction};
 use e2e::moto::{self, Moto};
 use e2e::{client_key, test_config, test_config_with_signing, AUDIENCE, SECRET, SECRET_CLIENT};
-use oidc_core::keyset::aws::KeySetSecret;
 use oidc_core::verify::RemoteJwks;
 use oidc_core::{AccessTokenClaims, Algorithm, Policy, Verifier};
+use oidc_server::keyset::KeySetSecret;
 use serde_json::{json, Value};
 
 /// How long the emulator lets an invocation wait for the function: far

@@ -9,7 +9,7 @@
 //! the table still lists but the template dropped.
 //!
 //! The keys the rotation creates get their policy from the code
-//! (`oidc_core::keyset::aws` lists and tests it); the last test here runs a
+//! (`oidc_server::keyset` lists and tests it); the last test here runs a
 //! rotation and a signer against moto and checks that every call they made
 //! on a key is one that key's policy grants to whoever made it, and that the
 //! policy grants nothing they did not call. moto enforces neither IAM nor
@@ -23,9 +23,9 @@ use e2e::moto::{self, Moto};
 use e2e::stack::{as_list, template, ACCOUNT, DEFAULT_TIMINGS};
 use oidc_core::aws::{AwsObserver, CallOutcome};
 use oidc_core::keys::KmsOptions;
-use oidc_core::keyset::aws::{KeyMaker, KeySetError, Rotation, KEY_SET_TAG};
-use oidc_core::keyset::document::{KeyMaterial, KeySetTemplate, KeySetValue, SetKind};
 use oidc_core::Algorithm;
+use oidc_server::keyset::document::{KeyMaterial, KeySetTemplate, KeySetValue, SetKind};
+use oidc_server::keyset::{KeyMaker, KeySetError, Rotation, KEY_SET_TAG};
 use serde_json::Value;
 
 use super::deploy::{Rendered, OPERATOR, ROTATION_ROLE, SECRET_ARN_PATTERN, SECRET_NAME, SERVICE_ROLE};

@@ -19,11 +19,11 @@ use e2e::moto::{self, Moto};
 use e2e::tools::CachingVerifier;
 use e2e::{TestServer, AUDIENCE, SECRET};
 use oidc_core::keys::KmsOptions;
-use oidc_core::keyset::aws::{KeySetError, KeySetSecret, Rotation, RotationStep};
-use oidc_core::keyset::document::{KeySetTemplate, KeySetValue, SetKind, Timings};
 use oidc_core::verify::RemoteJwks;
 use oidc_core::{AccessTokenClaims, Algorithm, Policy, Verifier};
 use oidc_server::config::{Config, Origin, Overrides};
+use oidc_server::keyset::document::{KeySetTemplate, KeySetValue, SetKind, Timings};
+use oidc_server::keyset::{KeySetError, KeySetSecret, Rotation, RotationStep};
 use oidc_server::signing::{KeySetPolling, SigningSetupError};
 use oidc_server::{lambda, AppState, ServiceContext};
 use serde_json::{json, Value};
@@ -125,7 +125,7 @@ async fn current(sdk: &SdkConfig, secret: &str) -> (String, u64, KeySetValue) {
     (stored.version_id, stored.created_at, stored.value)
 }
 
-fn document(value: KeySetValue) -> oidc_core::keyset::document::KeySetDocument {
+fn document(value: KeySetValue) -> oidc_server::keyset::document::KeySetDocument {
     match value {
         KeySetValue::Document(document) => *document,
         KeySetValue::Template(_) => panic!("the set has no keys"),
@@ -838,7 +838,7 @@ async fn set_keys(sdk: &SdkConfig, name: &str) -> HashMap<String, bool> {
         if tags
             .tags()
             .iter()
-            .any(|t| t.tag_key() == oidc_core::keyset::aws::KEY_SET_TAG && t.tag_value() == name)
+            .any(|t| t.tag_key() == oidc_server::keyset::KEY_SET_TAG && t.tag_value() == name)
         {
             let described = kms.describe_key().key_id(&id).send().await.unwrap();
             let state = described.key_metadata().and_then(|m| m.key_state().cloned());
@@ -887,11 +887,11 @@ async fn kms_sets_create_one_key_per_rotation_and_delete_the_key_that_left_once_
         rotation.step(step, &first).await.unwrap();
     }
     let first_doc = document(current(&sdk, &name).await.2);
-    let key_of = |kid: &str, doc: &oidc_core::keyset::document::KeySetDocument| {
+    let key_of = |kid: &str, doc: &oidc_server::keyset::document::KeySetDocument| {
         doc.keys()
             .find(|k| k.kid() == kid)
             .map(|k| match &k.material {
-                oidc_core::keyset::document::KeyMaterial::Kms { key_id } => bare(key_id),
+                oidc_server::keyset::document::KeyMaterial::Kms { key_id } => bare(key_id),
                 other => panic!("{other:?}"),
             })
             .unwrap()

@@ -13,9 +13,9 @@ use e2e::fault_proxy::FaultProxy;
 use e2e::moto::{self, Moto};
 use e2e::TestServer;
 use oidc_core::keys::KmsOptions;
-use oidc_core::keyset::aws::Rotation;
-use oidc_core::keyset::document::{KeySetTemplate, SetKind, Timings};
 use oidc_core::Algorithm;
+use oidc_server::keyset::document::{KeySetTemplate, SetKind, Timings};
+use oidc_server::keyset::Rotation;
 use oidc_server::ServiceContext;
 
 const ROTATIONS: usize = 5;

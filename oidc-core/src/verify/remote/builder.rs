@@ -14,9 +14,9 @@ use super::{
     fetch, RemoteJwks, DEFAULT_CACHE_MAX, DEFAULT_CACHE_MIN, DEFAULT_MAX_BODY, DEFAULT_REFETCH_COOLDOWN,
     DEFAULT_STALE_LIMIT, DEFAULT_TIMEOUT, DISCOVERY_PATH,
 };
+use crate::clock::{MonotonicClock, SystemMonotonicClock};
 use crate::http::{self, client_builder, HttpClientError, PlainHttp, UrlError};
 use crate::json;
-use crate::time::{MonotonicClock, SystemMonotonicClock};
 
 /// Why a [`RemoteJwks`] could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -216,7 +216,7 @@ impl RemoteJwksBuilder {
 
     /// Uses `clock` for cache ages and cooldowns instead of the system's
     /// monotonic clock (tests step over lifetimes with
-    /// [`ManualMonotonicClock`](crate::internal::ManualMonotonicClock)).
+    /// [`ManualMonotonicClock`](crate::clock::ManualMonotonicClock)).
     pub fn clock(mut self, clock: Arc<dyn MonotonicClock>) -> Self {
         self.clock = clock;
         self

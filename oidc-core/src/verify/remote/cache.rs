@@ -12,9 +12,9 @@ use tokio::sync::watch;
 use url::Url;
 
 use super::fetch::{log_refused, FetchError, Fetched};
+use crate::clock::MonotonicClock;
 use crate::jwks::JwkSet;
 use crate::keys::VerifyingKey;
-use crate::time::MonotonicClock;
 use crate::verify::KeyLookupError;
 
 pub(super) struct Inner {

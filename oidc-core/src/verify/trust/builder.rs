@@ -14,8 +14,8 @@ use super::live::LiveIssuers;
 use super::lookup::{LookupBounds, Lookups};
 use super::registry::Registry;
 use super::{file, IssuerEntry, IssuerLookup, TrustFileError, TrustedIssuers};
+use crate::clock::{MonotonicClock, SystemClock, SystemMonotonicClock, WallClock};
 use crate::json;
-use crate::time::{MonotonicClock, SystemClock, SystemMonotonicClock, WallClock};
 use crate::verify::remote::{self, RemoteJwksBuilder, Shared};
 use crate::verify::{RemoteJwks, RemoteJwksError, VerificationCache};
 

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use oidc_core::internal::WallClock;
+use oidc_core::clock::WallClock;
 use oidc_core::jws::{self, Header};
 use oidc_core::keys::{LocalSigner, Signer};
 use oidc_core::{Algorithm, KeySet};

@@ -10,8 +10,9 @@ use aws_sdk_secretsmanager::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_secretsmanager::Client as SecretsClient;
 
 use super::KeySetError;
-use crate::aws::{self, CallPolicy};
-use crate::keyset::document::KeySetValue;
+use oidc_core::aws::{self, CallPolicy};
+
+use super::document::KeySetValue;
 
 /// One version's value with when Secrets Manager created it.
 #[derive(Debug, Clone, PartialEq, Eq)]

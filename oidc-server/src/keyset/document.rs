@@ -15,8 +15,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::keys::VerifyingKey;
-use crate::{base64url, json, Algorithm};
+use oidc_core::internal::{base64url, json};
+use oidc_core::keys::VerifyingKey;
+use oidc_core::Algorithm;
 
 /// The `format` of the documents this code reads and writes.
 pub const FORMAT: &str = "connector-identity key set v2";
@@ -599,7 +600,7 @@ impl KeySetValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::{LocalSigner, Signer};
+    use oidc_core::keys::{LocalSigner, Signer};
 
     fn key() -> KeyRef {
         let (signer, _) = LocalSigner::generate(Algorithm::ES256).unwrap();

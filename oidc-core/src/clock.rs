@@ -1,6 +1,31 @@
 //! Time as the token layer sees it: wall-clock time in whole seconds since the
 //! Unix epoch, read through a [`WallClock`] so that tests can set it; and
 //! monotonic time for cache ages and cooldowns ([`MonotonicClock`]).
+//!
+//! Everything reads the system's clocks ([`SystemClock`],
+//! [`SystemMonotonicClock`]) unless given others: an issuer or a verifier
+//! through `with_clock` ([`Issuer::with_clock`](crate::Issuer::with_clock),
+//! [`Verifier::with_clock`](crate::Verifier::with_clock)), a key source or
+//! a registry of issuers through its builder. A test, or a host that drives
+//! time itself (a simulation of weeks of service), sets them with
+//! [`ManualWallClock`] and [`ManualMonotonicClock`], or its own
+//! implementations of the two traits.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use oidc_core::clock::ManualWallClock;
+//! use oidc_core::keys::LocalSigner;
+//! use oidc_core::{Algorithm, Issuer, KeySet, Lifetime};
+//!
+//! let (signer, _pem) = LocalSigner::generate(Algorithm::ES256).unwrap();
+//! let keys = Arc::new(KeySet::single(Arc::new(signer)));
+//! let clock = Arc::new(ManualWallClock::new(1_700_000_000));
+//! let issuer = Issuer::new("https://tokens.example.com", keys, Lifetime::default())
+//!     .unwrap()
+//!     .with_clock(clock.clone());
+//! clock.advance(60); // the issuer's next token is issued a minute later
+//! # drop(issuer);
+//! ```
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,7 +53,7 @@ impl WallClock for SystemClock {
 /// A clock that stands still until told otherwise; for tests.
 ///
 /// ```
-/// use oidc_core::internal::{ManualWallClock, WallClock};
+/// use oidc_core::clock::{ManualWallClock, WallClock};
 /// let clock = ManualWallClock::new(1_700_000_000);
 /// clock.advance(30);
 /// assert_eq!(clock.now(), 1_700_000_030);
@@ -100,7 +125,7 @@ impl MonotonicClock for SystemMonotonicClock {
 ///
 /// ```
 /// use std::time::Duration;
-/// use oidc_core::internal::{ManualMonotonicClock, MonotonicClock};
+/// use oidc_core::clock::{ManualMonotonicClock, MonotonicClock};
 /// let clock = ManualMonotonicClock::default();
 /// clock.advance(Duration::from_secs(31));
 /// assert_eq!(clock.elapsed(), Duration::from_secs(31));

@@ -1,5 +1,6 @@
-//! The key set in Secrets Manager (feature `aws`), rotated by Secrets
-//! Manager's own protocol.
+//! The issuer's key set in Secrets Manager, rotated by Secrets Manager's own
+//! protocol: the operations only the token service runs (oidc-core holds the
+//! signers and the [`KeySet`] they are swapped into).
 //!
 //! One secret; each version holds one whole key set ([`KeySetDocument`]):
 //! `AWSCURRENT` is the set in force, `AWSPREVIOUS` the one before it,
@@ -7,30 +8,36 @@
 //! takes. [`Rotation`] implements the four steps (`createSecret`,
 //! `setSecret`, `testSecret`, `finishSecret`) for the Lambda rotation
 //! handler and for `oidc-server keys rotate`; [`KeySetPoller`] keeps a
-//! server's [`KeySet`](super::KeySet) on the set in force.
+//! server's [`KeySet`] on the set in force.
 //!
 //! | module | job |
 //! |---|---|
+//! | [`document`] | the key-set document: one whole set per secret version, with its timings |
+//! | [`rules`] | when a set may rotate and how long its current key may sign |
 //! | `secret` | reading and writing versions and stages |
-//! | `keys` | making new keys (sealed envelope keys, or KMS keys), retiring KMS keys |
+//! | `kms_keys` | making new keys (sealed envelope keys, or KMS keys), retiring KMS keys |
 //! | `rotation` | the four steps, their rules and their idempotence |
 //! | `poller` | a server's view of the set in force |
 //!
-//! [`KeySetDocument`]: super::document::KeySetDocument
+//! [`KeySetDocument`]: document::KeySetDocument
+//! [`KeySet`]: oidc_core::KeySet
 
-mod keys;
+pub mod document;
+mod kms_keys;
 mod poller;
 mod rotation;
+pub mod rules;
 mod secret;
 
-pub use keys::{KeyMaker, PendingDeletion, KEY_SET_TAG, ROTATION_TAG};
+pub use kms_keys::{KeyMaker, PendingDeletion, KEY_SET_TAG, ROTATION_TAG};
 pub use poller::{KeySetPoller, PollSummary, PollerHandle};
 pub use rotation::{Rotated, Rotation, RotationEvent, RotationStep};
 pub use secret::{KeySetSecret, Stored, StoredValue};
 
-use crate::aws::{CallFailure, CallOutcome};
-use crate::keyset::document::DocumentError;
-use crate::keyset::rules::{TooEarly, TooLate};
+use oidc_core::aws::{CallFailure, CallOutcome};
+
+use document::DocumentError;
+use rules::{TooEarly, TooLate};
 
 /// Why the key set could not be read, rotated or used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -14,11 +14,12 @@ use ring::rand::SecureRandom;
 use serde_json::Value;
 
 use super::{KeyMaker, KeySetError, KeySetSecret, Stored, StoredValue};
-use crate::jwks::JwkSet;
-use crate::jws::{self, Header, UnverifiedJws};
-use crate::keys::KmsOptions;
-use crate::keyset::document::{KeyMaterial, KeyRef, KeySetDocument, KeySetTemplate, KeySetValue, SetKind};
-use crate::time::{SystemClock, WallClock};
+use oidc_core::clock::{SystemClock, WallClock};
+use oidc_core::jwks::JwkSet;
+use oidc_core::jws::{self, Header, UnverifiedJws};
+use oidc_core::keys::KmsOptions;
+
+use super::document::{KeyMaterial, KeyRef, KeySetDocument, KeySetTemplate, KeySetValue, SetKind};
 
 /// A step of the rotation protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +70,10 @@ impl FromStr for RotationStep {
             "setsecret" => Ok(Self::SetSecret),
             "testsecret" => Ok(Self::TestSecret),
             "finishsecret" => Ok(Self::FinishSecret),
-            _ => Err(format!("unknown rotation step {:?}", crate::json::excerpt(text))),
+            _ => Err(format!(
+                "unknown rotation step {:?}",
+                oidc_core::internal::json::excerpt(text)
+            )),
         }
     }
 }
@@ -167,7 +171,7 @@ impl Rotation {
     /// The rotation of the secret `secret_id` (name or ARN) through the
     /// clients of `sdk`, each call made under `options`; its KMS keys are
     /// tagged with the secret's name.
-    pub fn connect(sdk: &crate::aws::SdkConfig, secret_id: &str, options: KmsOptions) -> Self {
+    pub fn connect(sdk: &oidc_core::aws::SdkConfig, secret_id: &str, options: KmsOptions) -> Self {
         let secret = KeySetSecret::new(
             &aws_sdk_secretsmanager::Client::new(sdk),
             secret_id,
@@ -350,7 +354,7 @@ impl Rotation {
         kind: &SetKind,
         issuer: &str,
         token: &str,
-    ) -> Result<crate::keyset::document::KeyRef, KeySetError> {
+    ) -> Result<super::document::KeyRef, KeySetError> {
         match (&self.next_key_id, kind) {
             (Some(key_id), SetKind::Kms { .. }) => self.keys.existing_key(kind, key_id).await,
             (Some(_), SetKind::KmsEnvelope { .. }) => Err(KeySetError::Refused(

@@ -23,10 +23,11 @@ use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType, Tag};
 use serde_json::json;
 
 use super::KeySetError;
-use crate::aws::{self, CallFailure};
-use crate::keys::kms_envelope;
-use crate::keys::{KmsOptions, KmsSigner, Signer};
-use crate::keyset::document::{KeyMaterial, KeyRef, SetKind};
+use oidc_core::aws::{self, CallFailure};
+use oidc_core::keys::kms_envelope;
+use oidc_core::keys::{KmsOptions, KmsSigner, Signer};
+
+use super::document::{KeyMaterial, KeyRef, SetKind};
 
 /// The tag naming the key set a KMS key belongs to.
 pub const KEY_SET_TAG: &str = "oidc-server:key-set";
@@ -620,8 +621,9 @@ mod tests {
     #[test]
     fn the_granted_actions_are_the_calls_the_code_makes_on_a_key() {
         let sources = [
-            include_str!("keys.rs"),
-            include_str!("../../keys/kms.rs"),
+            include_str!("kms_keys.rs"),
+            // The KMS signer, in oidc-core.
+            include_str!("../../../oidc-core/src/keys/kms.rs"),
             include_str!("rotation.rs"),
             include_str!("poller.rs"),
         ];

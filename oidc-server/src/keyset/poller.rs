@@ -17,10 +17,11 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::{KeyMaker, KeySetError, KeySetSecret, Stored};
-use crate::keys::Signer;
-use crate::keyset::document::{KeySetDocument, KeySetValue, Timings};
-use crate::keyset::{ActiveKey, KeySet, KeySetState};
-use crate::time::{MonotonicClock, SystemClock, SystemMonotonicClock, WallClock};
+use oidc_core::clock::{MonotonicClock, SystemClock, SystemMonotonicClock, WallClock};
+use oidc_core::keys::Signer;
+use oidc_core::{ActiveKey, KeySet, KeySetState};
+
+use super::document::{KeySetDocument, KeySetValue, Timings};
 
 /// What one poll found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,7 +206,7 @@ impl KeySetPoller {
     /// The signer of `key`: the one opened before, or opened now.
     async fn opened(
         &self,
-        key: &crate::keyset::document::KeyRef,
+        key: &super::document::KeyRef,
         issuer: &str,
     ) -> Result<Arc<dyn Signer>, KeySetError> {
         match self.signers.get(key.kid()) {

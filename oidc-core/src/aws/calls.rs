@@ -1,37 +1,12 @@
-//! What the AWS-backed parts share (feature `aws`): the SDK configuration,
-//! built on rustls with ring so the workspace keeps one crypto stack; how SDK
-//! errors become "try later" or "refused"; and [`AwsObserver`], through which
-//! callers see every AWS call (latency, outcome) without this crate knowing
-//! any metrics library.
+//! How every AWS call of the signers (and of their users) is made: a timeout
+//! per attempt, throttling retried with backoff, SDK errors classified as
+//! "try later" or "refused", every attempt reported to an [`AwsObserver`].
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_config::BehaviorVersion;
 use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_smithy_http_client::tls;
-
-pub use aws_config::SdkConfig;
-
-/// The HTTPS client every AWS SDK client here uses: hyper with rustls on ring
-/// (never aws-lc), trusting the platform's roots; plain `http://` endpoints
-/// (an emulator on loopback) work too.
-pub fn https_client() -> aws_sdk_kms::config::SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
-        .build_https()
-}
-
-/// Loads the SDK configuration from the standard chain (environment such as
-/// `AWS_REGION` and `AWS_ENDPOINT_URL`, profile files, web identity, container
-/// and instance credentials) with [`https_client`].
-pub async fn load_sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .http_client(https_client())
-        .load()
-        .await
-}
 
 /// How one AWS call ended, as a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
