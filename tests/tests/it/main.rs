@@ -6,6 +6,7 @@
 
 mod assertions;
 mod aws_iam;
+mod boundaries;
 mod client;
 mod connector_token;
 mod deploy;
