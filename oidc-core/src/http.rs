@@ -12,7 +12,11 @@
 //! - [`fetch_discovery`]: an OpenID Connect / RFC 8414 discovery document
 //!   whose `issuer` is byte-equal to the expected one.
 //!
-//! Not a stable interface of its own: it serves the crates of this workspace.
+//! Public because its types are in other public signatures
+//! (`verify::RemoteJwksError`, with the `remote` feature, carries an
+//! [`HttpClientError`]; connector-client hands out [`client_builder`] for
+//! requests that carry its tokens), and because a program beside the
+//! verifier or the client is best served by the same policy.
 
 use std::fmt;
 use std::net::IpAddr;

@@ -51,7 +51,7 @@
 //!
 //! | feature | adds |
 //! |---|---|
-//! | `http` | the HTTPS client (rustls with ring) and fetch policy shared by every crate here (not a public interface of its own) |
+//! | `http` | the HTTPS client (rustls with ring) and fetch policy shared by every crate here: `http::client_builder`, checked URLs, capped reads, discovery documents |
 //! | `remote` | `verify::RemoteJwks`: a [`KeySource`] that fetches and caches a JWKS URL or an issuer's discovery document (HTTPS only, size cap, timeout, `Cache-Control` clamped, ETag revalidation, one single-flight refetch per cooldown on unknown kids, last good set kept through failures up to a stale limit, optional failure backoff); `verify::trust::TrustedIssuers`: many issuers, each token checked against the entry its `iss` names exactly (static list or TOML file, on-demand lookup with a negative cache, lazy per-issuer key sources under one cap on fetches, bounded LRU, status view keyed by entry name); implies `http` |
 //! | `aws-config` | `aws::load_sdk_config`: the AWS SDK configuration (credentials, region) on rustls with ring, and no service SDK |
 //! | `aws` | `keys::KmsSigner` (every token one KMS `Sign`), `keys::kms_envelope` (a local key kept encrypted under KMS: zero KMS calls per token); `aws::CallPolicy` (timeouts, retries, an observer of every call); implies `aws-config`. The key set shared by replicas through Secrets Manager, its rules and its rotation are the issuer's operations and live in `oidc-server` (`oidc_server::keyset`), which writes each set it reads into a [`KeySet`] |
@@ -68,7 +68,6 @@ pub mod claims;
 pub mod clock;
 mod error;
 #[cfg(feature = "http")]
-#[doc(hidden)]
 pub mod http;
 pub mod issue;
 mod json;
