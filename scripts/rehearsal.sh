@@ -18,7 +18,9 @@
 # Real time, for three weeks on a loaded 2-core machine: about 30 minutes
 # for an ECS deployment (two replicas read the key set every 30 s: 121,000
 # reads), 18 for Lambda (its environments read it only when invoked).
-# CI runs 4 days with RotationPeriodDays = 1 (three scheduled rotations).
+# The short rehearsal (4 days, RotationPeriodDays = 1: three scheduled
+# rotations) is ignored by cargo test for now (tests/tests/it/rehearsal.rs
+# says why); scripts/rehearsal.sh 1 all 1 runs a week of daily rotations.
 # Needs what scripts/test.sh installs (.venv: moto, libfaketime, cfn-lint), or
 # E2E_PYTHON and E2E_MOTO_SERVER naming them.
 set -euo pipefail
@@ -51,5 +53,5 @@ export REHEARSAL_SEED=$seed
 # `rehearsal_ecs_kms` alone would also match rehearsal_ecs_kms_envelope: --exact.
 args=("$filter")
 [ "$deployment" != all ] && args=(--exact "rehearsal::$filter")
-cargo test --workspace --all-features --test it -- "${args[@]}" --nocapture 2>&1 \
+cargo test --workspace --all-features --test it -- "${args[@]}" --include-ignored --nocapture 2>&1 \
   | grep --line-buffered -E '^rehearsal |^test |panicked|test result'
