@@ -19,9 +19,10 @@
 # for an ECS deployment (two replicas read the key set every 30 s: 121,000
 # reads), 18 for Lambda (its environments read it only when invoked).
 # The short rehearsal (4 days, RotationPeriodDays = 1: three scheduled
-# rotations) is ignored by cargo test for now (tests/tests/it/rehearsal.rs
-# says why); scripts/rehearsal.sh 1 all 1 runs a week of daily rotations.
-# Needs what scripts/test.sh installs (.venv: moto, libfaketime, cfn-lint), or
+# rotations) runs in cargo test; scripts/rehearsal.sh 1 all 1 runs a week of
+# daily rotations.
+# Needs what scripts/test.sh installs (.venv: moto, libfaketime and its
+# thread-safe build in .venv/lib), or
 # E2E_PYTHON and E2E_MOTO_SERVER naming them.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -3,7 +3,8 @@
 #
 # Installs what the tests need into git-ignored folders (first run only):
 #   .venv/  moto_server (AWS emulator), PyJWT, cfn-lint, Authlib,
-#           libfaketime (a shifted clock for the CLI), cargo-lambda
+#           libfaketime (a shifted clock for the CLI and the rehearsal's
+#           moto; its thread-safe build compiled into .venv/lib), cargo-lambda
 #           (the Lambda Runtime API emulator)                       (PyPI)
 #   .node/  jose, oidc-provider (a third-party issuer)               (npm)
 # then checks formatting and lints, runs every test of the workspace, and,
@@ -22,6 +23,17 @@ if ! .venv/bin/python -c 'import moto, jwt, cfnlint, authlib, requests, libfaket
   echo "== installing Python test tools into .venv"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+fi
+# libfaketime's thread-safe build (PTHREAD_SINGLETHREADED_TIME), from the
+# source the PyPI package vendors: the package ships only the default build,
+# which re-reads a timestamp file into a buffer shared by every thread
+# without a lock (a multi-threaded moto on a moving clock can parse it torn
+# and exit). tests/src/tools.rs (faketime_library) loads this one.
+if [ ! -f .venv/lib/libfaketimeMT.so.1 ]; then
+  echo "== building libfaketimeMT into .venv/lib"
+  faketime_src=$(.venv/bin/python -c 'import libfaketime, os; print(os.path.join(os.path.dirname(libfaketime.__file__), "vendor/libfaketime/src"))')
+  make --silent -C "$faketime_src" libfaketimeMT.so.1 >/dev/null
+  cp "$faketime_src/libfaketimeMT.so.1" .venv/lib/libfaketimeMT.so.1
 fi
 if [ ! -f .node/node_modules/jose/package.json ] || [ ! -f .node/node_modules/oidc-provider/package.json ]; then
   echo "== installing Node test tools into .node"

@@ -222,31 +222,27 @@ async fn run(command: &mut Command) -> Output {
     }
 }
 
-/// libfaketime (from the virtualenv's `libfaketime` package): run a
-/// process with `LD_PRELOAD` set to it and `FAKETIME=+3h` and its clock is
-/// three hours ahead.
+/// libfaketime, its thread-safe build (`libfaketimeMT.so.1`, compiled by
+/// `scripts/test.sh` into the virtualenv's `lib/` from the source the
+/// `libfaketime` package vendors): run a process with `LD_PRELOAD` set to it
+/// and `FAKETIME=+3h` and its clock is three hours ahead.
+///
+/// Thread-safe because the default build re-reads a timestamp file into one
+/// buffer shared by all threads without a lock: a multi-threaded server (moto)
+/// reading a clock that moves can parse a torn buffer and exit.
 pub fn faketime_library() -> PathBuf {
     // The virtualenv of `python()` (`E2E_PYTHON` is `<venv>/bin/python`).
     let lib = python()
         .parent()
         .and_then(std::path::Path::parent)
         .map_or_else(|| crate::workspace_path(".venv"), PathBuf::from)
-        .join("lib");
-    let found = std::fs::read_dir(&lib).ok().and_then(|dirs| {
-        dirs.flatten()
-            .map(|python| {
-                python
-                    .path()
-                    .join("site-packages/libfaketime/vendor/libfaketime/src/libfaketime.so.1")
-            })
-            .find(|path| path.exists())
-    });
-    found.unwrap_or_else(|| {
-        panic!(
-            "libfaketime is missing under {}: run scripts/test.sh (it installs the Python test tools into .venv)",
-            lib.display()
-        )
-    })
+        .join("lib/libfaketimeMT.so.1");
+    assert!(
+        lib.exists(),
+        "{} is missing: run scripts/test.sh (it installs the Python test tools into .venv and builds libfaketime's thread-safe library there)",
+        lib.display()
+    );
+    lib
 }
 
 const PYJWT_CACHING: &str = r#"

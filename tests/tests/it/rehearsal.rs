@@ -70,13 +70,16 @@
 //! The short rehearsal is the template's shortest schedule
 //! (`RotationPeriodDays` = 1, its `MinValue`) for 4 simulated days, which
 //! hold three scheduled rotations and the days between them, on each of the
-//! three deployments. It is ignored by `cargo test` for now: in one CI run
-//! moto's libfaketime exited ("failed to parse FAKETIME timestamp") at
-//! simulated day 3.6 although the timestamp file is replaced atomically
-//! (tests/src/sim.rs), which points at libfaketime's own handling of a file
-//! re-read from many threads; until that is solved, `scripts/rehearsal.sh 1
-//! all 1` runs a week of daily rotations by hand. `scripts/rehearsal.sh` runs it longer by hand (three
-//! weeks at the template's default period by default); its header says how.
+//! three deployments, within `cargo test`. `scripts/rehearsal.sh` runs it
+//! longer by hand (three weeks at the template's default period by default);
+//! its header says how.
+//!
+//! moto runs under libfaketime's thread-safe build (`libfaketimeMT`, which
+//! the test command compiles from the vendored source of the `libfaketime`
+//! package): the default build re-reads the timestamp file into one buffer
+//! shared by every thread without a lock, and in one CI run moto exited
+//! mid-run with "failed to parse FAKETIME timestamp" although the file is
+//! only ever replaced whole.
 //! Set by the environment: `REHEARSAL_DAYS`, `REHEARSAL_PERIOD_DAYS`,
 //! `REHEARSAL_SEED`.
 
@@ -827,14 +830,12 @@ async fn rehearse(platform: &'static str, mode: &'static str) {
 
 /// ECS (two replicas polling), envelope keys.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "moto under libfaketime can exit mid-run (libfaketime failed to parse its timestamp file in one CI run, issue 25): scripts/rehearsal.sh runs it"]
 async fn rehearsal_ecs_kms_envelope() {
     rehearse("ecs", "kms-envelope").await;
 }
 
 /// ECS (two replicas polling), KMS signing every token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "moto under libfaketime can exit mid-run (libfaketime failed to parse its timestamp file in one CI run, issue 25): scripts/rehearsal.sh runs it"]
 async fn rehearsal_ecs_kms() {
     rehearse("ecs", "kms").await;
 }
@@ -842,7 +843,6 @@ async fn rehearsal_ecs_kms() {
 /// The template's defaults: Lambda (two environments, each reading the set
 /// when invoked), KMS signing every token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "moto under libfaketime can exit mid-run (libfaketime failed to parse its timestamp file in one CI run, issue 25): scripts/rehearsal.sh runs it"]
 async fn rehearsal_lambda_kms() {
     rehearse("lambda", "kms").await;
 }
