@@ -251,7 +251,11 @@ pub struct AwsClaims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub org_id: Option<String>,
     /// The organizational unit paths (an array in tokens; one string is read as one path).
-    #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub ou_path: Vec<String>,
     /// The principal's unique id.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -129,7 +129,12 @@ impl LocalSigner {
     pub fn from_pkcs8_der(der: &[u8], alg: Option<Algorithm>) -> Result<Self, KeyError> {
         let candidates: &[Algorithm] = match alg {
             Some(ref alg) => std::slice::from_ref(alg),
-            None => &[Algorithm::ES256, Algorithm::ES384, Algorithm::EdDSA, Algorithm::RS256],
+            None => &[
+                Algorithm::ES256,
+                Algorithm::ES384,
+                Algorithm::EdDSA,
+                Algorithm::RS256,
+            ],
         };
         let rng = SystemRandom::new();
         let mut last_reason = String::from("unrecognised key");

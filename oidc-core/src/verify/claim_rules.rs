@@ -161,9 +161,7 @@ impl ClaimRule {
     pub(super) fn check(&self, claims: &Map<String, Value>) -> Result<(), VerifyError> {
         let found = self.path.find(claims);
         let passed = found.is_some_and(|value| match (&self.test, value) {
-            (Test::Equals(required), Value::Array(items)) => {
-                value == required || items.contains(required)
-            }
+            (Test::Equals(required), Value::Array(items)) => value == required || items.contains(required),
             (Test::Equals(required), _) => value == required,
             (Test::Matches(glob), Value::String(s)) => glob.matches(s),
             (Test::Matches(glob), Value::Array(items)) => items
@@ -221,9 +219,15 @@ mod tests {
         });
         let claims = claims.as_object().expect("an object");
         let find = |name: &str| ClaimPath::parse(name).expect("valid").find(claims).cloned();
-        assert_eq!(find("/https:~1~1sts.amazonaws.com~1/aws_account"), Some(json!("123")));
+        assert_eq!(
+            find("/https:~1~1sts.amazonaws.com~1/aws_account"),
+            Some(json!("123"))
+        );
         assert_eq!(find("/https:~1~1sts.amazonaws.com~1/a~0b"), Some(json!(1)));
-        assert_eq!(find("/https:~1~1sts.amazonaws.com~1/ou_path/0"), Some(json!("o-1/r-2/")));
+        assert_eq!(
+            find("/https:~1~1sts.amazonaws.com~1/ou_path/0"),
+            Some(json!("o-1/r-2/"))
+        );
         assert_eq!(find("/list/1/x"), Some(json!(2)));
         assert_eq!(find("a/b"), Some(json!("top-level name with a slash")));
         for absent in [
@@ -245,16 +249,17 @@ mod tests {
     fn arrays_match_by_membership() {
         let claims = json!({"ou_path": ["o-1/", "o-1/r-2/"], "n": 42, "s": "42"});
         let claims = claims.as_object().expect("an object");
-        let ok = |rule: Result<ClaimRule, RuleError>| {
-            rule.ok().expect("valid rule").check(claims).is_ok()
-        };
+        let ok = |rule: Result<ClaimRule, RuleError>| rule.ok().expect("valid rule").check(claims).is_ok();
         assert!(ok(ClaimRule::equals("ou_path", &json!("o-1/r-2/"))));
         assert!(ok(ClaimRule::equals("ou_path", &json!(["o-1/", "o-1/r-2/"]))));
         assert!(!ok(ClaimRule::equals("ou_path", &json!("o-1/r-3/"))));
         assert!(ok(ClaimRule::equals("n", &json!(42))));
         assert!(!ok(ClaimRule::equals("s", &json!(42))));
         assert!(ok(ClaimRule::matches("ou_path", "o-1/r-*")));
-        assert!(!ok(ClaimRule::matches("n", "*")), "a pattern matches strings only");
+        assert!(
+            !ok(ClaimRule::matches("n", "*")),
+            "a pattern matches strings only"
+        );
         assert!(!ok(ClaimRule::matches("missing", "*")));
     }
 }

@@ -25,8 +25,8 @@ pub use cache::{CacheStats, VerificationCache};
 pub use error::VerifyError;
 pub use key_source::{KeyLookupError, KeySource};
 pub use policy::{
-    Policy, PolicyBuilder, PolicyError, DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME, MAX_LEEWAY, MAX_TOKEN_LEN_LIMIT,
-    UPSTREAM_MAX_TOKEN_LEN,
+    Policy, PolicyBuilder, PolicyError, DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME, MAX_LEEWAY,
+    MAX_TOKEN_LEN_LIMIT, UPSTREAM_MAX_TOKEN_LEN,
 };
 #[cfg(feature = "remote")]
 pub use remote::{RemoteJwks, RemoteJwksBuilder, RemoteJwksError};

@@ -112,9 +112,19 @@ async fn alg_not_allowed_for_the_key_is_refused() {
         })
     );
 
+    // ES384 is implemented: over an ES256 key it is another curve's algorithm.
+    let token = f.token_header(|h| h["alg"] = json!("ES384"));
+    assert_eq!(
+        f.refusal(&token).await,
+        VerifyError::Signature(SignatureError::AlgorithmMismatch {
+            token: Algorithm::ES384,
+            key: Algorithm::ES256
+        })
+    );
+
     // And names we do not implement at all (one with a multi-byte character
     // where "HS" would be, which once made the name check panic).
-    for alg in ["ES384", "RS512", "H\u{e9}256", "ES256 "] {
+    for alg in ["ES512", "RS512", "H\u{e9}256", "ES256 "] {
         let token = f.token_header(|h| h["alg"] = json!(alg));
         assert_eq!(
             f.refusal(&token).await,

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use oidc_core::claims::{AwsWebIdentityClaims, AWS_STS_NAMESPACE};
-use oidc_core::internal::ManualWallClock;
+use oidc_core::clock::ManualWallClock;
 use oidc_core::jws::JwsError;
 use oidc_core::keys::{LocalSigner, Signer};
 use oidc_core::verify::trust::{file, Trusted, TrustedIssuers};
@@ -200,7 +200,12 @@ async fn malformed(trusted: &TrustedIssuers, token: &str) -> JwsError {
 /// `n` tags of `len`-byte values, as AWS writes them in `principal_tags`.
 fn tags(prefix: &str, n: usize, len: usize) -> Value {
     let tags: serde_json::Map<String, Value> = (0..n)
-        .map(|i| (format!("{prefix}-{i:03}-{}", "k".repeat(120)), json!("v".repeat(len))))
+        .map(|i| {
+            (
+                format!("{prefix}-{i:03}-{}", "k".repeat(120)),
+                json!("v".repeat(len)),
+            )
+        })
         .collect();
     Value::Object(tags)
 }
@@ -222,18 +227,12 @@ async fn es384_and_rs256_tokens_verify_with_rules_on_the_nested_claims() {
         assert_eq!((claims.sub.as_str(), claims.iat), (ROLE, NOW));
         assert_eq!(claims.aws.aws_account, ACCOUNT);
         assert_eq!(claims.aws.principal_tags["team"], "connectors");
-        assert_eq!(
-            claims.aws.ou_path,
-            ["o-a1b2c3d4e5/r-ab12/ou-ab12-11111111/"]
-        );
+        assert_eq!(claims.aws.ou_path, ["o-a1b2c3d4e5/r-ab12/ou-ab12-11111111/"]);
         assert!(claims.aws.session.contains_key("lambda_source_function_arn"));
 
         // The same token as plain JSON: every nested member is there.
         let value = verify(&trusted, &token).await.unwrap();
-        assert_eq!(
-            value.claims()[AWS_STS_NAMESPACE]["source_region"],
-            "us-east-1"
-        );
+        assert_eq!(value.claims()[AWS_STS_NAMESPACE]["source_region"], "us-east-1");
     }
     // The RSA key has no alg: it verified RS256 because the entry pins it.
     let rsa = trusted
@@ -243,7 +242,10 @@ async fn es384_and_rs256_tokens_verify_with_rules_on_the_nested_claims() {
     assert_eq!(rsa.verified().kid(), "RSA_0");
     assert!(!rsa.verified().key().algorithm_stated());
     // One discovery (AWS's shape) and one JWKS fetch for everything.
-    assert_eq!(a.server.tenant("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0").hits(), (1, 1));
+    assert_eq!(
+        a.server.tenant("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0").hits(),
+        (1, 1)
+    );
 }
 
 #[tokio::test]
@@ -254,7 +256,10 @@ async fn aud_may_be_a_string_or_an_array() {
         json!(AUDIENCE),
         json!([AUDIENCE]),
         json!(["https://other.example.com", AUDIENCE]),
-        json!((0..9).map(|i| format!("https://a{i}.example.com")).chain([AUDIENCE.to_owned()]).collect::<Vec<_>>()),
+        json!((0..9)
+            .map(|i| format!("https://a{i}.example.com"))
+            .chain([AUDIENCE.to_owned()])
+            .collect::<Vec<_>>()),
     ] {
         let token = a.token(Algorithm::ES384, |c| c["aud"] = aud.clone());
         verify(&trusted, &token)
@@ -353,7 +358,9 @@ async fn another_role_of_the_account_is_refused() {
 async fn an_audience_that_is_not_ours_is_refused() {
     let a = Aws::new().await;
     let trusted = a.trusted();
-    let token = a.token(Algorithm::ES384, |c| c["aud"] = json!("https://other.example.com"));
+    let token = a.token(Algorithm::ES384, |c| {
+        c["aud"] = json!("https://other.example.com")
+    });
     assert_eq!(
         refusal(&trusted, &token).await,
         VerifyError::WrongAudience {
@@ -388,9 +395,7 @@ async fn another_customers_access_token_is_refused_where_only_jwt_entries_apply(
     let theirs = customer.token(&their_issuer, AUDIENCE, Some("org-1")).await;
     assert_eq!(
         refusal(&trusted, &theirs).await,
-        VerifyError::UnknownIssuer {
-            issuer: their_issuer
-        }
+        VerifyError::UnknownIssuer { issuer: their_issuer }
     );
     // An at+jwt token under the account's issuer and key is not an AWS
     // token either: the entry accepts typ JWT only.
@@ -472,9 +477,7 @@ async fn hs256_signed_with_the_rsa_keys_bytes_is_refused() {
         let error = refusal(&trusted, &token).await;
         assert_eq!(
             error,
-            VerifyError::Malformed(JwsError::Algorithm(AlgorithmError::Symmetric(
-                "HS256".into()
-            )))
+            VerifyError::Malformed(JwsError::Algorithm(AlgorithmError::Symmetric("HS256".into())))
         );
         assert_eq!(error.reason(), "bad_algorithm");
     }
@@ -530,10 +533,7 @@ async fn request_tags_cannot_stand_in_for_principal_tags() {
 #[tokio::test]
 async fn a_token_older_than_max_token_age_is_refused() {
     let a = Aws::new().await;
-    let trusted = a.registry(&entry_toml(
-        &a.iss,
-        &format!("{RULES}\nmax_token_age_secs = 600"),
-    ));
+    let trusted = a.registry(&entry_toml(&a.iss, &format!("{RULES}\nmax_token_age_secs = 600")));
     let issued_at = |iat: u64| {
         a.token(Algorithm::ES384, |c| {
             c["iat"] = json!(iat);
@@ -560,9 +560,7 @@ async fn a_token_older_than_max_token_age_is_refused() {
 #[tokio::test]
 async fn a_key_without_alg_needs_exactly_one_pinned_algorithm_it_fits() {
     let a = Aws::new().await;
-    let key_algorithm = VerifyError::KeyAlgorithm {
-        kid: "RSA_0".into(),
-    };
+    let key_algorithm = VerifyError::KeyAlgorithm { kid: "RSA_0".into() };
     // No algorithms: the RSA key (no alg) is unusable; the P-384 one (alg
     // ES384) still verifies.
     let unpinned = a.registry(&entry_toml(&a.iss, ""));
@@ -599,23 +597,35 @@ async fn the_strict_jws_layer_still_applies() {
     };
     // A duplicate member in the header.
     let duplicate = signed(r#"{"kid":"EC384_0","typ":"JWT","alg":"ES384","alg":"RS256"}"#);
-    assert!(matches!(malformed(&trusted, &duplicate).await, JwsError::Json { .. }));
+    assert!(matches!(
+        malformed(&trusted, &duplicate).await,
+        JwsError::Json { .. }
+    ));
     // crit, and a key of the token's own choosing.
     for header in [
         r#"{"kid":"EC384_0","typ":"JWT","alg":"ES384","crit":["exp"],"exp":1}"#,
         r#"{"kid":"EC384_0","typ":"JWT","alg":"ES384","jku":"https://attacker.example/jwks"}"#,
     ] {
-        assert!(matches!(malformed(&trusted, &signed(header)).await, JwsError::ForbiddenHeader(_)));
+        assert!(matches!(
+            malformed(&trusted, &signed(header)).await,
+            JwsError::ForbiddenHeader(_)
+        ));
     }
     // Lax base64url: padding, or the standard alphabet.
     let token = a.token(Algorithm::ES384, |_| {});
     let [header, payload, signature]: [&str; 3] = token.split('.').collect::<Vec<_>>().try_into().unwrap();
     for lax in [
         format!("{header}.{payload}=.{signature}"),
-        format!("{header}.{}.{signature}", payload.replace('-', "+").replace('_', "/")),
+        format!(
+            "{header}.{}.{signature}",
+            payload.replace('-', "+").replace('_', "/")
+        ),
     ] {
         if lax != token {
-            assert!(matches!(malformed(&trusted, &lax).await, JwsError::Base64 { .. }), "{lax}");
+            assert!(
+                matches!(malformed(&trusted, &lax).await, JwsError::Base64 { .. }),
+                "{lax}"
+            );
         }
     }
 }
@@ -625,7 +635,12 @@ async fn a_64_kb_token_is_refused_before_decoding() {
     let a = Aws::new().await;
     let trusted = a.trusted();
     // The entry's default cap is 24 KiB, so is the registry's.
-    let huge = format!("{}.{}.{}", "e".repeat(100), "e".repeat(64 * 1024), "e".repeat(100));
+    let huge = format!(
+        "{}.{}.{}",
+        "e".repeat(100),
+        "e".repeat(64 * 1024),
+        "e".repeat(100)
+    );
     assert_eq!(
         refusal(&trusted, &huge).await,
         VerifyError::Malformed(JwsError::TooLarge {
