@@ -16,6 +16,11 @@ const EC_P256: &[u8] = &[
     0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
     0x3d, 0x03, 0x01, 0x07,
 ];
+/// `AlgorithmIdentifier` of id-ecPublicKey with secp384r1.
+const EC_P384: &[u8] = &[
+    0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00,
+    0x22,
+];
 /// `AlgorithmIdentifier` of id-Ed25519 (no parameters).
 const ED25519: &[u8] = &[0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70];
 /// `AlgorithmIdentifier` of rsaEncryption with `NULL` parameters.
@@ -27,6 +32,7 @@ const RSA: &[u8] = &[
 pub fn encode(key: &PublicKey) -> Vec<u8> {
     let (algorithm, subject) = match key {
         PublicKey::P256(point) => (EC_P256, point.to_vec()),
+        PublicKey::P384(point) => (EC_P384, point.to_vec()),
         PublicKey::Ed25519(x) => (ED25519, x.to_vec()),
         PublicKey::Rsa { n, e } => {
             let mut ints = der_integer(n);

@@ -151,6 +151,10 @@ impl RingSigner {
                 EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, der, &SystemRandom::new())
                     .expect("P-256 key"),
             ),
+            PublicKey::P384(_) => Self::Ecdsa(
+                EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P384_SHA384_FIXED_SIGNING, der, &SystemRandom::new())
+                    .expect("P-384 key"),
+            ),
             PublicKey::Ed25519(_) => {
                 Self::Ed25519(Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).expect("Ed25519 key"))
             }

@@ -18,11 +18,14 @@ pub enum Algorithm {
     RS256,
     /// RSASSA-PSS with SHA-256, MGF1-SHA-256 and a 32-byte salt; keys of 2048 to 8192 bits.
     PS256,
+    /// ECDSA over P-384 with SHA-384; signatures are 96-byte `r‖s`. What
+    /// AWS STS web identity tokens use besides RS256.
+    ES384,
 }
 
 impl Algorithm {
     /// Every algorithm, in order of preference.
-    pub const ALL: [Algorithm; 4] = [Self::ES256, Self::EdDSA, Self::RS256, Self::PS256];
+    pub const ALL: [Algorithm; 5] = [Self::ES256, Self::EdDSA, Self::RS256, Self::PS256, Self::ES384];
 
     /// The JOSE name (`"ES256"`, ...).
     pub fn name(self) -> &'static str {
@@ -31,6 +34,7 @@ impl Algorithm {
             Self::EdDSA => "EdDSA",
             Self::RS256 => "RS256",
             Self::PS256 => "PS256",
+            Self::ES384 => "ES384",
         }
     }
 
@@ -56,8 +60,8 @@ pub enum AlgorithmError {
     /// An HMAC algorithm (`HS256`, ...), which would turn a public key into a shared secret.
     #[error("symmetric algorithm {0:?} is never accepted")]
     Symmetric(String),
-    /// A name this crate does not implement (`ES384`, `RS512`, ...).
-    #[error("unsupported algorithm {0:?} (supported: ES256, EdDSA, RS256, PS256)")]
+    /// A name this crate does not implement (`ES512`, `RS512`, ...).
+    #[error("unsupported algorithm {0:?} (supported: ES256, EdDSA, RS256, PS256, ES384)")]
     Unsupported(String),
 }
 
@@ -72,6 +76,7 @@ impl FromStr for Algorithm {
             "EdDSA" => Ok(Self::EdDSA),
             "RS256" => Ok(Self::RS256),
             "PS256" => Ok(Self::PS256),
+            "ES384" => Ok(Self::ES384),
             _ if name.eq_ignore_ascii_case("none") => Err(AlgorithmError::None),
             // `get` rather than slicing: the name is attacker-chosen and its
             // second byte may sit inside a multi-byte character.
@@ -102,6 +107,11 @@ mod tests {
         assert_eq!(
             "HS256".parse::<Algorithm>(),
             Err(AlgorithmError::Symmetric("HS256".into()))
+        );
+        assert_eq!("ES384".parse::<Algorithm>(), Ok(Algorithm::ES384));
+        assert_eq!(
+            "es384".parse::<Algorithm>(),
+            Err(AlgorithmError::Unsupported("es384".into()))
         );
         assert_eq!(
             "ES512".parse::<Algorithm>(),

@@ -187,6 +187,99 @@ impl Audience {
     }
 }
 
+/// The member under which AWS STS web identity tokens nest AWS's own claims.
+pub const AWS_STS_NAMESPACE: &str = "https://sts.amazonaws.com/";
+
+/// The claims of an AWS STS web identity token (IAM outbound identity
+/// federation: what `sts:GetWebIdentityToken` returns), for
+/// [`Verifier::verify`](crate::Verifier::verify) and `TrustedIssuers::verify`
+/// under a policy for such tokens (`typ` `JWT`, algorithms `RS256` and
+/// `ES384`: see the trust file's format, `verify::trust::file`).
+///
+/// Top-level claims other than these are not kept; verify as
+/// `serde_json::Value` to read the token whole.
+///
+/// ```
+/// use oidc_core::claims::AwsWebIdentityClaims;
+/// let claims: AwsWebIdentityClaims = serde_json::from_value(serde_json::json!({
+///     "iss": "https://0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0.tokens.sts.global.api.aws",
+///     "sub": "arn:aws:iam::123456789012:role/connectors/poller",
+///     "aud": ["https://api.example.com", "https://other.example.com"],
+///     "iat": 1700000000, "exp": 1700000300, "jti": "5b6f0a1e-7c1d-4c1e-9d38-2f1e0c9a8b7d",
+///     "https://sts.amazonaws.com/": {
+///         "aws_account": "123456789012",
+///         "ou_path": ["o-a1b2c3d4e5/r-ab12/ou-ab12-11111111/"],
+///         "principal_tags": {"team": "data"},
+///         "ec2_source_instance_arn": "arn:aws:ec2:us-east-1:123456789012:instance/i-0abc"
+///     }
+/// })).unwrap();
+/// assert_eq!(claims.aws.aws_account, "123456789012");
+/// assert_eq!(claims.aws.principal_tags["team"], "data");
+/// assert!(claims.aws.session.contains_key("ec2_source_instance_arn"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct AwsWebIdentityClaims {
+    /// Issuer: `https://<uuid>.tokens.sts.global.api.aws`, one per AWS account.
+    pub iss: String,
+    /// The principal's ARN: for a role, the role's ARN with its path
+    /// (`arn:aws:iam::123456789012:role/connectors/poller`), not the session's.
+    pub sub: String,
+    /// Audience: one, or an array of up to ten.
+    pub aud: Audience,
+    /// Issued at (Unix seconds).
+    pub iat: u64,
+    /// Expiry (Unix seconds).
+    pub exp: u64,
+    /// Unique token id (a UUID).
+    pub jti: String,
+    /// AWS's claims, under [`AWS_STS_NAMESPACE`].
+    #[serde(rename = "https://sts.amazonaws.com/")]
+    pub aws: AwsClaims,
+}
+
+/// AWS's own claims in an [`AwsWebIdentityClaims`]: those of the principal
+/// AWS vouches for, the tags the caller chose (`request_tags`: never bind
+/// an identity to those), and the session's context.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct AwsClaims {
+    /// The AWS account id.
+    pub aws_account: String,
+    /// The region whose STS endpoint issued the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_region: Option<String>,
+    /// The AWS Organizations id, for an account in an organization.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<String>,
+    /// The organizational unit paths (an array in tokens; one string is read as one path).
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub ou_path: Vec<String>,
+    /// The principal's unique id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_id: Option<String>,
+    /// The principal's tags (set by the account's administrators).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub principal_tags: Map<String, Value>,
+    /// Tags the caller of `GetWebIdentityToken` chose: anything the
+    /// workload wants, so never evidence of who it is.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub request_tags: Map<String, Value>,
+    /// Every other member: the session's context (`ec2_source_instance_arn`,
+    /// `lambda_source_function_arn`, `source_identity`, ...).
+    #[serde(flatten)]
+    pub session: Map<String, Value>,
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    Ok(match Audience::deserialize(deserializer)? {
+        Audience::One(one) => vec![one],
+        Audience::Many(many) => many,
+    })
+}
+
 /// Connector attributes to put in a token as private claims. Names are checked
 /// on insertion: a registered claim name is refused.
 ///

@@ -286,8 +286,20 @@ impl<'a> UnverifiedJws<'a> {
 
     /// Checks the signature with `key` and returns the payload.
     pub fn verify(self, key: &VerifyingKey) -> Result<Vec<u8>, JwsError> {
-        key.verify(self.header.alg, self.signing_input.as_bytes(), &self.signature)
-            .map_err(JwsError::Signature)?;
+        self.verify_as(key, key.algorithm())
+    }
+
+    /// Checks the signature with `key` under `pinned`, the algorithm a
+    /// policy chose for it (the header's `alg` must be it), and returns the
+    /// payload.
+    pub(crate) fn verify_as(self, key: &VerifyingKey, pinned: Algorithm) -> Result<Vec<u8>, JwsError> {
+        key.verify_as(
+            pinned,
+            self.header.alg,
+            self.signing_input.as_bytes(),
+            &self.signature,
+        )
+        .map_err(JwsError::Signature)?;
         Ok(self.payload)
     }
 }

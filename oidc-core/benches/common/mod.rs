@@ -40,6 +40,9 @@ pub fn ring_verify(key: &PublicKey, message: &[u8], signature: &[u8]) {
         PublicKey::P256(point) => UnparsedPublicKey::new(&sig::ECDSA_P256_SHA256_FIXED, point)
             .verify(message, signature)
             .expect("valid"),
+        PublicKey::P384(point) => UnparsedPublicKey::new(&sig::ECDSA_P384_SHA384_FIXED, point)
+            .verify(message, signature)
+            .expect("valid"),
         PublicKey::Ed25519(x) => UnparsedPublicKey::new(&sig::ED25519, x)
             .verify(message, signature)
             .expect("valid"),

@@ -186,6 +186,11 @@ impl KmsSigner {
             (PublicKey::Ed25519(_), None | Some(Algorithm::EdDSA)) => Algorithm::EdDSA,
             (PublicKey::Rsa { .. }, None | Some(Algorithm::RS256)) => Algorithm::RS256,
             (PublicKey::Rsa { .. }, Some(Algorithm::PS256)) => Algorithm::PS256,
+            // The SPKI reader refuses P-384 already: KMS ECC_NIST_P384 keys
+            // are not supported here.
+            (PublicKey::P384(_), _) => {
+                return Err(unusable("P-384 keys are not supported".into()));
+            }
             (_, Some(other)) => {
                 return Err(unusable(format!("{other} does not fit its {public:?}")));
             }
@@ -252,6 +257,7 @@ pub fn signing_algorithm(alg: Algorithm) -> SigningAlgorithmSpec {
         Algorithm::RS256 => SigningAlgorithmSpec::RsassaPkcs1V15Sha256,
         Algorithm::PS256 => SigningAlgorithmSpec::RsassaPssSha256,
         Algorithm::EdDSA => SigningAlgorithmSpec::Ed25519Sha512,
+        Algorithm::ES384 => SigningAlgorithmSpec::EcdsaSha384,
     }
 }
 

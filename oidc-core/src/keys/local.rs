@@ -72,12 +72,13 @@ impl fmt::Debug for Pkcs8Pem {
 }
 
 impl LocalSigner {
-    /// Generates a new ES256 or EdDSA key; returns the signer and its PKCS#8 PEM.
+    /// Generates a new ES256, ES384 or EdDSA key; returns the signer and its PKCS#8 PEM.
     /// (ring cannot generate RSA keys: create those with a tool such as OpenSSL, or in KMS.)
     pub fn generate(alg: Algorithm) -> Result<(Self, Pkcs8Pem), KeyError> {
         let rng = SystemRandom::new();
         let document = match alg {
             Algorithm::ES256 => EcdsaKeyPair::generate_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, &rng),
+            Algorithm::ES384 => EcdsaKeyPair::generate_pkcs8(&sig::ECDSA_P384_SHA384_FIXED_SIGNING, &rng),
             Algorithm::EdDSA => Ed25519KeyPair::generate_pkcs8(&rng),
             Algorithm::RS256 | Algorithm::PS256 => return Err(KeyError::CannotGenerate(alg)),
         }
@@ -124,11 +125,16 @@ impl LocalSigner {
     }
 
     /// Loads a PKCS#8 DER key. With `alg` = `None` the algorithm follows from
-    /// the key: P-256 → ES256, Ed25519 → EdDSA, RSA → RS256.
+    /// the key: P-256 → ES256, P-384 → ES384, Ed25519 → EdDSA, RSA → RS256.
     pub fn from_pkcs8_der(der: &[u8], alg: Option<Algorithm>) -> Result<Self, KeyError> {
         let candidates: &[Algorithm] = match alg {
             Some(ref alg) => std::slice::from_ref(alg),
-            None => &[Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256],
+            None => &[
+                Algorithm::ES256,
+                Algorithm::ES384,
+                Algorithm::EdDSA,
+                Algorithm::RS256,
+            ],
         };
         let rng = SystemRandom::new();
         let mut last_reason = String::from("unrecognised key");
@@ -136,6 +142,10 @@ impl LocalSigner {
             let attempt = match alg {
                 Algorithm::ES256 => {
                     EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng)
+                        .map(LocalKey::Ecdsa)
+                }
+                Algorithm::ES384 => {
+                    EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P384_SHA384_FIXED_SIGNING, der, &rng)
                         .map(LocalKey::Ecdsa)
                 }
                 Algorithm::EdDSA => Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map(LocalKey::Ed25519),
@@ -174,12 +184,15 @@ impl LocalSigner {
         }
         Err(KeyError::Pkcs8(match alg {
             Some(alg) => format!("not a usable {alg} key ({last_reason})"),
-            None => format!("not a P-256, Ed25519 or RSA key ({last_reason})"),
+            None => format!("not a P-256, P-384, Ed25519 or RSA key ({last_reason})"),
         }))
     }
 
     fn from_key(alg: Algorithm, key: LocalKey, rng: SystemRandom) -> Result<Self, KeyError> {
         let public = match &key {
+            LocalKey::Ecdsa(k) if alg == Algorithm::ES384 => {
+                PublicKey::p384_uncompressed(k.public_key().as_ref())?
+            }
             LocalKey::Ecdsa(k) => PublicKey::p256_uncompressed(k.public_key().as_ref())?,
             LocalKey::Ed25519(k) => PublicKey::ed25519(k.public_key().as_ref())?,
             LocalKey::Rsa(k, _) => {
@@ -219,6 +232,7 @@ impl LocalSigner {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pkcs8Kind {
     P256,
+    P384,
     OtherCurve(&'static str),
     Ed25519,
     Rsa { bits: usize },
@@ -261,6 +275,7 @@ impl Pkcs8Kind {
             let (curve, _) = der_read(parameters, 0x06)?;
             Some(match CURVES.iter().find(|(known, _)| *known == curve) {
                 Some((_, "P-256")) => Self::P256,
+                Some((_, "P-384")) => Self::P384,
                 Some((_, name)) => Self::OtherCurve(name),
                 None => Self::OtherCurve("unrecognised named curve"),
             })
@@ -274,6 +289,7 @@ impl Pkcs8Kind {
     fn key_type(self) -> Option<&'static str> {
         match self {
             Self::P256 => Some("EC P-256"),
+            Self::P384 => Some("EC P-384"),
             Self::Ed25519 => Some("OKP Ed25519"),
             Self::Rsa { .. } => Some("RSA"),
             Self::OtherCurve(_) | Self::Unknown => None,
@@ -284,6 +300,7 @@ impl Pkcs8Kind {
         matches!(
             (self, alg),
             (Self::P256, Algorithm::ES256)
+                | (Self::P384, Algorithm::ES384)
                 | (Self::Ed25519, Algorithm::EdDSA)
                 | (Self::Rsa { .. }, Algorithm::RS256 | Algorithm::PS256)
         )

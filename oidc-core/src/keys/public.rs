@@ -22,6 +22,8 @@ pub const MAX_KID_LEN: usize = 256;
 pub enum PublicKey {
     /// A P-256 point, uncompressed SEC1 (`04‖x‖y`), known to be on the curve.
     P256([u8; 65]),
+    /// A P-384 point, uncompressed SEC1 (`04‖x‖y`), known to be on the curve.
+    P384([u8; 97]),
     /// An Ed25519 point encoding, canonical and not of small order.
     Ed25519([u8; 32]),
     /// An RSA modulus and public exponent, big-endian without leading zeros.
@@ -37,6 +39,7 @@ impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::P256(_) => f.write_str("PublicKey::P256"),
+            Self::P384(_) => f.write_str("PublicKey::P384"),
             Self::Ed25519(_) => f.write_str("PublicKey::Ed25519"),
             Self::Rsa { n, .. } => write!(f, "PublicKey::Rsa({} bits)", bit_len(n)),
         }
@@ -62,14 +65,30 @@ impl PublicKey {
             expected: 65,
             found: point.len(),
         })?;
-        // ring validates a peer point fully (on the curve, not infinity) before
-        // ECDH; it offers no other public way to do so for ECDSA keys.
-        let rng = ring::rand::SystemRandom::new();
-        let ephemeral = ring::agreement::EphemeralPrivateKey::generate(&ring::agreement::ECDH_P256, &rng)
-            .map_err(|_| KeyError::Unavailable("random number generator failed"))?;
-        let peer = ring::agreement::UnparsedPublicKey::new(&ring::agreement::ECDH_P256, &point);
-        ring::agreement::agree_ephemeral(ephemeral, &peer, |_| ()).map_err(|_| KeyError::InvalidPoint)?;
+        check_point(&ring::agreement::ECDH_P256, &point)?;
         Ok(Self::P256(point))
+    }
+
+    /// A P-384 key from its affine coordinates; the point must be on the curve.
+    pub fn p384(x: &[u8], y: &[u8]) -> Result<Self, KeyError> {
+        check_len("x", x, 48)?;
+        check_len("y", y, 48)?;
+        let mut point = [0u8; 97];
+        point[0] = 4;
+        point[1..49].copy_from_slice(x);
+        point[49..].copy_from_slice(y);
+        Self::p384_uncompressed(&point)
+    }
+
+    /// A P-384 key from an uncompressed SEC1 point (`04‖x‖y`).
+    pub fn p384_uncompressed(point: &[u8]) -> Result<Self, KeyError> {
+        let point: [u8; 97] = point.try_into().map_err(|_| KeyError::WrongLength {
+            member: "point",
+            expected: 97,
+            found: point.len(),
+        })?;
+        check_point(&ring::agreement::ECDH_P384, &point)?;
+        Ok(Self::P384(point))
     }
 
     /// An Ed25519 key from its 32-byte encoding; small-order and non-canonical
@@ -129,15 +148,19 @@ impl PublicKey {
         matches!(
             (self, alg),
             (Self::P256(_), Algorithm::ES256)
+                | (Self::P384(_), Algorithm::ES384)
                 | (Self::Ed25519(_), Algorithm::EdDSA)
                 | (Self::Rsa { .. }, Algorithm::RS256 | Algorithm::PS256)
         )
     }
 
-    /// The algorithm a JWK without `alg` is pinned to (RSA: RS256, as in OIDC).
+    /// The algorithm a JWK without `alg` is pinned to when it is parsed
+    /// (RSA: RS256, as in OIDC). A [`Verifier`](crate::Verifier) does not
+    /// take it on trust: see [`VerifyingKey::algorithm_stated`].
     pub fn default_algorithm(&self) -> Algorithm {
         match self {
             Self::P256(_) => Algorithm::ES256,
+            Self::P384(_) => Algorithm::ES384,
             Self::Ed25519(_) => Algorithm::EdDSA,
             Self::Rsa { .. } => Algorithm::RS256,
         }
@@ -151,6 +174,11 @@ impl PublicKey {
                 r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
                 base64url::encode(&point[1..33]),
                 base64url::encode(&point[33..])
+            ),
+            Self::P384(point) => format!(
+                r#"{{"crv":"P-384","kty":"EC","x":"{}","y":"{}"}}"#,
+                base64url::encode(&point[1..49]),
+                base64url::encode(&point[49..])
             ),
             Self::Ed25519(x) => format!(
                 r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
@@ -181,6 +209,17 @@ impl PublicKey {
                     return Err(SignatureError::ScalarOutOfRange);
                 }
                 UnparsedPublicKey::new(&sig::ECDSA_P256_SHA256_FIXED, point)
+                    .verify(message, signature)
+                    .map_err(|_| SignatureError::Mismatch)
+            }
+            (Self::P384(point), Algorithm::ES384) => {
+                expect_len(signature, 96)?;
+                if !scalar_in_range(&signature[..48], &P384_ORDER)
+                    || !scalar_in_range(&signature[48..], &P384_ORDER)
+                {
+                    return Err(SignatureError::ScalarOutOfRange);
+                }
+                UnparsedPublicKey::new(&sig::ECDSA_P384_SHA384_FIXED, point)
                     .verify(message, signature)
                     .map_err(|_| SignatureError::Mismatch)
             }
@@ -230,10 +269,11 @@ impl PublicKey {
         match kty {
             "EC" => {
                 let crv = str_member(jwk, "crv")?.ok_or(KeyError::MissingMember("crv"))?;
-                if crv != "P-256" {
-                    return Err(KeyError::UnsupportedCurve(json::excerpt(crv)));
+                match crv {
+                    "P-256" => Self::p256(&b64_member(jwk, "x")?, &b64_member(jwk, "y")?),
+                    "P-384" => Self::p384(&b64_member(jwk, "x")?, &b64_member(jwk, "y")?),
+                    _ => Err(KeyError::UnsupportedCurve(json::excerpt(crv))),
                 }
-                Self::p256(&b64_member(jwk, "x")?, &b64_member(jwk, "y")?)
             }
             "OKP" => {
                 let crv = str_member(jwk, "crv")?.ok_or(KeyError::MissingMember("crv"))?;
@@ -258,6 +298,12 @@ impl PublicKey {
                 put("x", base64url::encode(&point[1..33]));
                 put("y", base64url::encode(&point[33..]));
             }
+            Self::P384(point) => {
+                put("kty", "EC".into());
+                put("crv", "P-384".into());
+                put("x", base64url::encode(&point[1..49]));
+                put("y", base64url::encode(&point[49..]));
+            }
             Self::Ed25519(x) => {
                 put("kty", "OKP".into());
                 put("crv", "Ed25519".into());
@@ -274,11 +320,20 @@ impl PublicKey {
 
 /// A public key pinned to one algorithm, with its key id: what a verifier
 /// selects by `kid` and checks signatures with.
+///
+/// A key parsed from a JWK without `alg` is pinned to its key type's
+/// [default](PublicKey::default_algorithm) and remembers that its algorithm
+/// was not stated ([`algorithm_stated`](Self::algorithm_stated)): a
+/// [`Verifier`](crate::Verifier) then takes the algorithm from its policy,
+/// never from the key's default or the token's header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyingKey {
     kid: String,
     alg: Algorithm,
     key: PublicKey,
+    /// Whether `alg` was stated (the JWK's `alg`, or the caller's choice);
+    /// `false` for a JWK without `alg`.
+    stated: bool,
 }
 
 impl VerifyingKey {
@@ -294,7 +349,12 @@ impl VerifyingKey {
                 key: key.kind(),
             });
         }
-        Ok(Self { kid, alg, key })
+        Ok(Self {
+            kid,
+            alg,
+            key,
+            stated: true,
+        })
     }
 
     /// Pins `key` to `alg` under its RFC 7638 thumbprint.
@@ -322,12 +382,15 @@ impl VerifyingKey {
                 return Err(KeyError::KeyOpsWithoutVerify);
             }
         }
-        let alg = match str_member(jwk, "alg")? {
-            None => key.default_algorithm(),
-            Some(name) => name.parse::<Algorithm>().map_err(KeyError::Algorithm)?,
+        let stated = match str_member(jwk, "alg")? {
+            None => None,
+            Some(name) => Some(name.parse::<Algorithm>().map_err(KeyError::Algorithm)?),
         };
         let kid = str_member(jwk, "kid")?.ok_or(KeyError::MissingKid)?;
-        Self::new(kid, alg, key)
+        let alg = stated.unwrap_or_else(|| key.default_algorithm());
+        let mut parsed = Self::new(kid, alg, key)?;
+        parsed.stated = stated.is_some();
+        Ok(parsed)
     }
 
     /// Parses one public JWK from JSON text.
@@ -335,12 +398,15 @@ impl VerifyingKey {
         Self::from_jwk(&json::parse_object(text).map_err(KeyError::Json)?)
     }
 
-    /// The public JWK: key members, `kid`, `alg` and `use: "sig"`.
+    /// The public JWK: key members, `kid`, `alg` (unless the key was read
+    /// from a JWK without one) and `use: "sig"`.
     pub fn to_jwk(&self) -> Map<String, Value> {
         let mut out = Map::new();
         self.key.write_jwk_members(&mut out);
         out.insert("kid".into(), Value::String(self.kid.clone()));
-        out.insert("alg".into(), Value::String(self.alg.name().into()));
+        if self.stated {
+            out.insert("alg".into(), Value::String(self.alg.name().into()));
+        }
         out.insert("use".into(), Value::String("sig".into()));
         out
     }
@@ -350,9 +416,20 @@ impl VerifyingKey {
         &self.kid
     }
 
-    /// The one algorithm this key verifies.
+    /// The one algorithm this key verifies: the stated one, or for a key
+    /// read from a JWK without `alg`, its key type's default.
     pub fn algorithm(&self) -> Algorithm {
         self.alg
+    }
+
+    /// Whether the algorithm was stated: by the JWK's `alg`, or by whoever
+    /// made the key ([`new`](Self::new)). `false` for a key read from a JWK
+    /// without `alg` (AWS STS publishes its RSA key so): a
+    /// [`Verifier`](crate::Verifier) uses such a key only under a policy
+    /// that [pins](crate::PolicyBuilder::algorithms) exactly one algorithm
+    /// its key type fits, and then with that algorithm.
+    pub fn algorithm_stated(&self) -> bool {
+        self.stated
     }
 
     /// The key material.
@@ -363,10 +440,22 @@ impl VerifyingKey {
     /// Checks `signature` over `message`; `alg` is what the token claims and
     /// must be the algorithm this key is pinned to.
     pub fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
-        if alg != self.alg {
+        self.verify_as(self.alg, alg, message, signature)
+    }
+
+    /// Checks `signature` over `message` with algorithm `pinned` (which a
+    /// policy chose for this key); `alg`, what the token claims, must be it.
+    pub(crate) fn verify_as(
+        &self,
+        pinned: Algorithm,
+        alg: Algorithm,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), SignatureError> {
+        if alg != pinned {
             return Err(SignatureError::AlgorithmMismatch {
                 token: alg,
-                key: self.alg,
+                key: pinned,
             });
         }
         self.key.verify(alg, message, signature)
@@ -377,6 +466,7 @@ impl PublicKey {
     fn kind(&self) -> &'static str {
         match self {
             Self::P256(_) => "EC P-256",
+            Self::P384(_) => "EC P-384",
             Self::Ed25519(_) => "OKP Ed25519",
             Self::Rsa { .. } => "RSA",
         }
@@ -423,6 +513,13 @@ const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"]
 pub(super) const P256_ORDER: [u8; 32] = [
     0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xbc,
     0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+];
+
+/// The order n of the P-384 group, big-endian.
+pub(super) const P384_ORDER: [u8; 48] = [
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xc7, 0x63, 0x4d, 0x81, 0xf4, 0x37, 0x2d, 0xdf, 0x58, 0x1a,
+    0x0d, 0xb2, 0x48, 0xb0, 0xa7, 0x7a, 0xec, 0xec, 0x19, 0x6a, 0xcc, 0xc5, 0x29, 0x73,
 ];
 
 /// The order L of the Ed25519 prime-order subgroup, big-endian.
@@ -484,9 +581,20 @@ fn is_canonical_ed25519_point(encoding: &[u8; 32]) -> bool {
     y < p
 }
 
-/// Whether big-endian `scalar` is in [1, order - 1].
-fn scalar_in_range(scalar: &[u8], order: &[u8; 32]) -> bool {
-    scalar.iter().any(|b| *b != 0) && scalar < &order[..]
+/// Whether big-endian `scalar` (as long as `order`) is in [1, order - 1].
+fn scalar_in_range(scalar: &[u8], order: &[u8]) -> bool {
+    scalar.iter().any(|b| *b != 0) && scalar < order
+}
+
+/// Checks that `point` is a valid public point of `curve` (on the curve, not
+/// infinity): ring validates a peer point fully before ECDH, and offers no
+/// other public way to do so for ECDSA keys.
+fn check_point(curve: &'static ring::agreement::Algorithm, point: &[u8]) -> Result<(), KeyError> {
+    let rng = ring::rand::SystemRandom::new();
+    let ephemeral = ring::agreement::EphemeralPrivateKey::generate(curve, &rng)
+        .map_err(|_| KeyError::Unavailable("random number generator failed"))?;
+    let peer = ring::agreement::UnparsedPublicKey::new(curve, point);
+    ring::agreement::agree_ephemeral(ephemeral, &peer, |_| ()).map_err(|_| KeyError::InvalidPoint)
 }
 
 fn expect_len(signature: &[u8], expected: usize) -> Result<(), SignatureError> {
@@ -553,6 +661,11 @@ mod tests {
         let mut below = P256_ORDER;
         below[31] -= 1;
         assert!(scalar_in_range(&below, &P256_ORDER));
+        assert!(!scalar_in_range(&[0; 48], &P384_ORDER));
+        assert!(!scalar_in_range(&P384_ORDER, &P384_ORDER));
+        let mut below = P384_ORDER;
+        below[47] -= 1;
+        assert!(scalar_in_range(&below, &P384_ORDER));
     }
 
     #[test]

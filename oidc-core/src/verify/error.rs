@@ -88,6 +88,26 @@ pub enum VerifyError {
         /// The leeway applied.
         leeway: u64,
     },
+    /// `now - iat` exceeds the policy's maximum token age (beyond the leeway).
+    #[error("token was issued {} s ago, more than the maximum age of {max_age} s (iat {iat}, now {now}, leeway {leeway} s)", now.saturating_sub(*iat))]
+    TooOld {
+        /// `iat`.
+        iat: u64,
+        /// The verifier's time.
+        now: u64,
+        /// The maximum age.
+        max_age: u64,
+        /// The leeway applied.
+        leeway: u64,
+    },
+    /// The key was published without `alg`, and the policy does not pin
+    /// exactly one algorithm its key type fits, so no algorithm can be
+    /// chosen for it (the token's header never chooses).
+    #[error("key {kid:?} was published without \"alg\" and the policy does not pin one algorithm its key type fits (allow exactly one, e.g. RS256 for an RSA key)")]
+    KeyAlgorithm {
+        /// The key's `kid` (shortened).
+        kid: String,
+    },
     /// `exp - iat` exceeds the policy's maximum lifetime.
     #[error("token lifetime of {lifetime} s exceeds the maximum of {max} s")]
     LifetimeTooLong {
@@ -147,6 +167,8 @@ impl VerifyError {
             Self::NotYetValid { .. } => "not_yet_valid",
             Self::IssuedInFuture { .. } => "issued_in_future",
             Self::LifetimeTooLong { .. } => "lifetime_too_long",
+            Self::TooOld { .. } => "too_old",
+            Self::KeyAlgorithm { .. } => "key_algorithm_unknown",
             Self::AlgorithmNotAllowed(_) => "algorithm_not_allowed",
             Self::RequiredClaim { .. } => "required_claim",
             Self::UnknownIssuer { .. } => "unknown_issuer",

@@ -6,6 +6,7 @@
 //! header can never pick the key material (no `jwk`, `jku`, `x5u`, `x5c`).
 
 pub mod cache;
+mod claim_rules;
 mod error;
 mod key_source;
 mod policy;
@@ -23,7 +24,10 @@ use serde_json::{Map, Value};
 pub use cache::{CacheStats, VerificationCache};
 pub use error::VerifyError;
 pub use key_source::{KeyLookupError, KeySource};
-pub use policy::{Policy, PolicyBuilder, PolicyError, DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME, MAX_LEEWAY};
+pub use policy::{
+    Policy, PolicyBuilder, PolicyError, DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME, MAX_LEEWAY,
+    MAX_TOKEN_LEN_LIMIT, UPSTREAM_MAX_TOKEN_LEN,
+};
 #[cfg(feature = "remote")]
 pub use remote::{RemoteJwks, RemoteJwksBuilder, RemoteJwksError};
 
@@ -240,17 +244,17 @@ impl<K: KeySource> Verifier<K> {
         };
         let known = (!jws.reused_header() && !remembered()).then(|| jws.known_header());
         let header = jws.header();
-        self.policy.check_type(header.typ.as_deref())?;
-        let alg = header.alg;
-        self.policy.check_algorithm(alg)?;
+        let profile = self.policy.check_type(header.typ.as_deref())?;
+        self.policy.check_algorithm(header.alg)?;
         let kid = header.kid.as_deref().ok_or(VerifyError::MissingKid)?;
         let key = self.keys.key(kid).await.map_err(VerifyError::Key)?;
-        let payload = jws.verify(&key)?;
+        let alg = self.policy.key_algorithm(&key)?;
+        let payload = jws.verify_as(&key, alg)?;
         let claims = match claims {
             Some(claims) => claims,
             None => json::parse_object(&payload).map_err(VerifyError::Claims)?,
         };
-        self.policy.check_claims(&claims, self.clock.now())?;
+        self.policy.check_claims(&claims, self.clock.now(), profile)?;
         let validity = Validity::of(&claims);
         let claims =
             C::deserialize(Value::Object(claims)).map_err(|e| VerifyError::ClaimsShape(e.to_string()))?;

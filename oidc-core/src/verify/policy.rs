@@ -1,14 +1,23 @@
-//! What a verifier accepts: issuer, audiences, token type, clock leeway,
-//! lifetime, allowed algorithms and required claim values.
+//! What a verifier accepts: issuer, audiences, token types, clock leeway,
+//! lifetime and age, token size, allowed algorithms, and claim rules.
+//!
+//! The defaults are those of this project's own access tokens (RFC 9068:
+//! `typ` `at+jwt`, `client_id` required, 8 KiB). A policy for an upstream
+//! identity provider's tokens (AWS STS web identity tokens, Kubernetes
+//! service-account tokens) loosens only what it names: the accepted `typ`
+//! values, the algorithms that keys published without `alg` verify with,
+//! rules on nested claims; see [`PolicyBuilder`].
 
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::claim_rules::{ClaimRule, RuleError};
 use super::{numeric_date, VerifyError};
 use crate::claims::ACCESS_TOKEN_TYP;
 use crate::json;
 use crate::jws::DEFAULT_MAX_LEN;
+use crate::keys::VerifyingKey;
 use crate::Algorithm;
 
 /// Default clock leeway: 30 s.
@@ -17,6 +26,14 @@ pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
 /// Default maximum token lifetime (`exp - iat`): 900 s, the issuer's default cap.
 pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(900);
+/// Default token size cap of a policy that accepts a `typ` other than
+/// `at+jwt` (an upstream identity provider's tokens): 24 KiB. AWS STS web
+/// identity tokens carry up to 14,984 bytes of claims (principal and
+/// request tags), about 20 KB once encoded and signed.
+pub const UPSTREAM_MAX_TOKEN_LEN: usize = 24 * 1024;
+/// Largest token size cap a policy may have: 64 KiB. Anything longer is
+/// refused before it is decoded, whatever the policy.
+pub const MAX_TOKEN_LEN_LIMIT: usize = 64 * 1024;
 
 /// The acceptance rules of a verifier. Built with [`Policy::builder`], which
 /// requires the issuer and the audiences up front: there is no policy that
@@ -25,14 +42,22 @@ pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(900);
 pub struct Policy {
     issuer: String,
     audiences: Vec<String>,
-    typ: String,
+    /// Accepted `typ` values, without an `application/` prefix; `""` for a
+    /// token without `typ`.
+    types: Vec<String>,
     leeway: u64,
     max_lifetime: u64,
+    /// Largest `now - iat`, if limited.
+    max_age: Option<u64>,
     max_token_len: usize,
     /// `None`: every algorithm the key allows.
     algorithms: Option<Vec<Algorithm>>,
-    /// Claims that must be present with exactly this JSON value.
+    /// Claims that must be present with this JSON value (or an array holding it).
     required_claims: Vec<(String, Value)>,
+    /// Claims that must be present with a string matching this glob.
+    claim_patterns: Vec<(String, String)>,
+    /// Both of the above, parsed.
+    rules: Vec<ClaimRule>,
 }
 
 /// Builds a [`Policy`].
@@ -42,6 +67,18 @@ pub struct PolicyBuilder {
     policy: Policy,
     leeway: Duration,
     max_lifetime: Duration,
+    max_age: Option<Duration>,
+    /// `None`: the default for the accepted types.
+    max_token_len: Option<usize>,
+}
+
+/// What a token's `typ` says it is, once accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Profile {
+    /// An RFC 9068 access token (`at+jwt`): `client_id` is required.
+    AccessToken,
+    /// Another JWT (an upstream identity token).
+    Other,
 }
 
 /// Why a policy could not be built.
@@ -54,8 +91,8 @@ pub enum PolicyError {
     /// No audience, or an empty one.
     #[error("at least one non-empty audience is required")]
     NoAudience,
-    /// The required `typ` is empty.
-    #[error("the required typ is empty")]
+    /// No `typ` is accepted (an empty list).
+    #[error("no typ is accepted: give at least one (\"\" accepts a token without typ)")]
     EmptyType,
     /// More leeway than [`MAX_LEEWAY`].
     #[error("leeway of {0:?} is more than the maximum of 300 s")]
@@ -66,18 +103,30 @@ pub enum PolicyError {
     /// A token size cap of zero.
     #[error("the token size cap must be positive")]
     ZeroTokenLen,
+    /// A token size cap over [`MAX_TOKEN_LEN_LIMIT`].
+    #[error("the token size cap of {0} bytes is more than the limit of {MAX_TOKEN_LEN_LIMIT}")]
+    TokenLenTooLarge(usize),
+    /// A maximum token age of zero.
+    #[error("the maximum token age must be at least 1 s")]
+    ZeroTokenAge,
     /// An empty list of allowed algorithms.
     #[error("the list of allowed algorithms is empty")]
     NoAlgorithm,
     /// A required claim with an empty name, or required twice.
     #[error("required claim {0:?} is empty or required twice")]
     RequiredClaim(String),
+    /// A claim name that starts with `/` but is not an RFC 6901 JSON Pointer.
+    #[error("claim {0:?} starts with / but is not a JSON Pointer (RFC 6901: escape ~ as ~0 and / as ~1)")]
+    ClaimPointer(String),
+    /// A claim pattern with an empty name, or given twice for one claim.
+    #[error("claim pattern for {0:?} is empty or given twice")]
+    ClaimPattern(String),
 }
 
 impl Policy {
     /// Starts a policy for tokens from `issuer` (compared byte for byte) for any
     /// of `audiences`. Defaults: `typ` `at+jwt`, leeway 30 s, maximum lifetime
-    /// 900 s, tokens up to 8 KiB.
+    /// 900 s, no maximum age, tokens up to 8 KiB.
     pub fn builder<A: Into<String>>(
         issuer: impl Into<String>,
         audiences: impl IntoIterator<Item = A>,
@@ -86,15 +135,20 @@ impl Policy {
             policy: Policy {
                 issuer: issuer.into(),
                 audiences: audiences.into_iter().map(Into::into).collect(),
-                typ: ACCESS_TOKEN_TYP.to_owned(),
+                types: vec![ACCESS_TOKEN_TYP.to_owned()],
                 leeway: 0,
                 max_lifetime: 0,
+                max_age: None,
                 max_token_len: DEFAULT_MAX_LEN,
                 algorithms: None,
                 required_claims: Vec::new(),
+                claim_patterns: Vec::new(),
+                rules: Vec::new(),
             },
             leeway: DEFAULT_LEEWAY,
             max_lifetime: DEFAULT_MAX_LIFETIME,
+            max_age: None,
+            max_token_len: None,
         }
     }
 
@@ -108,9 +162,24 @@ impl Policy {
         &self.audiences
     }
 
+    /// The accepted `typ` values (`""`: a token without `typ`).
+    pub fn types(&self) -> &[String] {
+        &self.types
+    }
+
     /// The leeway in seconds.
     pub fn leeway_secs(&self) -> u64 {
         self.leeway
+    }
+
+    /// The longest accepted `exp - iat`, in seconds.
+    pub fn max_lifetime_secs(&self) -> u64 {
+        self.max_lifetime
+    }
+
+    /// The greatest accepted age (`now - iat`) in seconds, if limited.
+    pub fn max_token_age_secs(&self) -> Option<u64> {
+        self.max_age
     }
 
     /// The token size cap.
@@ -123,9 +192,15 @@ impl Policy {
         self.algorithms.as_deref()
     }
 
-    /// The claims required to have exactly these values.
+    /// The claims required to have these values (names starting with `/`
+    /// are JSON Pointers).
     pub fn required_claims(&self) -> &[(String, Value)] {
         &self.required_claims
+    }
+
+    /// The claims required to match these glob patterns.
+    pub fn claim_patterns(&self) -> &[(String, String)] {
+        &self.claim_patterns
     }
 
     /// The header's `alg` must be one of the allowed algorithms (checked
@@ -137,28 +212,72 @@ impl Policy {
         }
     }
 
-    /// `typ` must equal the required type, ignoring ASCII case and an
-    /// `application/` prefix (RFC 7515 §4.1.9).
-    pub(crate) fn check_type(&self, typ: Option<&str>) -> Result<(), VerifyError> {
-        let matches = typ.is_some_and(|t| {
-            let t = match t.get(..12) {
-                Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &t[12..],
-                _ => t,
-            };
-            t.eq_ignore_ascii_case(&self.typ)
-        });
-        if matches {
-            Ok(())
-        } else {
-            Err(VerifyError::WrongType {
-                found: typ.map(json::excerpt),
-                expected: self.typ.clone(),
-            })
+    /// The algorithm `key` verifies with under this policy: the one it was
+    /// pinned to with its `alg`; for a key published without `alg`, the one
+    /// allowed algorithm its key type fits (an RSA key under `[RS256]`, a
+    /// P-384 key under `[ES384]`), never its default nor the header's.
+    pub(crate) fn key_algorithm(&self, key: &VerifyingKey) -> Result<Algorithm, VerifyError> {
+        if key.algorithm_stated() {
+            return Ok(key.algorithm());
+        }
+        let mut fitting = self
+            .algorithms
+            .iter()
+            .flatten()
+            .filter(|alg| key.public_key().fits(**alg));
+        match (fitting.next(), fitting.next()) {
+            (Some(alg), None) => Ok(*alg),
+            _ => Err(VerifyError::KeyAlgorithm {
+                kid: json::excerpt(key.kid()),
+            }),
         }
     }
 
-    /// Checks the registered claims at time `now`.
-    pub(crate) fn check_claims(&self, claims: &Map<String, Value>, now: u64) -> Result<(), VerifyError> {
+    /// `typ` must be one of the accepted types, ignoring ASCII case and an
+    /// `application/` prefix (RFC 7515 §4.1.9); an absent `typ` only if `""`
+    /// is one of them.
+    pub(crate) fn check_type(&self, typ: Option<&str>) -> Result<Profile, VerifyError> {
+        let found = typ.map(without_media_prefix);
+        let accepted = match found {
+            None => self.types.iter().any(String::is_empty),
+            Some(t) => !t.is_empty() && self.types.iter().any(|known| t.eq_ignore_ascii_case(known)),
+        };
+        if !accepted {
+            return Err(VerifyError::WrongType {
+                found: typ.map(json::excerpt),
+                expected: self.expected_types(),
+            });
+        }
+        Ok(match found {
+            Some(t) if t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) => Profile::AccessToken,
+            _ => Profile::Other,
+        })
+    }
+
+    /// The accepted types, for an error message (`at+jwt`; `JWT or none`).
+    fn expected_types(&self) -> String {
+        let names: Vec<&str> = self
+            .types
+            .iter()
+            .map(|t| if t.is_empty() { "none" } else { t.as_str() })
+            .collect();
+        names.join(" or ")
+    }
+
+    /// Whether a token issued at `iat` is young enough at `now`.
+    pub(crate) fn within_age(&self, iat: u64, now: u64) -> bool {
+        self.max_age
+            .is_none_or(|max| now.saturating_sub(iat) <= max.saturating_add(self.leeway))
+    }
+
+    /// Checks the registered claims and the claim rules at time `now`, for
+    /// a token of `profile`.
+    pub(crate) fn check_claims(
+        &self,
+        claims: &Map<String, Value>,
+        now: u64,
+        profile: Profile,
+    ) -> Result<(), VerifyError> {
         let iss = required_str(claims, "iss")?;
         if iss != self.issuer {
             return Err(VerifyError::WrongIssuer {
@@ -172,7 +291,19 @@ impl Policy {
                 expected: "a non-empty string",
             });
         }
-        required_str(claims, "client_id")?;
+        // RFC 9068 §2.2; other JWTs (AWS STS tokens) have no client_id.
+        match profile {
+            Profile::AccessToken => {
+                required_str(claims, "client_id")?;
+            }
+            Profile::Other if claims.get("client_id").is_some_and(|c| !c.is_string()) => {
+                return Err(VerifyError::ClaimType {
+                    claim: "client_id",
+                    expected: "a string",
+                });
+            }
+            Profile::Other => {}
+        }
         if required_str(claims, "jti")?.is_empty() {
             return Err(VerifyError::ClaimType {
                 claim: "jti",
@@ -201,6 +332,14 @@ impl Policy {
         if iat > now.saturating_add(leeway) {
             return Err(VerifyError::IssuedInFuture { iat, now, leeway });
         }
+        if let (false, Some(max_age)) = (self.within_age(iat, now), self.max_age) {
+            return Err(VerifyError::TooOld {
+                iat,
+                now,
+                max_age,
+                leeway,
+            });
+        }
         if exp <= iat {
             return Err(VerifyError::ClaimType {
                 claim: "exp",
@@ -213,16 +352,8 @@ impl Policy {
                 max: self.max_lifetime,
             });
         }
-        for (claim, required) in &self.required_claims {
-            match claims.get(claim) {
-                Some(found) if found == required => {}
-                found => {
-                    return Err(VerifyError::RequiredClaim {
-                        claim: json::excerpt(claim),
-                        present: found.is_some(),
-                    })
-                }
-            }
+        for rule in &self.rules {
+            rule.check(claims)?;
         }
         Ok(())
     }
@@ -263,6 +394,14 @@ impl Policy {
     }
 }
 
+/// `t` without an `application/` prefix (in any letter case).
+fn without_media_prefix(t: &str) -> &str {
+    match t.get(..12) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &t[12..],
+        _ => t,
+    }
+}
+
 fn required_str<'a>(claims: &'a Map<String, Value>, claim: &'static str) -> Result<&'a str, VerifyError> {
     match claims.get(claim) {
         None => Err(VerifyError::MissingClaim(claim)),
@@ -287,21 +426,51 @@ impl PolicyBuilder {
         self
     }
 
-    /// The required `typ` (default `at+jwt`).
-    pub fn typ(mut self, typ: impl Into<String>) -> Self {
-        self.policy.typ = typ.into();
+    /// Tokens issued longer ago than `max` (`now - iat`, beyond the leeway)
+    /// are refused, whatever their `exp` (default: no limit). For upstream
+    /// tokens a workload may reuse for long (a Kubernetes service-account
+    /// token lives up to an hour, or more).
+    pub fn max_token_age(mut self, max: Duration) -> Self {
+        self.max_age = Some(max);
         self
     }
 
-    /// The token size cap (default 8 KiB).
+    /// The required `typ` (default `at+jwt`); `""`: a token without `typ`.
+    pub fn typ(mut self, typ: impl Into<String>) -> Self {
+        self.policy.types = vec![typ.into()];
+        self
+    }
+
+    /// The accepted `typ` values (default `["at+jwt"]`), compared ignoring
+    /// ASCII case and an `application/` prefix; `""` accepts a token
+    /// without `typ`. AWS STS web identity tokens say `JWT`.
+    ///
+    /// A token of type `at+jwt` must carry `client_id` (RFC 9068); one of
+    /// another type need not. Accepting a type other than `at+jwt` also
+    /// raises the default [token size cap](Self::max_token_len) to
+    /// [`UPSTREAM_MAX_TOKEN_LEN`].
+    pub fn types<T: Into<String>>(mut self, types: impl IntoIterator<Item = T>) -> Self {
+        self.policy.types = types.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The token size cap, checked before anything is decoded (default
+    /// 8 KiB, or [`UPSTREAM_MAX_TOKEN_LEN`] when a `typ` other than `at+jwt`
+    /// is accepted; at most [`MAX_TOKEN_LEN_LIMIT`]).
     pub fn max_token_len(mut self, len: usize) -> Self {
-        self.policy.max_token_len = len;
+        self.max_token_len = Some(len);
         self
     }
 
     /// Accepts only tokens whose header names one of `algorithms` (default:
     /// any algorithm, as long as it is the one its key is pinned to). Useful
     /// when one issuer's key set may hold keys that its tokens must not use.
+    ///
+    /// Required for keys published without `alg` (AWS STS's RSA key): such
+    /// a key verifies only under the one listed algorithm its key type fits
+    /// (`RS256` for an RSA key, `ES384` for a P-384 key). With none, or
+    /// with two (`RS256` and `PS256` for an RSA key), its tokens are refused
+    /// ([`VerifyError::KeyAlgorithm`]).
     pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
         let mut list: Vec<Algorithm> = Vec::new();
         for alg in algorithms {
@@ -314,7 +483,11 @@ impl PolicyBuilder {
     }
 
     /// Requires claim `name` to be present with exactly `value` (JSON
-    /// equality: `"42"` is not `42`), for example a tenant's `org_id`.
+    /// equality: `"42"` is not `42`), or as an array that holds `value`;
+    /// for example a tenant's `org_id`. A `name` starting with `/` is an
+    /// RFC 6901 JSON Pointer to a nested member:
+    /// `/https:~1~1sts.amazonaws.com~1/aws_account` is `aws_account` in the
+    /// object of claim `https://sts.amazonaws.com/`.
     ///
     /// ```
     /// use oidc_core::Policy;
@@ -329,6 +502,25 @@ impl PolicyBuilder {
         self
     }
 
+    /// Requires claim `name` (a name or a JSON Pointer, as for
+    /// [`require_claim`](Self::require_claim)) to be a string, or an array
+    /// holding a string, that matches the glob `pattern` whole: `*` stands
+    /// for any run of characters (`/` included), `?` for one character.
+    ///
+    /// ```
+    /// use oidc_core::Policy;
+    /// let policy = Policy::builder("https://abc.tokens.sts.global.api.aws", ["https://api.example.com"])
+    ///     .types(["JWT"])
+    ///     .require_claim_pattern("sub", "arn:aws:iam::123456789012:role/connectors/*")
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(policy.claim_patterns().len(), 1);
+    /// ```
+    pub fn require_claim_pattern(mut self, name: impl Into<String>, pattern: impl Into<String>) -> Self {
+        self.policy.claim_patterns.push((name.into(), pattern.into()));
+        self
+    }
+
     /// Checks and builds the policy.
     pub fn build(self) -> Result<Policy, PolicyError> {
         let mut policy = self.policy;
@@ -338,8 +530,11 @@ impl PolicyBuilder {
         if policy.audiences.is_empty() || policy.audiences.iter().any(String::is_empty) {
             return Err(PolicyError::NoAudience);
         }
-        if policy.typ.is_empty() {
+        if policy.types.is_empty() {
             return Err(PolicyError::EmptyType);
+        }
+        for typ in &mut policy.types {
+            *typ = without_media_prefix(typ).to_owned();
         }
         if self.leeway > MAX_LEEWAY {
             return Err(PolicyError::LeewayTooLarge(self.leeway));
@@ -347,20 +542,47 @@ impl PolicyBuilder {
         if self.max_lifetime.as_secs() == 0 {
             return Err(PolicyError::ZeroLifetime);
         }
+        let upstream = policy
+            .types
+            .iter()
+            .any(|t| !t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP));
+        policy.max_token_len = match self.max_token_len {
+            Some(len) => len,
+            None if upstream => UPSTREAM_MAX_TOKEN_LEN,
+            None => DEFAULT_MAX_LEN,
+        };
         if policy.max_token_len == 0 {
             return Err(PolicyError::ZeroTokenLen);
+        }
+        if policy.max_token_len > MAX_TOKEN_LEN_LIMIT {
+            return Err(PolicyError::TokenLenTooLarge(policy.max_token_len));
+        }
+        if self.max_age.is_some_and(|age| age.as_secs() == 0) {
+            return Err(PolicyError::ZeroTokenAge);
         }
         if policy.algorithms.as_ref().is_some_and(Vec::is_empty) {
             return Err(PolicyError::NoAlgorithm);
         }
-        for (i, (name, _)) in policy.required_claims.iter().enumerate() {
+        let pointer = |name: &str| PolicyError::ClaimPointer(json::excerpt(name));
+        let mut rules = Vec::new();
+        for (i, (name, value)) in policy.required_claims.iter().enumerate() {
             let twice = policy.required_claims[..i].iter().any(|(other, _)| other == name);
             if name.is_empty() || twice {
                 return Err(PolicyError::RequiredClaim(json::excerpt(name)));
             }
+            rules.push(ClaimRule::equals(name, value).map_err(|RuleError::Pointer| pointer(name))?);
         }
+        for (i, (name, pattern)) in policy.claim_patterns.iter().enumerate() {
+            let twice = policy.claim_patterns[..i].iter().any(|(other, _)| other == name);
+            if name.is_empty() || twice {
+                return Err(PolicyError::ClaimPattern(json::excerpt(name)));
+            }
+            rules.push(ClaimRule::matches(name, pattern).map_err(|RuleError::Pointer| pointer(name))?);
+        }
+        policy.rules = rules;
         policy.leeway = self.leeway.as_secs();
         policy.max_lifetime = self.max_lifetime.as_secs();
+        policy.max_age = self.max_age.map(|age| age.as_secs());
         Ok(policy)
     }
 }

@@ -112,9 +112,19 @@ async fn alg_not_allowed_for_the_key_is_refused() {
         })
     );
 
+    // ES384 is implemented: over an ES256 key it is another curve's algorithm.
+    let token = f.token_header(|h| h["alg"] = json!("ES384"));
+    assert_eq!(
+        f.refusal(&token).await,
+        VerifyError::Signature(SignatureError::AlgorithmMismatch {
+            token: Algorithm::ES384,
+            key: Algorithm::ES256
+        })
+    );
+
     // And names we do not implement at all (one with a multi-byte character
     // where "HS" would be, which once made the name check panic).
-    for alg in ["ES384", "RS512", "H\u{e9}256", "ES256 "] {
+    for alg in ["ES512", "RS512", "H\u{e9}256", "ES256 "] {
         let token = f.token_header(|h| h["alg"] = json!(alg));
         assert_eq!(
             f.refusal(&token).await,
@@ -1166,7 +1176,7 @@ async fn jwks_unknown_kty_is_ignored_not_fatal() {
     let f = Fixture::es256();
     let keys = vec![
         json!({"kty": "EC2", "crv": "P-256", "kid": "future"}),
-        json!({"kty": "EC", "crv": "P-384", "x": b64([1u8; 48]), "y": b64([2u8; 48]), "kid": "p384"}),
+        json!({"kty": "EC", "crv": "P-521", "x": b64([1u8; 66]), "y": b64([2u8; 66]), "kid": "p521"}),
         json!({"kty": "OKP", "crv": "X25519", "x": b64([9u8; 32]), "kid": "x25519"}),
         json!("not a key"),
         jwk_of(&f),
@@ -1178,7 +1188,7 @@ async fn jwks_unknown_kty_is_ignored_not_fatal() {
         reasons,
         [
             KeyError::UnsupportedKeyType("EC2".into()),
-            KeyError::UnsupportedCurve("P-384".into()),
+            KeyError::UnsupportedCurve("P-521".into()),
             KeyError::UnsupportedCurve("X25519".into()),
             KeyError::Json(JsonError::NotAnObject),
         ]

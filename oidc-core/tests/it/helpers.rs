@@ -66,11 +66,12 @@ pub(crate) fn remove(object: &mut Value, member: &str) {
     object.as_object_mut().expect("a JSON object").remove(member);
 }
 
-/// A signer for `alg`: generated for ES256 and EdDSA, `tests/keys/rsa2048.pem`
-/// for RS256 and PS256 (ring cannot generate RSA keys). Also returns its PEM.
+/// A signer for `alg`: generated for ES256, ES384 and EdDSA,
+/// `tests/keys/rsa2048.pem` for RS256 and PS256 (ring cannot generate RSA
+/// keys). Also returns its PEM.
 pub(crate) fn signer(alg: Algorithm) -> (LocalSigner, String) {
     match alg {
-        Algorithm::ES256 | Algorithm::EdDSA => {
+        Algorithm::ES256 | Algorithm::ES384 | Algorithm::EdDSA => {
             let (signer, pem) = LocalSigner::generate(alg).expect("generate");
             (signer, pem.as_str().to_owned())
         }
@@ -324,6 +325,12 @@ pub(crate) fn p1363_to_der(signature: &[u8]) -> Vec<u8> {
 
 /// A strict DER `SEQUENCE { INTEGER r, INTEGER s }` as 64-byte `r‖s`, or `None`.
 pub(crate) fn der_to_p1363(der: &[u8]) -> Option<[u8; 64]> {
+    der_to_rs(der, 32)?.try_into().ok()
+}
+
+/// A strict DER `SEQUENCE { INTEGER r, INTEGER s }` as `r‖s` of two
+/// `scalar_len`-byte scalars (32 for P-256, 48 for P-384), or `None`.
+pub(crate) fn der_to_rs(der: &[u8], scalar_len: usize) -> Option<Vec<u8>> {
     fn integer(input: &[u8]) -> Option<(&[u8], &[u8])> {
         let (&tag, rest) = input.split_first()?;
         let (&len, rest) = rest.split_first()?;
@@ -337,7 +344,7 @@ pub(crate) fn der_to_p1363(der: &[u8]) -> Option<[u8; 64]> {
             return None;
         }
         let value = if value[0] == 0 { &value[1..] } else { value };
-        (value.len() <= 32).then_some((value, rest))
+        Some((value, rest))
     }
     let (&tag, rest) = der.split_first()?;
     let (&len, body) = rest.split_first()?;
@@ -346,11 +353,11 @@ pub(crate) fn der_to_p1363(der: &[u8]) -> Option<[u8; 64]> {
     }
     let (r, rest) = integer(body)?;
     let (s, rest) = integer(rest)?;
-    if !rest.is_empty() {
+    if !rest.is_empty() || r.len() > scalar_len || s.len() > scalar_len {
         return None;
     }
-    let mut out = [0u8; 64];
-    out[32 - r.len()..32].copy_from_slice(r);
-    out[64 - s.len()..].copy_from_slice(s);
+    let mut out = vec![0u8; 2 * scalar_len];
+    out[scalar_len - r.len()..scalar_len].copy_from_slice(r);
+    out[2 * scalar_len - s.len()..].copy_from_slice(s);
     Some(out)
 }

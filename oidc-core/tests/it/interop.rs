@@ -21,13 +21,14 @@ fn jwt_alg(alg: Algorithm) -> jwt::Algorithm {
         Algorithm::EdDSA => jwt::Algorithm::EdDSA,
         Algorithm::RS256 => jwt::Algorithm::RS256,
         Algorithm::PS256 => jwt::Algorithm::PS256,
+        Algorithm::ES384 => jwt::Algorithm::ES384,
     }
 }
 
 fn encoding_key(f: &Fixture) -> jwt::EncodingKey {
     let pem = f.pem.as_bytes();
     match f.alg() {
-        Algorithm::ES256 => jwt::EncodingKey::from_ec_pem(pem),
+        Algorithm::ES256 | Algorithm::ES384 => jwt::EncodingKey::from_ec_pem(pem),
         Algorithm::EdDSA => jwt::EncodingKey::from_ed_pem(pem),
         Algorithm::RS256 | Algorithm::PS256 => jwt::EncodingKey::from_rsa_pem(pem),
     }

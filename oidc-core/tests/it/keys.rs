@@ -68,14 +68,32 @@ fn sec1_ec_private_key_is_refused_with_conversion_advice() {
 }
 
 #[test]
-fn p384_is_refused() {
+fn p384_signs_es384_only() {
     let pem = key_pem("p384");
-    for alg in [None, Some(Algorithm::ES256)] {
-        assert_eq!(
-            LocalSigner::from_pem_with_algorithm(&pem, alg).unwrap_err(),
-            KeyError::UnsupportedCurve("P-384".into())
-        );
+    for alg in [None, Some(Algorithm::ES384)] {
+        let signer = LocalSigner::from_pem_with_algorithm(&pem, alg).expect("P-384 key");
+        assert_eq!(signer.algorithm(), Algorithm::ES384);
+        let signature = signer.sign_now(b"input").expect("sign");
+        assert_eq!(signature.len(), 96, "r‖s, 48 bytes each");
+        signer
+            .verifying_key()
+            .verify(Algorithm::ES384, b"input", &signature)
+            .expect("verifies");
     }
+    assert_eq!(
+        LocalSigner::from_pem_with_algorithm(&pem, Some(Algorithm::ES256)).unwrap_err(),
+        KeyError::AlgorithmMismatch {
+            alg: "ES256".into(),
+            key: "EC P-384"
+        }
+    );
+    assert_eq!(
+        LocalSigner::from_pem_with_algorithm(&key_pem("p256"), Some(Algorithm::ES384)).unwrap_err(),
+        KeyError::AlgorithmMismatch {
+            alg: "ES384".into(),
+            key: "EC P-256"
+        }
+    );
 }
 
 #[test]

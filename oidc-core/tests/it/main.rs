@@ -14,4 +14,5 @@ mod tenants;
 mod trust;
 mod trust_lookup;
 mod trust_scale;
+mod upstream;
 mod wycheproof;

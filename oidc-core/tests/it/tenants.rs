@@ -41,6 +41,8 @@ pub(crate) enum Mode {
 
 pub(crate) struct Tenant {
     jwks: Mutex<String>,
+    /// Members added to the discovery document (AWS STS's, for example).
+    discovery_extra: Mutex<serde_json::Map<String, serde_json::Value>>,
     mode: Mutex<Mode>,
     pub(crate) discovery_hits: AtomicUsize,
     pub(crate) jwks_hits: AtomicUsize,
@@ -60,6 +62,18 @@ impl Tenant {
 
     pub(crate) fn serve(&self, jwks: &JwkSet) {
         *self.jwks.lock().unwrap() = jwks.to_json();
+    }
+
+    /// Serves this JWKS document as it is.
+    pub(crate) fn serve_text(&self, jwks: &str) {
+        *self.jwks.lock().unwrap() = jwks.to_owned();
+    }
+
+    /// Adds these members to the discovery document.
+    pub(crate) fn extend_discovery(&self, members: serde_json::Value) {
+        if let serde_json::Value::Object(members) = members {
+            self.discovery_extra.lock().unwrap().extend(members);
+        }
     }
 }
 
@@ -100,6 +114,7 @@ impl TenantServer {
     pub(crate) fn add(&self, id: &str, jwks: &JwkSet) -> Arc<Tenant> {
         let tenant = Arc::new(Tenant {
             jwks: Mutex::new(jwks.to_json()),
+            discovery_extra: Mutex::default(),
             mode: Mutex::new(Mode::Up),
             discovery_hits: AtomicUsize::new(0),
             jwks_hits: AtomicUsize::new(0),
@@ -150,12 +165,15 @@ async fn discovery(State(state): State<Arc<ServerState>>, Path(id): Path<String>
         &state,
         &id,
         |t| &t.discovery_hits,
-        |_| {
-            axum::Json(json!({
+        |tenant| {
+            let mut document = json!({
                 "issuer": format!("{base}/t/{id}"),
                 "jwks_uri": format!("{base}/t/{id}/jwks.json"),
-            }))
-            .into_response()
+            });
+            if let Some(document) = document.as_object_mut() {
+                document.extend(tenant.discovery_extra.lock().unwrap().clone());
+            }
+            axum::Json(document).into_response()
         },
     )
     .await

@@ -110,6 +110,17 @@ fn p256_key(group: &Value) -> Result<PublicKey, KeyError> {
     PublicKey::p256_uncompressed(&hex(str_of(&group["publicKey"], "uncompressed")))
 }
 
+fn p384_key(group: &Value) -> Result<PublicKey, KeyError> {
+    PublicKey::p384_uncompressed(&hex(str_of(&group["publicKey"], "uncompressed")))
+}
+
+/// (n - 1) / 2 for P-384, big-endian: an `s` above it is "high".
+const P384_HALF_ORDER: [u8; 48] = [
+    0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xe3, 0xb1, 0xa6, 0xc0, 0xfa, 0x1b, 0x96, 0xef, 0xac, 0x0d,
+    0x06, 0xd9, 0x24, 0x58, 0x53, 0xbd, 0x76, 0x76, 0x0c, 0xb5, 0x66, 0x62, 0x94, 0xb9,
+];
+
 fn rsa_key(group: &Value) -> Result<PublicKey, KeyError> {
     let n = hex(str_of(&group["publicKey"], "modulus"));
     let start = n.iter().position(|b| *b != 0).unwrap_or(0);
@@ -134,6 +145,28 @@ fn es256_p1363_vectors_behave_as_labelled() {
         .filter(|(_, t)| str_of(t, "result") == "valid")
         .map(|(_, t)| hex(str_of(t, "sig")))
         .filter(|sig| sig[32..] > sub_be(&P256_ORDER, &sig[32..])[..])
+        .count();
+    assert!(high_s >= 60, "{high_s} high-S vectors");
+}
+
+#[test]
+fn es384_p1363_vectors_behave_as_labelled() {
+    let counts = primitive(
+        "ecdsa_secp384r1_sha384_p1363_test.json",
+        Algorithm::ES384,
+        p384_key,
+        no_acceptable,
+    );
+    assert_eq!(counts["valid"], 193);
+    assert_eq!(counts["invalid"], 87);
+
+    // High-S is valid in JOSE here too.
+    let vectors = load("ecdsa_secp384r1_sha384_p1363_test.json");
+    let high_s = tests(&vectors)
+        .into_iter()
+        .filter(|(_, t)| str_of(t, "result") == "valid")
+        .map(|(_, t)| hex(str_of(t, "sig")))
+        .filter(|sig| sig[48..] > P384_HALF_ORDER[..])
         .count();
     assert!(high_s >= 60, "{high_s} high-S vectors");
 }
@@ -239,6 +272,56 @@ async fn der_ecdsa_signatures_in_a_jws_are_refused() {
         checked += 1;
     }
     assert_eq!(checked, 484);
+}
+
+/// A JWKS holding the P-384 key of an ECDSA group, as `kid`.
+fn p384_jwks(group: &Value, kid: &str) -> JwkSet {
+    let point = hex(str_of(&group["publicKey"], "uncompressed"));
+    let jwk = json!({
+        "kty": "EC", "crv": "P-384", "kid": kid, "alg": "ES384",
+        "x": b64(&point[1..49]), "y": b64(&point[49..]),
+    });
+    JwkSet::from_json(json!({ "keys": [jwk] }).to_string().as_bytes()).expect("jwks")
+}
+
+#[tokio::test]
+async fn der_ecdsa_p384_signatures_in_a_jws_are_refused() {
+    let vectors = load("ecdsa_secp384r1_sha384_test.json");
+    let mut checked = 0;
+    let es384 = Fixture::new(Algorithm::ES384);
+    for (group, test) in tests(&vectors) {
+        let f = Fixture {
+            jwks: p384_jwks(group, "wycheproof-der"),
+            ..Fixture::new(Algorithm::ES384)
+        };
+        let der = hex(str_of(test, "sig"));
+        let token = with_signature(&es384.token_header(|h| h["kid"] = json!("wycheproof-der")), &der);
+        let error = f.refusal(&token).await;
+        if der.len() != 96 {
+            assert_eq!(
+                error,
+                VerifyError::Signature(SignatureError::Length {
+                    expected: 96,
+                    found: der.len()
+                }),
+                "tcId {}",
+                id(test)
+            );
+        } else {
+            assert!(matches!(error, VerifyError::Signature(_)), "tcId {}", id(test));
+        }
+
+        // The same (r, s) as JWS wants it verifies: only the encoding was wrong.
+        if str_of(test, "result") == "valid" {
+            let rs = der_to_rs(&der, 48).expect("valid vectors are strict DER");
+            let key = VerifyingKey::new("k", Algorithm::ES384, p384_key(group).expect("key")).expect("key");
+            let msg = hex(str_of(test, "msg"));
+            key.verify(Algorithm::ES384, &msg, &rs)
+                .unwrap_or_else(|e| panic!("tcId {} as r‖s: {e}", id(test)));
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 504);
 }
 
 /// What became of one JWS or JWK vector.
@@ -503,9 +586,17 @@ fn json_web_key_vectors_have_the_documented_outcome() {
         (20, (vec![unsupported("ES224")], Outcome::UnknownKey)),
         (21, (vec![K::WrongUse("\"enc\"".into())], Outcome::UnknownKey)),
         (22, (vec![K::InvalidPoint], Outcome::UnknownKey)),
+        // A P-256 point labelled P-384: coordinates of the wrong size.
         (
             23,
-            (vec![K::UnsupportedCurve("P-384".into())], Outcome::UnknownKey),
+            (
+                vec![K::WrongLength {
+                    member: "x",
+                    expected: 48,
+                    found: 32,
+                }],
+                Outcome::UnknownKey,
+            ),
         ),
         (24, (vec![K::MissingMember("n")], Outcome::UnknownKey)),
         (25, (vec![K::Symmetric], Outcome::Symmetric)),

@@ -140,13 +140,16 @@ fn spend_a_verification(jws: UnverifiedJws<'_>) {
     }
 }
 
-/// One public key per algorithm, nobody's: RFC 6979's P-256 example key,
-/// RFC 8032's first Ed25519 test key, and a 2048-bit RSA key (RS256, PS256).
+/// One public key per algorithm, nobody's: RFC 6979's P-256 and P-384
+/// example keys, RFC 8032's first Ed25519 test key, and a 2048-bit RSA key
+/// (RS256, PS256).
 fn dummy_keys() -> &'static [VerifyingKey] {
     static KEYS: OnceLock<Vec<VerifyingKey>> = OnceLock::new();
     KEYS.get_or_init(|| {
         const P256_X: &str = "YP7UuiVanTHJYet0xjVtaMBJuJI7Yfps5mliLmDyn7Y";
         const P256_Y: &str = "eQP-EAi4vJmkGunpVii8ZPLxsgwtfp9Rd6PClNRGIpk";
+        const P384_X: &str = "7DpOQVtOGaRWhhgCn0J_pdqai8SukuAuBqrlKGswDGTe-PDqkFWGYGSiVFFUgLwT";
+        const P384_Y: &str = "gBXZty19VyROqO-awMYhiWcIpZNn-d-59UyoSz8cnbEoiyMcOuDU_nNE_SUzJkcg";
         const ED25519_X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
         const RSA_N: &str = "qIT3BmJiDUes5dLW-Ayj6Yv003bDIW95W7Jb6nEMukd22ruF2dIR2shPl8wlw4HDcY4S5T3RHSjxa4xGFaHEV6Jv4IN80lDvjgd2UOgotDKMWM5F2JR_8LrsDCEqCc8BJ-1kERNubHVvLYb0cYJ3PeCh49_q3lTPje8lNcSrS523RhZzMPtA6ttUwbQI90AHNRVUSYGJt6tN84EWRT9Tq8hdYxXSRksDjA8-1LhNf5Jb17IG6utWsdzzwXLj8W_xs2yp1KIVpI1NIRooD7eEpN1CLoImjxYlWanxXfyO4mq_xwxWJghMwlcgaQEd2jFj2l2RxmI3Oo0a9A9aQy31iQ";
         let decode = |text: &str| base64url::decode(text).unwrap_or_default();
@@ -155,6 +158,7 @@ fn dummy_keys() -> &'static [VerifyingKey] {
             (Algorithm::EdDSA, PublicKey::ed25519(&decode(ED25519_X))),
             (Algorithm::RS256, PublicKey::rsa(&decode(RSA_N), &[1, 0, 1])),
             (Algorithm::PS256, PublicKey::rsa(&decode(RSA_N), &[1, 0, 1])),
+            (Algorithm::ES384, PublicKey::p384(&decode(P384_X), &decode(P384_Y))),
         ];
         keys.into_iter()
             .filter_map(|(alg, key)| VerifyingKey::with_thumbprint(alg, key.ok()?).ok())

@@ -6,7 +6,8 @@
 //! # What a hit still checks
 //!
 //! - **Time**, against the verifier's clock and its policy's leeway, on every
-//!   hit: `exp`, `nbf` and `iat` exactly as a full verification would (a
+//!   hit: `exp`, `nbf`, `iat` and the policy's maximum token age exactly as
+//!   a full verification would (a
 //!   clock stepped back is noticed too). An entry never outlives `exp` plus
 //!   the leeway: past it, it is dropped and the token goes the full way,
 //!   which refuses it with the same error as an uncached verifier.
@@ -279,6 +280,7 @@ impl Entry {
             && now < exp.saturating_add(leeway)
             && nbf.is_none_or(|nbf| nbf <= now.saturating_add(leeway))
             && iat <= now.saturating_add(leeway)
+            && policy.within_age(iat, now)
     }
 
     /// Past `exp` plus its policy's leeway: of no use to anyone.

@@ -16,8 +16,9 @@ use super::registry::Registry;
 use super::{file, IssuerEntry, IssuerLookup, TrustFileError, TrustedIssuers};
 use crate::clock::{MonotonicClock, SystemClock, SystemMonotonicClock, WallClock};
 use crate::json;
+use crate::jws::DEFAULT_MAX_LEN;
 use crate::verify::remote::{self, RemoteJwksBuilder, Shared};
-use crate::verify::{RemoteJwks, RemoteJwksError, VerificationCache};
+use crate::verify::{RemoteJwks, RemoteJwksError, VerificationCache, MAX_TOKEN_LEN_LIMIT};
 
 /// Default bound on live (cached) issuers: 10,000.
 pub const DEFAULT_MAX_CACHED_ISSUERS: usize = 10_000;
@@ -70,6 +71,7 @@ pub struct TrustedIssuersBuilder {
     clock: Arc<dyn MonotonicClock>,
     wall_clock: Arc<dyn WallClock>,
     cache: Option<VerificationCache>,
+    max_token_len: Option<usize>,
 }
 
 /// Why a registry could not be built.
@@ -95,6 +97,10 @@ pub enum TrustError {
     /// A bound that must be positive is zero.
     #[error("{0} must be positive")]
     Zero(&'static str),
+    /// A registry token size cap over
+    /// [`MAX_TOKEN_LEN_LIMIT`](crate::verify::MAX_TOKEN_LEN_LIMIT).
+    #[error("the token size cap of {0} bytes is more than the limit of {MAX_TOKEN_LEN_LIMIT}")]
+    TokenLenTooLarge(usize),
     /// The key-source settings are inconsistent, or the HTTP client could
     /// not be set up.
     #[error(transparent)]
@@ -128,6 +134,7 @@ impl TrustedIssuers {
             clock: Arc::new(SystemMonotonicClock::new()),
             wall_clock: Arc::new(SystemClock),
             cache: None,
+            max_token_len: None,
         }
     }
 
@@ -326,6 +333,22 @@ impl TrustedIssuersBuilder {
         self
     }
 
+    /// The size cap applied to every token before it is decoded, when its
+    /// issuer is not known yet (default: the largest cap of the static
+    /// entries, at least 8 KiB; at most
+    /// [`MAX_TOKEN_LEN_LIMIT`](crate::verify::MAX_TOKEN_LEN_LIMIT)). Each
+    /// entry's own cap applies once its issuer is found.
+    ///
+    /// Raise it when the [lookup](Self::lookup) answers with entries for
+    /// larger tokens than the static ones: an entry that accepts AWS STS
+    /// web identity tokens (`typ` `JWT`) has a cap of 24 KiB, and without a
+    /// static entry like it, tokens over 8 KiB are refused as too large
+    /// before the lookup is asked.
+    pub fn max_token_len(mut self, len: usize) -> Self {
+        self.max_token_len = Some(len);
+        self
+    }
+
     /// Checks the entries and settings, and builds the registry. Nothing is
     /// fetched until the first token.
     pub fn build(self) -> Result<TrustedIssuers, TrustError> {
@@ -345,6 +368,16 @@ impl TrustedIssuersBuilder {
         if self.entries.is_empty() && self.lookup.is_none() {
             return Err(TrustError::Empty);
         }
+        let max_token_len = match self.max_token_len {
+            Some(0) => return Err(TrustError::Zero("the token size cap")),
+            Some(len) if len > MAX_TOKEN_LEN_LIMIT => return Err(TrustError::TokenLenTooLarge(len)),
+            Some(len) => len,
+            None => self
+                .entries
+                .iter()
+                .map(|entry| entry.policy().max_token_len())
+                .fold(DEFAULT_MAX_LEN, usize::max),
+        };
         let mut statics: HashMap<String, Arc<IssuerEntry>> = HashMap::new();
         let mut names: HashMap<String, Arc<IssuerEntry>> = HashMap::new();
         for entry in self.entries {
@@ -393,6 +426,7 @@ impl TrustedIssuersBuilder {
                 unknown: AtomicU64::new(0),
                 max_concurrent_fetches: self.max_fetches,
                 cache: self.cache,
+                max_token_len,
             }),
         })
     }

@@ -152,16 +152,47 @@ impl IssuerEntryBuilder {
         self
     }
 
-    /// Accepts only these algorithms for this issuer.
+    /// Accepts only these algorithms for this issuer; a key its JWKS
+    /// publishes without `alg` verifies with the one of them its key type
+    /// fits (see [`PolicyBuilder::algorithms`]).
     pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
         self.policy = self.policy.algorithms(algorithms);
         self
     }
 
-    /// Requires claim `name` to have exactly `value` (for example `org_id`
-    /// equal to this tenant's id).
+    /// Requires claim `name` to have exactly `value`, or to be an array
+    /// holding it (for example `org_id` equal to this tenant's id); a name
+    /// starting with `/` is a JSON Pointer into nested claims (see
+    /// [`PolicyBuilder::require_claim`]).
     pub fn require_claim(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
         self.policy = self.policy.require_claim(name, value);
+        self
+    }
+
+    /// Requires claim `name` to match the glob `pattern` (see
+    /// [`PolicyBuilder::require_claim_pattern`]).
+    pub fn require_claim_pattern(mut self, name: impl Into<String>, pattern: impl Into<String>) -> Self {
+        self.policy = self.policy.require_claim_pattern(name, pattern);
+        self
+    }
+
+    /// The accepted `typ` values (default `["at+jwt"]`; `""`: none); see
+    /// [`PolicyBuilder::types`].
+    pub fn types<T: Into<String>>(mut self, types: impl IntoIterator<Item = T>) -> Self {
+        self.policy = self.policy.types(types);
+        self
+    }
+
+    /// The token size cap (default 8 KiB, or 24 KiB for an entry accepting
+    /// a `typ` other than `at+jwt`); see [`PolicyBuilder::max_token_len`].
+    pub fn max_token_len(mut self, len: usize) -> Self {
+        self.policy = self.policy.max_token_len(len);
+        self
+    }
+
+    /// The greatest accepted `now - iat` (default: no limit).
+    pub fn max_token_age(mut self, max: Duration) -> Self {
+        self.policy = self.policy.max_token_age(max);
         self
     }
 

@@ -17,6 +17,45 @@
 //! # jwks = { keys = [ { kty = "EC", crv = "P-256", x = "...", y = "...", kid = "..." } ] }
 //! ```
 //!
+//! An upstream identity provider's tokens (what a workload's platform hands
+//! it, for a token exchange) are not this project's access tokens, and an
+//! entry for them names what differs. For AWS STS web identity tokens (IAM
+//! outbound identity federation; one issuer per AWS account):
+//!
+//! ```toml
+//! [[issuers]]
+//! name = "acme-aws"
+//! issuer = "https://0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0.tokens.sts.global.api.aws"
+//! audiences = ["https://api.example.com"]        # a token's aud may be an array: one must match
+//! typ = ["JWT"]                                  # default ["at+jwt"]; "" accepts no typ at all
+//! algorithms = ["RS256", "ES384"]                # required: AWS's RSA key has no alg
+//! max_lifetime_secs = 3600                       # AWS allows 60 to 3600 s (DurationSeconds)
+//! max_token_age_secs = 600                       # optional: refuse tokens issued longer ago
+//! # max_token_bytes = 24576                      # default 8192, or 24576 with a typ other than at+jwt
+//! required_claims = { "/https:~1~1sts.amazonaws.com~1/aws_account" = "123456789012" }
+//! claim_patterns = { sub = "arn:aws:iam::123456789012:role/connectors/*" }
+//! ```
+//!
+//! - `typ`: the accepted `typ` header values (any letter case, with or
+//!   without `application/`); `""` stands for a token without `typ`. A
+//!   token of type `at+jwt` must carry `client_id`; others need not.
+//! - `algorithms`: a key published without `alg` (AWS's `RSA_0`) verifies
+//!   only with the one listed algorithm its key type fits (`RS256` for RSA,
+//!   `ES384` for P-384); without the list, its tokens are refused.
+//! - `required_claims` and `claim_patterns`: a name starting with `/` is an
+//!   RFC 6901 JSON Pointer into nested claims (`~1` for `/`, `~0` for `~`;
+//!   quote it as a TOML key). A required value matches an equal claim or an
+//!   array holding it (`ou_path`); a pattern matches a string (or an array
+//!   holding one) whole, `*` standing for any run of characters and `?` for
+//!   one. Bind to what the issuer vouches for (`sub`, `aws_account`,
+//!   `principal_tags`), never to AWS's `request_tags`: the caller of
+//!   `GetWebIdentityToken` chooses those.
+//! - `max_token_bytes`: the size cap, checked before decoding (8 KiB for
+//!   this project's tokens; 24 KiB by default for an entry with another
+//!   `typ`, since AWS's tokens reach about 20 KB; at most 64 KiB).
+//! - `max_token_age_secs`: tokens whose `iat` is older are refused, even
+//!   before their `exp`.
+//!
 //! ```
 //! use oidc_core::verify::trust::file;
 //! let entries = file::parse(r#"
@@ -117,6 +156,14 @@ struct RawEntry {
     #[serde(default)]
     max_lifetime_secs: Option<u64>,
     #[serde(default)]
+    typ: Option<Vec<String>>,
+    #[serde(default)]
+    claim_patterns: BTreeMap<String, String>,
+    #[serde(default)]
+    max_token_age_secs: Option<u64>,
+    #[serde(default)]
+    max_token_bytes: Option<usize>,
+    #[serde(default)]
     jwks_uri: Option<String>,
     #[serde(default)]
     jwks_file: Option<PathBuf>,
@@ -176,6 +223,18 @@ impl RawEntry {
         }
         if let Some(secs) = self.max_lifetime_secs {
             builder = builder.max_lifetime(Duration::from_secs(secs));
+        }
+        if let Some(types) = self.typ {
+            builder = builder.types(types);
+        }
+        for (claim, pattern) in self.claim_patterns {
+            builder = builder.require_claim_pattern(claim, pattern);
+        }
+        if let Some(secs) = self.max_token_age_secs {
+            builder = builder.max_token_age(Duration::from_secs(secs));
+        }
+        if let Some(bytes) = self.max_token_bytes {
+            builder = builder.max_token_len(bytes);
         }
         let jwks_error = |reason: String| TrustFileError::Jwks { index, reason };
         builder = match (self.jwks_uri, self.jwks_file, self.jwks) {

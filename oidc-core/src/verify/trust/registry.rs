@@ -17,7 +17,7 @@ use super::lookup::Lookups;
 use super::{IssuerEntry, IssuerKeys, Trusted};
 use crate::clock::{MonotonicClock, WallClock};
 use crate::json;
-use crate::jws::{UnverifiedJws, DEFAULT_MAX_LEN};
+use crate::jws::{JwsError, UnverifiedJws};
 use crate::verify::cache::{CacheKey, Entry};
 use crate::verify::remote::Shared;
 use crate::verify::{KeyLookupError, RemoteJwks, VerificationCache, Verifier, VerifyError};
@@ -63,6 +63,8 @@ pub(super) struct Registry {
     pub(super) unknown: AtomicU64,
     pub(super) max_concurrent_fetches: usize,
     pub(super) cache: Option<VerificationCache>,
+    /// The size cap applied before the issuer is known.
+    pub(super) max_token_len: usize,
 }
 
 impl TrustedIssuers {
@@ -97,7 +99,7 @@ impl TrustedIssuers {
             }
         }
         let unnamed = |error: VerifyError| (None, error);
-        let jws = UnverifiedJws::decode(token, DEFAULT_MAX_LEN).map_err(|e| unnamed(e.into()))?;
+        let jws = UnverifiedJws::decode(token, registry.max_token_len).map_err(|e| unnamed(e.into()))?;
         // The issuer is chosen by the unverified `iss`; the claims are parsed
         // once, here, and checked after the signature by that issuer's policy.
         let claims =
@@ -112,7 +114,18 @@ impl TrustedIssuers {
             }
             None => return Err(unnamed(VerifyError::MissingClaim("iss"))),
         };
-        match live.verifier.verify_decoded::<C>(jws, Some(claims)).await {
+        // The entry's own cap (8 KiB for this project's tokens), now that
+        // the entry is known; the registry's, above, is the largest of all.
+        let max = live.entry.policy().max_token_len();
+        let outcome = if token.len() > max {
+            Err(VerifyError::Malformed(JwsError::TooLarge {
+                len: token.len(),
+                max,
+            }))
+        } else {
+            live.verifier.verify_decoded::<C>(jws, Some(claims)).await
+        };
+        match outcome {
             Ok((verified, validity)) => {
                 live.verified.fetch_add(1, Ordering::Relaxed);
                 if let (Some((cache, key)), Some(validity)) = (cached, validity) {

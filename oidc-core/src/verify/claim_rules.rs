@@ -1,0 +1,265 @@
+//! A policy's claim rules: a required value or a glob pattern for a claim,
+//! named by its top-level name or, for members nested in objects (AWS STS
+//! nests its claims under `"https://sts.amazonaws.com/"`), by an RFC 6901
+//! JSON Pointer.
+//!
+//! - A name that starts with `/` is a JSON Pointer: `/a/b` is member `b` of
+//!   the object in claim `a`; `~1` stands for `/` and `~0` for `~` inside a
+//!   name (so `/https:~1~1sts.amazonaws.com~1/aws_account`), and a number
+//!   indexes an array. Any other name is a top-level claim, taken as it is.
+//! - A required value matches a claim equal to it (JSON equality: `"42"` is
+//!   not `42`), or an array that holds it (`ou_path`, `aud`, `groups`).
+//! - A pattern matches a string claim, or an array holding a string, that it
+//!   matches whole: `*` stands for any run of characters (`/` included, as
+//!   in IAM's `StringLike`), `?` for one character, anything else for itself.
+
+use serde_json::{Map, Value};
+
+use super::VerifyError;
+use crate::json;
+
+/// Where a rule looks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ClaimPath {
+    /// A top-level claim.
+    Member(String),
+    /// The reference tokens of a JSON Pointer, unescaped.
+    Pointer(Vec<String>),
+}
+
+impl ClaimPath {
+    /// `None` for a pointer that is not RFC 6901 (`~` followed by anything
+    /// but `0` or `1`) or has an empty first token (no claim is named ``).
+    fn parse(name: &str) -> Option<Self> {
+        let Some(pointer) = name.strip_prefix('/') else {
+            return Some(Self::Member(name.to_owned()));
+        };
+        let mut tokens = Vec::new();
+        for token in pointer.split('/') {
+            let mut unescaped = String::with_capacity(token.len());
+            let mut chars = token.chars();
+            while let Some(c) = chars.next() {
+                if c != '~' {
+                    unescaped.push(c);
+                    continue;
+                }
+                match chars.next() {
+                    Some('0') => unescaped.push('~'),
+                    Some('1') => unescaped.push('/'),
+                    _ => return None,
+                }
+            }
+            tokens.push(unescaped);
+        }
+        if tokens.first().is_none_or(String::is_empty) {
+            return None;
+        }
+        Some(Self::Pointer(tokens))
+    }
+
+    fn find<'a>(&self, claims: &'a Map<String, Value>) -> Option<&'a Value> {
+        let tokens = match self {
+            Self::Member(name) => return claims.get(name),
+            Self::Pointer(tokens) => tokens,
+        };
+        let (first, rest) = tokens.split_first()?;
+        let mut value = claims.get(first)?;
+        for token in rest {
+            value = match value {
+                Value::Object(map) => map.get(token)?,
+                Value::Array(items) => items.get(array_index(token)?)?,
+                _ => return None,
+            };
+        }
+        Some(value)
+    }
+}
+
+/// An RFC 6901 array index: digits, no leading zero.
+fn array_index(token: &str) -> Option<usize> {
+    let digits = !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit());
+    if !digits || (token.len() > 1 && token.starts_with('0')) {
+        return None;
+    }
+    token.parse().ok()
+}
+
+/// A glob: `*` any run of characters, `?` one character.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Glob(Vec<char>);
+
+impl Glob {
+    /// Whether `text` matches the whole pattern. Linear backtracking to the
+    /// last `*` only: O(pattern × text) at worst, never exponential.
+    fn matches(&self, text: &str) -> bool {
+        let pattern = &self.0;
+        let text: Vec<char> = text.chars().collect();
+        let (mut p, mut t) = (0, 0);
+        let mut star: Option<(usize, usize)> = None;
+        while t < text.len() {
+            match pattern.get(p) {
+                Some('*') => {
+                    star = Some((p, t));
+                    p += 1;
+                }
+                Some(&c) if c == '?' || c == text[t] => {
+                    p += 1;
+                    t += 1;
+                }
+                _ => match star {
+                    // Let the last `*` take one more character.
+                    Some((sp, st)) => {
+                        p = sp + 1;
+                        t = st + 1;
+                        star = Some((sp, st + 1));
+                    }
+                    None => return false,
+                },
+            }
+        }
+        pattern[p..].iter().all(|c| *c == '*')
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Test {
+    Equals(Value),
+    Matches(Glob),
+}
+
+/// One rule: the claim named `name` must pass `test`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ClaimRule {
+    name: String,
+    path: ClaimPath,
+    test: Test,
+}
+
+/// Why a rule could not be made.
+pub(super) enum RuleError {
+    /// A name starting with `/` that is not a valid JSON Pointer.
+    Pointer,
+}
+
+impl ClaimRule {
+    pub(super) fn equals(name: &str, value: &Value) -> Result<Self, RuleError> {
+        Ok(Self {
+            name: name.to_owned(),
+            path: ClaimPath::parse(name).ok_or(RuleError::Pointer)?,
+            test: Test::Equals(value.clone()),
+        })
+    }
+
+    pub(super) fn matches(name: &str, pattern: &str) -> Result<Self, RuleError> {
+        Ok(Self {
+            name: name.to_owned(),
+            path: ClaimPath::parse(name).ok_or(RuleError::Pointer)?,
+            test: Test::Matches(Glob(pattern.chars().collect())),
+        })
+    }
+
+    pub(super) fn check(&self, claims: &Map<String, Value>) -> Result<(), VerifyError> {
+        let found = self.path.find(claims);
+        let passed = found.is_some_and(|value| match (&self.test, value) {
+            (Test::Equals(required), Value::Array(items)) => value == required || items.contains(required),
+            (Test::Equals(required), _) => value == required,
+            (Test::Matches(glob), Value::String(s)) => glob.matches(s),
+            (Test::Matches(glob), Value::Array(items)) => items
+                .iter()
+                .any(|item| item.as_str().is_some_and(|s| glob.matches(s))),
+            (Test::Matches(_), _) => false,
+        });
+        if passed {
+            Ok(())
+        } else {
+            Err(VerifyError::RequiredClaim {
+                claim: json::excerpt(&self.name),
+                present: found.is_some(),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn glob(pattern: &str) -> Glob {
+        Glob(pattern.chars().collect())
+    }
+
+    #[test]
+    fn globs_match_whole_strings() {
+        let role = glob("arn:aws:iam::123456789012:role/connectors/*");
+        assert!(role.matches("arn:aws:iam::123456789012:role/connectors/poller"));
+        assert!(role.matches("arn:aws:iam::123456789012:role/connectors/a/b"));
+        assert!(role.matches("arn:aws:iam::123456789012:role/connectors/"));
+        assert!(!role.matches("arn:aws:iam::123456789012:role/other/poller"));
+        assert!(!role.matches("arn:aws:iam::999999999999:role/connectors/poller"));
+        assert!(!role.matches("xarn:aws:iam::123456789012:role/connectors/poller"));
+        assert!(glob("a?c").matches("abc") && glob("a?c").matches("aéc"));
+        assert!(!glob("a?c").matches("ac") && !glob("a?c").matches("abbc"));
+        assert!(glob("*").matches("") && glob("**").matches("x"));
+        assert!(glob("a*b*c").matches("aXbYbZc") && !glob("a*b*c").matches("aXbYbZ"));
+        assert!(glob("").matches("") && !glob("").matches("x"));
+        assert!(!glob("abc").matches("ab") && !glob("ab").matches("abc"));
+        // Many stars against a long near-miss: quadratic, not exponential.
+        let long = "a".repeat(5_000);
+        assert!(!glob(&"*a".repeat(50)).matches(&format!("{long}b")));
+    }
+
+    #[test]
+    fn pointers_follow_rfc_6901() {
+        let claims = json!({
+            "https://sts.amazonaws.com/": {"aws_account": "123", "ou_path": ["o-1/r-2/"], "a~b": 1},
+            "a/b": "top-level name with a slash",
+            "list": [{"x": 1}, {"x": 2}],
+        });
+        let claims = claims.as_object().expect("an object");
+        let find = |name: &str| ClaimPath::parse(name).expect("valid").find(claims).cloned();
+        assert_eq!(
+            find("/https:~1~1sts.amazonaws.com~1/aws_account"),
+            Some(json!("123"))
+        );
+        assert_eq!(find("/https:~1~1sts.amazonaws.com~1/a~0b"), Some(json!(1)));
+        assert_eq!(
+            find("/https:~1~1sts.amazonaws.com~1/ou_path/0"),
+            Some(json!("o-1/r-2/"))
+        );
+        assert_eq!(find("/list/1/x"), Some(json!(2)));
+        assert_eq!(find("a/b"), Some(json!("top-level name with a slash")));
+        for absent in [
+            "/https:~1~1sts.amazonaws.com~1/missing",
+            "/https://sts.amazonaws.com//aws_account",
+            "/list/01/x",
+            "/list/-/x",
+            "/list/2",
+            "/a~1b/x",
+        ] {
+            assert_eq!(find(absent), None, "{absent}");
+        }
+        for invalid in ["/a~2", "/a~", "/", "//x"] {
+            assert_eq!(ClaimPath::parse(invalid), None, "{invalid}");
+        }
+    }
+
+    #[test]
+    fn arrays_match_by_membership() {
+        let claims = json!({"ou_path": ["o-1/", "o-1/r-2/"], "n": 42, "s": "42"});
+        let claims = claims.as_object().expect("an object");
+        let ok = |rule: Result<ClaimRule, RuleError>| rule.ok().expect("valid rule").check(claims).is_ok();
+        assert!(ok(ClaimRule::equals("ou_path", &json!("o-1/r-2/"))));
+        assert!(ok(ClaimRule::equals("ou_path", &json!(["o-1/", "o-1/r-2/"]))));
+        assert!(!ok(ClaimRule::equals("ou_path", &json!("o-1/r-3/"))));
+        assert!(ok(ClaimRule::equals("n", &json!(42))));
+        assert!(!ok(ClaimRule::equals("s", &json!(42))));
+        assert!(ok(ClaimRule::matches("ou_path", "o-1/r-*")));
+        assert!(
+            !ok(ClaimRule::matches("n", "*")),
+            "a pattern matches strings only"
+        );
+        assert!(!ok(ClaimRule::matches("missing", "*")));
+    }
+}
