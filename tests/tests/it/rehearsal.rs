@@ -192,7 +192,7 @@ impl Report {
 
     fn line(&self, plan: &Plan) -> String {
         format!(
-            "rehearsal {} {}: {:.1} simulated days, {} rotations ({} scheduled, period {} d), {} replica polls, \
+            "rehearsal {} {}: {:.1} simulated days, {} rotations ({} scheduled, period: {}), {} replica polls, \
              {} connector polls, {} tokens issued ({} signing keys), {} refused, {} failures, {:.0} s real \
              (replica polls {:.0} s, connector polls {:.0} s, rotations {:.1} s, settling {:.0} s)",
             plan.platform,
@@ -200,7 +200,7 @@ impl Report {
             self.days,
             self.rotations,
             self.scheduled_rotations,
-            plan.period_days.map_or("default".into(), |d| d.to_string()),
+            plan.period_days.map_or("the template's default".into(), |d| format!("{d} d")),
             self.replica_polls,
             self.connector_polls,
             self.tokens_issued,
