@@ -16,7 +16,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use oidc_core::internal::base64url;
+use oidc_core::base64url;
 use oidc_server::auth::aws_iam::{ALLOWED_HEADERS, ISSUER_HEADER, NONCE_HEADER};
 use oidc_server::config::AwsIamConfig;
 use oidc_server::fuzzing::{aws_iam, sigv4};

@@ -48,7 +48,7 @@ impl fmt::Display for PeerField {
 /// A token request was refused. `claimed_client` is what the request said,
 /// shortened: it is not proven.
 pub fn refused(claimed_client: Option<&str>, method: Option<&str>, reason: &str, peer: Option<IpAddr>) {
-    let client = claimed_client.map(oidc_core::internal::json::excerpt);
+    let client = claimed_client.map(oidc_core::text::excerpt);
     tracing::info!(
         target: "audit",
         event = "token_refused",

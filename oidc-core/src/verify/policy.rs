@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 
 use super::{numeric_date, VerifyError};
 use crate::claims::ACCESS_TOKEN_TYP;
-use crate::json;
 use crate::jws::DEFAULT_MAX_LEN;
+use crate::text;
 use crate::Algorithm;
 
 /// Default clock leeway: 30 s.
@@ -151,7 +151,7 @@ impl Policy {
             Ok(())
         } else {
             Err(VerifyError::WrongType {
-                found: typ.map(json::excerpt),
+                found: typ.map(text::excerpt),
                 expected: self.typ.clone(),
             })
         }
@@ -162,7 +162,7 @@ impl Policy {
         let iss = required_str(claims, "iss")?;
         if iss != self.issuer {
             return Err(VerifyError::WrongIssuer {
-                found: json::excerpt(iss),
+                found: text::excerpt(iss),
             });
         }
         self.check_audience(claims.get("aud").ok_or(VerifyError::MissingClaim("aud"))?)?;
@@ -218,7 +218,7 @@ impl Policy {
                 Some(found) if found == required => {}
                 found => {
                     return Err(VerifyError::RequiredClaim {
-                        claim: json::excerpt(claim),
+                        claim: text::excerpt(claim),
                         present: found.is_some(),
                     })
                 }
@@ -256,7 +256,7 @@ impl Policy {
                     .iter()
                     .take(4)
                     .filter_map(Value::as_str)
-                    .map(json::excerpt)
+                    .map(text::excerpt)
                     .collect(),
             })
         }
@@ -356,7 +356,7 @@ impl PolicyBuilder {
         for (i, (name, _)) in policy.required_claims.iter().enumerate() {
             let twice = policy.required_claims[..i].iter().any(|(other, _)| other == name);
             if name.is_empty() || twice {
-                return Err(PolicyError::RequiredClaim(json::excerpt(name)));
+                return Err(PolicyError::RequiredClaim(text::excerpt(name)));
             }
         }
         policy.leeway = self.leeway.as_secs();

@@ -9,8 +9,8 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use oidc_core::internal::base64url;
-use oidc_core::internal::json;
+use oidc_core::base64url;
+use oidc_core::json;
 use oidc_core::jws::UnverifiedJws;
 use oidc_core::keys::{PublicKey, VerifyingKey};
 use oidc_core::Algorithm;

@@ -916,10 +916,9 @@ async fn kms_sets_create_one_key_per_rotation_and_delete_the_key_that_left_once_
     let sign = async |signed_by: &mut Vec<String>, k1_last_exp: &mut u64, kid_k1: &str| {
         let token = server.token().await;
         let claims = server.verify(&token).await;
-        let header: Value = serde_json::from_slice(
-            &oidc_core::internal::base64url::decode(token.split('.').next().unwrap()).unwrap(),
-        )
-        .unwrap();
+        let header: Value =
+            serde_json::from_slice(&oidc_core::base64url::decode(token.split('.').next().unwrap()).unwrap())
+                .unwrap();
         let kid = header["kid"].as_str().unwrap().to_owned();
         if kid == kid_k1 {
             *k1_last_exp = (*k1_last_exp).max(claims.exp);

@@ -31,7 +31,7 @@ mod sts;
 
 use std::time::Duration;
 
-use oidc_core::internal::calendar::Utc;
+use oidc_core::calendar::Utc;
 use serde_json::Value;
 
 pub(crate) use binding::matches as principal_matches;
@@ -92,10 +92,8 @@ pub(crate) fn parse(
     if assertion.len() > MAX_ASSERTION_LEN {
         return Err(refuse("aws_request_too_large"));
     }
-    let json =
-        oidc_core::internal::base64url::decode(assertion).map_err(|_| refuse("aws_request_malformed"))?;
-    let request =
-        oidc_core::internal::json::parse_object(&json).map_err(|_| refuse("aws_request_malformed"))?;
+    let json = oidc_core::base64url::decode(assertion).map_err(|_| refuse("aws_request_malformed"))?;
+    let request = oidc_core::json::parse_object(&json).map_err(|_| refuse("aws_request_malformed"))?;
     if request.get("method").and_then(Value::as_str) != Some("POST") {
         return Err(refuse("aws_request_not_post"));
     }
