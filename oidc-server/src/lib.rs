@@ -38,7 +38,7 @@ pub mod keyset;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod metrics;
-pub mod peer;
+pub mod proxies;
 pub mod replay;
 pub mod routes;
 pub mod serve;

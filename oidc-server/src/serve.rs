@@ -41,7 +41,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt as _;
 
-use crate::peer::TrustedProxies;
+use crate::proxies::TrustedProxies;
 
 /// The largest request line plus header block read (a token request needs
 /// well under 2 KiB; `aws_iam` assertions travel in the body).

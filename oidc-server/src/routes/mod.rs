@@ -2,6 +2,7 @@
 
 pub mod discovery;
 pub mod health;
+mod peer;
 pub mod token;
 
-pub use crate::peer::Peer;
+pub use peer::Peer;
