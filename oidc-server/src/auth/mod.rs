@@ -19,7 +19,7 @@ use crate::config::{AwsIamConfig, ConnectorConfig};
 use crate::connectors::Connectors;
 use crate::error::TokenError;
 use crate::form::Form;
-use crate::health::Health;
+use crate::readiness::Health;
 use crate::replay::{FirstUse, ReplayKey, ReplayStore, StoreError};
 
 /// `client_assertion_type` of RFC 7523 §2.2.

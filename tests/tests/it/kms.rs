@@ -118,7 +118,7 @@ async fn a_key_that_does_not_exist_stops_the_server_from_starting() {
         sdk_config: Some(moto.sdk_config().await),
         ..Default::default()
     };
-    let error = oidc_server::signing::key_set_with(&config, &context)
+    let error = oidc_server::keyset::key_set_with(&config, &context)
         .await
         .unwrap_err();
     assert!(error.to_string().contains("NotFoundException"), "{error}");

@@ -5,14 +5,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::keyset::document::Timings;
-use crate::keyset::{KeyMaker, KeySetError, KeySetPoller, KeySetSecret, PollerHandle};
+use super::document::Timings;
+use super::{KeyMaker, KeySetError, KeySetPoller, KeySetSecret, PollerHandle};
 use oidc_core::aws::SdkConfig;
 use oidc_core::keys::{KeyError, KmsOptions, KmsSigner, Signer};
 use oidc_core::{ActiveKey, KeySet, KeySetState};
 
 use crate::config::{Config, KeySetConfig, KmsKey, SigningConfig};
-use crate::state::ServiceContext;
+use crate::context::{KeySetPolling, ServiceContext};
 
 /// The signer could not be set up at start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,18 +57,6 @@ impl SigningKeys {
             poller: None,
         }
     }
-}
-
-/// How a server keeps a shared key set current.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum KeySetPolling {
-    /// Every poll interval, in the background (a long-running server).
-    #[default]
-    Background,
-    /// At the start of an invocation, when the set was read longer ago than
-    /// the poll interval (AWS Lambda: an environment runs only during
-    /// invocations and may be frozen for hours).
-    OnInvocation,
 }
 
 /// The key set for `config`, with metrics of its own.

@@ -1,7 +1,8 @@
-//! Whether a backend works (the signer, the replay store), learned from real
-//! calls and, once one failed, from a probe at most every
-//! [`Health::PROBE_INTERVAL`]: `/readyz` answers from it without calling the
-//! backend on every probe of a load balancer.
+//! Readiness of the backends behind `/readyz` (the signer, the replay
+//! store): whether one works, learned from real calls and, once one failed,
+//! from a probe at most every [`Health::PROBE_INTERVAL`], so `/readyz`
+//! answers without calling the backend on every probe of a load balancer.
+//! The handlers themselves are in `routes::health`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
