@@ -1,7 +1,13 @@
 //! Strict `application/x-www-form-urlencoded` bodies (RFC 6749 §3.2): a
 //! parameter at most once, and a parameter without a value counts as absent.
 
-use crate::error::TokenError;
+/// Why a form body cannot be read as the token endpoint reads it (the
+/// route answers it as RFC 6749 `invalid_request`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormError {
+    /// A parameter that may appear at most once appears more than once.
+    Repeated,
+}
 
 /// A parsed form body.
 #[derive(Default)]
@@ -38,7 +44,7 @@ impl Form {
     }
 
     /// The value of a parameter that may appear at most once.
-    pub fn single<'a>(&'a self, name: &str) -> Result<Option<&'a str>, TokenError> {
+    pub fn single<'a>(&'a self, name: &str) -> Result<Option<&'a str>, FormError> {
         let mut values = self
             .params
             .iter()
@@ -46,9 +52,7 @@ impl Form {
             .map(|(_, v)| v.as_str());
         let first = values.next();
         if values.next().is_some() {
-            return Err(TokenError::InvalidRequest(
-                "a request parameter appears more than once",
-            ));
+            return Err(FormError::Repeated);
         }
         Ok(first)
     }
@@ -83,6 +87,6 @@ mod tests {
         assert_eq!(format!("{form:?}"), r#"["grant_type", "client_secret"]"#);
         assert_eq!(form.single("scope"), Ok(None), "an empty value counts as absent");
         let twice = Form::parse(b"a=1&a=2");
-        assert!(twice.single("a").is_err());
+        assert_eq!(twice.single("a"), Err(FormError::Repeated));
     }
 }

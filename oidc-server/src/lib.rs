@@ -27,7 +27,6 @@ pub mod cli;
 pub mod config;
 pub mod connectors;
 mod context;
-pub mod error;
 pub mod form;
 // The fuzz targets' entry points: only in the fuzz build (fuzz/run.sh and
 // fuzz/.cargo/config.toml pass `--cfg fuzzing`), never in a release binary.

@@ -17,8 +17,7 @@ pub use assertion::AssertionRules;
 
 use crate::config::{AwsIamConfig, ConnectorConfig};
 use crate::connectors::Connectors;
-use crate::error::TokenError;
-use crate::form::Form;
+use crate::form::{Form, FormError};
 use crate::readiness::Health;
 use crate::replay::{FirstUse, ReplayKey, ReplayStore, StoreError};
 
@@ -105,10 +104,10 @@ impl Credential {
     }
 
     /// Finds the one credential in `headers` and `form`.
-    pub fn from_request(headers: &HeaderMap, form: &Form) -> Result<Self, TokenError> {
+    pub fn from_request(headers: &HeaderMap, form: &Form) -> Result<Self, CredentialError> {
         let authorization = headers.get_all(header::AUTHORIZATION).iter().collect::<Vec<_>>();
         if authorization.len() > 1 {
-            return Err(TokenError::InvalidRequest("more than one Authorization header"));
+            return Err(CredentialError::SeveralAuthorizationHeaders);
         }
         let form_client_id = form.single("client_id")?;
         let form_secret = form.single("client_secret")?;
@@ -119,33 +118,27 @@ impl Credential {
             + usize::from(form_secret.is_some())
             + usize::from(assertion.is_some() || assertion_type.is_some());
         if presented > 1 {
-            return Err(TokenError::InvalidRequest(
-                "more than one client authentication method",
-            ));
+            return Err(CredentialError::SeveralMethods);
         }
 
         if let Some(value) = authorization.first() {
-            let (client_id, secret) = parse_basic(value.as_bytes()).ok_or(TokenError::InvalidClient)?;
+            let (client_id, secret) =
+                parse_basic(value.as_bytes()).ok_or(CredentialError::UnreadableBasic)?;
             if form_client_id.is_some_and(|id| id != client_id) {
-                return Err(TokenError::InvalidRequest(
-                    "client_id does not match the Authorization header",
-                ));
+                return Err(CredentialError::ClientIdMismatch);
             }
             return Ok(Self::Basic { client_id, secret });
         }
         if let Some(secret) = form_secret {
-            let client_id =
-                form_client_id.ok_or(TokenError::InvalidRequest("client_secret without client_id"))?;
+            let client_id = form_client_id.ok_or(CredentialError::SecretWithoutClientId)?;
             return Ok(Self::Post {
                 client_id: client_id.to_owned(),
                 secret: Zeroizing::new(secret.to_owned()),
             });
         }
         if assertion_type == Some(aws_iam::AWS_IAM_ASSERTION_TYPE) {
-            let assertion = assertion.ok_or(TokenError::InvalidRequest("client_assertion is missing"))?;
-            let client_id = form_client_id.ok_or(TokenError::InvalidRequest(
-                "client_id is required with the AWS IAM assertion type",
-            ))?;
+            let assertion = assertion.ok_or(CredentialError::MissingAssertion)?;
+            let client_id = form_client_id.ok_or(CredentialError::AwsIamWithoutClientId)?;
             return Ok(Self::AwsIam {
                 client_id: client_id.to_owned(),
                 assertion: assertion.to_owned(),
@@ -153,17 +146,48 @@ impl Credential {
         }
         if assertion.is_some() || assertion_type.is_some() {
             if assertion_type != Some(JWT_BEARER) {
-                return Err(TokenError::InvalidRequest(
-                    "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                ));
+                return Err(CredentialError::UnsupportedAssertionType);
             }
-            let assertion = assertion.ok_or(TokenError::InvalidRequest("client_assertion is missing"))?;
+            let assertion = assertion.ok_or(CredentialError::MissingAssertion)?;
             return Ok(Self::Assertion {
                 client_id: form_client_id.map(str::to_owned),
                 assertion: assertion.to_owned(),
             });
         }
-        Err(TokenError::InvalidClient)
+        Err(CredentialError::NoCredential)
+    }
+}
+
+/// Why a request presents no one readable client credential (RFC 6749
+/// §2.3: one method per request). The token route answers each as RFC 6749
+/// `invalid_request`, or `invalid_client` where no credential can be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialError {
+    /// More than one `Authorization` header.
+    SeveralAuthorizationHeaders,
+    /// A parameter a credential is read from appears more than once.
+    Form(FormError),
+    /// More than one method presented: a header, a secret, an assertion.
+    SeveralMethods,
+    /// An `Authorization` header that is not a readable `Basic` credential.
+    UnreadableBasic,
+    /// The form's `client_id` is not the `Authorization` header's.
+    ClientIdMismatch,
+    /// `client_secret` without `client_id`.
+    SecretWithoutClientId,
+    /// A `client_assertion_type` without its `client_assertion`.
+    MissingAssertion,
+    /// An AWS IAM assertion without `client_id`.
+    AwsIamWithoutClientId,
+    /// A `client_assertion_type` other than JWT bearer or AWS IAM.
+    UnsupportedAssertionType,
+    /// No credential at all.
+    NoCredential,
+}
+
+impl From<FormError> for CredentialError {
+    fn from(error: FormError) -> Self {
+        Self::Form(error)
     }
 }
 

@@ -1,4 +1,8 @@
 //! `POST /token`: the OAuth 2.0 token endpoint, `client_credentials` only.
+//! Its refusals, and how the form's and the credential's errors become
+//! them, are in `rejection`.
+
+mod rejection;
 
 use std::time::{Duration, Instant};
 
@@ -12,12 +16,12 @@ use serde::Serialize;
 
 use super::Peer;
 use crate::audit;
-use crate::auth::AuthError;
-use crate::auth::Credential;
+use crate::auth::{AuthError, Credential, CredentialError};
 use crate::config::ConnectorConfig;
-use crate::error::TokenError;
-use crate::form::Form;
+use crate::form::{Form, FormError};
 use crate::state::AppState;
+
+pub use rejection::TokenError;
 
 /// Parameters that must never arrive in the query string.
 const BODY_PARAMS: [&str; 9] = [
@@ -60,6 +64,18 @@ impl From<TokenError> for Refusal {
             client: None,
             method: None,
         }
+    }
+}
+
+impl From<FormError> for Refusal {
+    fn from(error: FormError) -> Self {
+        TokenError::from(error).into()
+    }
+}
+
+impl From<CredentialError> for Refusal {
+    fn from(error: CredentialError) -> Self {
+        TokenError::from(error).into()
     }
 }
 
