@@ -8,26 +8,44 @@
 //! without a socket; [`run`] serves it until a shutdown signal; the binary's
 //! `main` only parses the command line and calls into [`cli`].
 //!
-//! | module | job |
+//! # Public interface
+//!
+//! What the binaries (`oidc-server`, `bootstrap`), the tests and an
+//! embedder use; everything else is private to the crate.
+//!
+//! | item | job |
 //! |---|---|
+//! | [`app`], [`metrics_app`], [`run`], [`run_metrics`], [`shutdown_signal`] | the routers, and serving them on a listener until a shutdown signal |
+//! | [`AppState`] ([`AppStateBuilder`]), [`AppState::start`] ([`StartError`]), [`ServiceContext`], [`KeySetPolling`] | a running service's state, and its start from a [`Config`] |
 //! | [`config`] | layered configuration, validated once |
+//! | [`proxies`] | the trusted proxies and how a request's client is found behind them |
 //! | [`connectors`] | the registry of connectors, secret digests |
-//! | [`auth`] | client authentication (secret, `private_key_jwt`, `aws_iam`) |
+//! | [`keyset`] | the key set: built from `[signing]`; the shared set in Secrets Manager (document, rules, rotation, poller, KMS keys) |
 //! | [`replay`] | one-time use across the fleet: the DynamoDB (or in-memory) replay store |
 //! | [`throttle`] | 429 after repeated authentication failures |
-//! | [`routes`] | the HTTP handlers |
-//! | [`signing`] | builds the key set from `[signing]` |
-//! | [`keyset`] | the key set in Secrets Manager: its document, rules, rotation, poller, KMS keys |
-//! | [`health`] | whether the signer and the replay store work, for `/readyz` |
-//! | [`audit`], [`metrics`], [`telemetry`] | what operators see |
+//! | [`metrics`], [`telemetry`] | Prometheus metrics; logging through a bounded writer |
+//! | [`cli`] | the `oidc-server` command line |
+//! | `lambda` | the Lambda front and the rotation function (feature `lambda`) |
+//!
+//! # Inside
+//!
+//! Each module imports only modules below it (the e2e test
+//! `boundaries::oidc_server_modules_have_no_cycle` checks it), from the
+//! bottom: `proxies`, `config`, `telemetry`, `metrics`, `context`
+//! (`ServiceContext`); `keyset` and `replay`, which start with it;
+//! `readiness` (backend health for `/readyz`), `form`, `auth` (client
+//! authentication), `throttle`, `connectors`, `audit`; `state` (`AppState`);
+//! `start` (`AppState::start`); `routes` (the handlers; `routes::token`
+//! holds the token endpoint's RFC 6749 refusals); `serve` (the listener and
+//! its limits); `cli` and `lambda` on top.
 
-pub mod audit;
-pub mod auth;
+mod audit;
+mod auth;
 pub mod cli;
 pub mod config;
 pub mod connectors;
 mod context;
-pub mod form;
+mod form;
 // The fuzz targets' entry points: only in the fuzz build (fuzz/run.sh and
 // fuzz/.cargo/config.toml pass `--cfg fuzzing`), never in a release binary.
 #[cfg(fuzzing)]
@@ -38,12 +56,12 @@ pub mod keyset;
 pub mod lambda;
 pub mod metrics;
 pub mod proxies;
-pub mod readiness;
+mod readiness;
 pub mod replay;
-pub mod routes;
-pub mod serve;
+mod routes;
+mod serve;
 mod start;
-pub mod state;
+mod state;
 pub mod telemetry;
 pub mod throttle;
 
@@ -59,7 +77,7 @@ use tower_http::timeout::TimeoutLayer;
 pub use config::Config;
 pub use context::{KeySetPolling, ServiceContext};
 pub use start::StartError;
-pub use state::AppState;
+pub use state::{AppState, AppStateBuilder};
 
 // Transitional: tests/tests/it/rehearsal.rs, which another change is
 // editing, still imports `oidc_server::signing::KeySetPolling`. Only a path
@@ -115,7 +133,8 @@ fn limits(state: &AppState) -> serve::Limits {
 }
 
 /// Serves `state` on `listener` until `shutdown` completes, then finishes the
-/// requests in flight (see [`serve`] for the limits a listener enforces).
+/// requests in flight, under the listener limits of `[http]` (header read
+/// timeout, connection caps and lifetime).
 pub async fn run(
     state: AppState,
     listener: TcpListener,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 /// The health of one backend.
 #[derive(Debug)]
-pub struct Health {
+pub(crate) struct Health {
     healthy: AtomicBool,
     last_probe_ms: AtomicU64,
     started: Instant,
@@ -27,20 +27,20 @@ impl Default for Health {
 
 impl Health {
     /// How often `/readyz` may retry a failed backend.
-    pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+    pub(crate) const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
     /// Records the outcome of a call.
-    pub fn record(&self, ok: bool) {
+    pub(crate) fn record(&self, ok: bool) {
         self.healthy.store(ok, Ordering::Relaxed);
     }
 
     /// Whether the last call worked.
-    pub fn is_healthy(&self) -> bool {
+    pub(crate) fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
 
     /// Whether a failed backend is due for another probe (and claims the slot).
-    pub fn probe_due(&self) -> bool {
+    pub(crate) fn probe_due(&self) -> bool {
         let now = self.started.elapsed().as_millis() as u64;
         let last = self.last_probe_ms.load(Ordering::Relaxed);
         now.saturating_sub(last) >= Self::PROBE_INTERVAL.as_millis() as u64

@@ -27,7 +27,7 @@ const MAX_JTI_LEN: usize = 256;
 
 /// What an assertion must satisfy.
 #[derive(Debug, Clone)]
-pub struct AssertionRules {
+pub(crate) struct AssertionRules {
     /// This issuer: the namespace of assertion ids in the replay store.
     pub issuer: String,
     /// Accepted audiences: the issuer and the token endpoint URL.

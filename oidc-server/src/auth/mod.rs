@@ -5,7 +5,7 @@
 //! (RFC 7523). A request presenting more than one is refused (RFC 6749 §2.3).
 
 mod assertion;
-pub mod aws_iam;
+pub(crate) mod aws_iam;
 
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use axum::http::{header, HeaderMap};
 use base64::Engine;
 use zeroize::Zeroizing;
 
-pub use assertion::AssertionRules;
+pub(crate) use assertion::AssertionRules;
 
 use crate::config::{AwsIamConfig, ConnectorConfig};
 use crate::connectors::Connectors;
@@ -22,13 +22,13 @@ use crate::readiness::Health;
 use crate::replay::{FirstUse, ReplayKey, ReplayStore, StoreError};
 
 /// `client_assertion_type` of RFC 7523 §2.2.
-pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// The authentication methods this server supports, as advertised in discovery.
-pub const METHODS: [&str; 3] = ["client_secret_basic", "client_secret_post", "private_key_jwt"];
+pub(crate) const METHODS: [&str; 3] = ["client_secret_basic", "client_secret_post", "private_key_jwt"];
 
 /// A credential found in a token request.
-pub enum Credential {
+pub(crate) enum Credential {
     /// HTTP Basic with the client id and secret.
     Basic {
         /// Client id.
@@ -71,7 +71,7 @@ impl std::fmt::Debug for Credential {
 
 impl Credential {
     /// The method's registered name.
-    pub fn method(&self) -> &'static str {
+    pub(crate) fn method(&self) -> &'static str {
         match self {
             Self::Basic { .. } => "client_secret_basic",
             Self::Post { .. } => "client_secret_post",
@@ -81,7 +81,7 @@ impl Credential {
     }
 
     /// The client id the request claims (not yet proven).
-    pub fn claimed_client_id(&self) -> Option<&str> {
+    pub(crate) fn claimed_client_id(&self) -> Option<&str> {
         match self {
             Self::Basic { client_id, .. } | Self::Post { client_id, .. } | Self::AwsIam { client_id, .. } => {
                 Some(client_id)
@@ -93,7 +93,7 @@ impl Credential {
     /// The client to name in the audit event of a refusal: the claimed
     /// client id, or for an assertion sent without one, its (unverified)
     /// `sub`. Not proven: the audit log says so.
-    pub fn audit_client(&self) -> Option<String> {
+    pub(crate) fn audit_client(&self) -> Option<String> {
         match self {
             Self::Assertion {
                 client_id: None,
@@ -104,7 +104,7 @@ impl Credential {
     }
 
     /// Finds the one credential in `headers` and `form`.
-    pub fn from_request(headers: &HeaderMap, form: &Form) -> Result<Self, CredentialError> {
+    pub(crate) fn from_request(headers: &HeaderMap, form: &Form) -> Result<Self, CredentialError> {
         let authorization = headers.get_all(header::AUTHORIZATION).iter().collect::<Vec<_>>();
         if authorization.len() > 1 {
             return Err(CredentialError::SeveralAuthorizationHeaders);
@@ -162,7 +162,7 @@ impl Credential {
 /// §2.3: one method per request). The token route answers each as RFC 6749
 /// `invalid_request`, or `invalid_client` where no credential can be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CredentialError {
+pub(crate) enum CredentialError {
     /// More than one `Authorization` header.
     SeveralAuthorizationHeaders,
     /// A parameter a credential is read from appears more than once.
@@ -250,7 +250,7 @@ fn form_decode(text: &str) -> Zeroizing<String> {
 
 /// Why authentication failed; goes to the audit log, never to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthFailure {
+pub(crate) enum AuthFailure {
     /// Unknown client, no such credential registered, or a wrong one (indistinguishable).
     BadCredential,
     /// The client has no keys registered for `private_key_jwt`.
@@ -265,7 +265,7 @@ pub enum AuthFailure {
 
 impl AuthFailure {
     /// Short reason code for metrics and the audit log.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             Self::BadCredential => "bad_client_credentials",
             Self::NoKeys => "no_client_keys",
@@ -278,7 +278,7 @@ impl AuthFailure {
 
 /// Checks credentials against the registry.
 #[derive(Debug, Clone)]
-pub struct Authenticator {
+pub(crate) struct Authenticator {
     connectors: Arc<Connectors>,
     rules: AssertionRules,
     replay: Arc<dyn ReplayStore>,
@@ -289,7 +289,7 @@ pub struct Authenticator {
 
 /// What AWS IAM authentication needs: where STS is, and an HTTP client.
 #[derive(Debug, Clone)]
-pub struct AwsIam {
+pub(crate) struct AwsIam {
     /// The `[aws_iam]` configuration.
     pub config: AwsIamConfig,
     /// The issuer the signed request must name.
@@ -300,7 +300,7 @@ pub struct AwsIam {
 
 /// Why no connector was authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthError {
+pub(crate) enum AuthError {
     /// The credential does not prove a registered connector (401).
     Failed(AuthFailure),
     /// The check could not be completed (a backend failed); retry later (503).
@@ -320,7 +320,7 @@ impl From<AuthFailure> for AuthError {
 
 impl Authenticator {
     /// An authenticator over `connectors`.
-    pub fn new(
+    pub(crate) fn new(
         connectors: Arc<Connectors>,
         rules: AssertionRules,
         replay: Arc<dyn ReplayStore>,
@@ -340,7 +340,7 @@ impl Authenticator {
     /// [`Health::PROBE_INTERVAL`]. A failed probe is logged with its detail;
     /// the error's text is for logs, not for a public answer (an AWS error
     /// names the account, the role and the table).
-    pub async fn replay_ready(&self) -> Result<(), StoreError> {
+    pub(crate) async fn replay_ready(&self) -> Result<(), StoreError> {
         if !self.replay_health.is_healthy() && self.replay_health.probe_due() {
             let probe = self.replay.ready().await;
             self.replay_health.record(probe.is_ok());
@@ -359,18 +359,13 @@ impl Authenticator {
         }
     }
 
-    /// Whether AWS IAM authentication is enabled.
-    pub fn aws_iam_enabled(&self) -> bool {
-        self.aws_iam.is_some()
-    }
-
     /// The registry.
-    pub fn connectors(&self) -> &Arc<Connectors> {
+    pub(crate) fn connectors(&self) -> &Arc<Connectors> {
         &self.connectors
     }
 
     /// The connector `credential` proves, or why not.
-    pub async fn authenticate(
+    pub(crate) async fn authenticate(
         &self,
         credential: &Credential,
         now: u64,

@@ -1,8 +1,8 @@
 //! HTTP handlers, one module per endpoint.
 
-pub mod discovery;
-pub mod health;
+pub(crate) mod discovery;
+pub(crate) mod health;
 mod peer;
-pub mod token;
+pub(crate) mod token;
 
-pub use peer::Peer;
+pub(crate) use peer::Peer;

@@ -13,12 +13,12 @@ use crate::state::AppState;
 
 /// The client's address, when known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Peer(pub Option<IpAddr>);
+pub(crate) struct Peer(pub Option<IpAddr>);
 
 impl Peer {
     /// The key throttling counts this peer under: the address itself for
     /// IPv4 (an IPv4-mapped IPv6 address included), its /64 for IPv6.
-    pub fn throttle_key(&self) -> Option<IpAddr> {
+    pub(crate) fn throttle_key(&self) -> Option<IpAddr> {
         self.0.map(aggregate)
     }
 }

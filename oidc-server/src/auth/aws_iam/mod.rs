@@ -41,21 +41,21 @@ use super::AuthFailure;
 use crate::config::AwsIamConfig;
 
 /// `client_assertion_type` of this method.
-pub const AWS_IAM_ASSERTION_TYPE: &str =
+pub(crate) const AWS_IAM_ASSERTION_TYPE: &str =
     "urn:connector-identity:client-assertion-type:aws-sts-get-caller-identity";
 /// The method's name in discovery.
-pub const METHOD: &str = "aws_iam";
+pub(crate) const METHOD: &str = "aws_iam";
 /// The header that names this issuer inside the signed request.
-pub const ISSUER_HEADER: &str = "x-connector-token-issuer";
+pub(crate) const ISSUER_HEADER: &str = "x-connector-token-issuer";
 /// A random value the client signs with each request (128 bits or more,
 /// base64url): SigV4 is deterministic, so without it two processes sharing
 /// one role that sign in the same second would send the same signature,
 /// and the second would be refused as a replay.
-pub const NONCE_HEADER: &str = "x-connector-token-nonce";
+pub(crate) const NONCE_HEADER: &str = "x-connector-token-nonce";
 /// The one request body accepted.
-pub const BODY: &str = "Action=GetCallerIdentity&Version=2011-06-15";
+pub(crate) const BODY: &str = "Action=GetCallerIdentity&Version=2011-06-15";
 /// Headers a signed request may carry (lower case).
-pub const ALLOWED_HEADERS: [&str; 9] = [
+pub(crate) const ALLOWED_HEADERS: [&str; 9] = [
     "authorization",
     "content-type",
     "host",

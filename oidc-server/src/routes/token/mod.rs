@@ -21,7 +21,7 @@ use crate::config::ConnectorConfig;
 use crate::form::{Form, FormError};
 use crate::state::AppState;
 
-pub use rejection::TokenError;
+pub(crate) use rejection::TokenError;
 
 /// Parameters that must never arrive in the query string.
 const BODY_PARAMS: [&str; 9] = [
@@ -80,7 +80,7 @@ impl From<CredentialError> for Refusal {
 }
 
 /// The handler.
-pub async fn token(State(state): State<AppState>, peer: Peer, request: Request) -> Response {
+pub(crate) async fn token(State(state): State<AppState>, peer: Peer, request: Request) -> Response {
     // Never a token whose audit line cannot be kept: with the log buffer
     // still full after `[log] max_wait_ms`, refuse before any work. Counted,
     // not logged: that line is what there is no room for.

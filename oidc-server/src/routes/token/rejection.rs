@@ -15,7 +15,7 @@ use crate::form::FormError;
 
 /// A refusal of the token endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenError {
+pub(crate) enum TokenError {
     /// Malformed request (400 `invalid_request`); the text is safe to show.
     InvalidRequest(&'static str),
     /// Client authentication failed (401 `invalid_client`). Unknown client and
@@ -51,7 +51,7 @@ struct Body {
 
 impl TokenError {
     /// The RFC 6749 `error` code.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Self::InvalidRequest(_) | Self::UnsupportedMediaType | Self::PayloadTooLarge => "invalid_request",
             Self::InvalidClient => "invalid_client",
@@ -63,7 +63,7 @@ impl TokenError {
     }
 
     /// The HTTP status.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::InvalidClient => StatusCode::UNAUTHORIZED,
             Self::TooManyFailures { .. } => StatusCode::TOO_MANY_REQUESTS,
