@@ -29,15 +29,15 @@
 //!
 //! # Inside
 //!
-//! Each module imports only modules below it (the e2e test
-//! `boundaries::oidc_server_modules_have_no_cycle` checks it), from the
-//! bottom: `proxies`, `config`, `telemetry`, `metrics`, `context`
-//! (`ServiceContext`); `keyset` and `replay`, which start with it;
-//! `readiness` (backend health for `/readyz`), `form`, `auth` (client
-//! authentication), `throttle`, `connectors`, `audit`; `state` (`AppState`);
-//! `start` (`AppState::start`); `routes` (the handlers; `routes::token`
-//! holds the token endpoint's RFC 6749 refusals); `serve` (the listener and
-//! its limits); `cli` and `lambda` on top.
+//! Each top-level module imports only the ones before it here (the e2e
+//! test `boundaries::crate_modules_have_no_cycle` checks that none import
+//! each other around a cycle): `proxies`; `config`; `telemetry`, `metrics`,
+//! `audit`; `context` (`ServiceContext`); `keyset` and `replay`, started
+//! with it; `throttle`; `readiness` (backend health for `/readyz`);
+//! `connectors`, `form`, `auth` (client authentication); `state`
+//! (`AppState`); `start` (`AppState::start`); `routes` (the handlers;
+//! `routes::token` holds the token endpoint's RFC 6749 refusals) and
+//! `serve` (the listener and its limits); `lambda` and `cli`.
 
 mod audit;
 mod auth;
