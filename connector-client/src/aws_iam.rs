@@ -169,7 +169,7 @@ impl AwsIam {
             signed.insert(name.to_ascii_lowercase(), value.into());
         }
         let request = serde_json::json!({ "method": "POST", "headers": signed, "body": BODY });
-        Ok(oidc_core::internal::base64url::encode(request.to_string()))
+        Ok(oidc_core::base64url::encode(request.to_string()))
     }
 }
 
@@ -185,7 +185,7 @@ mod tests {
     use oidc_core::clock::ManualWallClock;
 
     fn signed_headers(assertion: &str) -> serde_json::Value {
-        let bytes = oidc_core::internal::base64url::decode(assertion).expect("base64url");
+        let bytes = oidc_core::base64url::decode(assertion).expect("base64url");
         let request: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
         request["headers"].clone()
     }

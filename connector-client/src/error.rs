@@ -620,7 +620,7 @@ impl StdError for SourceError {
 /// Server-chosen text made safe for one log line: control characters become
 /// `?`, and anything past [`MAX_SERVER_TEXT`] characters is cut.
 pub(crate) fn server_text(text: &str) -> String {
-    oidc_core::internal::json::one_line(text, MAX_SERVER_TEXT)
+    oidc_core::text::one_line(text, MAX_SERVER_TEXT)
 }
 
 #[cfg(test)]

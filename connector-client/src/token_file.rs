@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use oidc_core::internal::calendar::Utc;
+use oidc_core::calendar::Utc;
 
 use crate::AccessToken;
 

@@ -1,4 +1,5 @@
-//! `oidc_server::auth::aws_iam::parse`: the local checks of an `aws_iam`
+//! oidc-server's `aws_iam::parse` (private; reached through
+//! `oidc_server::fuzzing::aws_iam`): the local checks of an `aws_iam`
 //! client assertion (a base64url JSON signed `sts:GetCallerIdentity`
 //! request) before it is forwarded to STS.
 //!
@@ -16,10 +17,9 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use oidc_core::internal::base64url;
-use oidc_server::auth::aws_iam::{ALLOWED_HEADERS, ISSUER_HEADER, NONCE_HEADER};
+use oidc_core::base64url;
 use oidc_server::config::AwsIamConfig;
-use oidc_server::fuzzing::{aws_iam, sigv4};
+use oidc_server::fuzzing::{aws_iam, sigv4, ALLOWED_HEADERS, ISSUER_HEADER, NONCE_HEADER};
 
 /// The issuer the requests must name.
 pub const ISSUER: &str = "https://tokens.test";

@@ -1,5 +1,6 @@
-//! `oidc_server::auth::Credential::from_request`: which one credential a
-//! token request presents (headers and form body).
+//! oidc-server's `Credential::from_request` (private; reached through
+//! `oidc_server::fuzzing::credential`): which one credential a token
+//! request presents (headers and form body).
 //!
 //! Input: header lines (`Name: value`), an empty line, then the form body
 //! (see [`crate::token_endpoint::parse_request`]).
@@ -12,10 +13,7 @@
 //! assertion with their `client_assertion_type`.
 
 use axum::http::{header, HeaderMap};
-use oidc_server::auth::aws_iam::AWS_IAM_ASSERTION_TYPE;
-use oidc_server::auth::{Credential, JWT_BEARER};
-use oidc_server::form::Form;
-use oidc_server::fuzzing::basic;
+use oidc_server::fuzzing::{basic, credential, Credential, Form, AWS_IAM_ASSERTION_TYPE, JWT_BEARER};
 
 /// Reads `Name: value` lines into a header map, skipping lines that are
 /// not a valid header.
@@ -45,7 +43,7 @@ pub fn run(data: &[u8]) {
     };
     let headers = headers(head);
     let form = Form::parse(body);
-    let Ok(credential) = Credential::from_request(&headers, &form) else {
+    let Some(credential) = credential(&headers, &form) else {
         return;
     };
     let authorization: Vec<_> = headers.get_all(header::AUTHORIZATION).iter().collect();

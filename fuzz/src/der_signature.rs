@@ -1,4 +1,4 @@
-//! `oidc_core::internal::der::ecdsa_p256_signature`, the reader of the DER
+//! `oidc_core::keys::der::ecdsa_p256_signature`, the reader of the DER
 //! `ECDSA-Sig-Value` that KMS answers with.
 //!
 //! Input: a DER signature, checked against one fixed key and message (a
@@ -11,7 +11,7 @@
 //! `[1, n-1]`; and whenever ring's own DER verifier accepts the input, the
 //! converter yields the `r‖s` that verifies.
 
-use oidc_core::internal::der;
+use oidc_core::keys::der;
 use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_FIXED};
 
 /// The key of Wycheproof's `ecdsa_secp256r1_sha256_test.json` group with

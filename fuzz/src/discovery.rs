@@ -13,7 +13,7 @@
 //! http was allowed).
 
 use connector_client::fuzzing::discovery;
-use oidc_core::internal::json;
+use oidc_core::json;
 use serde_json::Value;
 use url::{Host, Url};
 

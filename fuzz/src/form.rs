@@ -1,4 +1,5 @@
-//! `oidc_server::form::Form::parse`, the token endpoint's strict
+//! oidc-server's `Form::parse` (private; reached through
+//! `oidc_server::fuzzing::Form`), the token endpoint's strict
 //! `application/x-www-form-urlencoded` reader.
 //!
 //! Properties: no parameter has an empty value (an empty value counts as
@@ -7,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use oidc_server::form::Form;
+use oidc_server::fuzzing::Form;
 
 pub fn run(data: &[u8]) {
     let form = Form::parse(data);

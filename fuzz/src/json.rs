@@ -1,4 +1,4 @@
-//! `oidc_core::internal::json::parse`, the strict JSON reader of headers,
+//! `oidc_core::json::parse`, the strict JSON reader of headers,
 //! claims, keys and discovery documents.
 //!
 //! Properties: it accepts only what serde_json accepts, and then the same
@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use oidc_core::internal::json::{self, JsonError, MAX_DEPTH};
+use oidc_core::json::{self, JsonError, MAX_DEPTH};
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 

@@ -6,7 +6,7 @@
 //! `from_jwk` gives the same key, kid and algorithm) and the set survives
 //! `to_json`. A single accepted JWK is the same key inside a set of one.
 
-use oidc_core::internal::json;
+use oidc_core::json;
 use oidc_core::jwks::MAX_KEYS;
 use oidc_core::keys::VerifyingKey;
 use oidc_core::JwkSet;

@@ -9,8 +9,8 @@
 //! one encoding); the header is a strict JSON object whose `alg`, `kid` and
 //! `typ` are what `header()` says, with none of the forbidden parameters.
 
-use oidc_core::internal::{base64url, json};
 use oidc_core::jws::{JwsError, UnverifiedJws, DEFAULT_MAX_LEN, FORBIDDEN_HEADER_PARAMETERS};
+use oidc_core::{base64url, json};
 use serde_json::Value;
 
 /// Builds `b64(header).b64(payload).b64(signature)` from `\n`-separated parts.

@@ -16,7 +16,7 @@
 use std::sync::OnceLock;
 
 use jsonwebtoken::{DecodingKey, Validation};
-use oidc_core::internal::base64url;
+use oidc_core::base64url;
 use oidc_core::keys::{LocalSigner, Signer as _, VerifyingKey};
 use oidc_core::{Algorithm, JwkSet, Policy, Verifier};
 use serde_json::Value;

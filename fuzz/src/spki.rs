@@ -1,4 +1,4 @@
-//! `oidc_core::internal::der::spki_public_key`, the reader of the
+//! `oidc_core::keys::der::spki_public_key`, the reader of the
 //! `SubjectPublicKeyInfo` that KMS `GetPublicKey` answers with.
 //!
 //! Properties: a key is read only from canonical DER (the input is exactly
@@ -6,7 +6,7 @@
 //! or RSA with `NULL` parameters); the key survives its JWK; and it is
 //! usable for verification under its default algorithm.
 
-use oidc_core::internal::der;
+use oidc_core::keys::der;
 use oidc_core::keys::{PublicKey, VerifyingKey};
 
 use crate::der_signature::{der_element, der_integer};

@@ -110,7 +110,7 @@ fn fixture() -> &'static Fixture {
             .unwrap_or_else(|e| panic!("the fuzz configuration is invalid: {e}"));
             let config = Arc::new(config);
             let context = oidc_server::ServiceContext::default();
-            let keys = oidc_server::signing::key_set_with(&config, &context)
+            let keys = oidc_server::keyset::key_set_with(&config, &context)
                 .await
                 .expect("signing keys");
             let jwks = keys.current().published().clone();

@@ -86,7 +86,7 @@ fn fixture(runtime: &tokio::runtime::Runtime, name: &'static str, pem: &str, alg
         .token
         .into_string();
     let (signing_input, signature) = token.rsplit_once('.').expect("compact JWS");
-    let signature = oidc_core::internal::base64url::decode(signature).expect("signature");
+    let signature = oidc_core::base64url::decode(signature).expect("signature");
     let policy = Policy::builder(base, [AUDIENCE]).build().expect("policy");
     Fixture {
         name,

@@ -106,7 +106,7 @@ impl Fixture {
             .token
             .into_string();
         let (signing_input, signature) = token.rsplit_once('.').expect("compact JWS");
-        let signature = oidc_core::internal::base64url::decode(signature).expect("signature");
+        let signature = oidc_core::base64url::decode(signature).expect("signature");
         let claims = now_or_never(verifier.verify::<AccessTokenClaims>(&token))
             .expect("verify")
             .into_claims();

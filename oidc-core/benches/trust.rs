@@ -77,7 +77,7 @@ fn bench_warm(c: &mut Criterion, runtime: &tokio::runtime::Runtime, tenants: &Te
     let requests = tenants.requests();
 
     let (signing_input, signature) = one_tokens[0].rsplit_once('.').expect("compact JWS");
-    let signature = oidc_core::internal::base64url::decode(signature).expect("signature");
+    let signature = oidc_core::base64url::decode(signature).expect("signature");
     let public_key = tenants.signers[0].verifying_key().public_key().clone();
 
     let mut group = c.benchmark_group("trust_warm");

@@ -105,7 +105,7 @@ fn main() {
         .iter()
         .map(|t| {
             let (input, signature) = t.rsplit_once('.').expect("compact JWS");
-            let signature = oidc_core::internal::base64url::decode(signature).expect("signature");
+            let signature = oidc_core::base64url::decode(signature).expect("signature");
             (input.to_owned(), signature)
         })
         .collect();

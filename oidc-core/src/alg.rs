@@ -81,9 +81,9 @@ impl FromStr for Algorithm {
             // `get` rather than slicing: the name is attacker-chosen and its
             // second byte may sit inside a multi-byte character.
             _ if name.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("HS")) => {
-                Err(AlgorithmError::Symmetric(crate::json::excerpt(name)))
+                Err(AlgorithmError::Symmetric(crate::text::excerpt(name)))
             }
-            _ => Err(AlgorithmError::Unsupported(crate::json::excerpt(name))),
+            _ => Err(AlgorithmError::Unsupported(crate::text::excerpt(name))),
         }
     }
 }

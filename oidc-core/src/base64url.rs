@@ -1,5 +1,16 @@
 //! Unpadded base64url (RFC 7515 §2) with strict decoding: URL-safe alphabet only,
-//! no padding, no whitespace, canonical trailing bits.
+//! no padding, no whitespace, canonical trailing bits: the encoding of every
+//! part of a JWS and every binary JWK member.
+//!
+//! ```
+//! use oidc_core::base64url::{self, Base64Error};
+//! assert_eq!(base64url::encode(b"fo"), "Zm8");
+//! assert_eq!(base64url::decode("Zm8")?, b"fo");
+//! // Padding, the standard alphabet and stray trailing bits are refused.
+//! assert_eq!(base64url::decode("Zm8="), Err(Base64Error::Padding));
+//! assert_eq!(base64url::decode("Zm9"), Err(Base64Error::NonCanonical));
+//! # Ok::<(), Base64Error>(())
+//! ```
 
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};

@@ -27,7 +27,7 @@ impl Utc {
     /// leap years only), 00:00:00–23:59:59.
     ///
     /// ```
-    /// use oidc_core::internal::calendar::Utc;
+    /// use oidc_core::calendar::Utc;
     /// let leap_day = Utc { year: 2000, month: 2, day: 29, hour: 12, minute: 0, second: 0 };
     /// assert_eq!(leap_day.unix_seconds(), Some(951_825_600));
     /// assert_eq!(Utc { day: 30, ..leap_day }.unix_seconds(), None);
@@ -58,7 +58,7 @@ impl Utc {
     /// The UTC date and time `secs` after 1970-01-01T00:00:00Z.
     ///
     /// ```
-    /// use oidc_core::internal::calendar::Utc;
+    /// use oidc_core::calendar::Utc;
     /// let utc = Utc::from_unix_seconds(1_796_178_846);
     /// assert_eq!(utc.to_string(), "2026-12-02T02:34:06Z");
     /// ```

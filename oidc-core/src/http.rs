@@ -29,6 +29,7 @@ use serde_json::{Map, Value};
 use url::{Host, Url};
 
 use crate::json::{self, JsonError};
+use crate::text;
 
 /// Why the HTTPS client could not be set up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -350,8 +351,8 @@ pub fn discovery_document(issuer: &str, url: &Url, body: &[u8]) -> Result<Discov
             document,
         }),
         found => Err(fail(DiscoveryProblem::IssuerMismatch {
-            found: found.and_then(Value::as_str).map(json::excerpt),
-            expected: json::excerpt(issuer),
+            found: found.and_then(Value::as_str).map(text::excerpt),
+            expected: text::excerpt(issuer),
         })),
     }
 }
@@ -393,7 +394,7 @@ pub async fn fetch_discovery(
         return discovery_document(issuer, url, &body);
     }
     Err(last.unwrap_or_else(|| DiscoveryError {
-        url: json::excerpt(issuer),
+        url: text::excerpt(issuer),
         problem: DiscoveryProblem::Status(404),
     }))
 }

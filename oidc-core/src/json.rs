@@ -1,6 +1,22 @@
 //! Strict JSON for headers, claims and keys: one value, no duplicate member names,
 //! bounded nesting. serde_json alone keeps the last of two duplicate members,
 //! which lets a token mean different things to different parsers.
+//!
+//! Every JSON document this workspace reads from a stranger (a token's
+//! header and claims, a JWK Set, a discovery document, a client assertion)
+//! goes through [`parse`] or [`parse_object`].
+//!
+//! ```
+//! use oidc_core::json::{self, JsonError};
+//! let header = json::parse_object(br#"{"alg":"ES256","typ":"at+jwt"}"#)?;
+//! assert_eq!(header["alg"], "ES256");
+//! // serde_json alone would keep the second `alg`.
+//! assert_eq!(
+//!     json::parse_object(br#"{"alg":"ES256","alg":"none"}"#),
+//!     Err(JsonError::DuplicateMember("alg".into()))
+//! );
+//! # Ok::<(), JsonError>(())
+//! ```
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -9,6 +25,8 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
+
+use crate::text;
 
 /// Deepest nesting of arrays and objects accepted in a header, claim set or key.
 pub const MAX_DEPTH: usize = 16;
@@ -78,46 +96,6 @@ impl<'de> de::Deserialize<'de> for Key<'de> {
         }
         deserializer.deserialize_str(KeyVisitor)
     }
-}
-
-/// How much of a stranger's string [`excerpt`] keeps.
-pub const EXCERPT_CHARS: usize = 64;
-
-/// Shortens an attacker-chosen string (a claim, a kid, a client id) before it
-/// goes into an error value or a log field, where it is shown quoted
-/// (`{:?}`): the first [`EXCERPT_CHARS`] characters, as they are.
-pub fn excerpt(s: &str) -> String {
-    shorten(s, EXCERPT_CHARS)
-}
-
-/// The first `max_chars` characters of `text`, marked with `…` when cut.
-///
-/// ```
-/// use oidc_core::internal::json::shorten;
-/// assert_eq!(shorten("abcdef", 3), "abc…");
-/// assert_eq!(shorten("abc", 3), "abc");
-/// ```
-pub fn shorten(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        None => text.to_owned(),
-        Some((end, _)) => format!("{}…", &text[..end]),
-    }
-}
-
-/// Text from a stranger made safe for one unquoted line of a message:
-/// control characters (line breaks included) become `?`, then [`shorten`].
-///
-/// ```
-/// use oidc_core::internal::json::one_line;
-/// assert_eq!(one_line("bad\r\nforged line", 100), "bad??forged line");
-/// ```
-pub fn one_line(text: &str, max_chars: usize) -> String {
-    let line: String = text
-        .chars()
-        .take(max_chars.saturating_add(1))
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    shorten(&line, max_chars)
 }
 
 struct StrictSeed<'p> {
@@ -206,7 +184,7 @@ impl<'de> Visitor<'de> for StrictSeed<'_> {
             // is where the value goes.
             match map.entry(key) {
                 Entry::Occupied(first) => {
-                    return Err(self.fail(JsonError::DuplicateMember(excerpt(first.key()))))
+                    return Err(self.fail(JsonError::DuplicateMember(text::excerpt(first.key()))))
                 }
                 Entry::Vacant(slot) => {
                     slot.insert(access.next_value_seed(self.nested())?);
@@ -220,16 +198,6 @@ impl<'de> Visitor<'de> for StrictSeed<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shortened_text_is_one_bounded_line() {
-        assert_eq!(one_line("bad\r\nforged line", 200), "bad??forged line");
-        let cut = one_line(&"x".repeat(500), 200);
-        assert_eq!(cut.chars().count(), 201);
-        assert!(cut.ends_with('…'));
-        assert_eq!(excerpt(&"é".repeat(100)).chars().count(), EXCERPT_CHARS + 1);
-        assert_eq!(excerpt("short"), "short");
-    }
 
     #[test]
     fn accepts_plain_objects() {

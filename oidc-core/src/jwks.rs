@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::json::{self, JsonError};
 use crate::keys::{KeyError, VerifyingKey};
+use crate::text;
 
 /// Most entries accepted in one key set.
 pub const MAX_KEYS: usize = 100;
@@ -72,7 +73,7 @@ impl JwkSet {
         for entry in entries {
             if let Some(kid) = entry.get("kid").and_then(Value::as_str) {
                 if !seen.insert(kid) {
-                    return Err(JwkSetError::DuplicateKid(json::excerpt(kid)));
+                    return Err(JwkSetError::DuplicateKid(text::excerpt(kid)));
                 }
             }
         }
@@ -86,7 +87,7 @@ impl JwkSet {
                 Ok(key) => set.push(key),
                 Err(reason) => set.refused.push(RefusedKey {
                     index,
-                    kid: entry.get("kid").and_then(Value::as_str).map(json::excerpt),
+                    kid: entry.get("kid").and_then(Value::as_str).map(text::excerpt),
                     reason,
                 }),
             }

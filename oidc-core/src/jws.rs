@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 use crate::base64url::{self, Base64Error};
 use crate::json::{self, JsonError};
 use crate::keys::{SignError, SignatureError, Signer, VerifyingKey};
+use crate::text;
 use crate::{Algorithm, AlgorithmError};
 
 /// Largest compact JWS accepted by default (8 KiB), checked before decoding.
@@ -157,7 +158,7 @@ impl Header {
         let kid = match map.get("kid") {
             None => None,
             Some(Value::String(kid)) => Some(kid.clone()),
-            Some(other) => return Err(JwsError::KidNotString(json::excerpt(&other.to_string()))),
+            Some(other) => return Err(JwsError::KidNotString(text::excerpt(&other.to_string()))),
         };
         Ok(Self {
             alg,

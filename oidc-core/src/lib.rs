@@ -12,12 +12,17 @@
 //!
 //! | module | job |
 //! |---|---|
+//! | [`base64url`], [`json`] | the strict encodings every token part and key is read with: canonical unpadded base64url; one JSON value, no duplicate member, bounded nesting |
 //! | [`jws`] | strict compact JWS encode/decode, shared by everything that signs or verifies |
-//! | [`keys`] | algorithms, public keys pinned to one algorithm, thumbprints, the `Signer` trait, local keys |
+//! | [`keys`] | algorithms, public keys pinned to one algorithm, thumbprints, the `Signer` trait, local keys; [`keys::der`], the DER of remote signers |
 //! | [`jwks`] | JWK Sets, parsed strictly |
+//! | [`claims`] | the token's claims ([`AccessTokenClaims`]) and their types |
+//! | [`keyset`] | [`KeySet`]: the active signer and the published keys, swapped atomically |
 //! | [`clock`] | the wall and monotonic clocks every time check reads, and clocks a test or a host sets |
 //! | [`issue`] | [`Issuer`], [`TokenRequest`] |
 //! | [`verify`] | [`Verifier`], [`Policy`], [`Verified`] claims; an opt-in [`VerificationCache`](verify::VerificationCache) for repeated tokens |
+//! | [`text`] | the one policy for a stranger's text in errors and logs: bounded, one line |
+//! | [`calendar`] | UTC dates and Unix seconds, for the date formats no dependency reads (SigV4's `X-Amz-Date`, RFC 3339) |
 //!
 //! # What it deliberately does not do
 //!
@@ -62,19 +67,20 @@ mod alg;
 pub mod aws;
 #[cfg(feature = "axum")]
 pub mod axum;
-mod base64url;
-mod calendar;
+pub mod base64url;
+pub mod calendar;
 pub mod claims;
 pub mod clock;
 mod error;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod issue;
-mod json;
+pub mod json;
 pub mod jwks;
 pub mod jws;
 pub mod keys;
 pub mod keyset;
+pub mod text;
 pub mod verify;
 
 pub use alg::{Algorithm, AlgorithmError};
@@ -84,26 +90,3 @@ pub use issue::{IssueError, IssuedToken, Issuer, Lifetime, TokenRequest};
 pub use jwks::JwkSet;
 pub use keyset::{ActiveKey, KeySet, KeySetState};
 pub use verify::{KeyLookupError, KeySource, Policy, Verified, Verifier, VerifyError};
-
-/// **Not a stable interface.** What the other crates of this workspace and
-/// the tests share with this one: strict base64url and JSON, the DER reader,
-/// UTC calendar dates. It may change in any release; depend on the documented modules instead.
-#[doc(hidden)]
-pub mod internal {
-    /// Strict unpadded base64url.
-    pub mod base64url {
-        pub use crate::base64url::*;
-    }
-    /// Strict JSON and the shortening of untrusted text.
-    pub mod json {
-        pub use crate::json::*;
-    }
-    /// The DER reader of KMS answers.
-    pub mod der {
-        pub use crate::keys::der::*;
-    }
-    /// UTC calendar dates and Unix seconds.
-    pub mod calendar {
-        pub use crate::calendar::*;
-    }
-}

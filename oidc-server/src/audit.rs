@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use oidc_core::IssuedToken;
 
 /// A token was issued to `connector`, which asked from `peer`.
-pub fn issued(
+pub(crate) fn issued(
     connector: &str,
     method: &str,
     audience: &str,
@@ -47,8 +47,13 @@ impl fmt::Display for PeerField {
 
 /// A token request was refused. `claimed_client` is what the request said,
 /// shortened: it is not proven.
-pub fn refused(claimed_client: Option<&str>, method: Option<&str>, reason: &str, peer: Option<IpAddr>) {
-    let client = claimed_client.map(oidc_core::internal::json::excerpt);
+pub(crate) fn refused(
+    claimed_client: Option<&str>,
+    method: Option<&str>,
+    reason: &str,
+    peer: Option<IpAddr>,
+) {
+    let client = claimed_client.map(oidc_core::text::excerpt);
     tracing::info!(
         target: "audit",
         event = "token_refused",

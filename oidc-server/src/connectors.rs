@@ -66,9 +66,7 @@ impl Connectors {
 pub fn new_secret() -> Result<Zeroizing<String>, ring::error::Unspecified> {
     let mut bytes = Zeroizing::new([0u8; 32]);
     ring::rand::SystemRandom::new().fill(bytes.as_mut())?;
-    Ok(Zeroizing::new(oidc_core::internal::base64url::encode(
-        bytes.as_ref(),
-    )))
+    Ok(Zeroizing::new(oidc_core::base64url::encode(bytes.as_ref())))
 }
 
 /// The hex SHA-256 of a secret, as stored in the config.

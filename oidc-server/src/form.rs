@@ -1,11 +1,17 @@
 //! Strict `application/x-www-form-urlencoded` bodies (RFC 6749 §3.2): a
 //! parameter at most once, and a parameter without a value counts as absent.
 
-use crate::error::TokenError;
+/// Why a form body cannot be read as the token endpoint reads it (the
+/// route answers it as RFC 6749 `invalid_request`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FormError {
+    /// A parameter that may appear at most once appears more than once.
+    Repeated,
+}
 
 /// A parsed form body.
 #[derive(Default)]
-pub struct Form {
+pub(crate) struct Form {
     params: Vec<(String, String)>,
 }
 
@@ -29,7 +35,7 @@ impl Drop for Form {
 
 impl Form {
     /// Parses a body.
-    pub fn parse(body: &[u8]) -> Self {
+    pub(crate) fn parse(body: &[u8]) -> Self {
         let params = form_urlencoded::parse(body)
             .filter(|(_, value)| !value.is_empty())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -38,7 +44,7 @@ impl Form {
     }
 
     /// The value of a parameter that may appear at most once.
-    pub fn single<'a>(&'a self, name: &str) -> Result<Option<&'a str>, TokenError> {
+    pub(crate) fn single<'a>(&'a self, name: &str) -> Result<Option<&'a str>, FormError> {
         let mut values = self
             .params
             .iter()
@@ -46,15 +52,13 @@ impl Form {
             .map(|(_, v)| v.as_str());
         let first = values.next();
         if values.next().is_some() {
-            return Err(TokenError::InvalidRequest(
-                "a request parameter appears more than once",
-            ));
+            return Err(FormError::Repeated);
         }
         Ok(first)
     }
 
     /// Every value of a parameter.
-    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    pub(crate) fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.params
             .iter()
             .filter(move |(k, _)| k == name)
@@ -62,13 +66,13 @@ impl Form {
     }
 
     /// Every parameter in order, as parsed (for the fuzz targets' round trip).
-    #[doc(hidden)]
-    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+    #[cfg(fuzzing)]
+    pub(crate) fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
         self.params.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// Whether any of `names` is present.
-    pub fn has_any(&self, names: &[&str]) -> bool {
+    pub(crate) fn has_any(&self, names: &[&str]) -> bool {
         self.params.iter().any(|(k, _)| names.contains(&k.as_str()))
     }
 }
@@ -83,6 +87,6 @@ mod tests {
         assert_eq!(format!("{form:?}"), r#"["grant_type", "client_secret"]"#);
         assert_eq!(form.single("scope"), Ok(None), "an empty value counts as absent");
         let twice = Form::parse(b"a=1&a=2");
-        assert!(twice.single("a").is_err());
+        assert_eq!(twice.single("a"), Err(FormError::Repeated));
     }
 }

@@ -8,42 +8,60 @@
 //! without a socket; [`run`] serves it until a shutdown signal; the binary's
 //! `main` only parses the command line and calls into [`cli`].
 //!
-//! | module | job |
+//! # Public interface
+//!
+//! What the binaries (`oidc-server`, `bootstrap`), the tests and an
+//! embedder use; everything else is private to the crate.
+//!
+//! | item | job |
 //! |---|---|
+//! | [`app`], [`metrics_app`], [`run`], [`run_metrics`], [`shutdown_signal`] | the routers, and serving them on a listener until a shutdown signal |
+//! | [`AppState`] ([`AppStateBuilder`]), [`AppState::start`] ([`StartError`]), [`ServiceContext`], [`KeySetPolling`] | a running service's state, and its start from a [`Config`] |
 //! | [`config`] | layered configuration, validated once |
+//! | [`proxies`] | the trusted proxies and how a request's client is found behind them |
 //! | [`connectors`] | the registry of connectors, secret digests |
-//! | [`auth`] | client authentication (secret, `private_key_jwt`, `aws_iam`) |
+//! | [`keyset`] | the key set: built from `[signing]`; the shared set in Secrets Manager (document, rules, rotation, poller, KMS keys) |
 //! | [`replay`] | one-time use across the fleet: the DynamoDB (or in-memory) replay store |
 //! | [`throttle`] | 429 after repeated authentication failures |
-//! | [`routes`] | the HTTP handlers |
-//! | [`signing`] | builds the key set from `[signing]` |
-//! | [`keyset`] | the key set in Secrets Manager: its document, rules, rotation, poller, KMS keys |
-//! | [`health`] | whether the signer and the replay store work, for `/readyz` |
-//! | [`audit`], [`metrics`], [`telemetry`] | what operators see |
+//! | [`metrics`], [`telemetry`] | Prometheus metrics; logging through a bounded writer |
+//! | [`cli`] | the `oidc-server` command line |
+//! | `lambda` | the Lambda front and the rotation function (feature `lambda`) |
+//!
+//! # Inside
+//!
+//! Each top-level module imports only the ones before it here (the e2e
+//! test `boundaries::crate_modules_have_no_cycle` checks that none import
+//! each other around a cycle): `proxies`; `config`; `telemetry`, `metrics`,
+//! `audit`; `context` (`ServiceContext`); `keyset` and `replay`, started
+//! with it; `throttle`; `readiness` (backend health for `/readyz`);
+//! `connectors`, `form`, `auth` (client authentication); `state`
+//! (`AppState`); `start` (`AppState::start`); `routes` (the handlers;
+//! `routes::token` holds the token endpoint's RFC 6749 refusals) and
+//! `serve` (the listener and its limits); `lambda` and `cli`.
 
-pub mod audit;
-pub mod auth;
+mod audit;
+mod auth;
 pub mod cli;
 pub mod config;
 pub mod connectors;
-pub mod error;
-pub mod form;
+mod context;
+mod form;
 // The fuzz targets' entry points: only in the fuzz build (fuzz/run.sh and
 // fuzz/.cargo/config.toml pass `--cfg fuzzing`), never in a release binary.
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod health;
 pub mod keyset;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod metrics;
-pub mod peer;
+pub mod proxies;
+mod readiness;
 pub mod replay;
-pub mod routes;
-pub mod serve;
-pub mod signing;
-pub mod state;
+mod routes;
+mod serve;
+mod start;
+mod state;
 pub mod telemetry;
 pub mod throttle;
 
@@ -57,7 +75,9 @@ use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 
 pub use config::Config;
-pub use state::{AppState, ServiceContext, StartError};
+pub use context::{KeySetPolling, ServiceContext};
+pub use start::StartError;
+pub use state::{AppState, AppStateBuilder};
 
 /// The router with every public endpoint (discovery, JWKS, token, health).
 /// `/metrics` is not among them: it has a listener of its own ([`metrics_app`]).
@@ -105,7 +125,8 @@ fn limits(state: &AppState) -> serve::Limits {
 }
 
 /// Serves `state` on `listener` until `shutdown` completes, then finishes the
-/// requests in flight (see [`serve`] for the limits a listener enforces).
+/// requests in flight, under the listener limits of `[http]` (header read
+/// timeout, connection caps and lifetime).
 pub async fn run(
     state: AppState,
     listener: TcpListener,

@@ -41,15 +41,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt as _;
 
-use crate::peer::TrustedProxies;
+use crate::proxies::TrustedProxies;
 
 /// The largest request line plus header block read (a token request needs
 /// well under 2 KiB; `aws_iam` assertions travel in the body).
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// What one listener enforces.
 #[derive(Debug, Clone)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Headers must arrive within this; also the keep-alive idle limit.
     pub header_read_timeout: Duration,
     /// Connections served at once.
@@ -71,7 +71,7 @@ const BUSY: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nretry-after: 1\r\nconnection: close\r\n\r\n";
 
 /// Serves `router` on `listener` under `limits` until `shutdown` completes.
-pub async fn serve(
+pub(crate) async fn serve(
     router: Router,
     listener: TcpListener,
     limits: Limits,

@@ -1,21 +1,21 @@
-//! Everything a request handler needs, built once at start.
+//! [`AppState`]: everything a request handler needs, built once at start
+//! over services already started ([`AppState::start`] starts them, in
+//! `start.rs`, above this module).
 
 use std::sync::Arc;
 
-use crate::keyset::PollerHandle;
 use bytes::Bytes;
-use oidc_core::aws::{AwsObserver, SdkConfig};
-use oidc_core::clock::{MonotonicClock, SystemClock, SystemMonotonicClock, WallClock};
+use oidc_core::clock::{SystemClock, WallClock};
 use oidc_core::{Algorithm, Issuer, KeySet};
 use serde_json::json;
 
 use crate::auth::{AssertionRules, Authenticator, AwsIam, METHODS};
 use crate::config::Config;
 use crate::connectors::Connectors;
-use crate::health::Health;
+use crate::keyset::PollerHandle;
 use crate::metrics::Metrics;
-use crate::replay::{MemoryReplayStore, ReplayStore, TableError};
-use crate::signing::{KeySetPolling, SigningSetupError};
+use crate::readiness::Health;
+use crate::replay::{MemoryReplayStore, ReplayStore};
 use crate::throttle::Throttle;
 
 /// Shared state of the router (cheap to clone).
@@ -51,86 +51,6 @@ impl std::ops::Deref for AppState {
 
     fn deref(&self) -> &Inner {
         &self.0
-    }
-}
-
-/// What building the server's services needs besides the configuration:
-/// where metrics go, how to reach AWS, and the clock.
-#[derive(Debug, Clone)]
-pub struct ServiceContext {
-    /// Metrics to report AWS calls to (they become the [`AppState`]'s).
-    pub metrics: Arc<Metrics>,
-    /// The AWS SDK configuration; `None` loads it from the standard chain
-    /// (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials, ...).
-    pub sdk_config: Option<SdkConfig>,
-    /// The clock of tokens and assertions.
-    pub clock: Arc<dyn WallClock>,
-    /// The clock the age of a shared key set's state is measured with (it
-    /// lowers the JWKS `max-age`); the system's, unless a host drives time
-    /// itself (a simulation, with [`clock`](Self::clock) on the same time).
-    pub monotonic_clock: Arc<dyn MonotonicClock>,
-    /// How a shared key set is kept current.
-    pub key_set_polling: KeySetPolling,
-}
-
-impl Default for ServiceContext {
-    fn default() -> Self {
-        Self {
-            metrics: Arc::new(Metrics::new()),
-            sdk_config: None,
-            clock: Arc::new(SystemClock),
-            monotonic_clock: Arc::new(SystemMonotonicClock::new()),
-            key_set_polling: KeySetPolling::Background,
-        }
-    }
-}
-
-impl ServiceContext {
-    /// The SDK configuration: the one given, else the standard chain's.
-    pub async fn sdk_config(&self) -> SdkConfig {
-        match &self.sdk_config {
-            Some(config) => config.clone(),
-            None => oidc_core::aws::load_sdk_config().await,
-        }
-    }
-
-    /// The observer of AWS calls, into [`ServiceContext::metrics`].
-    pub fn aws_observer(&self) -> Arc<dyn AwsObserver> {
-        self.metrics.aws_observer()
-    }
-}
-
-/// The services `config` needs could not be started.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The signing key or key set.
-    #[error(transparent)]
-    Signing(#[from] SigningSetupError),
-    /// The replay store.
-    #[error(transparent)]
-    Replay(#[from] TableError),
-}
-
-impl AppState {
-    /// Everything `config` asks for: its key set (and the poller that keeps
-    /// it current), its replay store (the table checked), the state over them.
-    pub async fn start(config: Arc<Config>, context: &ServiceContext) -> Result<AppState, StartError> {
-        // Independent reads (Secrets Manager and KMS, DynamoDB): at once,
-        // so a cold start waits for the slower, not for both.
-        let (keys, replay) = tokio::join!(
-            crate::signing::signing_keys(&config, context),
-            crate::replay::store_for(&config, context)
-        );
-        let (keys, replay) = (keys?, replay?);
-        let mut builder = AppState::builder(config, keys.keys);
-        if let Some(poller) = keys.poller {
-            builder = builder.key_poller(poller);
-        }
-        Ok(builder
-            .replay_store(replay)
-            .metrics(context.metrics.clone())
-            .clock(context.clock.clone())
-            .build())
     }
 }
 

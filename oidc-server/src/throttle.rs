@@ -98,7 +98,7 @@ impl Throttle {
         (window.failures >= self.limit && ends > now).then(|| ends - now)
     }
 
-    /// `Err(retry_after)` if the peer (its [`throttle key`](crate::peer::Peer::throttle_key))
+    /// `Err(retry_after)` if the peer (its throttle key, the /64 of an IPv6 address)
     /// is over its limit: refuse before authenticating.
     pub fn check_peer(&self, peer: Option<IpAddr>) -> Result<(), Duration> {
         let Some(peer) = peer else { return Ok(()) };

@@ -27,8 +27,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use connector_client::timer::{Sleep, Timer};
+use oidc_core::calendar::Utc;
 use oidc_core::clock::{MonotonicClock, WallClock};
-use oidc_core::internal::calendar::Utc;
 use tokio::sync::watch;
 
 /// A clock that moves only when told to (see the [module docs](self)).

@@ -9,7 +9,7 @@
 //! not become a token.
 //!
 //! ```
-//! use oidc_core::internal::der;
+//! use oidc_core::keys::der;
 //!
 //! // SEQUENCE { INTEGER 1, INTEGER 2 }
 //! let rs = der::ecdsa_p256_signature(&[0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x02]).unwrap();

@@ -2,7 +2,8 @@
 //! backend implements, and local (in-process) signing keys.
 //!
 //! One backend module per kind of key: [`local`] here; `kms` and `kms_envelope`
-//! behind the `aws` feature.
+//! behind the `aws` feature. [`der`] reads the DER a remote signer answers
+//! with (ECDSA signatures, `SubjectPublicKeyInfo`).
 
 use std::fmt;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use crate::base64url::Base64Error;
 use crate::json::JsonError;
 use crate::{Algorithm, AlgorithmError};
 
-pub(crate) mod der;
+pub mod der;
 #[cfg(feature = "aws")]
 pub mod kms;
 #[cfg(feature = "aws")]

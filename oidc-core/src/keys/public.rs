@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::roca;
 use super::KeyError;
-use crate::{base64url, json, Algorithm};
+use crate::{base64url, json, text, Algorithm};
 
 /// The most RSA modulus bits ring verifies with.
 const RSA_MAX_BITS: usize = 8192;
@@ -272,18 +272,18 @@ impl PublicKey {
                 match crv {
                     "P-256" => Self::p256(&b64_member(jwk, "x")?, &b64_member(jwk, "y")?),
                     "P-384" => Self::p384(&b64_member(jwk, "x")?, &b64_member(jwk, "y")?),
-                    _ => Err(KeyError::UnsupportedCurve(json::excerpt(crv))),
+                    _ => Err(KeyError::UnsupportedCurve(text::excerpt(crv))),
                 }
             }
             "OKP" => {
                 let crv = str_member(jwk, "crv")?.ok_or(KeyError::MissingMember("crv"))?;
                 if crv != "Ed25519" {
-                    return Err(KeyError::UnsupportedCurve(json::excerpt(crv)));
+                    return Err(KeyError::UnsupportedCurve(text::excerpt(crv)));
                 }
                 Self::ed25519(&b64_member(jwk, "x")?)
             }
             "RSA" => Self::rsa(&b64_member(jwk, "n")?, &b64_member(jwk, "e")?),
-            other => Err(KeyError::UnsupportedKeyType(json::excerpt(other))),
+            other => Err(KeyError::UnsupportedKeyType(text::excerpt(other))),
         }
     }
 
@@ -367,7 +367,7 @@ impl VerifyingKey {
         let key = PublicKey::from_jwk_members(jwk)?;
         if let Some(usage) = jwk.get("use") {
             if usage.as_str() != Some("sig") {
-                return Err(KeyError::WrongUse(json::excerpt(&usage.to_string())));
+                return Err(KeyError::WrongUse(text::excerpt(&usage.to_string())));
             }
         }
         if let Some(ops) = jwk.get("key_ops") {

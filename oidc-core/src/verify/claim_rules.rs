@@ -16,7 +16,7 @@
 use serde_json::{Map, Value};
 
 use super::VerifyError;
-use crate::json;
+use crate::text;
 
 /// Where a rule looks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,7 +173,7 @@ impl ClaimRule {
             Ok(())
         } else {
             Err(VerifyError::RequiredClaim {
-                claim: json::excerpt(&self.name),
+                claim: text::excerpt(&self.name),
                 present: found.is_some(),
             })
         }

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::json;
 use crate::jwks::JwkSet;
 use crate::keys::VerifyingKey;
+use crate::text;
 
 /// Looks up verification keys by `kid`.
 ///
@@ -48,7 +48,7 @@ pub enum KeyLookupError {
 impl KeyLookupError {
     /// An unknown-kid error carrying a shortened copy of the kid.
     pub fn unknown(kid: &str) -> Self {
-        Self::UnknownKid(json::excerpt(kid))
+        Self::UnknownKid(text::excerpt(kid))
     }
 }
 

@@ -15,9 +15,9 @@ use serde_json::{Map, Value};
 use super::claim_rules::{ClaimRule, RuleError};
 use super::{numeric_date, VerifyError};
 use crate::claims::ACCESS_TOKEN_TYP;
-use crate::json;
 use crate::jws::DEFAULT_MAX_LEN;
 use crate::keys::VerifyingKey;
+use crate::text;
 use crate::Algorithm;
 
 /// Default clock leeway: 30 s.
@@ -228,7 +228,7 @@ impl Policy {
         match (fitting.next(), fitting.next()) {
             (Some(alg), None) => Ok(*alg),
             _ => Err(VerifyError::KeyAlgorithm {
-                kid: json::excerpt(key.kid()),
+                kid: text::excerpt(key.kid()),
             }),
         }
     }
@@ -244,7 +244,7 @@ impl Policy {
         };
         if !accepted {
             return Err(VerifyError::WrongType {
-                found: typ.map(json::excerpt),
+                found: typ.map(text::excerpt),
                 expected: self.expected_types(),
             });
         }
@@ -281,7 +281,7 @@ impl Policy {
         let iss = required_str(claims, "iss")?;
         if iss != self.issuer {
             return Err(VerifyError::WrongIssuer {
-                found: json::excerpt(iss),
+                found: text::excerpt(iss),
             });
         }
         self.check_audience(claims.get("aud").ok_or(VerifyError::MissingClaim("aud"))?)?;
@@ -387,7 +387,7 @@ impl Policy {
                     .iter()
                     .take(4)
                     .filter_map(Value::as_str)
-                    .map(json::excerpt)
+                    .map(text::excerpt)
                     .collect(),
             })
         }
@@ -563,19 +563,19 @@ impl PolicyBuilder {
         if policy.algorithms.as_ref().is_some_and(Vec::is_empty) {
             return Err(PolicyError::NoAlgorithm);
         }
-        let pointer = |name: &str| PolicyError::ClaimPointer(json::excerpt(name));
+        let pointer = |name: &str| PolicyError::ClaimPointer(text::excerpt(name));
         let mut rules = Vec::new();
         for (i, (name, value)) in policy.required_claims.iter().enumerate() {
             let twice = policy.required_claims[..i].iter().any(|(other, _)| other == name);
             if name.is_empty() || twice {
-                return Err(PolicyError::RequiredClaim(json::excerpt(name)));
+                return Err(PolicyError::RequiredClaim(text::excerpt(name)));
             }
             rules.push(ClaimRule::equals(name, value).map_err(|RuleError::Pointer| pointer(name))?);
         }
         for (i, (name, pattern)) in policy.claim_patterns.iter().enumerate() {
             let twice = policy.claim_patterns[..i].iter().any(|(other, _)| other == name);
             if name.is_empty() || twice {
-                return Err(PolicyError::ClaimPattern(json::excerpt(name)));
+                return Err(PolicyError::ClaimPattern(text::excerpt(name)));
             }
             rules.push(ClaimRule::matches(name, pattern).map_err(|RuleError::Pointer| pointer(name))?);
         }

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use oidc_core::internal::base64url::Base64Error;
-use oidc_core::internal::json::{JsonError, MAX_DEPTH};
+use oidc_core::base64url::Base64Error;
+use oidc_core::json::{JsonError, MAX_DEPTH};
 use oidc_core::jwks::{JwkSetError, MAX_KEYS};
 use oidc_core::jws::{JwsError, Part, DEFAULT_MAX_LEN};
 use oidc_core::keys::{KeyError, PublicKey, SignatureError, Signer, VerifyingKey};

@@ -8,7 +8,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use oidc_core::internal::json;
+use oidc_core::json;
 use oidc_core::jws::{UnverifiedJws, DEFAULT_MAX_LEN};
 use oidc_core::keys::{LocalSigner, Signer, VerifyingKey};
 use oidc_core::{AccessTokenClaims, Algorithm, JwkSet};

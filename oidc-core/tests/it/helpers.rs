@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use oidc_core::base64url;
 use oidc_core::clock::ManualWallClock;
-use oidc_core::internal::base64url;
 use oidc_core::keys::{LocalSigner, Signer};
 use oidc_core::verify::VerificationCache;
 use oidc_core::{

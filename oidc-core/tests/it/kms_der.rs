@@ -6,7 +6,7 @@
 // A vector that cannot be read has failed the test; the panic says where.
 #![allow(clippy::unwrap_used)]
 
-use oidc_core::internal::der::{self, DerError};
+use oidc_core::keys::der::{self, DerError};
 use oidc_core::keys::{PublicKey, VerifyingKey};
 use oidc_core::Algorithm;
 use serde_json::Value;
@@ -122,8 +122,8 @@ fn rsa_and_ed25519_spki_parse_to_the_named_keys() {
         let key = der::spki_public_key(&hex(&group["publicKeyDer"])).unwrap();
         let jwk = group["keyJwk"].as_object().unwrap();
         let expected = PublicKey::rsa(
-            &oidc_core::internal::base64url::decode(jwk["n"].as_str().unwrap()).unwrap(),
-            &oidc_core::internal::base64url::decode(jwk["e"].as_str().unwrap()).unwrap(),
+            &oidc_core::base64url::decode(jwk["n"].as_str().unwrap()).unwrap(),
+            &oidc_core::base64url::decode(jwk["e"].as_str().unwrap()).unwrap(),
         )
         .unwrap();
         assert_eq!(key, expected);

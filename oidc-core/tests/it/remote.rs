@@ -26,8 +26,8 @@ use serde_json::{json, Map, Value};
 use tower::ServiceExt;
 
 use oidc_core::axum::{shared_verifier, VerifiedToken};
+use oidc_core::base64url;
 use oidc_core::clock::{ManualMonotonicClock, ManualWallClock, SystemClock, WallClock};
-use oidc_core::internal::base64url;
 use oidc_core::jwks::JwkSet;
 use oidc_core::keys::{KeyError, LocalSigner, Signer};
 use oidc_core::verify::remote::{RemoteJwksBuilder, RemoteJwksError, DEFAULT_MAX_BODY};

@@ -133,19 +133,12 @@ async fn an_unknown_issuer_is_refused_without_any_connection() {
     // No iss, or one that is not a string: refused before any lookup too.
     let no_iss = key.token(&acme, AUDIENCE, Some("acme")).await;
     let [h, p, s]: [&str; 3] = no_iss.split('.').collect::<Vec<_>>().try_into().unwrap();
-    let mut claims: Value =
-        serde_json::from_slice(&oidc_core::internal::base64url::decode(p).unwrap()).unwrap();
+    let mut claims: Value = serde_json::from_slice(&oidc_core::base64url::decode(p).unwrap()).unwrap();
     claims.as_object_mut().unwrap().remove("iss");
-    let forged = format!(
-        "{h}.{}.{s}",
-        oidc_core::internal::base64url::encode(claims.to_string())
-    );
+    let forged = format!("{h}.{}.{s}", oidc_core::base64url::encode(claims.to_string()));
     assert_eq!(reason(verify(&t.trusted, &forged).await), "missing_claim");
     claims["iss"] = json!(["x"]);
-    let forged = format!(
-        "{h}.{}.{s}",
-        oidc_core::internal::base64url::encode(claims.to_string())
-    );
+    let forged = format!("{h}.{}.{s}", oidc_core::base64url::encode(claims.to_string()));
     assert_eq!(reason(verify(&t.trusted, &forged).await), "malformed_claims");
     assert_eq!(t.server.requests(), 0);
 }

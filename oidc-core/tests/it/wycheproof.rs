@@ -460,7 +460,7 @@ fn expected_jws(set: &JwkSet, test: &Value) -> Outcome {
     let signature = token
         .rsplit('.')
         .next()
-        .and_then(|s| oidc_core::internal::base64url::decode(s).ok());
+        .and_then(|s| oidc_core::base64url::decode(s).ok());
     let signature = signature.expect("signature is base64url");
     let expected_len = match key.public_key() {
         PublicKey::Rsa { n, .. } => n.len(),

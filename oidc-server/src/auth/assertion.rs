@@ -9,8 +9,8 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use oidc_core::internal::base64url;
-use oidc_core::internal::json;
+use oidc_core::base64url;
+use oidc_core::json;
 use oidc_core::jws::UnverifiedJws;
 use oidc_core::keys::{PublicKey, VerifyingKey};
 use oidc_core::Algorithm;
@@ -27,7 +27,7 @@ const MAX_JTI_LEN: usize = 256;
 
 /// What an assertion must satisfy.
 #[derive(Debug, Clone)]
-pub struct AssertionRules {
+pub(crate) struct AssertionRules {
     /// This issuer: the namespace of assertion ids in the replay store.
     pub issuer: String,
     /// Accepted audiences: the issuer and the token endpoint URL.

@@ -5,7 +5,7 @@
 //! (RFC 7523). A request presenting more than one is refused (RFC 6749 §2.3).
 
 mod assertion;
-pub mod aws_iam;
+pub(crate) mod aws_iam;
 
 use std::sync::Arc;
 
@@ -13,23 +13,22 @@ use axum::http::{header, HeaderMap};
 use base64::Engine;
 use zeroize::Zeroizing;
 
-pub use assertion::AssertionRules;
+pub(crate) use assertion::AssertionRules;
 
 use crate::config::{AwsIamConfig, ConnectorConfig};
 use crate::connectors::Connectors;
-use crate::error::TokenError;
-use crate::form::Form;
-use crate::health::Health;
+use crate::form::{Form, FormError};
+use crate::readiness::Health;
 use crate::replay::{FirstUse, ReplayKey, ReplayStore, StoreError};
 
 /// `client_assertion_type` of RFC 7523 §2.2.
-pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// The authentication methods this server supports, as advertised in discovery.
-pub const METHODS: [&str; 3] = ["client_secret_basic", "client_secret_post", "private_key_jwt"];
+pub(crate) const METHODS: [&str; 3] = ["client_secret_basic", "client_secret_post", "private_key_jwt"];
 
 /// A credential found in a token request.
-pub enum Credential {
+pub(crate) enum Credential {
     /// HTTP Basic with the client id and secret.
     Basic {
         /// Client id.
@@ -72,7 +71,7 @@ impl std::fmt::Debug for Credential {
 
 impl Credential {
     /// The method's registered name.
-    pub fn method(&self) -> &'static str {
+    pub(crate) fn method(&self) -> &'static str {
         match self {
             Self::Basic { .. } => "client_secret_basic",
             Self::Post { .. } => "client_secret_post",
@@ -82,7 +81,7 @@ impl Credential {
     }
 
     /// The client id the request claims (not yet proven).
-    pub fn claimed_client_id(&self) -> Option<&str> {
+    pub(crate) fn claimed_client_id(&self) -> Option<&str> {
         match self {
             Self::Basic { client_id, .. } | Self::Post { client_id, .. } | Self::AwsIam { client_id, .. } => {
                 Some(client_id)
@@ -94,7 +93,7 @@ impl Credential {
     /// The client to name in the audit event of a refusal: the claimed
     /// client id, or for an assertion sent without one, its (unverified)
     /// `sub`. Not proven: the audit log says so.
-    pub fn audit_client(&self) -> Option<String> {
+    pub(crate) fn audit_client(&self) -> Option<String> {
         match self {
             Self::Assertion {
                 client_id: None,
@@ -105,10 +104,10 @@ impl Credential {
     }
 
     /// Finds the one credential in `headers` and `form`.
-    pub fn from_request(headers: &HeaderMap, form: &Form) -> Result<Self, TokenError> {
+    pub(crate) fn from_request(headers: &HeaderMap, form: &Form) -> Result<Self, CredentialError> {
         let authorization = headers.get_all(header::AUTHORIZATION).iter().collect::<Vec<_>>();
         if authorization.len() > 1 {
-            return Err(TokenError::InvalidRequest("more than one Authorization header"));
+            return Err(CredentialError::SeveralAuthorizationHeaders);
         }
         let form_client_id = form.single("client_id")?;
         let form_secret = form.single("client_secret")?;
@@ -119,33 +118,27 @@ impl Credential {
             + usize::from(form_secret.is_some())
             + usize::from(assertion.is_some() || assertion_type.is_some());
         if presented > 1 {
-            return Err(TokenError::InvalidRequest(
-                "more than one client authentication method",
-            ));
+            return Err(CredentialError::SeveralMethods);
         }
 
         if let Some(value) = authorization.first() {
-            let (client_id, secret) = parse_basic(value.as_bytes()).ok_or(TokenError::InvalidClient)?;
+            let (client_id, secret) =
+                parse_basic(value.as_bytes()).ok_or(CredentialError::UnreadableBasic)?;
             if form_client_id.is_some_and(|id| id != client_id) {
-                return Err(TokenError::InvalidRequest(
-                    "client_id does not match the Authorization header",
-                ));
+                return Err(CredentialError::ClientIdMismatch);
             }
             return Ok(Self::Basic { client_id, secret });
         }
         if let Some(secret) = form_secret {
-            let client_id =
-                form_client_id.ok_or(TokenError::InvalidRequest("client_secret without client_id"))?;
+            let client_id = form_client_id.ok_or(CredentialError::SecretWithoutClientId)?;
             return Ok(Self::Post {
                 client_id: client_id.to_owned(),
                 secret: Zeroizing::new(secret.to_owned()),
             });
         }
         if assertion_type == Some(aws_iam::AWS_IAM_ASSERTION_TYPE) {
-            let assertion = assertion.ok_or(TokenError::InvalidRequest("client_assertion is missing"))?;
-            let client_id = form_client_id.ok_or(TokenError::InvalidRequest(
-                "client_id is required with the AWS IAM assertion type",
-            ))?;
+            let assertion = assertion.ok_or(CredentialError::MissingAssertion)?;
+            let client_id = form_client_id.ok_or(CredentialError::AwsIamWithoutClientId)?;
             return Ok(Self::AwsIam {
                 client_id: client_id.to_owned(),
                 assertion: assertion.to_owned(),
@@ -153,17 +146,48 @@ impl Credential {
         }
         if assertion.is_some() || assertion_type.is_some() {
             if assertion_type != Some(JWT_BEARER) {
-                return Err(TokenError::InvalidRequest(
-                    "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                ));
+                return Err(CredentialError::UnsupportedAssertionType);
             }
-            let assertion = assertion.ok_or(TokenError::InvalidRequest("client_assertion is missing"))?;
+            let assertion = assertion.ok_or(CredentialError::MissingAssertion)?;
             return Ok(Self::Assertion {
                 client_id: form_client_id.map(str::to_owned),
                 assertion: assertion.to_owned(),
             });
         }
-        Err(TokenError::InvalidClient)
+        Err(CredentialError::NoCredential)
+    }
+}
+
+/// Why a request presents no one readable client credential (RFC 6749
+/// §2.3: one method per request). The token route answers each as RFC 6749
+/// `invalid_request`, or `invalid_client` where no credential can be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CredentialError {
+    /// More than one `Authorization` header.
+    SeveralAuthorizationHeaders,
+    /// A parameter a credential is read from appears more than once.
+    Form(FormError),
+    /// More than one method presented: a header, a secret, an assertion.
+    SeveralMethods,
+    /// An `Authorization` header that is not a readable `Basic` credential.
+    UnreadableBasic,
+    /// The form's `client_id` is not the `Authorization` header's.
+    ClientIdMismatch,
+    /// `client_secret` without `client_id`.
+    SecretWithoutClientId,
+    /// A `client_assertion_type` without its `client_assertion`.
+    MissingAssertion,
+    /// An AWS IAM assertion without `client_id`.
+    AwsIamWithoutClientId,
+    /// A `client_assertion_type` other than JWT bearer or AWS IAM.
+    UnsupportedAssertionType,
+    /// No credential at all.
+    NoCredential,
+}
+
+impl From<FormError> for CredentialError {
+    fn from(error: FormError) -> Self {
+        Self::Form(error)
     }
 }
 
@@ -226,7 +250,7 @@ fn form_decode(text: &str) -> Zeroizing<String> {
 
 /// Why authentication failed; goes to the audit log, never to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthFailure {
+pub(crate) enum AuthFailure {
     /// Unknown client, no such credential registered, or a wrong one (indistinguishable).
     BadCredential,
     /// The client has no keys registered for `private_key_jwt`.
@@ -241,7 +265,7 @@ pub enum AuthFailure {
 
 impl AuthFailure {
     /// Short reason code for metrics and the audit log.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             Self::BadCredential => "bad_client_credentials",
             Self::NoKeys => "no_client_keys",
@@ -254,7 +278,7 @@ impl AuthFailure {
 
 /// Checks credentials against the registry.
 #[derive(Debug, Clone)]
-pub struct Authenticator {
+pub(crate) struct Authenticator {
     connectors: Arc<Connectors>,
     rules: AssertionRules,
     replay: Arc<dyn ReplayStore>,
@@ -265,7 +289,7 @@ pub struct Authenticator {
 
 /// What AWS IAM authentication needs: where STS is, and an HTTP client.
 #[derive(Debug, Clone)]
-pub struct AwsIam {
+pub(crate) struct AwsIam {
     /// The `[aws_iam]` configuration.
     pub config: AwsIamConfig,
     /// The issuer the signed request must name.
@@ -276,7 +300,7 @@ pub struct AwsIam {
 
 /// Why no connector was authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthError {
+pub(crate) enum AuthError {
     /// The credential does not prove a registered connector (401).
     Failed(AuthFailure),
     /// The check could not be completed (a backend failed); retry later (503).
@@ -296,7 +320,7 @@ impl From<AuthFailure> for AuthError {
 
 impl Authenticator {
     /// An authenticator over `connectors`.
-    pub fn new(
+    pub(crate) fn new(
         connectors: Arc<Connectors>,
         rules: AssertionRules,
         replay: Arc<dyn ReplayStore>,
@@ -316,7 +340,7 @@ impl Authenticator {
     /// [`Health::PROBE_INTERVAL`]. A failed probe is logged with its detail;
     /// the error's text is for logs, not for a public answer (an AWS error
     /// names the account, the role and the table).
-    pub async fn replay_ready(&self) -> Result<(), StoreError> {
+    pub(crate) async fn replay_ready(&self) -> Result<(), StoreError> {
         if !self.replay_health.is_healthy() && self.replay_health.probe_due() {
             let probe = self.replay.ready().await;
             self.replay_health.record(probe.is_ok());
@@ -335,18 +359,13 @@ impl Authenticator {
         }
     }
 
-    /// Whether AWS IAM authentication is enabled.
-    pub fn aws_iam_enabled(&self) -> bool {
-        self.aws_iam.is_some()
-    }
-
     /// The registry.
-    pub fn connectors(&self) -> &Arc<Connectors> {
+    pub(crate) fn connectors(&self) -> &Arc<Connectors> {
         &self.connectors
     }
 
     /// The connector `credential` proves, or why not.
-    pub async fn authenticate(
+    pub(crate) async fn authenticate(
         &self,
         credential: &Credential,
         now: u64,

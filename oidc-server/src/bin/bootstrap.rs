@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use oidc_server::config::{Config, Overrides};
 use oidc_server::lambda::rotation::RotationFunction;
-use oidc_server::signing::KeySetPolling;
 use oidc_server::telemetry::LogGuard;
+use oidc_server::KeySetPolling;
 use oidc_server::{lambda, AppState, ServiceContext};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -18,7 +18,8 @@ use oidc_core::{Algorithm, Issuer, KeySet, TokenRequest};
 
 use crate::config::{self, Config, ConfigError, Origin, Overrides, SigningConfig};
 use crate::connectors;
-use crate::state::{AppState, ServiceContext};
+use crate::context::ServiceContext;
+use crate::state::AppState;
 
 pub use error::{CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 pub use keys::KeysCommand;

@@ -32,7 +32,7 @@ use oidc_core::claims::Attributes;
 use oidc_core::keys::LocalSigner;
 use oidc_core::{Algorithm, JwkSet, Lifetime};
 
-use crate::peer::TrustedProxies;
+use crate::proxies::TrustedProxies;
 use serde::Deserialize;
 
 /// Environment variable naming the config file.

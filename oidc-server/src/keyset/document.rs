@@ -15,9 +15,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use oidc_core::internal::{base64url, json};
 use oidc_core::keys::VerifyingKey;
 use oidc_core::Algorithm;
+use oidc_core::{base64url, json, text};
 
 /// The `format` of the documents this code reads and writes.
 pub const FORMAT: &str = "connector-identity key set v2";
@@ -486,7 +486,7 @@ impl KeySetValue {
             return Err(DocumentError(format!(
                 "format {:?} is not {FORMAT:?} (a key set of an earlier release: see docs/deploy.md, \
                  \"Moving to this release\")",
-                json::excerpt(&raw.format)
+                text::excerpt(&raw.format)
             )));
         }
         let alg: Algorithm = raw.alg.parse().map_err(|e| DocumentError(format!("alg: {e}")))?;
@@ -516,7 +516,7 @@ impl KeySetValue {
                     .ok_or_else(|| DocumentError("a kms-envelope set needs kms_key_id".into()))?,
                 alg,
             },
-            other => return Err(DocumentError(format!("unknown kind {:?}", json::excerpt(other)))),
+            other => return Err(DocumentError(format!("unknown kind {:?}", text::excerpt(other)))),
         };
         let timings = Timings {
             max_token_lifetime: Duration::from_secs(raw.max_token_lifetime_secs),

@@ -1,4 +1,6 @@
-//! The issuer's key set in Secrets Manager, rotated by Secrets Manager's own
+//! The issuer's key set: built from the `[signing]` configuration
+//! ([`signing_keys`]: a local key, one KMS key, or a shared key set), and the
+//! shared key set in Secrets Manager, rotated by Secrets Manager's own
 //! protocol: the operations only the token service runs (oidc-core holds the
 //! signers and the [`KeySet`] they are swapped into).
 //!
@@ -12,6 +14,7 @@
 //!
 //! | module | job |
 //! |---|---|
+//! | `from_config` | `[signing]` into a key set, and for a shared set the poller that keeps it current |
 //! | [`document`] | the key-set document: one whole set per secret version, with its timings |
 //! | [`rules`] | when a set may rotate and how long its current key may sign |
 //! | `secret` | reading and writing versions and stages |
@@ -23,12 +26,14 @@
 //! [`KeySet`]: oidc_core::KeySet
 
 pub mod document;
+mod from_config;
 mod kms_keys;
 mod poller;
 mod rotation;
 pub mod rules;
 mod secret;
 
+pub use from_config::{key_set, key_set_with, signing_keys, SigningKeys, SigningSetupError};
 pub use kms_keys::{KeyMaker, PendingDeletion, KEY_SET_TAG, ROTATION_TAG};
 pub use poller::{KeySetPoller, PollSummary, PollerHandle};
 pub use rotation::{Rotated, Rotation, RotationEvent, RotationStep};

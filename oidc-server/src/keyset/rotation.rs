@@ -72,7 +72,7 @@ impl FromStr for RotationStep {
             "finishsecret" => Ok(Self::FinishSecret),
             _ => Err(format!(
                 "unknown rotation step {:?}",
-                oidc_core::internal::json::excerpt(text)
+                oidc_core::text::excerpt(text)
             )),
         }
     }

@@ -29,7 +29,7 @@ use axum::Router;
 use lambda_http::request::{LambdaRequest, RequestContext};
 use lambda_http::{Context, LambdaEvent, RequestExt, Service};
 
-use crate::error::TokenError;
+use crate::routes::token::TokenError;
 use crate::state::AppState;
 
 pub mod emf;

@@ -28,7 +28,7 @@ pub use dynamodb::{DynamoDbReplayStore, TableError, EXPIRES_AT, PARTITION_KEY};
 pub use memory::MemoryReplayStore;
 
 use crate::config::{Config, ReplayConfig};
-use crate::state::ServiceContext;
+use crate::context::ServiceContext;
 
 /// Whether a one-time credential was seen before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use crate::state::AppState;
 
 /// `GET /.well-known/openid-configuration` and `/.well-known/oauth-authorization-server`.
-pub async fn configuration(State(state): State<AppState>) -> Response {
+pub(crate) async fn configuration(State(state): State<AppState>) -> Response {
     (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
@@ -23,7 +23,7 @@ pub async fn configuration(State(state): State<AppState>) -> Response {
 
 /// `GET /.well-known/jwks.json`: next, active and retiring public keys, with a
 /// `max-age` below the pre-publication window and a strong `ETag`.
-pub async fn jwks(State(state): State<AppState>, request_headers: HeaderMap) -> Response {
+pub(crate) async fn jwks(State(state): State<AppState>, request_headers: HeaderMap) -> Response {
     let keys = state.issuer.keys().current();
     let etag = HeaderValue::from_str(keys.etag()).unwrap_or_else(|_| HeaderValue::from_static("\"\""));
     // A shared key set's state is as old as its last read: verifiers may

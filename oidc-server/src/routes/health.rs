@@ -12,7 +12,7 @@ const MIN_USEFUL_TTL_SECS: u64 = 10;
 /// `GET /healthz`: the process is up, and its log output keeps up. A
 /// stalled or failing log (stderr not taking lines) answers 503 with a
 /// sentence saying so: token requests are refused once its buffer is full.
-pub async fn healthz() -> Response {
+pub(crate) async fn healthz() -> Response {
     match crate::telemetry::health() {
         Some(log) if !log.is_healthy() => {
             (StatusCode::SERVICE_UNAVAILABLE, format!("{log}\n")).into_response()
@@ -24,7 +24,7 @@ pub async fn healthz() -> Response {
 /// `GET /readyz`: a key is active, signing works, and one-time uses can be
 /// recorded. After a failure the backend is probed again (at most every
 /// couple of seconds), so readiness comes back by itself when it does.
-pub async fn readyz(State(state): State<AppState>) -> Response {
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let keys = state.issuer.keys().current();
     let Some(active) = keys.active() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "no active signing key\n").into_response();
@@ -62,7 +62,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text format.
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(
             header::CONTENT_TYPE,

@@ -1,7 +1,8 @@
 //! HTTP handlers, one module per endpoint.
 
-pub mod discovery;
-pub mod health;
-pub mod token;
+pub(crate) mod discovery;
+pub(crate) mod health;
+mod peer;
+pub(crate) mod token;
 
-pub use crate::peer::Peer;
+pub(crate) use peer::Peer;

@@ -129,13 +129,9 @@ async fn tampered_assertion_is_refused() {
     let app = TestApp::new().await;
     let jwt = assertion(&app.client_key, "JWT", good_claims(ISSUER)).await;
     let (head, sig) = jwt.rsplit_once('.').unwrap();
-    let mut sig = oidc_core::internal::base64url::decode(sig).unwrap();
+    let mut sig = oidc_core::base64url::decode(sig).unwrap();
     sig[10] ^= 1;
-    refused(
-        &app,
-        format!("{head}.{}", oidc_core::internal::base64url::encode(sig)),
-    )
-    .await;
+    refused(&app, format!("{head}.{}", oidc_core::base64url::encode(sig))).await;
 }
 
 #[tokio::test]

@@ -109,7 +109,7 @@ fn connectors_add_prints_a_secret_once_and_an_entry_with_its_digest() {
         .trim()
         .to_owned();
     assert_eq!(
-        oidc_core::internal::base64url::decode(&secret).unwrap().len(),
+        oidc_core::base64url::decode(&secret).unwrap().len(),
         32,
         "256-bit secret"
     );

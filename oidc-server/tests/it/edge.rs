@@ -406,7 +406,7 @@ async fn stand_in(status: u16, body: String) -> String {
 fn signed_request(sts: &str) -> String {
     let date = {
         let secs = now();
-        let t = oidc_core::internal::calendar::Utc::from_unix_seconds(secs);
+        let t = oidc_core::calendar::Utc::from_unix_seconds(secs);
         format!(
             "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
             t.year, t.month, t.day, t.hour, t.minute, t.second
@@ -432,5 +432,5 @@ fn signed_request(sts: &str) -> String {
             ),
         },
     });
-    oidc_core::internal::base64url::encode(request.to_string())
+    oidc_core::base64url::encode(request.to_string())
 }

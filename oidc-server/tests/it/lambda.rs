@@ -40,7 +40,7 @@ audiences = ["https://control-plane.example.com"]
         )
         .unwrap(),
     );
-    let keys = oidc_server::signing::key_set(&config).await.unwrap();
+    let keys = oidc_server::keyset::key_set(&config).await.unwrap();
     AppState::builder(config, keys).build()
 }
 

@@ -300,3 +300,147 @@ async fn refusals_are_counted_by_reason() {
         "{metrics}"
     );
 }
+
+/// Every way a request's form or client credential is unreadable, with the
+/// exact answer (status, body, `WWW-Authenticate`) and the refusal reason
+/// it is counted under: the form reader and client authentication report
+/// their own errors, and the token route alone turns them into these.
+#[tokio::test]
+async fn unreadable_credentials_keep_their_exact_rfc_6749_answers() {
+    const AWS_IAM: &str = "urn:connector-identity:client-assertion-type:aws-sts-get-caller-identity";
+    let app = TestApp::new().await;
+    let secret = basic(SECRET_CLIENT, SECRET);
+    // Authorization headers, form, status, error, error_description.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], u16, &'a str, &'a str);
+    let cases: [Case; 12] = [
+        (
+            &[&secret, &secret],
+            &[GRANT],
+            400,
+            "invalid_request",
+            "more than one Authorization header",
+        ),
+        (
+            &[&secret],
+            &[GRANT, ("client_id", SECRET_CLIENT), ("client_id", SECRET_CLIENT)],
+            400,
+            "invalid_request",
+            "a request parameter appears more than once",
+        ),
+        (
+            &[],
+            &[GRANT, GRANT],
+            400,
+            "invalid_request",
+            "a request parameter appears more than once",
+        ),
+        (
+            &[&secret],
+            &[GRANT, ("client_secret", SECRET)],
+            400,
+            "invalid_request",
+            "more than one client authentication method",
+        ),
+        (
+            &["Bearer abc"],
+            &[GRANT],
+            401,
+            "invalid_client",
+            "client authentication failed",
+        ),
+        (
+            &[&secret],
+            &[GRANT, ("client_id", "someone-else")],
+            400,
+            "invalid_request",
+            "client_id does not match the Authorization header",
+        ),
+        (
+            &[],
+            &[GRANT, ("client_secret", SECRET)],
+            400,
+            "invalid_request",
+            "client_secret without client_id",
+        ),
+        (
+            &[],
+            &[GRANT, ("client_assertion_type", JWT_BEARER)],
+            400,
+            "invalid_request",
+            "client_assertion is missing",
+        ),
+        (
+            &[],
+            &[GRANT, ("client_assertion_type", AWS_IAM)],
+            400,
+            "invalid_request",
+            "client_assertion is missing",
+        ),
+        (
+            &[],
+            &[
+                GRANT,
+                ("client_assertion_type", AWS_IAM),
+                ("client_assertion", "x"),
+            ],
+            400,
+            "invalid_request",
+            "client_id is required with the AWS IAM assertion type",
+        ),
+        (
+            &[],
+            &[
+                GRANT,
+                ("client_assertion_type", "urn:other"),
+                ("client_assertion", "x"),
+            ],
+            400,
+            "invalid_request",
+            "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ),
+        (
+            &[],
+            &[GRANT, ("client_id", SECRET_CLIENT)],
+            401,
+            "invalid_client",
+            "client authentication failed",
+        ),
+    ];
+    for (authorization, form, status, error, description) in cases {
+        let mut request = crate::support::form_request("/token", None, form);
+        for value in authorization {
+            request
+                .headers_mut()
+                .append(axum::http::header::AUTHORIZATION, value.parse().unwrap());
+        }
+        let a = app.send(request).await;
+        let case = format!("{authorization:?} {form:?}");
+        assert_eq!(a.status, status, "{case}: {}", a.body);
+        assert_eq!(
+            a.body,
+            serde_json::json!({"error": error, "error_description": description}),
+            "{case}"
+        );
+        assert_eq!(a.headers[CACHE_CONTROL], "no-store", "{case}");
+        assert_eq!(a.headers["pragma"], "no-cache", "{case}");
+        match status {
+            401 => assert_eq!(
+                a.headers[WWW_AUTHENTICATE], "Basic realm=\"token\", charset=\"UTF-8\"",
+                "{case}"
+            ),
+            _ => assert!(!a.headers.contains_key(WWW_AUTHENTICATE), "{case}"),
+        }
+        assert!(!a.headers.contains_key(RETRY_AFTER), "{case}");
+    }
+    // Counted under the RFC 6749 code, as before authentication.
+    let metrics = app.metrics().await;
+    let metrics = metrics.body.as_str().unwrap();
+    assert!(
+        metrics.contains(r#"oidc_server_tokens_refused_total{reason="invalid_request"} 10"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"oidc_server_tokens_refused_total{reason="invalid_client"} 2"#),
+        "{metrics}"
+    );
+}

@@ -121,11 +121,11 @@ async fn post(
 }
 
 fn decode(assertion: &str) -> Value {
-    serde_json::from_slice(&oidc_core::internal::base64url::decode(assertion).unwrap()).unwrap()
+    serde_json::from_slice(&oidc_core::base64url::decode(assertion).unwrap()).unwrap()
 }
 
 fn encode(request: &Value) -> String {
-    oidc_core::internal::base64url::encode(request.to_string())
+    oidc_core::base64url::encode(request.to_string())
 }
 
 async fn refused(server: &TestServer, client_id: &str, assertion: &str) {
@@ -351,7 +351,7 @@ async fn sts_down_is_503_with_retry_after() {
 /// `YYYYMMDDTHHMMSSZ`.
 fn time_text(t: std::time::SystemTime) -> String {
     let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let t = oidc_core::internal::calendar::Utc::from_unix_seconds(secs);
+    let t = oidc_core::calendar::Utc::from_unix_seconds(secs);
     format!(
         "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
         t.year, t.month, t.day, t.hour, t.minute, t.second

@@ -61,10 +61,7 @@ async fn discovery_jwks_token_verify() {
     assert_eq!(claims.exp - claims.iat, 300);
     assert_eq!(claims.attributes["org_id"], "org-1");
     assert_eq!(claims.attributes["account_id"], "123456789012");
-    assert_eq!(
-        oidc_core::internal::base64url::decode(&claims.jti).unwrap().len(),
-        16
-    );
+    assert_eq!(oidc_core::base64url::decode(&claims.jti).unwrap().len(), 16);
     let kid = verified.kid().to_owned();
     let active = server.state.keys().current();
     assert_eq!(kid, active.active().unwrap().signer().kid());

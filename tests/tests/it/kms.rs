@@ -12,7 +12,7 @@ use e2e::fault_proxy::{FaultProxy, Mode};
 use e2e::moto::{self, Moto};
 use e2e::tools::{verify_with_jose, verify_with_pyjwt};
 use e2e::{TestServer, AUDIENCE, SECRET_CLIENT};
-use oidc_core::internal::der;
+use oidc_core::keys::der;
 use oidc_core::keys::{KmsOptions, KmsSigner, LocalSigner, Signer};
 use oidc_core::{
     AccessTokenClaims, Algorithm, Issuer, JwkSet, KeySet, Lifetime, Policy, TokenRequest, Verifier,
@@ -24,7 +24,7 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 
 fn header(token: &str) -> Value {
     let part = token.split('.').next().unwrap();
-    serde_json::from_slice(&oidc_core::internal::base64url::decode(part).unwrap()).unwrap()
+    serde_json::from_slice(&oidc_core::base64url::decode(part).unwrap()).unwrap()
 }
 
 /// A server signing with the KMS key `key_id`, reaching KMS through `endpoint`.
@@ -118,7 +118,7 @@ async fn a_key_that_does_not_exist_stops_the_server_from_starting() {
         sdk_config: Some(moto.sdk_config().await),
         ..Default::default()
     };
-    let error = oidc_server::signing::key_set_with(&config, &context)
+    let error = oidc_server::keyset::key_set_with(&config, &context)
         .await
         .unwrap_err();
     assert!(error.to_string().contains("NotFoundException"), "{error}");

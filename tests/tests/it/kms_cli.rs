@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use e2e::cli::{binary, command as oidc_server, envelope_init_args, run, run_command, text, Running};
 use e2e::moto::{self, free_port, Moto};
-use oidc_core::internal::der;
+use oidc_core::keys::der;
 use oidc_core::{AccessTokenClaims, Policy, Verifier};
 
 /// The RFC 7638 thumbprint of a KMS key's public key, read with the SDK.

@@ -102,14 +102,14 @@ use e2e::sim::{faketime_env, SimClock, SplitMix};
 use e2e::stack::{self, Deployment};
 use e2e::tools::run_python;
 use e2e::TestServer;
-use oidc_core::internal::calendar::Utc;
+use oidc_core::calendar::Utc;
 use oidc_core::verify::RemoteJwks;
 use oidc_core::{AccessTokenClaims, Policy, Verifier};
 use oidc_server::config::{KmsConfig, KmsKey, SigningConfig};
 use oidc_server::keyset::document::KeySetTemplate;
 use oidc_server::keyset::KEY_SET_TAG;
 use oidc_server::lambda::rotation;
-use oidc_server::signing::KeySetPolling;
+use oidc_server::KeySetPolling;
 use oidc_server::ServiceContext;
 use serde_json::{json, Value};
 

@@ -23,8 +23,9 @@ use oidc_core::verify::RemoteJwks;
 use oidc_core::{AccessTokenClaims, Algorithm, Policy, Verifier};
 use oidc_server::config::{Config, Origin, Overrides};
 use oidc_server::keyset::document::{KeySetTemplate, KeySetValue, SetKind, Timings};
+use oidc_server::keyset::SigningSetupError;
 use oidc_server::keyset::{KeySetError, KeySetSecret, Rotation, RotationStep};
-use oidc_server::signing::{KeySetPolling, SigningSetupError};
+use oidc_server::KeySetPolling;
 use oidc_server::{lambda, AppState, ServiceContext};
 use serde_json::{json, Value};
 
@@ -527,11 +528,11 @@ async fn a_server_configured_beyond_the_documents_rules_refuses_to_start() {
     };
     let start = |extra: &str| replica_config(&replica_toml(&secret).replace("max_ttl_secs = 3\n", extra));
     // Within the rules: starts.
-    oidc_server::signing::signing_keys(&start("max_ttl_secs = 3\n"), &context)
+    oidc_server::keyset::signing_keys(&start("max_ttl_secs = 3\n"), &context)
         .await
         .unwrap();
     // A longer token lifetime than the set allows.
-    let error = oidc_server::signing::signing_keys(&start("max_ttl_secs = 3600\n"), &context)
+    let error = oidc_server::keyset::signing_keys(&start("max_ttl_secs = 3600\n"), &context)
         .await
         .unwrap_err();
     assert!(matches!(error, SigningSetupError::Timings { .. }), "{error}");
@@ -916,10 +917,9 @@ async fn kms_sets_create_one_key_per_rotation_and_delete_the_key_that_left_once_
     let sign = async |signed_by: &mut Vec<String>, k1_last_exp: &mut u64, kid_k1: &str| {
         let token = server.token().await;
         let claims = server.verify(&token).await;
-        let header: Value = serde_json::from_slice(
-            &oidc_core::internal::base64url::decode(token.split('.').next().unwrap()).unwrap(),
-        )
-        .unwrap();
+        let header: Value =
+            serde_json::from_slice(&oidc_core::base64url::decode(token.split('.').next().unwrap()).unwrap())
+                .unwrap();
         let kid = header["kid"].as_str().unwrap().to_owned();
         if kid == kid_k1 {
             *k1_last_exp = (*k1_last_exp).max(claims.exp);

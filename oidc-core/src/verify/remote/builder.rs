@@ -16,7 +16,7 @@ use super::{
 };
 use crate::clock::{MonotonicClock, SystemMonotonicClock};
 use crate::http::{self, client_builder, HttpClientError, PlainHttp, UrlError};
-use crate::json;
+use crate::text;
 
 /// Why a [`RemoteJwks`] could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -128,7 +128,7 @@ impl Target {
             Target::Issuer(issuer) => {
                 let parsed = checked_url("issuer", issuer)?;
                 if parsed.query().is_some() || parsed.fragment().is_some() {
-                    return Err(RemoteJwksError::IssuerQuery(json::excerpt(issuer)));
+                    return Err(RemoteJwksError::IssuerQuery(text::excerpt(issuer)));
                 }
                 let base = issuer.strip_suffix('/').unwrap_or(issuer);
                 let document = checked_url("issuer", &format!("{base}{DISCOVERY_PATH}"))?;
@@ -295,12 +295,12 @@ pub(crate) fn checked_url(what: &'static str, text: &str) -> Result<Url, RemoteJ
     http::checked_url(what, text, PlainHttp::LoopbackOnly).map_err(|e| match e {
         UrlError::Invalid { what, url, reason } => RemoteJwksError::InvalidUrl {
             what,
-            url: json::excerpt(&url),
+            url: text::excerpt(&url),
             reason,
         },
         UrlError::Insecure { what, url } => RemoteJwksError::Insecure {
             what,
-            url: json::excerpt(&url),
+            url: text::excerpt(&url),
         },
         UrlError::Credentials { what } => RemoteJwksError::Credentials { what },
     })

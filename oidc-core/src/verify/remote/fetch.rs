@@ -13,9 +13,9 @@ use url::Url;
 use super::builder::checked_url;
 use super::cache::{Inner, Source, State};
 use crate::http::{self, shown, DiscoveryProblem, FailureKind, ReadError, RequestFailure};
-use crate::json;
 use crate::jwks::{JwkSet, JwkSetError};
 use crate::keys::KeyError;
+use crate::text;
 
 /// Most redirects followed (all within the origin of the first URL).
 const MAX_REDIRECTS: usize = 5;
@@ -175,8 +175,8 @@ impl fmt::Display for Source {
         match self {
             Self::Jwks(url) => f.write_str(&shown(url)),
             Self::Discovery { issuer, jwks, .. } => match jwks.get() {
-                Some(url) => write!(f, "{} (issuer {})", shown(url), json::excerpt(issuer)),
-                None => write!(f, "issuer {} (by discovery)", json::excerpt(issuer)),
+                Some(url) => write!(f, "{} (issuer {})", shown(url), text::excerpt(issuer)),
+                None => write!(f, "issuer {} (by discovery)", text::excerpt(issuer)),
             },
         }
     }

@@ -15,8 +15,8 @@ use super::lookup::{LookupBounds, Lookups};
 use super::registry::Registry;
 use super::{file, IssuerEntry, IssuerLookup, TrustFileError, TrustedIssuers};
 use crate::clock::{MonotonicClock, SystemClock, SystemMonotonicClock, WallClock};
-use crate::json;
 use crate::jws::DEFAULT_MAX_LEN;
+use crate::text;
 use crate::verify::remote::{self, RemoteJwksBuilder, Shared};
 use crate::verify::{RemoteJwks, RemoteJwksError, VerificationCache, MAX_TOKEN_LEN_LIMIT};
 
@@ -384,7 +384,7 @@ impl TrustedIssuersBuilder {
             let entry = Arc::new(entry);
             if let Some(first) = statics.get(entry.issuer()) {
                 return Err(TrustError::DuplicateIssuer {
-                    issuer: json::excerpt(entry.issuer()),
+                    issuer: text::excerpt(entry.issuer()),
                     first: first.name().to_owned(),
                     second: entry.name().to_owned(),
                 });

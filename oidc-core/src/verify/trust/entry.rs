@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::json;
 use crate::jwks::JwkSet;
+use crate::text;
 use crate::verify::remote::{RemoteJwksError, Target};
 use crate::verify::{Policy, PolicyBuilder, PolicyError};
 use crate::Algorithm;
@@ -218,7 +218,7 @@ impl IssuerEntryBuilder {
     pub fn build(self) -> Result<IssuerEntry, EntryError> {
         let name = self.name;
         if !valid_name(&name) {
-            return Err(EntryError::Name(json::excerpt(&name)));
+            return Err(EntryError::Name(text::excerpt(&name)));
         }
         let policy = self.policy.build().map_err(|error| EntryError::Policy {
             name: name.clone(),

@@ -27,7 +27,7 @@ use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
 use super::IssuerEntry;
-use crate::json;
+use crate::text;
 use crate::verify::VerifyError;
 
 /// Looks trusted issuers up by their exact `iss`, on demand: the control
@@ -181,7 +181,7 @@ impl Lookups {
         again: bool,
     ) -> Result<IssuerEntry, VerifyError> {
         let unknown = || VerifyError::UnknownIssuer {
-            issuer: json::excerpt(issuer),
+            issuer: text::excerpt(issuer),
         };
         if issuer.is_empty() || issuer.len() > MAX_LOOKUP_ISSUER_LEN {
             return Err(unknown());

@@ -18,6 +18,7 @@ use super::{IssuerEntry, IssuerKeys, Trusted};
 use crate::clock::{MonotonicClock, WallClock};
 use crate::json;
 use crate::jws::{JwsError, UnverifiedJws};
+use crate::text;
 use crate::verify::cache::{CacheKey, Entry};
 use crate::verify::remote::Shared;
 use crate::verify::{KeyLookupError, RemoteJwks, VerificationCache, Verifier, VerifyError};
@@ -210,7 +211,7 @@ impl Registry {
             },
             (None, None) => {
                 return Err(self.count(VerifyError::UnknownIssuer {
-                    issuer: json::excerpt(iss),
+                    issuer: text::excerpt(iss),
                 }))
             }
         };

@@ -174,7 +174,7 @@ impl Registry {
         let entry = self
             .names
             .get(name)
-            .ok_or_else(|| RefreshError::UnknownName(crate::json::excerpt(name)))?;
+            .ok_or_else(|| RefreshError::UnknownName(crate::text::excerpt(name)))?;
         let live = self
             .make_live(Arc::clone(entry), IssuerOrigin::Static, now, None)
             .map_err(|error| RefreshError::Keys {

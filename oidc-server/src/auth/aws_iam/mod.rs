@@ -31,7 +31,7 @@ mod sts;
 
 use std::time::Duration;
 
-use oidc_core::internal::calendar::Utc;
+use oidc_core::calendar::Utc;
 use serde_json::Value;
 
 pub(crate) use binding::matches as principal_matches;
@@ -41,21 +41,21 @@ use super::AuthFailure;
 use crate::config::AwsIamConfig;
 
 /// `client_assertion_type` of this method.
-pub const AWS_IAM_ASSERTION_TYPE: &str =
+pub(crate) const AWS_IAM_ASSERTION_TYPE: &str =
     "urn:connector-identity:client-assertion-type:aws-sts-get-caller-identity";
 /// The method's name in discovery.
-pub const METHOD: &str = "aws_iam";
+pub(crate) const METHOD: &str = "aws_iam";
 /// The header that names this issuer inside the signed request.
-pub const ISSUER_HEADER: &str = "x-connector-token-issuer";
+pub(crate) const ISSUER_HEADER: &str = "x-connector-token-issuer";
 /// A random value the client signs with each request (128 bits or more,
 /// base64url): SigV4 is deterministic, so without it two processes sharing
 /// one role that sign in the same second would send the same signature,
 /// and the second would be refused as a replay.
-pub const NONCE_HEADER: &str = "x-connector-token-nonce";
+pub(crate) const NONCE_HEADER: &str = "x-connector-token-nonce";
 /// The one request body accepted.
-pub const BODY: &str = "Action=GetCallerIdentity&Version=2011-06-15";
+pub(crate) const BODY: &str = "Action=GetCallerIdentity&Version=2011-06-15";
 /// Headers a signed request may carry (lower case).
-pub const ALLOWED_HEADERS: [&str; 9] = [
+pub(crate) const ALLOWED_HEADERS: [&str; 9] = [
     "authorization",
     "content-type",
     "host",
@@ -92,10 +92,8 @@ pub(crate) fn parse(
     if assertion.len() > MAX_ASSERTION_LEN {
         return Err(refuse("aws_request_too_large"));
     }
-    let json =
-        oidc_core::internal::base64url::decode(assertion).map_err(|_| refuse("aws_request_malformed"))?;
-    let request =
-        oidc_core::internal::json::parse_object(&json).map_err(|_| refuse("aws_request_malformed"))?;
+    let json = oidc_core::base64url::decode(assertion).map_err(|_| refuse("aws_request_malformed"))?;
+    let request = oidc_core::json::parse_object(&json).map_err(|_| refuse("aws_request_malformed"))?;
     if request.get("method").and_then(Value::as_str) != Some("POST") {
         return Err(refuse("aws_request_not_post"));
     }

@@ -19,7 +19,7 @@ use super::raw::{
 use super::{
     AuthConfig, AwsIamConfig, Config, ConfigError, HttpConfig, LogConfig, Origin, Problem, ReplayConfig,
 };
-use crate::peer::{Cidr, TrustedProxies, MAX_HOPS};
+use crate::proxies::{Cidr, TrustedProxies, MAX_HOPS};
 use connectors::connectors;
 use signing::signing;
 

@@ -103,7 +103,7 @@ pub async fn app_state(toml: &str, overrides: &Overrides, setup: StateSetup) -> 
     let (keys, poller) = match setup.keys {
         Some(keys) => (keys, None),
         None => {
-            let keys = oidc_server::signing::signing_keys(&config, &setup.context)
+            let keys = oidc_server::keyset::signing_keys(&config, &setup.context)
                 .await
                 .expect("signing keys");
             (keys.keys, keys.poller)

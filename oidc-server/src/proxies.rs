@@ -1,5 +1,8 @@
-//! Who is on the other end of a request: the socket's address, or, behind
-//! proxies the operator trusts, an `X-Forwarded-For` entry one of them wrote.
+//! The proxies trusted to name a request's client (`[http] trusted_proxies`,
+//! `proxy_hops`), and who the client is: the socket's address, or, behind
+//! them, an `X-Forwarded-For` entry one of them wrote. No axum here: the
+//! configuration holds these types, and the listener and the router's
+//! `Peer` extractor read them.
 //!
 //! A load balancer *appends* the address it saw to whatever `X-Forwarded-For`
 //! the client sent, so every entry left of the ones our proxies wrote is the
@@ -19,9 +22,9 @@
 //! Either way the header is read only on a connection whose socket peer is a
 //! trusted proxy ([`TrustedProxies`]); any other socket is the peer itself.
 //!
-//! Throttling counts IPv6 peers per /64 ([`Peer::throttle_key`]): one
-//! customer network is one /64, and per-address counting would hand every
-//! attacker 2^64 fresh identities. Connections are counted the same way
+//! Throttling counts IPv6 peers per /64 (`aggregate`): one customer
+//! network is one /64, and per-address counting would hand every attacker
+//! 2^64 fresh identities. Connections are counted the same way
 //! ([`TrustedProxies::connection_peer`]).
 
 use std::fmt;
@@ -29,26 +32,12 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::str::FromStr;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
-use axum::http::HeaderMap;
+use http::HeaderMap;
 use ipnet::IpNet;
 
-use crate::state::AppState;
-
-/// The client's address, when known.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Peer(pub Option<IpAddr>);
-
-impl Peer {
-    /// The key throttling counts this peer under: the address itself for
-    /// IPv4 (an IPv4-mapped IPv6 address included), its /64 for IPv6.
-    pub fn throttle_key(&self) -> Option<IpAddr> {
-        self.0.map(aggregate)
-    }
-}
-
-fn aggregate(ip: IpAddr) -> IpAddr {
+/// The key a peer is counted under: the address itself for IPv4 (an
+/// IPv4-mapped IPv6 address included), its /64 for IPv6.
+pub(crate) fn aggregate(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -58,20 +47,6 @@ fn aggregate(ip: IpAddr) -> IpAddr {
                 IpAddr::V6(Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
             }
         },
-    }
-}
-
-impl FromRequestParts<AppState> for Peer {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let socket = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip());
-        Ok(Peer(socket.map(|ip| {
-            state.config.http.trusted_proxies.client_of(ip, &parts.headers)
-        })))
     }
 }
 
@@ -263,7 +238,7 @@ fn counted(socket: IpAddr, headers: &HeaderMap, hops: usize) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
+    use http::HeaderValue;
 
     fn cidr(text: &str) -> Cidr {
         text.parse().unwrap()
@@ -448,23 +423,6 @@ mod tests {
         assert_eq!(
             TrustedProxies::default().connection_peer(ip("10.0.1.10")),
             Some(ip("10.0.1.10"))
-        );
-    }
-
-    #[test]
-    fn ipv6_peers_count_per_64() {
-        let a = Peer(Some(ip("2001:db8:1:2:aaaa::1")));
-        let b = Peer(Some(ip("2001:db8:1:2:bbbb::9")));
-        let c = Peer(Some(ip("2001:db8:1:3::1")));
-        assert_eq!(a.throttle_key(), b.throttle_key());
-        assert_ne!(a.throttle_key(), c.throttle_key());
-        assert_eq!(
-            Peer(Some(ip("::ffff:198.51.100.7"))).throttle_key(),
-            Some(ip("198.51.100.7"))
-        );
-        assert_eq!(
-            Peer(Some(ip("198.51.100.7"))).throttle_key(),
-            Some(ip("198.51.100.7"))
         );
     }
 }

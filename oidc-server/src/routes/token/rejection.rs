@@ -1,5 +1,8 @@
-//! Token endpoint refusals (RFC 6749 §5.2): each a named case with a fixed
-//! status, body and headers. Internal causes are logged, never echoed.
+//! The token endpoint's refusals (RFC 6749 §5.2): each a named case with a
+//! fixed status, body and headers. Internal causes are logged, never echoed.
+//! What the form reader and client authentication found wrong arrives here
+//! as their own errors ([`FormError`], [`CredentialError`]) and becomes the
+//! RFC 6749 answer.
 
 use std::time::Duration;
 
@@ -7,9 +10,12 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::auth::CredentialError;
+use crate::form::FormError;
+
 /// A refusal of the token endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenError {
+pub(crate) enum TokenError {
     /// Malformed request (400 `invalid_request`); the text is safe to show.
     InvalidRequest(&'static str),
     /// Client authentication failed (401 `invalid_client`). Unknown client and
@@ -45,7 +51,7 @@ struct Body {
 
 impl TokenError {
     /// The RFC 6749 `error` code.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Self::InvalidRequest(_) | Self::UnsupportedMediaType | Self::PayloadTooLarge => "invalid_request",
             Self::InvalidClient => "invalid_client",
@@ -57,7 +63,7 @@ impl TokenError {
     }
 
     /// The HTTP status.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::InvalidClient => StatusCode::UNAUTHORIZED,
             Self::TooManyFailures { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -78,6 +84,41 @@ impl TokenError {
             Self::TemporarilyUnavailable { .. } => "the token service cannot sign right now; retry later",
             Self::UnsupportedMediaType => "the body must be application/x-www-form-urlencoded",
             Self::PayloadTooLarge => "the request body is too large",
+        }
+    }
+}
+
+impl From<FormError> for TokenError {
+    fn from(error: FormError) -> Self {
+        match error {
+            FormError::Repeated => Self::InvalidRequest("a request parameter appears more than once"),
+        }
+    }
+}
+
+impl From<CredentialError> for TokenError {
+    fn from(error: CredentialError) -> Self {
+        match error {
+            CredentialError::Form(error) => error.into(),
+            CredentialError::SeveralAuthorizationHeaders => {
+                Self::InvalidRequest("more than one Authorization header")
+            }
+            CredentialError::SeveralMethods => {
+                Self::InvalidRequest("more than one client authentication method")
+            }
+            CredentialError::ClientIdMismatch => {
+                Self::InvalidRequest("client_id does not match the Authorization header")
+            }
+            CredentialError::SecretWithoutClientId => Self::InvalidRequest("client_secret without client_id"),
+            CredentialError::MissingAssertion => Self::InvalidRequest("client_assertion is missing"),
+            CredentialError::AwsIamWithoutClientId => {
+                Self::InvalidRequest("client_id is required with the AWS IAM assertion type")
+            }
+            CredentialError::UnsupportedAssertionType => Self::InvalidRequest(
+                "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            // Nothing readable to authenticate: a failed authentication (401).
+            CredentialError::UnreadableBasic | CredentialError::NoCredential => Self::InvalidClient,
         }
     }
 }

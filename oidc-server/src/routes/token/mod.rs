@@ -1,4 +1,8 @@
 //! `POST /token`: the OAuth 2.0 token endpoint, `client_credentials` only.
+//! Its refusals, and how the form's and the credential's errors become
+//! them, are in `rejection`.
+
+mod rejection;
 
 use std::time::{Duration, Instant};
 
@@ -12,12 +16,12 @@ use serde::Serialize;
 
 use super::Peer;
 use crate::audit;
-use crate::auth::AuthError;
-use crate::auth::Credential;
+use crate::auth::{AuthError, Credential, CredentialError};
 use crate::config::ConnectorConfig;
-use crate::error::TokenError;
-use crate::form::Form;
+use crate::form::{Form, FormError};
 use crate::state::AppState;
+
+pub(crate) use rejection::TokenError;
 
 /// Parameters that must never arrive in the query string.
 const BODY_PARAMS: [&str; 9] = [
@@ -63,8 +67,20 @@ impl From<TokenError> for Refusal {
     }
 }
 
+impl From<FormError> for Refusal {
+    fn from(error: FormError) -> Self {
+        TokenError::from(error).into()
+    }
+}
+
+impl From<CredentialError> for Refusal {
+    fn from(error: CredentialError) -> Self {
+        TokenError::from(error).into()
+    }
+}
+
 /// The handler.
-pub async fn token(State(state): State<AppState>, peer: Peer, request: Request) -> Response {
+pub(crate) async fn token(State(state): State<AppState>, peer: Peer, request: Request) -> Response {
     // Never a token whose audit line cannot be kept: with the log buffer
     // still full after `[log] max_wait_ms`, refuse before any work. Counted,
     // not logged: that line is what there is no room for.

@@ -5,14 +5,18 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::keyset::document::Timings;
-use crate::keyset::{KeyMaker, KeySetError, KeySetPoller, KeySetSecret, PollerHandle};
+use super::document::Timings;
+use super::{KeyMaker, KeySetError, KeySetPoller, KeySetSecret, PollerHandle};
 use oidc_core::aws::SdkConfig;
 use oidc_core::keys::{KeyError, KmsOptions, KmsSigner, Signer};
 use oidc_core::{ActiveKey, KeySet, KeySetState};
 
 use crate::config::{Config, KeySetConfig, KmsKey, SigningConfig};
-use crate::state::ServiceContext;
+use crate::context::{KeySetPolling, ServiceContext};
+
+/// The target of this module's log lines: the one they had before the
+/// module moved here (`RUST_LOG` directives and log queries name it).
+const LOG_TARGET: &str = "oidc_server::signing";
 
 /// The signer could not be set up at start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,18 +61,6 @@ impl SigningKeys {
             poller: None,
         }
     }
-}
-
-/// How a server keeps a shared key set current.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum KeySetPolling {
-    /// Every poll interval, in the background (a long-running server).
-    #[default]
-    Background,
-    /// At the start of an invocation, when the set was read longer ago than
-    /// the poll interval (AWS Lambda: an environment runs only during
-    /// invocations and may be frozen for hours).
-    OnInvocation,
 }
 
 /// The key set for `config`, with metrics of its own.
@@ -144,11 +136,11 @@ async fn fixed_kms_key(
     let client = aws_sdk_kms::Client::new(sdk);
     match KmsSigner::connect(&client, key_id, options.clone()).await {
         Ok(signer) => {
-            tracing::info!(key = signer.key_arn(), kid = signer.kid(), alg = %signer.algorithm(), "signing with KMS");
+            tracing::info!(target: LOG_TARGET, key = signer.key_arn(), kid = signer.kid(), alg = %signer.algorithm(), "signing with KMS");
             Ok(Arc::new(KeySet::single(Arc::new(signer))))
         }
         Err(e) if e.is_transient() => {
-            tracing::warn!(key = key_id, error = %e, "KMS unreachable at start; retrying in the background");
+            tracing::warn!(target: LOG_TARGET, key = key_id, error = %e, "KMS unreachable at start; retrying in the background");
             let keys = Arc::new(empty_key_set());
             let weak = Arc::downgrade(&keys);
             let key_id = key_id.to_owned();
@@ -160,6 +152,7 @@ async fn fixed_kms_key(
                     match KmsSigner::connect(&client, &key_id, options.clone()).await {
                         Ok(signer) => {
                             tracing::info!(
+                                target: LOG_TARGET,
                                 key = signer.key_arn(),
                                 kid = signer.kid(),
                                 "KMS reachable; signing"
@@ -172,7 +165,7 @@ async fn fixed_kms_key(
                             return;
                         }
                         Err(e) => {
-                            tracing::warn!(key = %key_id, error = %e, "KMS signing key still unavailable");
+                            tracing::warn!(target: LOG_TARGET, key = %key_id, error = %e, "KMS signing key still unavailable");
                             wait = (wait * 2).min(Duration::from_secs(10));
                         }
                     }
@@ -204,6 +197,7 @@ async fn rotating(
             match &summary.timings {
                 Some(timings) => fits(config, set, timings)?,
                 None => tracing::warn!(
+                    target: LOG_TARGET,
                     secret = %set.secret,
                     "the key-set secret holds no key set yet (its first rotation has not run) or does not exist; \
                      serving no keys until it does"
@@ -212,7 +206,7 @@ async fn rotating(
             true
         }
         Err(e) if e.is_transient() => {
-            tracing::warn!(secret = %set.secret, error = %e, "key set unreachable at start; retrying in the background");
+            tracing::warn!(target: LOG_TARGET, secret = %set.secret, error = %e, "key set unreachable at start; retrying in the background");
             false
         }
         Err(e) => return Err(e.into()),
