@@ -595,8 +595,17 @@ impl SubjectTokenError {
 
 impl fmt::Display for SubjectTokenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot get the subject token from {}: ", self.origin)?;
-        match &self.problem {
+        write!(
+            f,
+            "cannot get the subject token from {}: {}",
+            self.origin, self.problem
+        )
+    }
+}
+
+impl fmt::Display for SubjectTokenProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             SubjectTokenProblem::Read(reason) => f.write_str(reason),
             SubjectTokenProblem::Empty => f.write_str("the file is empty"),
             SubjectTokenProblem::TooLarge { limit } => {

@@ -42,6 +42,25 @@ pub enum Endpoint {
     Issuer(String),
 }
 
+impl Endpoint {
+    /// The token service's name as an audience, without a request: the
+    /// issuer, or the token URL's origin (`https://host[:port]`), as
+    /// [`TokenEndpoint::default_audience`] names it before discovery.
+    pub(crate) fn audience(&self) -> Result<String, ConfigError> {
+        match self {
+            Endpoint::Issuer(issuer) => Ok(issuer.clone()),
+            Endpoint::TokenUrl(url) => {
+                let url = Url::parse(url).map_err(|e| ConfigError::InvalidUrl {
+                    what: "token URL",
+                    url: url.clone(),
+                    reason: e.to_string(),
+                })?;
+                Ok(url.origin().ascii_serialization())
+            }
+        }
+    }
+}
+
 /// Which request parameter names the resource a token is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Target {
@@ -296,5 +315,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(discovered.default_audience(&url), "https://t.example/tenant");
+        assert_eq!(
+            Endpoint::TokenUrl(url.to_string()).audience().unwrap(),
+            "https://t.example:8443"
+        );
+        assert_eq!(
+            Endpoint::Issuer("https://t.example/tenant".into())
+                .audience()
+                .unwrap(),
+            "https://t.example/tenant"
+        );
+        assert!(Endpoint::TokenUrl("nonsense".into()).audience().is_err());
     }
 }

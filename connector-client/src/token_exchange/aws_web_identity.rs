@@ -319,9 +319,13 @@ where
     match error.as_service_error() {
         Some(service) => service_outcome(service),
         // No credentials, no connection, a timeout, an answer that is not STS's.
-        None => Outcome::Failed(SubjectTokenProblem::Unavailable(
-            DisplayErrorContext(&error).to_string(),
-        )),
+        None => Outcome::Failed(SubjectTokenProblem::Unavailable(match &error {
+            SdkError::DispatchFailure(_) => format!("cannot reach STS ({})", DisplayErrorContext(&error)),
+            SdkError::TimeoutError(_) => {
+                format!("STS did not answer in time ({})", DisplayErrorContext(&error))
+            }
+            _ => DisplayErrorContext(&error).to_string(),
+        })),
     }
 }
 
