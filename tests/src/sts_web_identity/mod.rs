@@ -25,8 +25,9 @@
 //!   `ec2_source_instance_arn`);
 //! - refuses a duration longer than the caller's session with
 //!   `SessionDurationEscalationException` (the session's remaining time is
-//!   set by the test: [`StsWebIdentity::set_session_limit`]), and values out
-//!   of range with `ValidationError`;
+//!   set by the test: [`StsWebIdentity::set_session_limit`]), a payload
+//!   over 14,984 bytes with `JWTPayloadSizeExceededException`, and values
+//!   out of range with `ValidationError`;
 //! - publishes the account issuer's discovery document (`issuer`,
 //!   `jwks_uri`, `id_token_signing_alg_values_supported`,
 //!   `subject_types_supported`, `claims_supported`; no
@@ -41,7 +42,8 @@
 //! - one principal for every key it knows ([`ROLE_ARN`] in account
 //!   [`ACCOUNT`], on an EC2 instance), no IAM policy (every signed caller may
 //!   call `sts:GetWebIdentityToken`), no account switch for the feature (it
-//!   is always enabled), no session tokens checked, no payload size limit;
+//!   is always enabled), no session tokens checked, no rule on tag keys and
+//!   values beyond their count;
 //! - the session limit is one number for every caller, not each session's
 //!   own expiry.
 //!
@@ -70,6 +72,8 @@ use serde_json::{json, Value};
 
 mod sigv4;
 mod token;
+
+pub use token::MAX_PAYLOAD_BYTES;
 
 use token::TokenRequest;
 

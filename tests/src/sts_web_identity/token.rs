@@ -16,6 +16,9 @@ use super::{header_value, Call, Inner, ACCOUNT, AWS_NAMESPACE, REGION, ROLE_ARN}
 /// STS's XML namespace.
 const XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 
+/// The largest decoded payload STS signs (larger: `JWTPayloadSizeExceededException`).
+pub const MAX_PAYLOAD_BYTES: usize = 14_984;
+
 /// A `GetWebIdentityToken` request, read from its form.
 pub(super) struct TokenRequest {
     audiences: Vec<String>,
@@ -154,11 +157,21 @@ pub(super) fn issue(state: &Inner, request: TokenRequest) -> Response {
         "iat": now,
         "jti": uuid(),
     });
+    let payload = claims.to_string();
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        const CODE: &str = "JWTPayloadSizeExceededException";
+        state.record(request.call(Some(CODE)));
+        return error(
+            400,
+            CODE,
+            "The requested token payload size exceeds the maximum allowed size.",
+        );
+    }
     let header = json!({ "kid": kid, "typ": "JWT", "alg": request.algorithm });
     let input = format!(
         "{}.{}",
         base64url::encode(header.to_string()),
-        base64url::encode(claims.to_string())
+        base64url::encode(payload)
     );
     let signature = signer.sign_now(input.as_bytes()).expect("local signing");
     let token = format!("{input}.{}", base64url::encode(signature));

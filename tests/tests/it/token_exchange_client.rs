@@ -398,6 +398,54 @@ async fn aws_web_identity_asks_for_less_when_the_session_ends_sooner() {
     );
 }
 
+/// AWS's largest tokens: 50 request tags bring the payload near STS's
+/// 14,984-byte limit (about 20 KB compact, over the 8 KiB kept for our own
+/// tokens); such a token verifies (the upstream entry's cap is 24 KiB) in
+/// the library and through the CLI. A few bytes more and STS refuses with
+/// `JWTPayloadSizeExceededException`, which retrying cannot fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_tokens_verify_and_larger_ones_are_refused() {
+    let sts = sts().await;
+    let tagged = |value_len: usize| {
+        (0..50).fold(AwsWebIdentity::builder(TOKEN_SERVICE), |builder, i| {
+            builder.tag(format!("tag-{i:02}-{}", "k".repeat(50)), "v".repeat(value_len))
+        })
+    };
+    let largest = tagged(215).build(&sts.sdk_config().await).unwrap();
+    let token = largest.subject_token().await.unwrap();
+    let token = token.expose();
+    let payload = base64url::decode(token.split('.').nth(1).unwrap()).unwrap().len();
+    assert!(
+        (14_000..=e2e::sts_web_identity::MAX_PAYLOAD_BYTES).contains(&payload),
+        "{payload}"
+    );
+    assert!((18_000..24 * 1024).contains(&token.len()), "{}", token.len());
+    let verified = trusted(&sts.issuer, TOKEN_SERVICE)
+        .verify::<AwsWebIdentityClaims>(token)
+        .await
+        .unwrap();
+    assert_eq!(verified.claims().aws.request_tags.len(), 50);
+    let scratch = Scratch::new();
+    let trust_file = scratch.file("trust.toml", &trust_toml(&sts.issuer, TOKEN_SERVICE));
+    let cli = run(
+        &executable("--bin", "oidc-server").await,
+        &["verify", "--trust", trust_file.to_str().unwrap(), token],
+        &[],
+    )
+    .await;
+    assert_eq!(cli.code, Some(0), "{}", cli.stderr);
+
+    let too_large = tagged(256).build(&sts.sdk_config().await).unwrap();
+    let error = too_large.subject_token().await.unwrap_err();
+    assert!(!error.is_retryable(), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("refused with JWTPayloadSizeExceededException"),
+        "{error}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // The exchange, against a token endpoint of this file
 // ---------------------------------------------------------------------------
