@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::operation::get_web_identity_token::GetWebIdentityTokenError;
 use oidc_core::aws::SdkConfig;
+use zeroize::Zeroizing;
 
 use super::{checked_token, SubjectToken, SubjectTokenSource};
 use crate::error::{ConfigError, SubjectTokenError, SubjectTokenProblem};
@@ -217,12 +218,12 @@ impl AwsWebIdentity {
                 .map_err(|e| Outcome::Failed(SubjectTokenProblem::Unavailable(e.to_string())))?;
             request = request.tags(tag);
         }
-        let output = request.send().await.map_err(classify)?;
-        let token = output
-            .web_identity_token()
-            .ok_or(Outcome::Failed(SubjectTokenProblem::Unavailable(
-                "the answer has no WebIdentityToken".into(),
-            )))?;
+        let mut output = request.send().await.map_err(classify)?;
+        // Taken out of the answer so that this copy at least is wiped (the
+        // SDK's response buffers are not ours to wipe).
+        let token = Zeroizing::new(output.web_identity_token.take().ok_or(Outcome::Failed(
+            SubjectTokenProblem::Unavailable("the answer has no WebIdentityToken".into()),
+        ))?);
         let token = checked_token(&self.origin, token.as_bytes())
             .map_err(|e| Outcome::Failed(e.problem().clone()))?;
         Ok(SubjectToken::jwt(token))

@@ -109,13 +109,24 @@ struct Run {
     stderr: String,
 }
 
-async fn run(binary: &Path, args: &[&str], env: &[(String, String)]) -> Run {
-    let output = tokio::process::Command::new(binary)
-        .args(args)
+/// `binary` with `env` and nothing inherited that could configure it (no
+/// `CONNECTOR_*` variable, no `RUST_LOG`).
+fn command(binary: &Path, env: &[(String, String)]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(binary);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("CONNECTOR_") {
+            command.env_remove(name);
+        }
+    }
+    command
         .env_remove("RUST_LOG")
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .kill_on_drop(true)
-        .output();
+        .kill_on_drop(true);
+    command
+}
+
+async fn run(binary: &Path, args: &[&str], env: &[(String, String)]) -> Run {
+    let output = command(binary, env).args(args).output();
     let output = tokio::time::timeout(Duration::from_secs(120), output)
         .await
         .expect("finished in time")
@@ -735,4 +746,75 @@ async fn the_binaries_exchange_sts_tokens_and_token_files() {
         assert!(out.stderr.contains("cannot be used with"), "{}", out.stderr);
     }
     assert_eq!(endpoint.seen().len(), before);
+}
+
+/// `connector-token agent --subject-token-file PATH` started before the
+/// file exists (spiffe-helper may write it after the agent starts): the
+/// agent waits for it, then keeps the exchanged token in its file; its log
+/// names the token exchange and never the subject token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_waits_for_the_subject_token_file() {
+    let connector_token = executable("--bin", "connector-token").await;
+    let sts = sts().await;
+    let (endpoint, token_url) = ExchangeEndpoint::start(&sts).await;
+    let scratch = Scratch::new();
+    let subject_path = scratch.0.join("subject-token");
+    let out = scratch.0.join("token");
+    let log = scratch.0.join("agent.log");
+    let env = [
+        ("CONNECTOR_TOKEN_URL".to_owned(), token_url.clone()),
+        (
+            "CONNECTOR_SUBJECT_TOKEN_FILE".to_owned(),
+            subject_path.to_str().unwrap().to_owned(),
+        ),
+    ];
+    let mut agent = command(&connector_token, &env)
+        .args(["agent", "--out", out.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!out.exists(), "no token without a subject token");
+    let origin = token_url.trim_end_matches("/token");
+    let subject = AwsWebIdentity::builder(origin)
+        .build(&sts.sdk_config().await)
+        .unwrap()
+        .subject_token()
+        .await
+        .unwrap();
+    std::fs::write(&subject_path, subject.expose()).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&out).ok().as_deref() != Some("exchanged-for-poller") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no token file; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(endpoint.seen().last().unwrap().subject.as_deref(), Ok(ROLE_ARN));
+
+    let pid = rustix::process::Pid::from_raw(agent.id().unwrap() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), agent.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!out.exists(), "removed at exit");
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log.contains("keeping the token file fresh (token exchange)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("cannot get the subject token from subject token file"),
+        "{log}"
+    );
+    let signature = subject.expose().rsplit('.').next().unwrap();
+    assert!(
+        !log.contains(signature),
+        "the subject token is never logged:\n{log}"
+    );
 }
