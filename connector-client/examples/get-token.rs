@@ -1,4 +1,4 @@
-//! Gets one access token with the client_credentials grant and prints it as
+//! Gets one access token (client_credentials grant, or a token exchange) and prints it as
 //! JSON on stdout; on failure prints one line on stderr and exits non-zero
 //! (2 for a usage or configuration error, 1 when the request failed). The
 //! same as `connector-token get`, on the same flags (`connector_client::cli`).
@@ -15,7 +15,10 @@
 //! `--private-key key.pem` authenticates with private_key_jwt instead of a
 //! secret; `--aws-iam [--sts-region R]` with the IAM credentials of the
 //! standard AWS chain (ECS task role, instance profile, environment); `--issuer URL` finds the token endpoint by discovery instead of
-//! `--token-url`. Every flag can come from the environment instead (`--help`).
+//! `--token-url`. `--subject-token aws-sts[:AUDIENCE]` or
+//! `--subject-token-file PATH` exchange a platform's identity token for one
+//! (RFC 8693 token exchange, no client id or secret). Every flag can come
+//! from the environment instead (`--help`).
 
 use std::process::ExitCode;
 

@@ -486,7 +486,7 @@ impl Shared {
             // been issued earlier, so this errs on the side of refreshing early.
             let expires_at = started
                 .checked_add(lifetime)
-                .unwrap_or(started + crate::client_credentials::MAX_EXPIRES_IN);
+                .unwrap_or(started + crate::MAX_EXPIRES_IN);
             let usable_until = expires_at - self.policy.margin(lifetime);
             if now >= usable_until {
                 return Err(Error::from(InvalidResponse::new(

@@ -14,6 +14,8 @@
 //! | `--auth-method basic\|post` | `CONNECTOR_AUTH_METHOD` |
 //! | `--private-key PATH` (`private_key_jwt`) | `CONNECTOR_PRIVATE_KEY_FILE` |
 //! | `--aws-iam` | `CONNECTOR_AWS_IAM` (`true`) |
+//! | `--subject-token aws-sts[:AUDIENCE]` (token exchange) | `CONNECTOR_SUBJECT_TOKEN` |
+//! | `--subject-token-file PATH` (token exchange) | `CONNECTOR_SUBJECT_TOKEN_FILE` |
 //! | `--sts-region REGION` | `CONNECTOR_STS_REGION` |
 //! | `--audience AUD` | `CONNECTOR_AUDIENCE` |
 //! | `--resource URI` (instead of `--audience`) | `CONNECTOR_RESOURCE` |
@@ -21,13 +23,23 @@
 //!
 //! No flag takes a secret itself: a secret on a command line or in the
 //! environment is visible to other processes; a file is not.
+//!
+//! A subject token (`--subject-token`, `--subject-token-file`) means a token
+//! exchange (RFC 8693, [`TokenExchange`]): the connector is known by its
+//! platform identity, so there is no client id, secret or key, and those
+//! flags are refused alongside it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::str::FromStr;
 
-use clap::{Args, ValueEnum};
+use clap::{ArgGroup, Args, ValueEnum};
 
-use crate::{ClientAuth, ClientCredentials, ClientSecret, Endpoint, Error, PrivateKeyJwt, TokenSource};
+use crate::token_exchange::{SubjectTokenFile, SubjectTokenSource};
+use crate::{
+    ClientAuth, ClientCredentials, ClientSecret, ConfigError, Endpoint, Error, PrivateKeyJwt, TokenExchange,
+    TokenSource,
+};
 
 #[cfg(unix)]
 #[doc(hidden)]
@@ -47,9 +59,40 @@ pub enum AuthMethod {
     Post,
 }
 
+/// A platform that hands out subject tokens (`--subject-token`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SubjectTokenFlag {
+    /// `aws-sts[:AUDIENCE]`: AWS STS `GetWebIdentityToken` with the IAM
+    /// credentials of the standard chain, for `AUDIENCE` (default: the
+    /// issuer, or the token URL's origin).
+    AwsSts {
+        /// The audience asked for, if given.
+        audience: Option<String>,
+    },
+}
+
+impl FromStr for SubjectTokenFlag {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.split_once(':') {
+            None if text == "aws-sts" => Ok(Self::AwsSts { audience: None }),
+            Some(("aws-sts", "")) => Err("the audience after \"aws-sts:\" is empty".into()),
+            Some(("aws-sts", audience)) => Ok(Self::AwsSts {
+                audience: Some(audience.to_owned()),
+            }),
+            _ => Err(format!(
+                "{text:?} is not a subject token source (expected aws-sts[:AUDIENCE])"
+            )),
+        }
+    }
+}
+
 /// Where to get tokens and with which credentials: the flags every
 /// subcommand and example shares.
 #[derive(Debug, Clone, Args)]
+#[command(group(ArgGroup::new("aws").args(["aws_iam", "subject_token"]).multiple(true)))]
 pub struct Credentials {
     /// The token endpoint URL.
     #[arg(
@@ -63,16 +106,22 @@ pub struct Credentials {
     /// The issuer URL, instead of --token-url: the token endpoint is discovered.
     #[arg(long, env = "CONNECTOR_ISSUER", value_name = "URL")]
     issuer: Option<String>,
-    /// The client (connector) id.
-    #[arg(long, env = "CONNECTOR_CLIENT_ID", value_name = "ID")]
-    client_id: String,
+    /// The client (connector) id (not with a subject token, which names the connector).
+    #[arg(
+        long,
+        env = "CONNECTOR_CLIENT_ID",
+        value_name = "ID",
+        required_unless_present_any = ["subject_token", "subject_token_file"],
+        conflicts_with_all = ["subject_token", "subject_token_file"]
+    )]
+    client_id: Option<String>,
     /// A file holding the client secret (one trailing line break is ignored).
     #[arg(
         long,
         env = "CONNECTOR_CLIENT_SECRET_FILE",
         value_name = "PATH",
-        required_unless_present_any = ["private_key", "aws_iam"],
-        conflicts_with_all = ["private_key", "aws_iam"]
+        required_unless_present_any = ["private_key", "aws_iam", "subject_token", "subject_token_file"],
+        conflicts_with_all = ["private_key", "aws_iam", "subject_token", "subject_token_file"]
     )]
     client_secret_file: Option<PathBuf>,
     /// A PKCS#8 PEM private key: authenticate with private_key_jwt instead of a secret.
@@ -80,20 +129,35 @@ pub struct Credentials {
         long,
         env = "CONNECTOR_PRIVATE_KEY_FILE",
         value_name = "PATH",
-        conflicts_with = "aws_iam"
+        conflicts_with_all = ["aws_iam", "subject_token", "subject_token_file"]
     )]
     private_key: Option<PathBuf>,
     /// Authenticate with the IAM credentials of the standard AWS chain
     /// (environment, ECS task role, instance profile): no secret at all.
-    #[arg(long, env = "CONNECTOR_AWS_IAM")]
-    aws_iam: bool,
-    /// With --aws-iam: the region whose STS endpoint to sign for (default: AWS_REGION).
     #[arg(
         long,
-        env = "CONNECTOR_STS_REGION",
-        value_name = "REGION",
-        requires = "aws_iam"
+        env = "CONNECTOR_AWS_IAM",
+        conflicts_with_all = ["subject_token", "subject_token_file"]
     )]
+    aws_iam: bool,
+    /// Token exchange (RFC 8693) with a subject token from AWS STS
+    /// GetWebIdentityToken (standard AWS chain), for AUDIENCE (default: the
+    /// issuer, or the token URL's origin). No client id or secret.
+    #[arg(
+        long,
+        env = "CONNECTOR_SUBJECT_TOKEN",
+        value_name = "aws-sts[:AUDIENCE]",
+        conflicts_with = "subject_token_file"
+    )]
+    subject_token: Option<SubjectTokenFlag>,
+    /// Token exchange (RFC 8693) with the JWT in this file, read again for
+    /// every exchange (a Kubernetes projected service-account token,
+    /// spiffe-helper's JWT-SVID). No client id or secret.
+    #[arg(long, env = "CONNECTOR_SUBJECT_TOKEN_FILE", value_name = "PATH")]
+    subject_token_file: Option<PathBuf>,
+    /// With --aws-iam or --subject-token aws-sts: the region of the STS
+    /// endpoint (default: AWS_REGION).
+    #[arg(long, env = "CONNECTOR_STS_REGION", value_name = "REGION", requires = "aws")]
     sts_region: Option<String>,
     /// How to send the client secret.
     #[arg(
@@ -101,7 +165,7 @@ pub struct Credentials {
         env = "CONNECTOR_AUTH_METHOD",
         value_enum,
         default_value = "basic",
-        conflicts_with = "private_key"
+        conflicts_with_all = ["private_key", "subject_token", "subject_token_file"]
     )]
     auth_method: AuthMethod,
     /// The audience to ask for (`audience` parameter).
@@ -121,19 +185,46 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    /// The client id.
-    pub fn client_id(&self) -> &str {
-        &self.client_id
+    /// The client id (none with a subject token).
+    pub fn client_id(&self) -> Option<&str> {
+        self.client_id.as_deref()
     }
 
-    /// The token source these flags describe: reads the secret or key file
+    /// Where the subject token comes from, for logs (`None` without one).
+    pub fn subject_token(&self) -> Option<String> {
+        match (&self.subject_token, &self.subject_token_file) {
+            (Some(SubjectTokenFlag::AwsSts { .. }), _) => Some("aws-sts".into()),
+            (None, Some(path)) => Some(format!("file {}", path.display())),
+            (None, None) => None,
+        }
+    }
+
+    /// The token source these flags describe: [`ClientCredentials`], or a
+    /// [`TokenExchange`] with a subject token. Reads the secret or key file
     /// and checks the URLs, without any network request. Every error here is
-    /// a configuration error ([`Error::Config`]).
-    pub async fn source(&self) -> Result<ClientCredentials, Error> {
+    /// a configuration error ([`Error::Config`]). A subject token file is not
+    /// read yet: it may appear later (spiffe-helper may start after this).
+    pub async fn source(&self) -> Result<Box<dyn TokenSource>, Error> {
         let endpoint = match (&self.token_url, &self.issuer) {
             (Some(url), _) => Endpoint::TokenUrl(url.clone()),
             (None, Some(issuer)) => Endpoint::Issuer(issuer.clone()),
-            (None, None) => return Err(crate::ConfigError::Empty("token URL (or issuer)").into()),
+            (None, None) => return Err(ConfigError::Empty("token URL (or issuer)").into()),
+        };
+        if let Some(subject) = self.subject_source(&endpoint).await? {
+            let mut builder = TokenExchange::builder(endpoint, subject);
+            if let Some(audience) = &self.audience {
+                builder = builder.audience(audience);
+            }
+            if let Some(resource) = &self.resource {
+                builder = builder.resource(resource);
+            }
+            if let Some(scope) = &self.scope {
+                builder = builder.scope(scope);
+            }
+            return Ok(Box::new(builder.build()?));
+        }
+        let Some(client_id) = &self.client_id else {
+            return Err(ConfigError::Empty("client id").into());
         };
         let auth = match (&self.private_key, &self.client_secret_file) {
             _ if self.aws_iam => aws_iam(self.sts_region.as_deref()).await?,
@@ -145,11 +236,9 @@ impl Credentials {
                     AuthMethod::Post => ClientAuth::ClientSecretPost(secret),
                 }
             }
-            (None, None) => {
-                return Err(crate::ConfigError::Empty("client secret file (or private key)").into())
-            }
+            (None, None) => return Err(ConfigError::Empty("client secret file (or private key)").into()),
         };
-        let mut builder = ClientCredentials::builder(endpoint, &self.client_id, auth);
+        let mut builder = ClientCredentials::builder(endpoint, client_id, auth);
         if let Some(audience) = &self.audience {
             builder = builder.audience(audience);
         }
@@ -159,8 +248,53 @@ impl Credentials {
         if let Some(scope) = &self.scope {
             builder = builder.scope(scope);
         }
-        builder.build()
+        Ok(Box::new(builder.build()?))
     }
+
+    /// The subject token source of `--subject-token` or `--subject-token-file`, if any.
+    async fn subject_source(
+        &self,
+        endpoint: &Endpoint,
+    ) -> Result<Option<Box<dyn SubjectTokenSource>>, Error> {
+        if let Some(SubjectTokenFlag::AwsSts { audience }) = &self.subject_token {
+            let audience = match audience {
+                Some(audience) => audience.clone(),
+                None => endpoint.audience()?,
+            };
+            return Ok(Some(aws_sts(audience, self.sts_region.as_deref()).await?));
+        }
+        let Some(path) = &self.subject_token_file else {
+            return Ok(None);
+        };
+        // A missing file is waited for; a folder in its place is a mistake.
+        if let Ok(metadata) = std::fs::metadata(path) {
+            if !metadata.is_file() {
+                return Err(ConfigError::ReadFile {
+                    what: "subject token",
+                    path: path.display().to_string(),
+                    reason: "not a regular file".into(),
+                }
+                .into());
+            }
+        }
+        Ok(Some(Box::new(SubjectTokenFile::new(path))))
+    }
+}
+
+#[cfg(feature = "aws-web-identity")]
+async fn aws_sts(audience: String, region: Option<&str>) -> Result<Box<dyn SubjectTokenSource>, Error> {
+    let source = crate::token_exchange::AwsWebIdentity::builder(audience)
+        .from_environment(region)
+        .await?;
+    Ok(Box::new(source))
+}
+
+#[cfg(not(feature = "aws-web-identity"))]
+async fn aws_sts(_audience: String, _region: Option<&str>) -> Result<Box<dyn SubjectTokenSource>, Error> {
+    Err(
+        ConfigError::Aws("this build has no AWS STS web identity support (feature aws-web-identity)".into())
+            .into(),
+    )
 }
 
 #[cfg(feature = "aws-iam")]
@@ -171,7 +305,7 @@ async fn aws_iam(region: Option<&str>) -> Result<ClientAuth, Error> {
 
 #[cfg(not(feature = "aws-iam"))]
 async fn aws_iam(_region: Option<&str>) -> Result<ClientAuth, Error> {
-    Err(crate::ConfigError::Aws("this build has no AWS IAM support (feature aws-iam)".into()).into())
+    Err(ConfigError::Aws("this build has no AWS IAM support (feature aws-iam)".into()).into())
 }
 
 /// Parses the command line; on a usage error prints one line
@@ -232,5 +366,59 @@ pub async fn get(program: &str, credentials: &Credentials) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => report(program, &e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{Args as _, FromArgMatches as _};
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Credentials, clap::Error> {
+        let command = Credentials::augment_args(clap::Command::new("t")).no_binary_name(true);
+        let matches = command.try_get_matches_from(args)?;
+        Credentials::from_arg_matches(&matches)
+    }
+
+    #[test]
+    fn subject_token_values() {
+        assert_eq!(
+            "aws-sts".parse::<SubjectTokenFlag>(),
+            Ok(SubjectTokenFlag::AwsSts { audience: None })
+        );
+        assert_eq!(
+            "aws-sts:https://tokens.example.com:8443/a".parse::<SubjectTokenFlag>(),
+            Ok(SubjectTokenFlag::AwsSts {
+                audience: Some("https://tokens.example.com:8443/a".into())
+            })
+        );
+        for bad in ["aws-sts:", "aws", "AWS-STS", "file:/x", ""] {
+            assert!(bad.parse::<SubjectTokenFlag>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_subject_token_stands_instead_of_client_credentials() {
+        let url = ["--token-url", "https://t.example/token"];
+        let with = |extra: &[&str]| parse(&[&url[..], extra].concat());
+        let exchange = with(&["--subject-token-file", "/run/token"]).unwrap();
+        assert_eq!(exchange.client_id(), None);
+        assert_eq!(exchange.subject_token().as_deref(), Some("file /run/token"));
+        let aws = with(&["--subject-token", "aws-sts", "--sts-region", "eu-west-1"]).unwrap();
+        assert_eq!(aws.subject_token().as_deref(), Some("aws-sts"));
+        with(&["--aws-iam", "--client-id", "c", "--sts-region", "eu-west-1"]).unwrap();
+        for refused in [
+            &["--subject-token-file", "/run/token", "--client-id", "c"][..],
+            &["--subject-token-file", "/run/token", "--client-secret-file", "/s"],
+            &["--subject-token", "aws-sts", "--private-key", "/k"],
+            &["--subject-token", "aws-sts", "--aws-iam"],
+            &["--subject-token", "aws-sts", "--subject-token-file", "/run/token"],
+            &["--subject-token-file", "/run/token", "--auth-method", "post"],
+            &["--subject-token-file", "/run/token", "--sts-region", "eu-west-1"],
+            &["--client-secret-file", "/s"],
+        ] {
+            assert!(with(refused).is_err(), "{refused:?}");
+        }
     }
 }

@@ -12,6 +12,8 @@ use std::time::Duration;
 use oidc_core::http::{FailureKind, RequestFailure, UrlError};
 use oidc_core::keys::{KeyError, SignError};
 
+use crate::token_endpoint::Grant;
+
 /// Longest piece of server-chosen text (an `error_description`, an issuer we
 /// did not expect) copied into an error message. Longer text is cut, and
 /// control characters are replaced, so that a hostile or broken server cannot
@@ -46,6 +48,10 @@ pub enum Error {
     /// The `private_key_jwt` client assertion could not be signed.
     #[error("cannot sign the client assertion: {0}")]
     Assertion(#[from] SignError),
+    /// The subject token of a token exchange could not be obtained (from
+    /// AWS STS, or from its file).
+    #[error(transparent)]
+    SubjectToken(#[from] SubjectTokenError),
     /// A [`CachedTokenSource`](crate::CachedTokenSource) has no valid token to
     /// give and refreshing it is failing; carries the last cause.
     #[error(transparent)]
@@ -72,6 +78,7 @@ impl Error {
             Error::InvalidResponse(_) => true,
             Error::Discovery(e) => e.is_retryable(),
             Error::Assertion(e) => matches!(e, SignError::Unavailable { .. }),
+            Error::SubjectToken(e) => e.is_retryable(),
             Error::Unavailable(e) => e.cause().is_retryable(),
             Error::Source(e) => e.retryable,
         }
@@ -236,6 +243,7 @@ pub struct EndpointError {
     error: Option<String>,
     description: Option<String>,
     retry_after: Option<Duration>,
+    grant: Grant,
 }
 
 impl EndpointError {
@@ -246,7 +254,14 @@ impl EndpointError {
             error: None,
             description: None,
             retry_after: None,
+            grant: Grant::ClientCredentials,
         }
+    }
+
+    /// Says which grant was asked for, so that the message explains its code.
+    pub(crate) fn with_grant(mut self, grant: Grant) -> Self {
+        self.grant = grant;
+        self
     }
 
     pub(crate) fn with_oauth(mut self, error: &str, description: Option<&str>) -> Self {
@@ -295,12 +310,33 @@ impl EndpointError {
     }
 
     fn hint(&self) -> Option<&'static str> {
-        Some(match self.error.as_deref()? {
-            "invalid_client" => "check the client id and its secret or key",
-            "unauthorized_client" => "this client may not use the client_credentials grant",
-            "invalid_scope" => "ask only for scopes this client is allowed",
-            "invalid_target" => "ask only for an audience or resource this client is allowed",
-            "unsupported_grant_type" => "the server does not offer client_credentials",
+        let code = self.error.as_deref()?;
+        Some(match (self.grant, code) {
+            (_, "invalid_scope") => "ask only for scopes this client is allowed",
+            (_, "invalid_target") => "ask only for an audience or resource this client is allowed",
+            (Grant::ClientCredentials, "invalid_client") => "check the client id and its secret or key",
+            (Grant::ClientCredentials, "unauthorized_client") => {
+                "this client may not use the client_credentials grant"
+            }
+            (Grant::ClientCredentials, "unsupported_grant_type") => {
+                "the server does not offer client_credentials"
+            }
+            // RFC 8693 §2.2.2: a subject token the server does not accept is
+            // answered `invalid_request`; many servers say `invalid_grant`.
+            (Grant::TokenExchange, "invalid_request" | "invalid_grant") => {
+                "the subject token may have been refused: check its issuer, subject, audience and \
+                 expiry against what the server trusts"
+            }
+            (Grant::TokenExchange, "invalid_client") => {
+                "the server wants client authentication for token exchange; a subject token is sent \
+                 without any"
+            }
+            (Grant::TokenExchange, "unauthorized_client") => {
+                "the subject token's identity may not use token exchange here"
+            }
+            (Grant::TokenExchange, "unsupported_grant_type") => {
+                "the server does not offer token exchange (RFC 8693)"
+            }
             _ => return None,
         })
     }
@@ -353,6 +389,14 @@ pub enum ResponseProblem {
         /// Its lifetime.
         expires_in: Duration,
     },
+    /// A token exchange issued another kind of token than asked (RFC 8693
+    /// `issued_token_type`).
+    IssuedTokenType {
+        /// What the server says it issued.
+        found: String,
+        /// What was expected.
+        expected: &'static str,
+    },
 }
 
 impl InvalidResponse {
@@ -397,6 +441,11 @@ impl fmt::Display for InvalidResponse {
                 f,
                 "the token's lifetime of {} ms was over before it arrived",
                 expires_in.as_millis()
+            ),
+            ResponseProblem::IssuedTokenType { found, expected } => write!(
+                f,
+                "issued_token_type is {:?}, expected {expected:?}",
+                server_text(found)
             ),
         }
     }
@@ -472,6 +521,113 @@ impl fmt::Display for DiscoveryError {
 }
 
 impl StdError for DiscoveryError {}
+
+/// The subject token of a token exchange could not be obtained: what was
+/// asked ([`origin`](Self::origin)) and what went wrong. It never holds the
+/// token itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectTokenError {
+    origin: String,
+    problem: SubjectTokenProblem,
+}
+
+/// What went wrong while getting a subject token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SubjectTokenProblem {
+    /// The file could not be read (missing, not allowed, not a file). Retryable:
+    /// the platform may not have written it yet.
+    Read(String),
+    /// The file holds nothing but white space. Retryable: a writer that
+    /// writes in place (spiffe-helper) may be halfway.
+    Empty,
+    /// The file is larger than the limit (bytes), so it is not read.
+    TooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// The token has characters no token has (control characters, white
+    /// space inside, bytes outside visible ASCII); they are not shown.
+    NotAToken,
+    /// The platform refused to issue a token: its error code and message.
+    Refused {
+        /// The code (`AccessDenied`, `OutboundWebIdentityFederationDisabledException`, ...).
+        code: String,
+        /// Its message, shortened.
+        message: String,
+        /// Whether asking again later may work (throttling, a service error).
+        retryable: bool,
+    },
+    /// The platform could not be asked (no credentials, network, timeout)
+    /// or answered without a usable token. Retryable.
+    Unavailable(String),
+}
+
+impl SubjectTokenError {
+    pub(crate) fn new(origin: impl Into<String>, problem: SubjectTokenProblem) -> Self {
+        Self {
+            origin: origin.into(),
+            problem,
+        }
+    }
+
+    /// Where the token was to come from (`subject token file /var/run/token`,
+    /// `AWS STS GetWebIdentityToken (us-east-1)`).
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// What went wrong.
+    pub fn problem(&self) -> &SubjectTokenProblem {
+        &self.problem
+    }
+
+    /// Whether trying again later may work without a configuration change.
+    pub fn is_retryable(&self) -> bool {
+        match &self.problem {
+            SubjectTokenProblem::Read(_) | SubjectTokenProblem::Empty => true,
+            SubjectTokenProblem::TooLarge { .. } | SubjectTokenProblem::NotAToken => false,
+            SubjectTokenProblem::Refused { retryable, .. } => *retryable,
+            SubjectTokenProblem::Unavailable(_) => true,
+        }
+    }
+}
+
+impl fmt::Display for SubjectTokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot get the subject token from {}: {}",
+            self.origin, self.problem
+        )
+    }
+}
+
+impl fmt::Display for SubjectTokenProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubjectTokenProblem::Read(reason) => f.write_str(reason),
+            SubjectTokenProblem::Empty => f.write_str("the file is empty"),
+            SubjectTokenProblem::TooLarge { limit } => {
+                write!(f, "the file is larger than {limit} bytes, more than any token")
+            }
+            SubjectTokenProblem::NotAToken => f.write_str(
+                "it holds characters a token cannot have (white space inside, control characters or \
+                 bytes beyond visible ASCII)",
+            ),
+            SubjectTokenProblem::Refused { code, message, .. } => {
+                write!(f, "refused with {}", server_text(code))?;
+                if !message.is_empty() {
+                    write!(f, ": {}", server_text(message))?;
+                }
+                Ok(())
+            }
+            SubjectTokenProblem::Unavailable(reason) => f.write_str(reason),
+        }
+    }
+}
+
+impl StdError for SubjectTokenError {}
 
 /// Why a [`CachedTokenSource`](crate::CachedTokenSource) has no token to give.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -651,6 +807,54 @@ mod tests {
             .with_retry_after(Some(Duration::from_secs(7)));
         assert!(err.is_retryable());
         assert!(err.to_string().ends_with("; retry after 7 s"), "{err}");
+    }
+
+    #[test]
+    fn token_exchange_errors_are_explained_for_token_exchange() {
+        let err = EndpointError::new("https://t.example/token", 400)
+            .with_oauth("unsupported_grant_type", None)
+            .with_grant(Grant::TokenExchange);
+        assert!(
+            err.to_string()
+                .ends_with("(the server does not offer token exchange (RFC 8693))"),
+            "{err}"
+        );
+        let err = EndpointError::new("https://t.example/token", 400)
+            .with_oauth("invalid_grant", Some("token expired"))
+            .with_grant(Grant::TokenExchange);
+        assert!(
+            err.to_string()
+                .contains("invalid_grant: token expired (the subject token may"),
+            "{err}"
+        );
+        assert!(!err.is_retryable());
+    }
+
+    #[test]
+    fn subject_token_errors_read_well() {
+        let err = Error::from(SubjectTokenError::new(
+            "subject token file /var/run/token",
+            SubjectTokenProblem::Empty,
+        ));
+        assert_eq!(
+            err.to_string(),
+            "cannot get the subject token from subject token file /var/run/token: the file is empty"
+        );
+        assert!(err.is_retryable());
+        let refused = Error::from(SubjectTokenError::new(
+            "AWS STS GetWebIdentityToken (us-east-1)",
+            SubjectTokenProblem::Refused {
+                code: "AccessDenied".into(),
+                message: "not authorized\nforged".into(),
+                retryable: false,
+            },
+        ));
+        assert_eq!(
+            refused.to_string(),
+            "cannot get the subject token from AWS STS GetWebIdentityToken (us-east-1): refused with \
+             AccessDenied: not authorized?forged"
+        );
+        assert!(!refused.is_retryable());
     }
 
     #[test]

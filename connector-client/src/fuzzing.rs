@@ -18,7 +18,7 @@ pub fn token_response(
     body: &[u8],
     default_lifetime: Option<Duration>,
 ) -> Result<AccessToken, Error> {
-    crate::client_credentials::response::parse_token_response(url, body, default_lifetime)
+    crate::token_endpoint::response::parse_token_response(url, body, default_lifetime)
 }
 
 /// An error response (RFC 6749 §5.2) with `status`, as the client reads it;
@@ -30,7 +30,7 @@ pub fn error_response(
     retry_after: Option<Duration>,
 ) -> Option<EndpointError> {
     let status = StatusCode::from_u16(status).ok()?;
-    Some(crate::client_credentials::response::parse_error_response(
+    Some(crate::token_endpoint::response::parse_error_response(
         url,
         status,
         body,
@@ -41,7 +41,7 @@ pub fn error_response(
 /// The token endpoint named by a discovery document served at `url` for
 /// `issuer` (oidc-core's strict document reader, then the client's checks).
 pub fn discovery(issuer: &str, url: &Url, body: &[u8], allow_plain_http: bool) -> Result<Url, Error> {
-    crate::client_credentials::discovery::token_endpoint_in(issuer, url, body, allow_plain_http)
+    crate::token_endpoint::discovery::token_endpoint_in(issuer, url, body, allow_plain_http)
 }
 
 /// A `Retry-After` value read at wall-clock time `now`.

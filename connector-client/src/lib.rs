@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`TokenSource`] | the trait: `async fn token() -> Result<AccessToken>` |
 //! | [`ClientCredentials`] | the `client_credentials` grant against any RFC 6749 endpoint, found directly or by discovery; `client_secret_basic`, `client_secret_post`, `private_key_jwt` |
+//! | [`TokenExchange`] | token exchange (RFC 8693): a subject token the platform gives the connector ([`token_exchange::AwsWebIdentity`], [`token_exchange::SubjectTokenFile`]) for an access token, no client secret |
 //! | [`CachedTokenSource`] | lock-free reads of one shared token, background refresh ahead of expiry, single-flight fetches, backoff with jitter and `Retry-After` |
 //! | [`BearerAuth`] | `reqwest-middleware`: `Authorization: Bearer`, one refresh and one retry on 401 |
 //! | [`TokenFile`] | a token on disk that readers always find whole: temporary file with the final mode, `fsync`, rename; an info file with `expires_at` (Unix) |
@@ -49,11 +50,12 @@
 //! | feature | default | adds |
 //! |---|---|---|
 //! | `aws-iam` | yes | [`ClientAuth::AwsIam`]: authenticate with the IAM credentials the connector already has (AWS SDK credential chain, SigV4), no static secret |
+//! | `aws-web-identity` | yes | [`token_exchange::AwsWebIdentity`]: subject tokens from AWS STS `GetWebIdentityToken` (the STS SDK, which the AWS credential chain builds anyway) |
 //! | `cli` | yes | the `connector-token` binary (`get`, `agent`, `exec`) and the [`cli`] module; pulls in clap, tracing-subscriber, rustix (signals to a child) and Tokio's `signal` and `process` features |
 //!
 //! Always: an HTTP client (reqwest on rustls with ring, from `oidc-core`'s
 //! `http` feature) and Tokio for the refresh task. A library user who needs
-//! neither the binary nor AWS IAM builds with `default-features = false`.
+//! neither the binary nor AWS builds with `default-features = false`.
 //!
 //! # The `connector-token` binary
 //!
@@ -89,6 +91,8 @@ mod retry_after;
 mod secret;
 pub mod timer;
 mod token;
+mod token_endpoint;
+pub mod token_exchange;
 #[cfg(unix)]
 pub mod token_file;
 
@@ -96,12 +100,12 @@ pub use cache::{
     CacheDropped, CachedTokenSource, CachedTokenSourceBuilder, RefreshPolicy, RefreshStatus, TokenChanges,
 };
 pub use client_credentials::{
-    ClientAuth, ClientCredentials, ClientCredentialsBuilder, Endpoint, PrivateKeyJwt, ASSERTION_LIFETIME,
-    ASSERTION_TYP, DEFAULT_TIMEOUT, MAX_EXPIRES_IN, MAX_RESPONSE_BYTES,
+    ClientAuth, ClientCredentials, ClientCredentialsBuilder, PrivateKeyJwt, ASSERTION_LIFETIME, ASSERTION_TYP,
 };
 pub use error::{
     ConfigError, DiscoveryError, DiscoveryProblem, EndpointError, Error, InvalidResponse, NoTokenReason,
-    ResponseProblem, SourceError, TransportError, TransportErrorKind, UnavailableError,
+    ResponseProblem, SourceError, SubjectTokenError, SubjectTokenProblem, TransportError, TransportErrorKind,
+    UnavailableError,
 };
 #[cfg(unix)]
 pub use file_sink::{FileSink, FileState};
@@ -112,5 +116,7 @@ pub use middleware::BearerAuth;
 pub use oidc_core::http::client_builder as http_client_builder;
 pub use secret::ClientSecret;
 pub use token::{AccessToken, TokenSource};
+pub use token_endpoint::{Endpoint, DEFAULT_TIMEOUT, MAX_EXPIRES_IN, MAX_RESPONSE_BYTES};
+pub use token_exchange::{TokenExchange, TokenExchangeBuilder};
 #[cfg(unix)]
 pub use token_file::{FileMode, Owner, TokenFile, TokenFileError, TokenInfo};

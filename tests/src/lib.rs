@@ -25,6 +25,7 @@ pub mod load;
 pub mod moto;
 pub mod sim;
 pub mod stack;
+pub mod sts_web_identity;
 pub mod tools;
 
 // The test connectors, their configuration, the router state and client

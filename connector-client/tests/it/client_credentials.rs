@@ -23,18 +23,20 @@ use crate::support::serve;
 
 /// What the token endpoint received.
 #[derive(Debug, Clone, Default)]
-struct Seen {
-    authorization: Option<String>,
-    accept: Option<String>,
-    content_type: Option<String>,
-    form: BTreeMap<String, String>,
+pub(crate) struct Seen {
+    pub(crate) authorization: Option<String>,
+    pub(crate) accept: Option<String>,
+    pub(crate) content_type: Option<String>,
+    pub(crate) form: BTreeMap<String, String>,
 }
 
 /// Status, extra headers and body of an answer.
 type Answer = (StatusCode, Vec<(String, String)>, String);
 
+/// A token endpoint (and discovery) that records each request and answers
+/// as the test says; shared with `token_exchange`.
 #[derive(Clone)]
-struct TokenServer {
+pub(crate) struct TokenServer {
     seen: Arc<Mutex<Vec<Seen>>>,
     /// What every token request is answered with.
     answer: Arc<Mutex<Answer>>,
@@ -44,7 +46,7 @@ struct TokenServer {
 }
 
 impl TokenServer {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             seen: Arc::default(),
             answer: Arc::new(Mutex::new((
@@ -58,7 +60,7 @@ impl TokenServer {
         }
     }
 
-    fn answer(&self, status: u16, headers: &[(&str, &str)], body: &str) {
+    pub(crate) fn answer(&self, status: u16, headers: &[(&str, &str)], body: &str) {
         *self.answer.lock().unwrap() = (
             StatusCode::from_u16(status).unwrap(),
             headers
@@ -69,11 +71,19 @@ impl TokenServer {
         );
     }
 
-    fn last(&self) -> Seen {
+    pub(crate) fn last(&self) -> Seen {
         self.seen.lock().unwrap().last().cloned().expect("no request")
     }
 
-    async fn start(&self) -> String {
+    pub(crate) fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub(crate) fn discovery(&self, document: serde_json::Value) {
+        *self.openid.lock().unwrap() = Some(document);
+    }
+
+    pub(crate) async fn start(&self) -> String {
         let addr = serve(
             Router::new()
                 .route("/token", post(token))

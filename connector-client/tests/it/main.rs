@@ -12,3 +12,4 @@ mod middleware;
 mod refresh;
 mod single_flight;
 mod support;
+mod token_exchange;

@@ -29,4 +29,5 @@ mod rotation;
 mod rotation_bench;
 mod third_party;
 mod token_endpoint;
+mod token_exchange_client;
 mod trust;

@@ -55,12 +55,20 @@ pub(crate) async fn start(
     }
     let tokens = CachedTokenSource::new(source).map_err(|e| cli::report(PROGRAM, &e))?;
     let file = Arc::new(file);
-    tracing::info!(
-        path = %file.path().display(),
-        mode = %file.file_mode(),
-        client_id = credentials.client_id(),
-        "keeping the token file fresh"
-    );
+    match (credentials.client_id(), credentials.subject_token()) {
+        (Some(client_id), _) => tracing::info!(
+            path = %file.path().display(),
+            mode = %file.file_mode(),
+            client_id,
+            "keeping the token file fresh"
+        ),
+        (None, subject_token) => tracing::info!(
+            path = %file.path().display(),
+            mode = %file.file_mode(),
+            subject_token = subject_token.as_deref().unwrap_or_default(),
+            "keeping the token file fresh (token exchange)"
+        ),
+    }
     Ok((tokens, file))
 }
 

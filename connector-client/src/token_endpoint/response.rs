@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Map, Value};
 
-use super::MAX_EXPIRES_IN;
+use super::{Expect, MAX_EXPIRES_IN};
 use crate::error::{EndpointError, InvalidResponse, ResponseProblem};
 use crate::{AccessToken, Error};
 
@@ -19,13 +19,43 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, String> {
     }
 }
 
+/// A token response as RFC 6749 §5.1 describes it, with no further rule
+/// (what the fuzz targets read).
+#[cfg(any(test, fuzzing))]
 pub(crate) fn parse_token_response(
     url: &str,
     body: &[u8],
     default_lifetime: Option<Duration>,
 ) -> Result<AccessToken, Error> {
+    let expect = Expect {
+        default_lifetime,
+        issued_token_type: None,
+    };
+    parse_token_response_with(url, body, expect)
+}
+
+/// A token response that must also meet `expect` (RFC 8693 §2.2.1's
+/// `issued_token_type`, for a token exchange).
+pub(crate) fn parse_token_response_with(
+    url: &str,
+    body: &[u8],
+    expect: Expect,
+) -> Result<AccessToken, Error> {
+    let default_lifetime = expect.default_lifetime;
     let fail = |problem| Error::from(InvalidResponse::new(url, problem));
     let document = parse_object(body).map_err(|e| fail(ResponseProblem::NotJson(e)))?;
+    if let Some(expected) = expect.issued_token_type {
+        match document.get("issued_token_type") {
+            Some(Value::String(issued)) if issued == expected => {}
+            Some(Value::String(issued)) => {
+                return Err(fail(ResponseProblem::IssuedTokenType {
+                    found: issued.clone(),
+                    expected,
+                }))
+            }
+            _ => return Err(fail(ResponseProblem::Member("issued_token_type"))),
+        }
+    }
     let Some(Value::String(access_token)) = document.get("access_token") else {
         return Err(fail(ResponseProblem::Member("access_token")));
     };
@@ -146,6 +176,58 @@ mod tests {
         assert_eq!(token.expires_in(), Duration::from_secs(120));
         assert!(matches!(problem("<html>"), ResponseProblem::NotJson(_)));
         assert!(matches!(problem("[1]"), ResponseProblem::NotJson(_)));
+    }
+
+    #[test]
+    fn a_token_exchange_answer_names_the_issued_token_type() {
+        const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+        let expect = Expect {
+            default_lifetime: None,
+            issued_token_type: Some(ACCESS_TOKEN),
+        };
+        let parse =
+            |body: &str| parse_token_response_with("https://t.example/token", body.as_bytes(), expect);
+        let token = parse(
+            r#"{"access_token":"a.b.c","issued_token_type":"urn:ietf:params:oauth:token-type:access_token",
+                "token_type":"Bearer","expires_in":300}"#,
+        )
+        .unwrap();
+        assert_eq!(token.expires_in(), Duration::from_secs(300));
+        let problem = |body: &str| match parse(body) {
+            Err(Error::InvalidResponse(e)) => e.problem().clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            problem(r#"{"access_token":"a","token_type":"Bearer","expires_in":60}"#),
+            ResponseProblem::Member("issued_token_type")
+        );
+        assert_eq!(
+            problem(r#"{"access_token":"a","issued_token_type":7,"token_type":"Bearer","expires_in":60}"#),
+            ResponseProblem::Member("issued_token_type")
+        );
+        let refresh = problem(
+            r#"{"access_token":"a","issued_token_type":"urn:ietf:params:oauth:token-type:refresh_token",
+                "token_type":"N_A","expires_in":60}"#,
+        );
+        assert_eq!(
+            refresh,
+            ResponseProblem::IssuedTokenType {
+                found: "urn:ietf:params:oauth:token-type:refresh_token".into(),
+                expected: ACCESS_TOKEN
+            }
+        );
+        let shown = InvalidResponse::new("https://t.example/token", refresh).to_string();
+        assert!(
+            shown.contains("issued_token_type is \"urn:ietf:params:oauth:token-type:refresh_token\""),
+            "{shown}"
+        );
+        // Without the rule (client_credentials), the member is not read.
+        assert!(parse_token_response(
+            "u",
+            br#"{"access_token":"a","token_type":"Bearer","expires_in":6}"#,
+            None
+        )
+        .is_ok());
     }
 
     #[test]
