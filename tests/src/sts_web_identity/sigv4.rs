@@ -10,7 +10,7 @@ use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
 use axum::http::{HeaderMap, Method, Uri};
-use oidc_core::internal::calendar::Utc;
+use oidc_core::calendar::Utc;
 
 /// How far a request's `X-Amz-Date` may be from the stand-in's clock (AWS: 15 minutes).
 const MAX_SKEW: Duration = Duration::from_secs(15 * 60);

@@ -6,8 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use oidc_core::internal::base64url;
-use oidc_core::internal::calendar::Utc;
+use oidc_core::base64url;
+use oidc_core::calendar::Utc;
 use serde_json::{json, Map, Value};
 
 use super::sigv4::Refusal;

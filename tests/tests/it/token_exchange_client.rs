@@ -30,7 +30,7 @@ use connector_client::{CachedTokenSource, Endpoint, Error, SubjectTokenProblem, 
 use e2e::moto::Moto;
 use e2e::sts_web_identity::{StsWebIdentity, ACCOUNT, AWS_NAMESPACE, ROLE_ARN};
 use oidc_core::claims::AwsWebIdentityClaims;
-use oidc_core::internal::base64url;
+use oidc_core::base64url;
 use oidc_core::verify::trust::{file, TrustedIssuers};
 use oidc_core::Algorithm;
 use serde_json::{json, Value};
