@@ -12,8 +12,6 @@ use std::time::Duration;
 use oidc_core::http::{FailureKind, RequestFailure, UrlError};
 use oidc_core::keys::{KeyError, SignError};
 
-use crate::token_endpoint::Grant;
-
 /// Longest piece of server-chosen text (an `error_description`, an issuer we
 /// did not expect) copied into an error message. Longer text is cut, and
 /// control characters are replaced, so that a hostile or broken server cannot
@@ -234,6 +232,16 @@ impl fmt::Display for TransportError {
 }
 
 impl StdError for TransportError {}
+
+/// The grant a request is for: it decides what an error code is explained with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Grant {
+    /// `client_credentials` (RFC 6749 §4.4).
+    #[default]
+    ClientCredentials,
+    /// `urn:ietf:params:oauth:grant-type:token-exchange` (RFC 8693).
+    TokenExchange,
+}
 
 /// The token endpoint answered with an error status.
 #[derive(Debug, Clone, PartialEq, Eq)]

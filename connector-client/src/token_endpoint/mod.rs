@@ -80,15 +80,9 @@ impl Target {
     }
 }
 
-/// The grant a request is for: it decides what an error code is explained with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) enum Grant {
-    /// `client_credentials` (RFC 6749 §4.4).
-    #[default]
-    ClientCredentials,
-    /// `urn:ietf:params:oauth:grant-type:token-exchange` (RFC 8693).
-    TokenExchange,
-}
+// The grant lives with the errors it explains (error.rs imports nothing
+// from here).
+pub(crate) use crate::error::Grant;
 
 /// How the HTTP client is made: the builders' shared settings.
 #[derive(Debug, Clone)]

@@ -29,8 +29,8 @@ use connector_client::token_exchange::{
 use connector_client::{CachedTokenSource, Endpoint, Error, SubjectTokenProblem, TokenExchange, TokenSource};
 use e2e::moto::Moto;
 use e2e::sts_web_identity::{StsWebIdentity, ACCOUNT, AWS_NAMESPACE, ROLE_ARN};
-use oidc_core::claims::AwsWebIdentityClaims;
 use oidc_core::base64url;
+use oidc_core::claims::AwsWebIdentityClaims;
 use oidc_core::verify::trust::{file, TrustedIssuers};
 use oidc_core::Algorithm;
 use serde_json::{json, Value};
