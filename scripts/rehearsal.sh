@@ -16,8 +16,9 @@
 # e.g. scripts/rehearsal.sh 6 ecs-kms 1      six weeks on ECS, kms, a rotation a day
 #
 # Real time, for three weeks on a loaded 2-core machine: about 30 minutes
-# for an ECS deployment (two replicas read the key set every 30 s: 121,000
-# reads), 18 for Lambda (its environments read it only when invoked).
+# for an ECS deployment (two replicas read the key set every 30 s: 126,720
+# reads in 22 days), 8 to 18 for Lambda (its environments read it only when
+# invoked: 13,714 reads).
 # The short rehearsal (4 days, RotationPeriodDays = 1: three scheduled
 # rotations) runs in cargo test; scripts/rehearsal.sh 1 all 1 runs a week of
 # daily rotations.
