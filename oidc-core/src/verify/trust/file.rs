@@ -38,7 +38,9 @@
 //!
 //! - `typ`: the accepted `typ` header values (any letter case, with or
 //!   without `application/`); `""` stands for a token without `typ`. A
-//!   token of type `at+jwt` must carry `client_id`; others need not.
+//!   token of type `at+jwt` must carry `client_id` and `jti`; others need
+//!   not (a SPIFFE JWT-SVID has no `jti`), but a `jti` present must be a
+//!   non-empty string.
 //! - `algorithms`: a key published without `alg` (AWS's `RSA_0`) verifies
 //!   only with the one listed algorithm its key type fits (`RS256` for RSA,
 //!   `ES384` for P-384); without the list, its tokens are refused.
