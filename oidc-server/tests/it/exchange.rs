@@ -329,8 +329,18 @@ async fn aws_es384_and_rs256_tokens_are_exchanged_with_aud_a_string_or_an_array(
 async fn copied_claims_are_attributes_of_the_issued_token() {
     let (app, keys) = app().await;
     let token = keys.aws(Algorithm::ES384, &aws_claims(|_| {}));
-    let claims = assert_issued(&exchange(&app, &token, &[]).await, "aws-poller");
+    let (answer, events) = audited(exchange(&app, &token, &[])).await;
+    let claims = assert_issued(&answer, "aws-poller");
     assert_eq!(claims["account_id"], ACCOUNT);
+    // The audit event names the upstream entry and the verified subject.
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = &events[0];
+    assert_eq!(event["event"], "token_issued");
+    assert_eq!(event["connector"], "aws-poller");
+    assert_eq!(event["auth_method"], "token_exchange");
+    assert_eq!(event["upstream"], "aws");
+    assert_eq!(event["upstream_sub"], ROLE);
+    assert!(!events[0].to_string().contains(&token[..40]));
     assert_eq!(claims["ou"], json!(["o-a1b2c3d4e5/r-ab12/ou-ab12-11111111/"]));
     assert_eq!(claims["tier"], "gold", "the connector's own attributes stay");
     // Nothing else of the upstream token comes along.
