@@ -1,13 +1,25 @@
 //! The audit log: one event per issued or refused token request, on the
 //! `audit` tracing target. Events name the connector, the token id, audience,
-//! key and expiry, or the refusal reason, and the peer address; never a token
-//! or a secret. docs/deploy.md ("Where the logs are") lists every field, and
+//! key and expiry, or the refusal reason, the upstream identity of a token
+//! exchange, and the peer address; never a token or a secret. docs/deploy.md ("Where the logs are") lists every field, and
 //! a test holds the two together.
 
 use std::fmt;
 use std::net::IpAddr;
 
 use oidc_core::IssuedToken;
+
+/// The upstream identity behind a token exchange (or a federated client
+/// assertion): the `[[upstream_issuers]]` entry's name (ours) and the
+/// upstream token's `sub` once verified (shortened when written). Both
+/// empty for other requests.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Upstream<'a> {
+    /// The entry's name.
+    pub(crate) upstream: Option<&'a str>,
+    /// The upstream token's verified `sub`.
+    pub(crate) upstream_sub: Option<&'a str>,
+}
 
 /// A token was issued to `connector`, which asked from `peer`.
 pub(crate) fn issued(
@@ -16,8 +28,10 @@ pub(crate) fn issued(
     audience: &str,
     scope: Option<&str>,
     token: &IssuedToken,
+    upstream: Upstream<'_>,
     peer: Option<IpAddr>,
 ) {
+    let upstream_sub = upstream.upstream_sub.map(oidc_core::text::excerpt);
     tracing::info!(
         target: "audit",
         event = "token_issued",
@@ -28,6 +42,8 @@ pub(crate) fn issued(
         scope = scope.unwrap_or(""),
         kid = %token.kid,
         exp = token.expires_at,
+        upstream = upstream.upstream.unwrap_or(""),
+        upstream_sub = upstream_sub.as_deref().unwrap_or(""),
         peer = %PeerField(peer),
     );
 }
@@ -51,15 +67,19 @@ pub(crate) fn refused(
     claimed_client: Option<&str>,
     method: Option<&str>,
     reason: &str,
+    upstream: Upstream<'_>,
     peer: Option<IpAddr>,
 ) {
     let client = claimed_client.map(oidc_core::text::excerpt);
+    let upstream_sub = upstream.upstream_sub.map(oidc_core::text::excerpt);
     tracing::info!(
         target: "audit",
         event = "token_refused",
         client = client.as_deref().unwrap_or(""),
         auth_method = method.unwrap_or(""),
         reason,
+        upstream = upstream.upstream.unwrap_or(""),
+        upstream_sub = upstream_sub.as_deref().unwrap_or(""),
         peer = %PeerField(peer),
     );
 }

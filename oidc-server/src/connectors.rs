@@ -36,6 +36,11 @@ impl Connectors {
         self.by_id.get(id)
     }
 
+    /// Every connector, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<ConnectorConfig>> {
+        self.by_id.values()
+    }
+
     /// Number of connectors.
     pub fn len(&self) -> usize {
         self.by_id.len()

@@ -1,8 +1,10 @@
 //! The token service for connector identity tokens.
 //!
-//! An OAuth 2.0 token endpoint (`client_credentials`) that issues short-lived
-//! RFC 9068 JWT access tokens, with the discovery document and JWKS that
-//! verifiers need, health, readiness and Prometheus metrics.
+//! An OAuth 2.0 token endpoint (`client_credentials`, and the RFC 8693
+//! token exchange of an upstream identity token: AWS STS, Kubernetes,
+//! SPIFFE) that issues short-lived RFC 9068 JWT access tokens, with the
+//! discovery document and JWKS that verifiers need, health, readiness and
+//! Prometheus metrics.
 //!
 //! [`app`] builds the axum router from an [`AppState`], so tests drive it
 //! without a socket; [`run`] serves it until a shutdown signal; the binary's
@@ -34,9 +36,11 @@
 //! each other around a cycle): `proxies`; `config`; `telemetry`, `metrics`,
 //! `audit`; `context` (`ServiceContext`); `keyset` and `replay`, started
 //! with it; `throttle`; `readiness` (backend health for `/readyz`);
-//! `connectors`, `form`, `auth` (client authentication); `state`
+//! `connectors`, `form`, `auth` (client authentication, and upstream
+//! identity tokens in `auth::federated`); `state`
 //! (`AppState`); `start` (`AppState::start`); `routes` (the handlers;
-//! `routes::token` holds the token endpoint's RFC 6749 refusals) and
+//! `routes::token` holds the token endpoint's RFC 6749 refusals and the
+//! token exchange grant) and
 //! `serve` (the listener and its limits); `lambda` and `cli`.
 
 mod audit;

@@ -9,7 +9,7 @@ use oidc_core::clock::{SystemClock, WallClock};
 use oidc_core::{Algorithm, Issuer, KeySet};
 use serde_json::json;
 
-use crate::auth::{AssertionRules, Authenticator, AwsIam, METHODS};
+use crate::auth::{AssertionRules, Authenticator, AwsIam, Federation, METHODS};
 use crate::config::Config;
 use crate::connectors::Connectors;
 use crate::keyset::PollerHandle;
@@ -161,8 +161,14 @@ impl AppStateBuilder {
                 client,
             })
         });
+        let federation = Federation::new(
+            &config.upstream_issuers,
+            &connectors,
+            self.clock.clone(),
+            config.http.request_timeout,
+        );
         AppState(Arc::new(Inner {
-            authenticator: Authenticator::new(connectors, rules, self.replay, aws_iam),
+            authenticator: Authenticator::new(connectors, rules, self.replay, aws_iam, federation),
             throttle: Throttle::new(config.auth.failure_limit, config.auth.failure_window),
             metrics: self.metrics,
             health: Health::default(),
@@ -190,11 +196,15 @@ fn discovery_document(config: &Config) -> Bytes {
     if config.aws_iam.is_some() {
         methods.push(crate::auth::aws_iam::METHOD);
     }
+    let mut grant_types = vec!["client_credentials"];
+    if !config.upstream_issuers.is_empty() {
+        grant_types.push(crate::auth::federated::TOKEN_EXCHANGE);
+    }
     let mut doc = json!({
         "issuer": issuer,
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
         "token_endpoint": format!("{issuer}/token"),
-        "grant_types_supported": ["client_credentials"],
+        "grant_types_supported": grant_types,
         "token_endpoint_auth_methods_supported": methods,
         "token_endpoint_auth_signing_alg_values_supported": algs,
         "scopes_supported": scopes,

@@ -18,9 +18,17 @@ use serde_json::{Map, Value};
 use super::VerifyError;
 use crate::text;
 
-/// Where a rule looks.
+/// Where a claim is: a top-level name, or an RFC 6901 JSON Pointer into
+/// nested claims (a name starting with `/`; see the [module docs](self)).
+///
+/// ```
+/// use oidc_core::verify::ClaimPath;
+/// let claims = serde_json::json!({"https://sts.amazonaws.com/": {"aws_account": "123456789012"}});
+/// let path = ClaimPath::parse("/https:~1~1sts.amazonaws.com~1/aws_account").unwrap();
+/// assert_eq!(path.find(claims.as_object().unwrap()), Some(&serde_json::json!("123456789012")));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum ClaimPath {
+pub enum ClaimPath {
     /// A top-level claim.
     Member(String),
     /// The reference tokens of a JSON Pointer, unescaped.
@@ -28,9 +36,11 @@ enum ClaimPath {
 }
 
 impl ClaimPath {
-    /// `None` for a pointer that is not RFC 6901 (`~` followed by anything
-    /// but `0` or `1`) or has an empty first token (no claim is named ``).
-    fn parse(name: &str) -> Option<Self> {
+    /// The path a claim rule's name stands for: a JSON Pointer when it
+    /// starts with `/`, else a top-level claim. `None` for a pointer that is
+    /// not RFC 6901 (`~` followed by anything but `0` or `1`) or has an empty
+    /// first token (no claim is named ``).
+    pub fn parse(name: &str) -> Option<Self> {
         let Some(pointer) = name.strip_prefix('/') else {
             return Some(Self::Member(name.to_owned()));
         };
@@ -57,7 +67,17 @@ impl ClaimPath {
         Some(Self::Pointer(tokens))
     }
 
-    fn find<'a>(&self, claims: &'a Map<String, Value>) -> Option<&'a Value> {
+    /// The names along the path, unescaped: the claim, then the members
+    /// (or array indexes) inside it.
+    pub fn segments(&self) -> &[String] {
+        match self {
+            Self::Member(name) => std::slice::from_ref(name),
+            Self::Pointer(tokens) => tokens,
+        }
+    }
+
+    /// The value at this path in `claims`, if there is one.
+    pub fn find<'a>(&self, claims: &'a Map<String, Value>) -> Option<&'a Value> {
         let tokens = match self {
             Self::Member(name) => return claims.get(name),
             Self::Pointer(tokens) => tokens,
@@ -84,14 +104,76 @@ fn array_index(token: &str) -> Option<usize> {
     token.parse().ok()
 }
 
-/// A glob: `*` any run of characters, `?` one character.
+/// A glob pattern, matched against a whole string: `*` stands for any run
+/// of characters (`/` included, as in IAM's `StringLike`), `?` for one
+/// character, anything else for itself. There is no escape: a pattern
+/// without `*` or `?` matches exactly itself.
+///
+/// ```
+/// use oidc_core::verify::Glob;
+/// let roles = Glob::new("arn:aws:iam::123456789012:role/connectors/*");
+/// assert!(roles.matches("arn:aws:iam::123456789012:role/connectors/poller"));
+/// assert!(roles.overlaps(&Glob::new("*/poller")));
+/// assert!(!roles.overlaps(&Glob::new("arn:aws:iam::999999999999:*")));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Glob(Vec<char>);
+pub struct Glob(Vec<char>);
 
 impl Glob {
+    /// The pattern `pattern`.
+    pub fn new(pattern: &str) -> Self {
+        Self(pattern.chars().collect())
+    }
+
+    /// Whether the pattern has no `*` or `?`: it matches only itself.
+    pub fn is_literal(&self) -> bool {
+        !self.0.iter().any(|c| matches!(c, '*' | '?'))
+    }
+
+    /// Whether some string matches both `self` and `other` (so neither
+    /// pattern can tell the two apart for it). Decided exactly, in
+    /// O(len(self) × len(other)) steps, by walking both patterns over one
+    /// imagined string: a `*` may match nothing (move past it) or one more
+    /// character (stay on it); two positions agree on a character unless
+    /// both are different literals.
+    pub fn overlaps(&self, other: &Glob) -> bool {
+        let (a, b) = (&self.0, &other.0);
+        let width = b.len() + 1;
+        let mut seen = vec![false; (a.len() + 1) * width];
+        let mut stack = vec![(0usize, 0usize)];
+        while let Some((i, j)) = stack.pop() {
+            let slot = i * width + j;
+            if seen[slot] {
+                continue;
+            }
+            seen[slot] = true;
+            if i == a.len() && j == b.len() {
+                return true;
+            }
+            let (x, y) = (a.get(i).copied(), b.get(j).copied());
+            if x == Some('*') {
+                stack.push((i + 1, j));
+            }
+            if y == Some('*') {
+                stack.push((i, j + 1));
+            }
+            if let (Some(x), Some(y)) = (x, y) {
+                let agree = matches!(x, '*' | '?') || matches!(y, '*' | '?') || x == y;
+                if agree {
+                    let next_i = if x == '*' { i } else { i + 1 };
+                    let next_j = if y == '*' { j } else { j + 1 };
+                    if (next_i, next_j) != (i, j) {
+                        stack.push((next_i, next_j));
+                    }
+                }
+            }
+        }
+        false
+    }
+
     /// Whether `text` matches the whole pattern. Linear backtracking to the
     /// last `*` only: O(pattern × text) at worst, never exponential.
-    fn matches(&self, text: &str) -> bool {
+    pub fn matches(&self, text: &str) -> bool {
         let pattern = &self.0;
         let text: Vec<char> = text.chars().collect();
         let (mut p, mut t) = (0, 0);
@@ -154,7 +236,7 @@ impl ClaimRule {
         Ok(Self {
             name: name.to_owned(),
             path: ClaimPath::parse(name).ok_or(RuleError::Pointer)?,
-            test: Test::Matches(Glob(pattern.chars().collect())),
+            test: Test::Matches(Glob::new(pattern)),
         })
     }
 
@@ -187,7 +269,7 @@ mod tests {
     use super::*;
 
     fn glob(pattern: &str) -> Glob {
-        Glob(pattern.chars().collect())
+        Glob::new(pattern)
     }
 
     #[test]
@@ -208,6 +290,75 @@ mod tests {
         // Many stars against a long near-miss: quadratic, not exponential.
         let long = "a".repeat(5_000);
         assert!(!glob(&"*a".repeat(50)).matches(&format!("{long}b")));
+    }
+
+    #[test]
+    fn overlaps_is_exact() {
+        let yes = [
+            ("a", "a"),
+            ("*", ""),
+            ("*", "anything"),
+            ("a*", "*b"),
+            ("arn:*:role/x", "arn:aws:*"),
+            ("?", "x"),
+            ("a?c", "*c"),
+            ("a*b*c", "*bc"),
+            ("**", "?"),
+            ("x*y", "x*y"),
+            ("*a*", "*b*"),
+        ];
+        let no = [
+            ("a", "b"),
+            ("a", "ab"),
+            ("?", ""),
+            ("??", "?"),
+            ("a*", "b*"),
+            ("*a", "*b"),
+            ("arn:aws:iam::1:role/*", "arn:aws:iam::2:role/*"),
+            ("a?c", "a??c"),
+            ("x*", ""),
+            ("abc", "a?d"),
+        ];
+        for (p, q) in yes {
+            assert!(glob(p).overlaps(&glob(q)), "{p} {q}");
+            assert!(glob(q).overlaps(&glob(p)), "{q} {p}");
+        }
+        for (p, q) in no {
+            assert!(!glob(p).overlaps(&glob(q)), "{p} {q}");
+            assert!(!glob(q).overlaps(&glob(p)), "{q} {p}");
+        }
+        // Against brute force over a small alphabet: patterns of up to 3
+        // symbols of {a, b, *, ?}, strings of up to 6 of {a, b, c} (a
+        // string both match, if any, is at most as long as the two
+        // patterns' other symbols together).
+        let symbols = ['a', 'b', '*', '?'];
+        let mut patterns = vec![String::new()];
+        for len in 1..=3 {
+            let mut more = Vec::new();
+            for p in patterns.iter().filter(|p| p.len() == len - 1) {
+                for s in symbols {
+                    more.push(format!("{p}{s}"));
+                }
+            }
+            patterns.extend(more);
+        }
+        let mut strings = vec![String::new()];
+        for len in 1..=6 {
+            let mut more = Vec::new();
+            for t in strings.iter().filter(|t| t.len() == len - 1) {
+                for c in ['a', 'b', 'c'] {
+                    more.push(format!("{t}{c}"));
+                }
+            }
+            strings.extend(more);
+        }
+        for p in &patterns {
+            for q in &patterns {
+                let (gp, gq) = (glob(p), glob(q));
+                let brute = strings.iter().any(|t| gp.matches(t) && gq.matches(t));
+                assert_eq!(gp.overlaps(&gq), brute, "{p:?} {q:?}");
+            }
+        }
     }
 
     #[test]

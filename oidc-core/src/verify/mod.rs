@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 pub use cache::{CacheStats, VerificationCache};
+pub use claim_rules::{ClaimPath, Glob};
 pub use error::VerifyError;
 pub use key_source::{KeyLookupError, KeySource};
 pub use policy::{

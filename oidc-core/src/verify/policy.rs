@@ -304,7 +304,14 @@ impl Policy {
             }
             Profile::Other => {}
         }
-        if required_str(claims, "jti")?.is_empty() {
+        // An access token names itself; an upstream identity token may not
+        // (a SPIFFE JWT-SVID, an older Kubernetes service-account token).
+        let jti = match profile {
+            Profile::AccessToken => Some(required_str(claims, "jti")?),
+            Profile::Other if claims.get("jti").is_none() => None,
+            Profile::Other => Some(required_str(claims, "jti")?),
+        };
+        if jti.is_some_and(str::is_empty) {
             return Err(VerifyError::ClaimType {
                 claim: "jti",
                 expected: "a non-empty string",

@@ -412,6 +412,51 @@ async fn another_customers_access_token_is_refused_where_only_jwt_entries_apply(
     assert_eq!(a.server.requests(), 0, "refused before any fetch");
 }
 
+/// An upstream token need not name itself (a SPIFFE JWT-SVID has no
+/// `jti`); if it does, the `jti` must be a non-empty string. An access
+/// token (`at+jwt`) still needs one.
+#[tokio::test]
+async fn jti_is_optional_in_upstream_tokens_only() {
+    let a = Aws::new().await;
+    let trusted = a.trusted();
+    let without = a.token(Algorithm::ES384, |c| {
+        c.as_object_mut().unwrap().remove("jti");
+    });
+    verify(&trusted, &without).await.unwrap();
+    for bad in [json!(""), json!(42)] {
+        let token = a.token(Algorithm::ES384, |c| c["jti"] = bad.clone());
+        assert!(
+            matches!(
+                refusal(&trusted, &token).await,
+                VerifyError::ClaimType { claim: "jti", .. }
+            ),
+            "{bad}"
+        );
+    }
+    let customer = TestKey::new(Algorithm::ES256);
+    let issuer = a.server.issuer("customer-token-service");
+    let claims = json!({"iss": issuer, "sub": "c", "aud": AUDIENCE, "client_id": "c",
+        "iat": NOW, "exp": NOW + 60});
+    let header = oidc_core::jws::Header::encode(Algorithm::ES256, "at+jwt", customer.signer.kid());
+    let access = oidc_core::jws::sign(&header, claims.to_string().as_bytes(), &*customer.signer)
+        .await
+        .unwrap();
+    let registry = TrustedIssuers::builder()
+        .issuer(
+            oidc_core::verify::trust::IssuerEntry::builder("customer", &issuer, [AUDIENCE])
+                .pinned_jwks(customer.jwks.clone())
+                .build()
+                .unwrap(),
+        )
+        .wall_clock(Arc::new(ManualWallClock::new(NOW)))
+        .build()
+        .unwrap();
+    assert_eq!(
+        refusal(&registry, &access).await,
+        VerifyError::MissingClaim("jti")
+    );
+}
+
 #[tokio::test]
 async fn an_expired_token_is_refused() {
     let a = Aws::new().await;

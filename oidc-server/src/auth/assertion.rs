@@ -229,6 +229,8 @@ mod tests {
             attributes: Default::default(),
             aws_principals: Vec::new(),
             aws_principal_ids: Vec::new(),
+            federated: Vec::new(),
+            copy_claims: Vec::new(),
         };
         let connectors = Connectors::new([connector]);
         let rules = AssertionRules {

@@ -2,10 +2,14 @@
 //! presents, and whether it proves a registered connector.
 //!
 //! Methods: `client_secret_basic`, `client_secret_post`, `private_key_jwt`
-//! (RFC 7523). A request presenting more than one is refused (RFC 6749 §2.3).
+//! (RFC 7523), `aws_iam`. A request presenting more than one is refused
+//! (RFC 6749 §2.3). An upstream identity token ([`federated`]) proves a
+//! connector too: as a token exchange's subject token, or as a client
+//! assertion whose `iss` is an `[[upstream_issuers]]` entry.
 
 mod assertion;
 pub(crate) mod aws_iam;
+pub(crate) mod federated;
 
 use std::sync::Arc;
 
@@ -14,6 +18,7 @@ use base64::Engine;
 use zeroize::Zeroizing;
 
 pub(crate) use assertion::AssertionRules;
+pub(crate) use federated::{FederatedError, Federation, Refusal as FederatedRefusal, UpstreamIdentity};
 
 use crate::config::{AwsIamConfig, ConnectorConfig};
 use crate::connectors::Connectors;
@@ -283,6 +288,8 @@ pub(crate) struct Authenticator {
     rules: AssertionRules,
     replay: Arc<dyn ReplayStore>,
     aws_iam: Option<AwsIam>,
+    /// The upstream issuers and the bindings to them, if any.
+    federation: Option<Arc<Federation>>,
     /// One health for the replay store, learned from real calls.
     replay_health: Arc<Health>,
 }
@@ -325,14 +332,70 @@ impl Authenticator {
         rules: AssertionRules,
         replay: Arc<dyn ReplayStore>,
         aws_iam: Option<AwsIam>,
+        federation: Option<Federation>,
     ) -> Self {
         Self {
             connectors,
             rules,
             replay,
             aws_iam,
+            federation: federation.map(Arc::new),
             replay_health: Arc::new(Health::default()),
         }
+    }
+
+    /// The upstream issuers, if any are configured.
+    pub(crate) fn federation(&self) -> Option<&Federation> {
+        self.federation.as_deref()
+    }
+
+    /// The connector an upstream identity token proves (a token exchange's
+    /// subject token, or a client assertion of an upstream issuer): the
+    /// token verified, bound to exactly one connector, and for a one-time
+    /// entry recorded as used (after the binding, so that tokens bound to
+    /// no one never reach the store). A `client_id` the request names must
+    /// be the bound connector's.
+    pub(crate) async fn federated(
+        &self,
+        token: &str,
+        client_id: Option<&str>,
+        now: u64,
+    ) -> Result<federated::Bound, FederatedError> {
+        let federation = self
+            .federation
+            .as_ref()
+            .ok_or(FederatedError::Refused(FederatedRefusal {
+                reason: "upstream_unknown_issuer",
+                description: "no upstream issuer is trusted",
+                entry: None,
+                subject: None,
+            }))?;
+        let bound = federation.check(token).await?;
+        if client_id.is_some_and(|id| id != bound.connector.id) {
+            return Err(FederatedError::Refused(FederatedRefusal {
+                reason: "upstream_client_mismatch",
+                description: "the subject token is bound to another client than client_id",
+                entry: Some(Arc::clone(&bound.identity.entry)),
+                subject: Some(bound.identity.subject.clone()),
+            }));
+        }
+        if let Some((key, until)) = &bound.one_time {
+            match self.first_use(key, *until, now).await {
+                Ok(()) => {}
+                Err(AuthError::Failed(_)) => {
+                    return Err(FederatedError::Refused(FederatedRefusal {
+                        reason: "upstream_replayed",
+                        description: "the subject token was already exchanged",
+                        entry: Some(Arc::clone(&bound.identity.entry)),
+                        subject: Some(bound.identity.subject.clone()),
+                    }))
+                }
+                Err(AuthError::Unavailable { reason, retry_after }) => {
+                    return Err(FederatedError::Unavailable { reason, retry_after })
+                }
+            }
+        }
+        Ok(bound)
     }
 
     /// Whether one-time uses can be recorded (for `/readyz`): what the last

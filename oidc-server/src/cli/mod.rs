@@ -436,6 +436,9 @@ fn check_config(path: Option<PathBuf>) -> Result<(), CliError> {
             "metrics: no [metrics] section, so no metrics listener (set [metrics] listen = \"ADDR\")"
         ),
     }
+    for line in explain_upstream(&config) {
+        println!("{line}");
+    }
     if let Some(problem) = config.fleet_replay_problem() {
         println!("note: in Lambda mode (the bootstrap binary) this config refuses to start: {problem}");
     }
@@ -461,6 +464,102 @@ fn check_config(path: Option<PathBuf>) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// `check-config`'s lines on `[[upstream_issuers]]`: what each entry
+/// accepts, where its keys come from, who it is bound to, and what to
+/// watch.
+fn explain_upstream(config: &Config) -> Vec<String> {
+    use oidc_core::verify::trust::IssuerKeys;
+    let mut lines = Vec::new();
+    for (index, upstream) in config.upstream_issuers.iter().enumerate() {
+        let entry = &upstream.entry;
+        let policy = entry.policy();
+        let keys = match entry.keys() {
+            IssuerKeys::Discovery => format!(
+                "keys by discovery ({}/.well-known/openid-configuration), fetched at its first exchange and cached",
+                entry.issuer()
+            ),
+            IssuerKeys::JwksUri(url) => format!("keys from {url}, fetched at its first exchange and cached"),
+            IssuerKeys::Pinned(set) => format!("{} pinned key(s), never fetched", set.len()),
+            _ => "keys as configured".to_owned(),
+        };
+        let algorithms = match policy.algorithms() {
+            Some(algs) => algs.iter().map(|a| a.name()).collect::<Vec<_>>().join(", "),
+            None => "each key's own (a key without alg is refused)".to_owned(),
+        };
+        let types: Vec<&str> = policy
+            .types()
+            .iter()
+            .map(|t| if t.is_empty() { "(none)" } else { t.as_str() })
+            .collect();
+        let age = match policy.max_token_age_secs() {
+            Some(secs) => format!(", issued at most {secs} s before"),
+            None => String::new(),
+        };
+        let reuse = if upstream.one_time_use {
+            "each token exchanged once (recorded in the replay store until its exp)"
+        } else {
+            "tokens reusable until their exp (one_time_use = false)"
+        };
+        let bound: Vec<&str> = config
+            .connectors
+            .iter()
+            .filter(|c| c.federated.iter().any(|b| b.issuer == entry.name()))
+            .map(|c| c.id.as_str())
+            .collect();
+        lines.push(format!(
+            "upstream issuer {} (upstream_issuers[{index}]): iss {}; aud one of {}; algorithms {algorithms}; typ {}; \
+             lifetime at most {} s{age}; tokens up to {} bytes; {reuse}; {keys}; bound to {} connector(s){}",
+            entry.name(),
+            entry.issuer(),
+            policy.audiences().join(", "),
+            types.join(", "),
+            policy.max_lifetime_secs(),
+            policy.max_token_len(),
+            bound.len(),
+            if bound.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", bound.join(", "))
+            },
+        ));
+        if bound.is_empty() {
+            lines.push(format!(
+                "note: no connector binds upstream issuer {}: its tokens are refused (add federated = [{{ issuer = {:?}, \
+                 subject = \"...\" }}] to a connector)",
+                entry.name(),
+                entry.name()
+            ));
+        }
+        if !upstream.one_time_use && policy.max_token_age_secs().is_none() {
+            lines.push(format!(
+                "warning: upstream issuer {} has one_time_use = false and no max_token_age_secs: each of its tokens \
+                 can be exchanged again and again until its exp; bound the age (a Kubernetes projected token: \
+                 max_token_age_secs = 3600 or the token's expirationSeconds)",
+                entry.name()
+            ));
+        }
+    }
+    if !config.upstream_issuers.is_empty() {
+        let limit = config.http.body_limit_bytes;
+        let largest = config
+            .upstream_issuers
+            .iter()
+            .map(|u| u.entry.policy().max_token_len())
+            .max()
+            .unwrap_or(0);
+        // A token is form-encoded: base64url and dots need no escaping, so
+        // the body is the token plus the other parameters.
+        if largest + 1024 > limit {
+            lines.push(format!(
+                "warning: [http] body_limit_bytes = {limit} leaves no room for the largest upstream token accepted \
+                 ({largest} bytes) and the other parameters: raise it to at least {}",
+                largest + 1024
+            ));
+        }
+    }
+    lines
 }
 
 #[cfg(test)]

@@ -30,7 +30,10 @@ use std::time::Duration;
 
 use oidc_core::claims::Attributes;
 use oidc_core::keys::LocalSigner;
+use oidc_core::verify::trust::IssuerEntry;
+use oidc_core::verify::{ClaimPath, Glob};
 use oidc_core::{Algorithm, JwkSet, Lifetime};
+use serde_json::Value;
 
 use crate::proxies::TrustedProxies;
 use serde::Deserialize;
@@ -123,6 +126,9 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// AWS IAM client authentication, if enabled.
     pub aws_iam: Option<AwsIamConfig>,
+    /// Upstream identity providers whose tokens are exchanged for ours
+    /// (`[[upstream_issuers]]`; RFC 8693 token exchange).
+    pub upstream_issuers: Vec<UpstreamIssuerConfig>,
     /// Registered connectors.
     pub connectors: Vec<ConnectorConfig>,
     /// Where this configuration came from.
@@ -358,24 +364,36 @@ pub enum ReplayConfig {
 impl Config {
     /// Why this configuration cannot keep one-time use across a fleet, if it
     /// cannot: it records uses in memory while some connector authenticates
-    /// with a one-time credential (`private_key_jwt` or `aws_iam`). Lambda
+    /// with a one-time credential (`private_key_jwt`, `aws_iam`, or a
+    /// token of an upstream issuer with `one_time_use`). Lambda
     /// mode refuses to start then, since every environment would have a
     /// memory of its own.
     pub fn fleet_replay_problem(&self) -> Option<Problem> {
         if self.replay != ReplayConfig::Memory {
             return None;
         }
+        let one_time_upstream = |binding: &FederatedBinding| {
+            self.upstream_issuers
+                .iter()
+                .any(|u| u.one_time_use && u.entry.name() == binding.issuer)
+        };
         let one_time: Vec<&str> = self
             .connectors
             .iter()
-            .filter(|c| c.jwks.is_some() || !c.aws_principals.is_empty() || !c.aws_principal_ids.is_empty())
+            .filter(|c| {
+                c.jwks.is_some()
+                    || !c.aws_principals.is_empty()
+                    || !c.aws_principal_ids.is_empty()
+                    || c.federated.iter().any(one_time_upstream)
+            })
             .map(|c| c.id.as_str())
             .collect();
         let first = one_time.first()?;
         Some(Problem {
             field: "replay.store".into(),
             message: format!(
-                "is \"memory\", but {} connector(s) ({first}{}) authenticate with private_key_jwt or aws_iam: \
+                "is \"memory\", but {} connector(s) ({first}{}) authenticate with private_key_jwt, aws_iam or \
+                 one-time upstream tokens: \
                  a fleet (Lambda's many environments, several tasks) cannot keep one-time use in memory; \
                  set [replay] store = \"dynamodb\" with table = \"NAME\"",
                 one_time.len(),
@@ -460,6 +478,66 @@ pub struct ConnectorConfig {
     /// connector: unlike a name, an id is not inherited by a role re-created
     /// under the same name.
     pub aws_principal_ids: Vec<String>,
+    /// Upstream identities (an upstream issuer's `sub`, and claims) whose
+    /// tokens are exchanged for this connector's (`federated`).
+    pub federated: Vec<FederatedBinding>,
+    /// Claims of the exchanged upstream token copied into this connector's
+    /// tokens, as attributes (`copy_claims`).
+    pub copy_claims: Vec<CopiedClaim>,
+}
+
+/// An upstream identity provider (`[[upstream_issuers]]`): a trust entry
+/// (the trust file's fields, read by oidc-core) and whether each of its
+/// tokens is accepted once.
+#[derive(Debug, Clone)]
+pub struct UpstreamIssuerConfig {
+    /// Its name, issuer, audiences, keys and policy.
+    pub entry: IssuerEntry,
+    /// Each token is exchanged at most once, fleet-wide (`one_time_use`,
+    /// default true): its `jti` (or digest) is recorded in the replay store
+    /// until its `exp`. False for platforms that hand a workload the same
+    /// token for a while (Kubernetes: up to an hour).
+    pub one_time_use: bool,
+}
+
+/// One of a connector's `federated` bindings: upstream tokens of entry
+/// `issuer` whose `sub` matches `subject` and whose `claims` have exactly
+/// the values given are exchanged for this connector's tokens.
+#[derive(Debug, Clone)]
+pub struct FederatedBinding {
+    /// The name of the `[[upstream_issuers]]` entry.
+    pub issuer: String,
+    /// The `sub` pattern as written (exact, or a glob: `*` any run of
+    /// characters, `?` one).
+    pub subject: String,
+    /// The same, compiled.
+    pub subject_glob: Glob,
+    /// Claims that must equal a value.
+    pub claims: Vec<ClaimEquals>,
+}
+
+/// A claim a binding requires to equal a value (JSON equality: an array
+/// claim never equals a string, so two bindings that differ in a value
+/// never both match).
+#[derive(Debug, Clone)]
+pub struct ClaimEquals {
+    /// The name or JSON Pointer as written.
+    pub name: String,
+    /// Where the claim is.
+    pub path: ClaimPath,
+    /// The value it must have.
+    pub value: Value,
+}
+
+/// An upstream claim copied into the connector's tokens.
+#[derive(Debug, Clone)]
+pub struct CopiedClaim {
+    /// The attribute (private claim) it becomes.
+    pub attribute: String,
+    /// The upstream claim's name or JSON Pointer as written.
+    pub from: String,
+    /// Where the upstream claim is.
+    pub path: ClaimPath,
 }
 
 /// One thing wrong with a configuration.

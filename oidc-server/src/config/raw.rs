@@ -2,6 +2,8 @@
 //! every optional field. Nothing here is checked; [`super::validate`] turns
 //! it into a [`Config`](super::Config) or a list of problems.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 use super::LogConfig;
@@ -26,6 +28,10 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) log: LogConfig,
     pub(super) aws_iam: Option<AwsIamSection>,
+    /// `[[upstream_issuers]]`: each a trust file entry's fields (read by
+    /// oidc-core's `EntryFields`, after `one_time_use` is taken out).
+    #[serde(default)]
+    pub(super) upstream_issuers: Vec<toml::Table>,
     #[serde(default)]
     pub(super) connectors: Vec<ConnectorSection>,
 }
@@ -149,7 +155,10 @@ pub(super) struct HttpSection {
 impl Default for HttpSection {
     fn default() -> Self {
         Self {
-            body_limit_bytes: 16 * 1024,
+            // An upstream identity token of up to 24 KiB (oidc-core's cap
+            // for them; AWS's reach about 20 KB) and a token exchange's
+            // other parameters.
+            body_limit_bytes: 25 * 1024,
             request_timeout_secs: 10,
             jwks_max_age_secs: 300,
             trust_forwarded_for: None,
@@ -251,4 +260,21 @@ pub(super) struct ConnectorSection {
     pub(super) aws_principals: Vec<String>,
     #[serde(default)]
     pub(super) aws_principal_ids: Vec<String>,
+    #[serde(default)]
+    pub(super) federated: Vec<FederatedSection>,
+    #[serde(default)]
+    pub(super) copy_claims: BTreeMap<String, String>,
+}
+
+/// One of a connector's `federated = [...]` bindings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FederatedSection {
+    /// The name of an `[[upstream_issuers]]` entry.
+    pub(super) issuer: String,
+    /// The `sub` it binds: exact, or a glob.
+    pub(super) subject: String,
+    /// Claims (names or JSON Pointers) that must equal these values.
+    #[serde(default)]
+    pub(super) claims: BTreeMap<String, toml::Value>,
 }

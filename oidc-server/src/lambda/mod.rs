@@ -189,7 +189,7 @@ async fn from_event(State(state): State<AppState>, mut request: Request, next: N
                 "a token request's event carries no readable caller address, so per-peer limits \
                  cannot apply: refused (behind an ALB, keep X-Forwarded-For processing on `append`)"
             );
-            crate::audit::refused(None, None, PEER_UNKNOWN, None);
+            crate::audit::refused(None, None, PEER_UNKNOWN, crate::audit::Upstream::default(), None);
             state.metrics.token_refused(PEER_UNKNOWN);
             return TokenError::TemporarilyUnavailable {
                 retry_after: PEER_UNKNOWN_RETRY_AFTER,

@@ -1,5 +1,6 @@
-//! One-time use across the fleet: every `private_key_jwt` assertion id and
-//! every `aws_iam` signature is recorded once, in a store shared by every
+//! One-time use across the fleet: every `private_key_jwt` assertion id,
+//! every `aws_iam` signature and every exchanged upstream token (of an
+//! entry with `one_time_use`) is recorded once, in a store shared by every
 //! replica (every Lambda environment, every ECS task), so a captured
 //! credential replayed at another replica is refused there too.
 //!
@@ -11,7 +12,7 @@
 //! Keys are namespaced per method and hashed ([`ReplayKey`]): no text a client
 //! chose ever becomes a key, and two methods never collide. Each key is
 //! remembered until the credential could no longer be accepted anyway
-//! (assertion `exp` + leeway; `X-Amz-Date` + allowed skew). A store that
+//! (assertion or upstream token `exp` + leeway; `X-Amz-Date` + allowed skew). A store that
 //! cannot record a use answers [`StoreError`], and the caller refuses the
 //! login with a 503: a first use that was not recorded is never accepted.
 
@@ -46,17 +47,21 @@ pub enum Method {
     Assertion,
     /// A signed `sts:GetCallerIdentity` request (`aws_iam`), by its SigV4 signature.
     AwsSigV4,
+    /// An upstream identity token exchanged for ours, by its entry and its
+    /// `jti` (or the token itself when it has none).
+    Upstream,
 }
 
 impl Method {
     /// Every method, in a fixed order.
-    pub const ALL: [Method; 2] = [Method::Assertion, Method::AwsSigV4];
+    pub const ALL: [Method; 3] = [Method::Assertion, Method::AwsSigV4, Method::Upstream];
 
-    /// The key prefix: `jti#` or `sigv4#`.
+    /// The key prefix: `jti#`, `sigv4#` or `upstream#`.
     pub fn prefix(self) -> &'static str {
         match self {
             Self::Assertion => "jti#",
             Self::AwsSigV4 => "sigv4#",
+            Self::Upstream => "upstream#",
         }
     }
 
@@ -64,6 +69,7 @@ impl Method {
         match self {
             Self::Assertion => 0,
             Self::AwsSigV4 => 1,
+            Self::Upstream => 2,
         }
     }
 }
@@ -87,6 +93,17 @@ impl ReplayKey {
         Self::of(Method::AwsSigV4, &[signature])
     }
 
+    /// The key of an upstream token of the `[[upstream_issuers]]` entry
+    /// named `entry`: by its `jti` when it has one, else by the whole
+    /// token (hashed, like every key). Namespaced per entry, so that two
+    /// issuers' `jti`s never collide.
+    pub fn upstream_token(entry: &str, jti: Option<&str>, token: &str) -> Self {
+        match jti {
+            Some(jti) => Self::of(Method::Upstream, &[entry, "jti", jti]),
+            None => Self::of(Method::Upstream, &[entry, "token", token]),
+        }
+    }
+
     fn of(method: Method, parts: &[&str]) -> Self {
         let mut context = Context::new(&SHA256);
         for part in parts {
@@ -103,7 +120,8 @@ impl ReplayKey {
         self.method
     }
 
-    /// The partition key as stored: `jti#` or `sigv4#` and 64 hex digits.
+    /// The partition key as stored: `jti#`, `sigv4#` or `upstream#` and 64
+    /// hex digits.
     pub fn partition_key(&self) -> String {
         format!("{}{}", self.method.prefix(), hex::encode(self.digest))
     }
@@ -180,6 +198,15 @@ mod tests {
         assert_ne!(
             ReplayKey::assertion("x", "y", "z").partition_key(),
             ReplayKey::aws_signature("xyz").partition_key()
+        );
+        // Upstream tokens: per entry, by jti or by the token.
+        let up = ReplayKey::upstream_token("aws", Some("j"), "t");
+        assert!(up.partition_key().starts_with("upstream#"));
+        assert_ne!(up, ReplayKey::upstream_token("k8s", Some("j"), "t"));
+        assert_ne!(up, ReplayKey::upstream_token("aws", None, "j"));
+        assert_eq!(
+            ReplayKey::upstream_token("aws", None, "t"),
+            ReplayKey::upstream_token("aws", None, "t")
         );
         assert!(!format!("{a:?}").contains("https://i"));
     }

@@ -240,6 +240,74 @@ fn check_config_explains_each_error() {
 }
 
 #[test]
+fn check_config_explains_upstream_issuers_and_refuses_ambiguous_bindings() {
+    let dir = temp_dir("check-upstream");
+    let file = dir.join("exchange.toml");
+    let config = |second_subject: &str| {
+        format!(
+            r#"issuer = "https://tokens.example.com"
+[signing]
+kind = "local"
+generate = "ES256"
+[replay]
+store = "dynamodb"
+table = "replay"
+
+[[upstream_issuers]]
+name = "aws"
+issuer = "https://0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0.tokens.sts.global.api.aws"
+typ = ["JWT"]
+algorithms = ["RS256", "ES384"]
+max_lifetime_secs = 3600
+
+[[upstream_issuers]]
+name = "k8s"
+issuer = "https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE"
+typ = [""]
+algorithms = ["RS256"]
+one_time_use = false
+
+[[connectors]]
+id = "poller"
+audiences = ["https://api.example.com"]
+federated = [{{ issuer = "aws", subject = "arn:aws:iam::123456789012:role/connectors/*" }}]
+
+[[connectors]]
+id = "other"
+audiences = ["https://api.example.com"]
+federated = [{{ issuer = "aws", subject = "{second_subject}" }}]
+"#
+        )
+    };
+    std::fs::write(&file, config("arn:aws:iam::123456789012:role/other")).unwrap();
+    let out = oidc_server(&["check-config", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    for expected in [
+        "upstream issuer aws (upstream_issuers[0]): iss https://0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0.tokens.sts.global.api.aws; \
+         aud one of https://tokens.example.com; algorithms RS256, ES384; typ JWT; lifetime at most 3600 s",
+        "each token exchanged once",
+        "keys by discovery (https://0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0.tokens.sts.global.api.aws/.well-known/openid-configuration)",
+        "bound to 2 connector(s)",
+        "note: no connector binds upstream issuer k8s",
+        "warning: upstream issuer k8s has one_time_use = false and no max_token_age_secs",
+    ] {
+        assert!(stdout.contains(expected), "{expected}\nin {stdout}");
+    }
+    // A second role pattern that overlaps the first: refused, exit 2.
+    std::fs::write(&file, config("arn:aws:iam::123456789012:role/*/poller")).unwrap();
+    let out = oidc_server(&["check-config", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(
+            "connectors[1].federated[0]: could match the same upstream tokens as connectors[0].federated[0]"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn verify_with_a_trust_file_names_the_entry() {
     let dir = temp_dir("verify-trust");
     let (token, jwks) = issued_token(&dir, &[]);

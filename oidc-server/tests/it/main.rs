@@ -11,6 +11,7 @@ mod config;
 mod docs;
 mod edge;
 mod embedded;
+mod exchange;
 #[cfg(feature = "lambda")]
 mod lambda;
 mod log_output;

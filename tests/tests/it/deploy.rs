@@ -323,8 +323,12 @@ const GIVEN: [(&str, &str); 8] = [
 /// The deployments rendered: a name and the parameters that make it.
 const DEPLOYMENTS: [(&str, &[(&str, &str)]); 4] = [
     (
-        "lambda, kms, issuer from the function URL",
-        &[("Platform", "lambda"), ("SigningMode", "kms")],
+        "lambda, kms, issuer from the function URL, token exchange",
+        &[
+            ("Platform", "lambda"),
+            ("SigningMode", "kms"),
+            ("UpstreamIssuerUrl", UPSTREAM_ISSUER),
+        ],
     ),
     (
         "lambda, kms-envelope, own issuer, an operator",
@@ -347,14 +351,18 @@ const DEPLOYMENTS: [(&str, &[(&str, &str)]); 4] = [
         ],
     ),
     (
-        "ecs, kms-envelope",
+        "ecs, kms-envelope, token exchange",
         &[
             ("Platform", "ecs"),
             ("SigningMode", "kms-envelope"),
             ("IssuerUrl", ISSUER),
+            ("UpstreamIssuerUrl", UPSTREAM_ISSUER),
         ],
     ),
 ];
+
+/// The account's AWS STS issuer (IAM outbound identity federation).
+const UPSTREAM_ISSUER: &str = "https://0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0.tokens.sts.global.api.aws";
 
 /// One of [`DEPLOYMENTS`], rendered: its name and the deployment
 /// ([`GIVEN`] and its own parameters, the resources of [`RESOLVED`]
@@ -851,4 +859,72 @@ async fn the_replay_table_serves_both_platforms() {
         platforms.insert(stack.given("Platform").unwrap().to_owned());
     }
     assert_eq!(platforms, BTreeSet::from(["ecs", "lambda"].map(str::to_owned)));
+}
+
+/// `UpstreamIssuerUrl` set, the service configuration trusts the account's
+/// STS issuer (typ JWT, ES384 or RS256, each token once, aud the service's
+/// issuer, whichever way the issuer is known) and binds the connector's
+/// role to it; unset, there is no token exchange. Each configuration is the
+/// one `check-config` would accept.
+#[tokio::test]
+async fn the_upstream_issuer_parameter_trusts_the_accounts_sts_and_binds_the_connector() {
+    let template = template().await;
+    let mut seen = BTreeSet::new();
+    for stack in Rendered::all(&template) {
+        let text = stack.service_config();
+        // The function's issuer comes from the SSM parameter at cold start.
+        let issuer = match stack.given("IssuerUrl") {
+            Some(issuer) => issuer.to_owned(),
+            None => FUNCTION_URL.trim_end_matches('/').to_owned(),
+        };
+        let overrides = oidc_server::config::Overrides {
+            issuer: Some(issuer.clone()),
+            ..Default::default()
+        };
+        // Placeholders of resources (`<ReplayTable>`) are no table names.
+        let env = [("OIDC_SERVER__REPLAY__TABLE".to_owned(), "conn-replay".to_owned())];
+        let config = oidc_server::config::Config::from_toml(
+            &text,
+            oidc_server::config::Origin::Environment,
+            env,
+            &overrides,
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}\n{text}", stack.name));
+        let connector = &config.connectors[0];
+        match stack.given("UpstreamIssuerUrl") {
+            Some(upstream) => {
+                assert_eq!(config.upstream_issuers.len(), 1, "{}", stack.name);
+                let entry = &config.upstream_issuers[0];
+                assert!(entry.one_time_use, "{}", stack.name);
+                assert_eq!(entry.entry.issuer(), upstream);
+                let policy = entry.entry.policy();
+                assert_eq!(policy.audiences(), [issuer.as_str()], "{}", stack.name);
+                assert_eq!(policy.types(), ["JWT"]);
+                assert_eq!(
+                    policy.algorithms(),
+                    Some(&[oidc_core::Algorithm::ES384, oidc_core::Algorithm::RS256][..])
+                );
+                assert_eq!(policy.max_lifetime_secs(), 3600);
+                assert_eq!(connector.federated.len(), 1, "{}", stack.name);
+                assert_eq!(connector.federated[0].issuer, "aws");
+                assert_eq!(
+                    connector.federated[0].subject,
+                    stack.param("ConnectorPrincipalArn").as_str().unwrap()
+                );
+                // Still AWS IAM authentication besides.
+                assert!(!connector.aws_principals.is_empty());
+                seen.insert(stack.given("Platform").unwrap().to_owned());
+            }
+            None => {
+                assert!(config.upstream_issuers.is_empty(), "{}", stack.name);
+                assert!(connector.federated.is_empty(), "{}", stack.name);
+            }
+        }
+        assert!(config.fleet_replay_problem().is_none(), "{}", stack.name);
+    }
+    assert_eq!(seen, BTreeSet::from(["ecs", "lambda"].map(str::to_owned)));
+    // The parameter's pattern: an https URL, no trailing slash.
+    let parameters: Vec<(&str, &str)> = vec![("UpstreamIssuerUrl", "http://x.example/")];
+    let stack = Rendered::new(&template, "an http upstream issuer", &parameters);
+    assert!(stack.check().await.is_err());
 }

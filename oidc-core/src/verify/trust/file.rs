@@ -38,7 +38,9 @@
 //!
 //! - `typ`: the accepted `typ` header values (any letter case, with or
 //!   without `application/`); `""` stands for a token without `typ`. A
-//!   token of type `at+jwt` must carry `client_id`; others need not.
+//!   token of type `at+jwt` must carry `client_id` and `jti`; others need
+//!   not (a SPIFFE JWT-SVID has no `jti`), but a `jti` present must be a
+//!   non-empty string.
 //! - `algorithms`: a key published without `alg` (AWS's `RSA_0`) verifies
 //!   only with the one listed algorithm its key type fits (`RS256` for RSA,
 //!   `ES384` for P-384); without the list, its tokens are refused.
@@ -138,12 +140,28 @@ pub enum TrustFileError {
 #[serde(deny_unknown_fields)]
 struct RawFile {
     #[serde(default)]
-    issuers: Vec<RawEntry>,
+    issuers: Vec<EntryFields>,
 }
 
-#[derive(Deserialize)]
+/// One entry's fields, as a trust file writes them under `[[issuers]]`
+/// (the keys in the [module docs](self)), read strictly. Another file
+/// format that embeds entries (oidc-server's `[[upstream_issuers]]`)
+/// deserializes its tables into this and [`build`](Self::build)s them, so
+/// there is one reader of these fields.
+///
+/// ```
+/// use oidc_core::verify::trust::file::EntryFields;
+/// let fields: EntryFields = toml::from_str(r#"
+///     name = "acme"
+///     issuer = "https://tokens.acme.example"
+///     audiences = ["https://api.example.com"]
+/// "#).unwrap();
+/// let entry = fields.build(std::path::Path::new(".")).unwrap();
+/// assert_eq!(entry.name(), "acme");
+/// ```
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawEntry {
+pub struct EntryFields {
     name: String,
     issuer: String,
     audiences: Vec<String>,
@@ -171,6 +189,66 @@ struct RawEntry {
     jwks: Option<toml::Table>,
 }
 
+/// Why one entry's fields were refused; [`field`](Self::field) names the
+/// key at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FieldError {
+    /// `algorithms` names an unknown algorithm.
+    #[error("unknown algorithm {0:?}")]
+    Algorithm(String),
+    /// A `required_claims` value that is not a string, integer or boolean.
+    #[error("required claim {0:?} must be a string, an integer or a boolean")]
+    ClaimValue(String),
+    /// More than one of `jwks_uri`, `jwks_file` and `jwks`.
+    #[error("give at most one of jwks_uri, jwks_file and jwks")]
+    KeySources,
+    /// A pinned key set (`jwks` or `jwks_file`) that is not a valid JWKS.
+    #[error("pinned JWKS: {0}")]
+    Jwks(String),
+    /// The entry the fields make is refused (name, URLs, policy).
+    #[error(transparent)]
+    Entry(#[from] EntryError),
+}
+
+impl FieldError {
+    /// The key at fault (`algorithms`, `required_claims`, `jwks`, ...), as
+    /// near as the error says.
+    pub fn field(&self) -> &'static str {
+        use crate::verify::PolicyError as P;
+        match self {
+            Self::Algorithm(_) => "algorithms",
+            Self::ClaimValue(_) => "required_claims",
+            Self::KeySources | Self::Jwks(_) => "jwks",
+            Self::Entry(EntryError::Name(_)) => "name",
+            Self::Entry(EntryError::EmptyPinned(_)) => "jwks",
+            Self::Entry(EntryError::Url { error, .. }) => {
+                use crate::verify::RemoteJwksError as R;
+                match error {
+                    R::InvalidUrl { what, .. } | R::Insecure { what, .. } | R::Credentials { what }
+                        if *what != "issuer" =>
+                    {
+                        "jwks_uri"
+                    }
+                    _ => "issuer",
+                }
+            }
+            Self::Entry(EntryError::Policy { error, .. }) => match error {
+                P::EmptyIssuer => "issuer",
+                P::NoAudience => "audiences",
+                P::EmptyType => "typ",
+                P::LeewayTooLarge(_) => "leeway_secs",
+                P::ZeroLifetime => "max_lifetime_secs",
+                P::ZeroTokenLen | P::TokenLenTooLarge(_) => "max_token_bytes",
+                P::ZeroTokenAge => "max_token_age_secs",
+                P::NoAlgorithm => "algorithms",
+                P::RequiredClaim(_) => "required_claims",
+                P::ClaimPointer(_) | P::ClaimPattern(_) => "claim_patterns",
+            },
+        }
+    }
+}
+
 /// Reads the trust file at `path` (at most [`MAX_FILE_LEN`] bytes).
 pub fn read(path: &Path) -> Result<Vec<IssuerEntry>, TrustFileError> {
     let failed = |reason: String| TrustFileError::Read {
@@ -191,20 +269,42 @@ pub fn parse(text: &str, base: &Path) -> Result<Vec<IssuerEntry>, TrustFileError
     raw.issuers
         .into_iter()
         .enumerate()
-        .map(|(i, entry)| entry.into_entry(i + 1, base))
+        .map(|(i, entry)| entry.build(base).map_err(|error| numbered(i + 1, error)))
         .collect()
 }
 
-impl RawEntry {
-    fn into_entry(self, index: usize, base: &Path) -> Result<IssuerEntry, TrustFileError> {
+/// A field error of entry `index` as a trust file error.
+fn numbered(index: usize, error: FieldError) -> TrustFileError {
+    match error {
+        FieldError::Algorithm(alg) => TrustFileError::Algorithm { index, alg },
+        FieldError::ClaimValue(claim) => TrustFileError::ClaimValue { index, claim },
+        FieldError::KeySources => TrustFileError::KeySources(index),
+        FieldError::Jwks(reason) => TrustFileError::Jwks { index, reason },
+        FieldError::Entry(error) => TrustFileError::Entry { index, error },
+    }
+}
+
+impl EntryFields {
+    /// The entry's name, as written (not checked yet).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The entry's issuer, as written (not checked yet).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Checks the fields and builds the entry; a `jwks_file` is read
+    /// relative to `base`.
+    pub fn build(self, base: &Path) -> Result<IssuerEntry, FieldError> {
         let mut builder = IssuerEntry::builder(self.name, self.issuer, self.audiences);
         if let Some(names) = self.algorithms {
             let mut algorithms = Vec::with_capacity(names.len());
             for name in names {
-                let alg = name.parse::<Algorithm>().map_err(|_| TrustFileError::Algorithm {
-                    index,
-                    alg: name.clone(),
-                })?;
+                let alg = name
+                    .parse::<Algorithm>()
+                    .map_err(|_| FieldError::Algorithm(name.clone()))?;
                 algorithms.push(alg);
             }
             builder = builder.algorithms(algorithms);
@@ -214,7 +314,7 @@ impl RawEntry {
                 toml::Value::String(s) => Value::String(s),
                 toml::Value::Integer(n) => Value::from(n),
                 toml::Value::Boolean(b) => Value::Bool(b),
-                _ => return Err(TrustFileError::ClaimValue { index, claim }),
+                _ => return Err(FieldError::ClaimValue(claim)),
             };
             builder = builder.require_claim(claim, value);
         }
@@ -236,26 +336,22 @@ impl RawEntry {
         if let Some(bytes) = self.max_token_bytes {
             builder = builder.max_token_len(bytes);
         }
-        let jwks_error = |reason: String| TrustFileError::Jwks { index, reason };
         builder = match (self.jwks_uri, self.jwks_file, self.jwks) {
             (None, None, None) => builder,
             (Some(uri), None, None) => builder.jwks_uri(uri),
             (None, Some(file), None) => {
                 let path = base.join(file);
-                let bytes =
-                    std::fs::read(&path).map_err(|e| jwks_error(format!("{}: {e}", path.display())))?;
-                builder
-                    .pinned_jwks(pinned(&bytes).map_err(|e| jwks_error(format!("{}: {e}", path.display())))?)
+                let failed = |e: &dyn std::fmt::Display| FieldError::Jwks(format!("{}: {e}", path.display()));
+                let bytes = std::fs::read(&path).map_err(|e| failed(&e))?;
+                builder.pinned_jwks(pinned(&bytes).map_err(|e| failed(&e))?)
             }
             (None, None, Some(table)) => {
-                let json = serde_json::to_vec(&table).map_err(|e| jwks_error(e.to_string()))?;
-                builder.pinned_jwks(pinned(&json).map_err(|e| jwks_error(e.to_string()))?)
+                let json = serde_json::to_vec(&table).map_err(|e| FieldError::Jwks(e.to_string()))?;
+                builder.pinned_jwks(pinned(&json).map_err(|e| FieldError::Jwks(e.to_string()))?)
             }
-            _ => return Err(TrustFileError::KeySources(index)),
+            _ => return Err(FieldError::KeySources),
         };
-        builder
-            .build()
-            .map_err(|error| TrustFileError::Entry { index, error })
+        Ok(builder.build()?)
     }
 }
 

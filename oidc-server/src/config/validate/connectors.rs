@@ -5,13 +5,17 @@ use std::collections::{BTreeSet, HashSet};
 use oidc_core::claims::{self, Attributes};
 use oidc_core::JwkSet;
 
+use super::federated::{ambiguous_bindings, copy_claims, federated};
 use super::Problems;
 use crate::config::raw::ConnectorSection;
 use crate::config::{ConnectorConfig, Origin};
 
+/// The connectors; `upstream_names` are the names of the
+/// `[[upstream_issuers]]` entries, which `federated` bindings name.
 pub(super) fn connectors(
     sections: &[ConnectorSection],
     origin: &Origin,
+    upstream_names: &[&str],
     p: &mut Problems,
 ) -> Option<Vec<ConnectorConfig>> {
     let mut connectors = Vec::new();
@@ -24,16 +28,18 @@ pub(super) fn connectors(
                 format!("{:?} is registered twice", section.id),
             );
         }
-        if let Some(connector) = p.part(|p| connector(section, origin, &field, p)) {
-            connectors.push(connector);
+        if let Some(connector) = p.part(|p| connector(section, origin, upstream_names, &field, p)) {
+            connectors.push((index, connector));
         }
     }
-    Some(connectors)
+    ambiguous_bindings(&connectors, p);
+    Some(connectors.into_iter().map(|(_, c)| c).collect())
 }
 
 fn connector(
     section: &ConnectorSection,
     origin: &Origin,
+    upstream_names: &[&str],
     field: &str,
     p: &mut Problems,
 ) -> Option<ConnectorConfig> {
@@ -68,12 +74,15 @@ fn connector(
         && section.jwks_file.is_none()
         && section.aws_principals.is_empty()
         && section.aws_principal_ids.is_empty()
+        && section.federated.is_empty()
     {
         p.add(
             field.to_owned(),
-            "has no credential: set secret_sha256 (client secret), jwks/jwks_file (private_key_jwt) or aws_principals / aws_principal_ids (AWS IAM)",
+            "has no credential: set secret_sha256 (client secret), jwks/jwks_file (private_key_jwt), \
+             aws_principals / aws_principal_ids (AWS IAM) or federated (token exchange)",
         );
     }
+    let federated = federated(&section.federated, upstream_names, field, p);
     for principal in &section.aws_principals {
         let body = principal.strip_suffix('*').unwrap_or(principal);
         if !principal.starts_with("arn:") || body.contains('*') || principal.split(':').count() < 6 {
@@ -134,6 +143,7 @@ fn connector(
         }
     }
     let attributes = attributes(&section.attributes, field, p);
+    let copy_claims = copy_claims(section, field, p);
     Some(ConnectorConfig {
         id: id.clone(),
         secret_sha256: secret_sha256?,
@@ -144,6 +154,8 @@ fn connector(
         attributes: attributes?,
         aws_principals: section.aws_principals.clone(),
         aws_principal_ids: section.aws_principal_ids.clone(),
+        federated: federated?,
+        copy_claims: copy_claims?,
     })
 }
 

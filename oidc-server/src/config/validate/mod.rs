@@ -10,7 +10,9 @@ use oidc_core::http::{checked_url, PlainHttp, UrlError};
 use oidc_core::Lifetime;
 
 mod connectors;
+mod federated;
 mod signing;
+mod upstream;
 
 use super::raw::{
     AuthSection, AwsIamSection, ConnectorSection, HttpSection, MetricsSection, RawConfig, ReplaySection,
@@ -22,6 +24,7 @@ use super::{
 use crate::proxies::{Cidr, TrustedProxies, MAX_HOPS};
 use connectors::connectors;
 use signing::signing;
+use upstream::upstream_issuers;
 
 /// The problems found so far.
 #[derive(Default)]
@@ -70,7 +73,15 @@ pub(super) fn validate(raw: RawConfig, origin: Origin) -> Result<Config, ConfigE
     let replay = p.part(|p| replay(&raw.replay, raw.http.request_timeout_secs, p));
     let metrics_listen = p.part(|p| metrics(raw.metrics.as_ref(), p));
     let aws_iam = p.part(|p| aws_iam(raw.aws_iam.as_ref(), &raw.connectors, p));
-    let connectors = p.part(|p| connectors(&raw.connectors, &origin, p));
+    let upstream_issuers = p.part(|p| upstream_issuers(&raw.upstream_issuers, &raw.issuer, &origin, p));
+    // The names as written, so that a binding to an entry with a problem
+    // of its own is not reported as well.
+    let upstream_names: Vec<&str> = raw
+        .upstream_issuers
+        .iter()
+        .filter_map(|table| table.get("name").and_then(toml::Value::as_str))
+        .collect();
+    let connectors = p.part(|p| connectors(&raw.connectors, &origin, &upstream_names, p));
     let log = p.part(|p| log(&raw.log, raw.http.request_timeout_secs, p));
     match (
         issuer,
@@ -82,6 +93,7 @@ pub(super) fn validate(raw: RawConfig, origin: Origin) -> Result<Config, ConfigE
         replay,
         metrics_listen,
         aws_iam,
+        upstream_issuers,
         connectors,
         log,
     ) {
@@ -95,6 +107,7 @@ pub(super) fn validate(raw: RawConfig, origin: Origin) -> Result<Config, ConfigE
             Some(replay),
             Some(metrics_listen),
             Some(aws_iam),
+            Some(upstream_issuers),
             Some(connectors),
             Some(()),
         ) => Ok(Config {
@@ -108,6 +121,7 @@ pub(super) fn validate(raw: RawConfig, origin: Origin) -> Result<Config, ConfigE
             metrics_listen,
             log: raw.log,
             aws_iam,
+            upstream_issuers,
             connectors,
             origin,
         }),

@@ -1,7 +1,9 @@
-//! `POST /token`: the OAuth 2.0 token endpoint, `client_credentials` only.
-//! Its refusals, and how the form's and the credential's errors become
-//! them, are in `rejection`.
+//! `POST /token`: the OAuth 2.0 token endpoint: `client_credentials`, and
+//! with `[[upstream_issuers]]` configured the token exchange (RFC 8693) in
+//! `exchange`. Its refusals, and how the form's and the credential's errors
+//! become them, are in `rejection`.
 
+mod exchange;
 mod rejection;
 
 use std::time::{Duration, Instant};
@@ -10,13 +12,17 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+
+use oidc_core::claims::Attributes;
 use oidc_core::keys::SignError;
 use oidc_core::{IssueError, TokenRequest};
 use serde::Serialize;
 
 use super::Peer;
 use crate::audit;
-use crate::auth::{AuthError, Credential, CredentialError};
+use crate::auth::federated::TOKEN_EXCHANGE;
+use crate::auth::{AuthError, Credential, CredentialError, UpstreamIdentity};
 use crate::config::ConnectorConfig;
 use crate::form::{Form, FormError};
 use crate::state::AppState;
@@ -24,7 +30,7 @@ use crate::state::AppState;
 pub(crate) use rejection::TokenError;
 
 /// Parameters that must never arrive in the query string.
-const BODY_PARAMS: [&str; 9] = [
+const BODY_PARAMS: [&str; 14] = [
     "grant_type",
     "client_id",
     "client_secret",
@@ -34,6 +40,11 @@ const BODY_PARAMS: [&str; 9] = [
     "audience",
     "resource",
     "refresh_token",
+    "subject_token",
+    "subject_token_type",
+    "actor_token",
+    "actor_token_type",
+    "requested_token_type",
 ];
 
 /// Retry hint when the signer gives none.
@@ -42,6 +53,9 @@ const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 #[derive(Serialize)]
 struct TokenResponse<'a> {
     access_token: &'a str,
+    /// A token exchange's answer names what it issued (RFC 8693 §2.2.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issued_token_type: Option<&'static str>,
     token_type: &'static str,
     expires_in: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -54,6 +68,9 @@ struct Refusal {
     reason: &'static str,
     client: Option<String>,
     method: Option<&'static str>,
+    /// The upstream entry an exchanged token named, and its subject once
+    /// its signature verified.
+    upstream: Option<(Arc<str>, Option<String>)>,
 }
 
 impl From<TokenError> for Refusal {
@@ -63,8 +80,24 @@ impl From<TokenError> for Refusal {
             error,
             client: None,
             method: None,
+            upstream: None,
         }
     }
+}
+
+/// An authenticated request, about to be answered with a token.
+struct Grant<'a> {
+    connector: Arc<ConnectorConfig>,
+    /// `auth_method` in the audit log.
+    method: &'static str,
+    /// The claims beyond the registered ones: the connector's attributes,
+    /// and what `copy_claims` took from an upstream token.
+    attributes: Attributes,
+    /// The upstream identity behind an exchange.
+    upstream: Option<UpstreamIdentity>,
+    /// `issued_token_type` of a token exchange's answer.
+    issued_token_type: Option<&'static str>,
+    form: &'a Form,
 }
 
 impl From<FormError> for Refusal {
@@ -97,7 +130,20 @@ pub(crate) async fn token(State(state): State<AppState>, peer: Peer, request: Re
     match issue(&state, peer, &parts.headers, &parts.uri, body).await {
         Ok(response) => response,
         Err(refusal) => {
-            audit::refused(refusal.client.as_deref(), refusal.method, refusal.reason, peer.0);
+            let (upstream, upstream_sub) = match &refusal.upstream {
+                Some((entry, subject)) => (Some(&**entry), subject.as_deref()),
+                None => (None, None),
+            };
+            audit::refused(
+                refusal.client.as_deref(),
+                refusal.method,
+                refusal.reason,
+                audit::Upstream {
+                    upstream,
+                    upstream_sub,
+                },
+                peer.0,
+            );
             state.metrics.token_refused(refusal.reason);
             refusal.error.into_response()
         }
@@ -123,28 +169,77 @@ async fn issue(
     let form = read_form(state, headers, body).await?;
 
     match form.single("grant_type")? {
-        None => return Err(TokenError::InvalidRequest("grant_type is missing").into()),
-        Some("client_credentials") => {}
-        Some(_) => return Err(TokenError::UnsupportedGrantType.into()),
+        None => Err(TokenError::InvalidRequest("grant_type is missing").into()),
+        Some("client_credentials") => client_credentials(state, peer, headers, &form).await,
+        Some(TOKEN_EXCHANGE) if state.authenticator.federation().is_some() => {
+            exchange::token_exchange(state, peer, headers, &form).await
+        }
+        Some(_) => Err(TokenError::UnsupportedGrantType.into()),
     }
+}
 
-    let credential = Credential::from_request(headers, &form)?;
+/// `grant_type=client_credentials`: client authentication, then a token.
+async fn client_credentials(
+    state: &AppState,
+    peer: Peer,
+    headers: &HeaderMap,
+    form: &Form,
+) -> Result<Response, Refusal> {
+    let credential = Credential::from_request(headers, form)?;
+    // An assertion whose `iss` is an upstream issuer is an upstream
+    // identity token (as Entra's federated credentials send it), not a
+    // `private_key_jwt` assertion (whose `iss` is the client id).
+    if let Credential::Assertion { client_id, assertion } = &credential {
+        let upstream = state
+            .authenticator
+            .federation()
+            .and_then(|f| f.entry_of(assertion));
+        if upstream.is_some() {
+            return exchange::federated_assertion(state, peer, client_id.as_deref(), assertion, form).await;
+        }
+    }
     let connector = authenticate(state, &credential, peer).await?;
+    let grant = Grant {
+        attributes: connector.attributes.clone(),
+        connector,
+        method: credential.method(),
+        upstream: None,
+        issued_token_type: None,
+        form,
+    };
+    respond(state, peer, grant).await
+}
+
+/// The token for an authenticated `grant`: the scope and audience it asks
+/// for, checked against its connector, signed, answered and audited.
+async fn respond(state: &AppState, peer: Peer, grant: Grant<'_>) -> Result<Response, Refusal> {
+    let Grant {
+        connector,
+        method,
+        attributes,
+        upstream,
+        issued_token_type,
+        form,
+    } = grant;
+    let upstream_audit = upstream
+        .as_ref()
+        .map(|u| (Arc::clone(&u.entry), Some(u.subject.clone())));
     let refuse = |error: TokenError| Refusal {
         reason: error.code(),
         error,
         client: Some(connector.id.clone()),
-        method: Some(credential.method()),
+        method: Some(method),
+        upstream: upstream_audit.clone(),
     };
 
     let scope = granted_scope(&connector, form.single("scope")?).map_err(refuse)?;
-    let audience = audience(&connector, &form).map_err(refuse)?;
+    let audience = audience(&connector, form).map_err(refuse)?;
     let request = TokenRequest {
         subject: connector.id.clone(),
         client_id: connector.id.clone(),
         audience: audience.to_owned(),
         scope,
-        attributes: connector.attributes.clone(),
+        attributes,
         ttl: None,
     };
 
@@ -183,6 +278,7 @@ async fn issue(
 
     let body = TokenResponse {
         access_token: issued.token.as_str(),
+        issued_token_type,
         token_type: "Bearer",
         expires_in: issued.expires_in(),
         scope: request.scope.as_deref(),
@@ -198,10 +294,14 @@ async fn issue(
     }
     audit::issued(
         &connector.id,
-        credential.method(),
+        method,
         audience,
         request.scope.as_deref(),
         &issued,
+        audit::Upstream {
+            upstream: upstream.as_ref().map(|u| &*u.entry),
+            upstream_sub: upstream.as_ref().map(|u| u.subject.as_str()),
+        },
         peer.0,
     );
     state.metrics.token_issued();
@@ -252,6 +352,7 @@ async fn authenticate(
         reason,
         client: credential.audit_client(),
         method: Some(credential.method()),
+        upstream: None,
     };
     let peer_key = peer.throttle_key();
     // A flooding peer is refused before any work; a client id alone never

@@ -21,8 +21,13 @@ pub(crate) enum TokenError {
     /// Client authentication failed (401 `invalid_client`). Unknown client and
     /// wrong credential look exactly the same.
     InvalidClient,
-    /// `grant_type` is not `client_credentials` (400 `unsupported_grant_type`).
+    /// `grant_type` is neither `client_credentials` nor, with upstream
+    /// issuers configured, token exchange (400 `unsupported_grant_type`).
     UnsupportedGrantType,
+    /// A token exchange's subject token fails a check (400
+    /// `invalid_grant`, RFC 8693 §2.2.2); the text is safe to show and
+    /// never holds the token.
+    InvalidGrant(&'static str),
     /// A requested scope is not allowed (400 `invalid_scope`).
     InvalidScope,
     /// The requested audience or resource is not allowed (400 `invalid_target`).
@@ -56,6 +61,7 @@ impl TokenError {
             Self::InvalidRequest(_) | Self::UnsupportedMediaType | Self::PayloadTooLarge => "invalid_request",
             Self::InvalidClient => "invalid_client",
             Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidGrant(_) => "invalid_grant",
             Self::InvalidScope => "invalid_scope",
             Self::InvalidTarget(_) => "invalid_target",
             Self::TooManyFailures { .. } | Self::TemporarilyUnavailable { .. } => "temporarily_unavailable",
@@ -76,9 +82,11 @@ impl TokenError {
 
     fn description(&self) -> &'static str {
         match self {
-            Self::InvalidRequest(text) | Self::InvalidTarget(text) => text,
+            Self::InvalidRequest(text) | Self::InvalidTarget(text) | Self::InvalidGrant(text) => text,
             Self::InvalidClient => "client authentication failed",
-            Self::UnsupportedGrantType => "only grant_type=client_credentials is supported",
+            Self::UnsupportedGrantType => {
+                "this grant_type is not supported (the discovery document's grant_types_supported lists those that are)"
+            }
             Self::InvalidScope => "a requested scope is not allowed for this client",
             Self::TooManyFailures { .. } => "too many failed authentication attempts; retry later",
             Self::TemporarilyUnavailable { .. } => "the token service cannot sign right now; retry later",
