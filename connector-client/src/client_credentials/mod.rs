@@ -15,7 +15,7 @@ mod private_key_jwt;
 pub use private_key_jwt::PrivateKeyJwt;
 
 use crate::error::ConfigError;
-use crate::token_endpoint::{Endpoint, Expect, Grant, HttpSettings, Target, TokenEndpoint};
+use crate::token_endpoint::{shared_setters, Endpoint, Grant, SharedSettings, TokenEndpoint, TokenParams};
 use crate::{AccessToken, ClientSecret, Error, TokenSource};
 
 /// Lifetime of a `private_key_jwt` client assertion: short, since it is made
@@ -51,67 +51,18 @@ pub struct ClientCredentialsBuilder {
     endpoint: Endpoint,
     client_id: String,
     auth: ClientAuth,
-    target: Option<Target>,
-    scope: Option<String>,
     assertion_audience: Option<String>,
-    http: HttpSettings,
-    default_lifetime: Option<Duration>,
+    shared: SharedSettings,
 }
 
 impl ClientCredentialsBuilder {
-    /// Asks for a token for `audience` (the `audience` parameter).
-    pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.target = Some(Target::Audience(audience.into()));
-        self
-    }
-
-    /// Asks for a token for `resource` (RFC 8707 `resource` parameter), for
-    /// servers that name the target that way. Replaces [`audience`](Self::audience).
-    pub fn resource(mut self, resource: impl Into<String>) -> Self {
-        self.target = Some(Target::Resource(resource.into()));
-        self
-    }
-
-    /// Asks for `scope` (space separated).
-    pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.scope = Some(scope.into());
-        self
-    }
+    shared_setters!();
 
     /// The `aud` of `private_key_jwt` assertions. By default: the issuer when
     /// the endpoint is discovered, else the token URL's origin
     /// (`https://host[:port]`), which is the issuer of a server at the root.
     pub fn assertion_audience(mut self, audience: impl Into<String>) -> Self {
         self.assertion_audience = Some(audience.into());
-        self
-    }
-
-    /// Uses this HTTP client instead of building one (its TLS, proxy, timeout
-    /// and redirect settings then apply as they are).
-    pub fn http_client(mut self, client: reqwest::Client) -> Self {
-        self.http.client = Some(client);
-        self
-    }
-
-    /// Timeout of one whole request (default [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT));
-    /// ignored with [`http_client`](Self::http_client).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.http.timeout = timeout;
-        self
-    }
-
-    /// The lifetime to assume when a server omits `expires_in` (RFC 6749 makes
-    /// it optional). Without this, such a response is an error: guessing a
-    /// lifetime means either refreshing needlessly or using expired tokens.
-    pub fn default_lifetime(mut self, lifetime: Duration) -> Self {
-        self.default_lifetime = Some(lifetime);
-        self
-    }
-
-    /// Allows plain `http://` URLs for hosts other than loopback, which sends
-    /// the client's credentials and tokens unencrypted. For test networks only.
-    pub fn danger_allow_plain_http(mut self) -> Self {
-        self.http.allow_plain_http = true;
         self
     }
 
@@ -130,15 +81,13 @@ impl ClientCredentialsBuilder {
         if secret_empty {
             return Err(ConfigError::Empty("client secret").into());
         }
-        let endpoint = TokenEndpoint::new(&self.endpoint, self.http, Grant::ClientCredentials)?;
+        let endpoint = TokenEndpoint::new(&self.endpoint, self.shared.http, Grant::ClientCredentials)?;
         Ok(ClientCredentials {
             endpoint,
             client_id: self.client_id,
             auth: self.auth,
-            target: self.target,
-            scope: self.scope,
+            params: self.shared.params,
             assertion_audience: self.assertion_audience,
-            default_lifetime: self.default_lifetime,
         })
     }
 }
@@ -165,10 +114,8 @@ pub struct ClientCredentials {
     endpoint: TokenEndpoint,
     client_id: String,
     auth: ClientAuth,
-    target: Option<Target>,
-    scope: Option<String>,
+    params: TokenParams,
     assertion_audience: Option<String>,
-    default_lifetime: Option<Duration>,
 }
 
 impl ClientCredentials {
@@ -182,11 +129,8 @@ impl ClientCredentials {
             endpoint,
             client_id: client_id.into(),
             auth,
-            target: None,
-            scope: None,
             assertion_audience: None,
-            http: HttpSettings::default(),
-            default_lifetime: None,
+            shared: SharedSettings::default(),
         }
     }
 
@@ -207,12 +151,7 @@ impl ClientCredentials {
     ) -> Result<(Zeroizing<String>, Option<HeaderValue>), Error> {
         let mut form = url::form_urlencoded::Serializer::new(String::new());
         form.append_pair("grant_type", "client_credentials");
-        if let Some(scope) = &self.scope {
-            form.append_pair("scope", scope);
-        }
-        if let Some(target) = &self.target {
-            target.append_to(&mut form);
-        }
+        self.params.append_to(&mut form);
         let mut authorization = None;
         match &self.auth {
             ClientAuth::ClientSecretBasic(secret) => {
@@ -282,11 +221,9 @@ impl ClientCredentials {
         let (body, authorization) = self.request_body(assertion.as_deref())?;
         drop(assertion);
         tracing::debug!(token_endpoint = %url, client_id = %self.client_id, "requesting an access token");
-        let expect = Expect {
-            default_lifetime: self.default_lifetime,
-            issued_token_type: None,
-        };
-        self.endpoint.request(url, &body, authorization, expect).await
+        self.endpoint
+            .request(url, &body, authorization, self.params.expect(None))
+            .await
     }
 }
 
@@ -296,8 +233,7 @@ impl fmt::Debug for ClientCredentials {
             .field("endpoint", &self.endpoint.configured())
             .field("client_id", &self.client_id)
             .field("auth", &self.auth)
-            .field("target", &self.target)
-            .field("scope", &self.scope)
+            .field("params", &self.params)
             .finish_non_exhaustive()
     }
 }

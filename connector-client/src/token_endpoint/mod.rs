@@ -105,6 +105,101 @@ impl Default for HttpSettings {
     }
 }
 
+/// What every grant asks for the same way: the token's target and scope,
+/// and the lifetime assumed when an answer has no `expires_in`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TokenParams {
+    pub(crate) target: Option<Target>,
+    pub(crate) scope: Option<String>,
+    pub(crate) default_lifetime: Option<Duration>,
+}
+
+impl TokenParams {
+    /// Adds the target and the scope to a form.
+    pub(crate) fn append_to(&self, form: &mut url::form_urlencoded::Serializer<'_, String>) {
+        if let Some(target) = &self.target {
+            target.append_to(form);
+        }
+        if let Some(scope) = &self.scope {
+            form.append_pair("scope", scope);
+        }
+    }
+
+    /// What the answer must hold.
+    pub(crate) fn expect(&self, issued_token_type: Option<&'static str>) -> Expect {
+        Expect {
+            default_lifetime: self.default_lifetime,
+            issued_token_type,
+        }
+    }
+}
+
+/// What the builders of every grant set the same way; each holds one as its
+/// `shared` field, set through [`shared_setters!`].
+#[derive(Debug, Default)]
+pub(crate) struct SharedSettings {
+    pub(crate) params: TokenParams,
+    pub(crate) http: HttpSettings,
+}
+
+/// The setters every grant's builder has (a struct with a
+/// `shared: SharedSettings` field), written once.
+macro_rules! shared_setters {
+    () => {
+        /// Asks for a token for `audience` (the `audience` parameter).
+        pub fn audience(mut self, audience: impl Into<String>) -> Self {
+            self.shared.params.target = Some($crate::token_endpoint::Target::Audience(audience.into()));
+            self
+        }
+
+        /// Asks for a token for `resource` (RFC 8707 `resource` parameter),
+        /// for servers that name the target that way. Replaces
+        /// [`audience`](Self::audience).
+        pub fn resource(mut self, resource: impl Into<String>) -> Self {
+            self.shared.params.target = Some($crate::token_endpoint::Target::Resource(resource.into()));
+            self
+        }
+
+        /// Asks for `scope` (space separated).
+        pub fn scope(mut self, scope: impl Into<String>) -> Self {
+            self.shared.params.scope = Some(scope.into());
+            self
+        }
+
+        /// Uses this HTTP client instead of building one (its TLS, proxy,
+        /// timeout and redirect settings then apply as they are).
+        pub fn http_client(mut self, client: reqwest::Client) -> Self {
+            self.shared.http.client = Some(client);
+            self
+        }
+
+        /// Timeout of one whole request to the token endpoint (default
+        /// [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT)); ignored with
+        /// [`http_client`](Self::http_client).
+        pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.shared.http.timeout = timeout;
+            self
+        }
+
+        /// The lifetime to assume when a server omits `expires_in` (RFC 6749
+        /// makes it optional). Without this, such a response is an error:
+        /// guessing a lifetime means either refreshing needlessly or using
+        /// expired tokens.
+        pub fn default_lifetime(mut self, lifetime: std::time::Duration) -> Self {
+            self.shared.params.default_lifetime = Some(lifetime);
+            self
+        }
+
+        /// Allows plain `http://` URLs for hosts other than loopback, which
+        /// sends the credentials and tokens unencrypted. For test networks only.
+        pub fn danger_allow_plain_http(mut self) -> Self {
+            self.shared.http.allow_plain_http = true;
+            self
+        }
+    };
+}
+pub(crate) use shared_setters;
+
 /// What a 200 answer must hold besides RFC 6749's members.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Expect {

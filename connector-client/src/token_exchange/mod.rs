@@ -42,7 +42,6 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use zeroize::Zeroizing;
@@ -58,7 +57,7 @@ pub use aws_web_identity::{
 pub use file::{SubjectTokenFile, MAX_SUBJECT_TOKEN_BYTES};
 
 use crate::error::{SubjectTokenError, SubjectTokenProblem};
-use crate::token_endpoint::{Endpoint, Expect, Grant, HttpSettings, Target, TokenEndpoint};
+use crate::token_endpoint::{shared_setters, Endpoint, Grant, SharedSettings, TokenEndpoint, TokenParams};
 use crate::{AccessToken, Error, TokenSource};
 
 /// `grant_type` of a token exchange (RFC 8693 §2.1).
@@ -161,73 +160,21 @@ pub(crate) fn checked_token<'a>(origin: &str, text: &'a [u8]) -> Result<&'a str,
 pub struct TokenExchangeBuilder {
     endpoint: Endpoint,
     subject: Arc<dyn SubjectTokenSource>,
-    target: Option<Target>,
-    scope: Option<String>,
-    http: HttpSettings,
-    default_lifetime: Option<Duration>,
+    shared: SharedSettings,
 }
 
 impl TokenExchangeBuilder {
-    /// Asks for an access token for `audience` (the `audience` parameter).
-    pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.target = Some(Target::Audience(audience.into()));
-        self
-    }
-
-    /// Asks for an access token for `resource` (RFC 8707 `resource`
-    /// parameter). Replaces [`audience`](Self::audience).
-    pub fn resource(mut self, resource: impl Into<String>) -> Self {
-        self.target = Some(Target::Resource(resource.into()));
-        self
-    }
-
-    /// Asks for `scope` (space separated).
-    pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.scope = Some(scope.into());
-        self
-    }
-
-    /// Uses this HTTP client instead of building one (its TLS, proxy, timeout
-    /// and redirect settings then apply as they are).
-    pub fn http_client(mut self, client: reqwest::Client) -> Self {
-        self.http.client = Some(client);
-        self
-    }
-
-    /// Timeout of one whole request to the token endpoint (default
-    /// [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT)); ignored with
-    /// [`http_client`](Self::http_client). Getting the subject token is the
-    /// source's business.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.http.timeout = timeout;
-        self
-    }
-
-    /// The lifetime to assume when a server omits `expires_in` (RFC 8693
-    /// only recommends it). Without this, such a response is an error.
-    pub fn default_lifetime(mut self, lifetime: Duration) -> Self {
-        self.default_lifetime = Some(lifetime);
-        self
-    }
-
-    /// Allows plain `http://` URLs for hosts other than loopback, which sends
-    /// the subject token and the access token unencrypted. For test networks only.
-    pub fn danger_allow_plain_http(mut self) -> Self {
-        self.http.allow_plain_http = true;
-        self
-    }
+    shared_setters!();
 
     /// Checks the configuration and builds the source. Does no I/O: neither
     /// discovery nor the subject token happen before the first
     /// [`token`](TokenSource::token) call.
     pub fn build(self) -> Result<TokenExchange, Error> {
-        let endpoint = TokenEndpoint::new(&self.endpoint, self.http, Grant::TokenExchange)?;
+        let endpoint = TokenEndpoint::new(&self.endpoint, self.shared.http, Grant::TokenExchange)?;
         Ok(TokenExchange {
             endpoint,
             subject: self.subject,
-            target: self.target,
-            scope: self.scope,
-            default_lifetime: self.default_lifetime,
+            params: self.shared.params,
         })
     }
 }
@@ -239,9 +186,7 @@ impl TokenExchangeBuilder {
 pub struct TokenExchange {
     endpoint: TokenEndpoint,
     subject: Arc<dyn SubjectTokenSource>,
-    target: Option<Target>,
-    scope: Option<String>,
-    default_lifetime: Option<Duration>,
+    params: TokenParams,
 }
 
 impl TokenExchange {
@@ -251,10 +196,7 @@ impl TokenExchange {
         TokenExchangeBuilder {
             endpoint,
             subject: Arc::new(subject),
-            target: None,
-            scope: None,
-            http: HttpSettings::default(),
-            default_lifetime: None,
+            shared: SharedSettings::default(),
         }
     }
 
@@ -269,12 +211,7 @@ impl TokenExchange {
         form.append_pair("grant_type", GRANT_TYPE);
         form.append_pair("subject_token", subject.expose());
         form.append_pair("subject_token_type", subject.token_type());
-        if let Some(target) = &self.target {
-            target.append_to(&mut form);
-        }
-        if let Some(scope) = &self.scope {
-            form.append_pair("scope", scope);
-        }
+        self.params.append_to(&mut form);
         Zeroizing::new(form.finish())
     }
 
@@ -295,10 +232,7 @@ impl TokenExchange {
             "exchanging a subject token for an access token"
         );
         drop(subject);
-        let expect = Expect {
-            default_lifetime: self.default_lifetime,
-            issued_token_type: Some(TOKEN_TYPE_ACCESS_TOKEN),
-        };
+        let expect = self.params.expect(Some(TOKEN_TYPE_ACCESS_TOKEN));
         self.endpoint.request(url, &body, None, expect).await
     }
 }
@@ -308,8 +242,7 @@ impl fmt::Debug for TokenExchange {
         f.debug_struct("TokenExchange")
             .field("endpoint", &self.endpoint.configured())
             .field("subject", &self.subject)
-            .field("target", &self.target)
-            .field("scope", &self.scope)
+            .field("params", &self.params)
             .finish_non_exhaustive()
     }
 }
