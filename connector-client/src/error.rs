@@ -274,7 +274,7 @@ impl EndpointError {
 
     pub(crate) fn with_oauth(mut self, error: &str, description: Option<&str>) -> Self {
         self.error = Some(server_text(error));
-        self.description = description.map(server_text);
+        self.description = description.map(|d| server_text(&without_credentials(d)));
         self
     }
 
@@ -787,9 +787,63 @@ pub(crate) fn server_text(text: &str) -> String {
     oidc_core::text::one_line(text, MAX_SERVER_TEXT)
 }
 
+/// Longest piece of a word in an `error_description` kept as it is: a
+/// token, a secret or a key is a long unbroken run of base64 characters,
+/// while words, host names and URL path segments are short.
+const MAX_PLAIN_PIECE: usize = 24;
+
+/// `error_description` without what looks like a credential: a server that
+/// echoes the request (a subject token, an assertion, a secret) would
+/// otherwise put it into our error values and logs. Every word (a run of
+/// base64, base64url and URL characters) with a piece between `.` or `/`
+/// longer than [`MAX_PLAIN_PIECE`] becomes `[redacted]`.
+pub(crate) fn without_credentials(text: &str) -> String {
+    let word_char = |c: char| c.is_ascii_alphanumeric() || "-_.+/~%".contains(c);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(word_char) {
+        out.push_str(&rest[..start]);
+        let word = &rest[start..];
+        let end = word.find(|c: char| !word_char(c)).unwrap_or(word.len());
+        let (word, after) = word.split_at(end);
+        if word.split(['.', '/']).any(|piece| piece.len() > MAX_PLAIN_PIECE) {
+            out.push_str("[redacted]");
+        } else {
+            out.push_str(word);
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn echoed_credentials_are_redacted_from_descriptions() {
+        let jwt = "eyJhbGciOiJFUzM4NCIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhcm46YXdzOmlhbTo6MTIzIn0.c2lnbmF0dXJlc2lnbmF0dXJl";
+        let secret = "dod9hZz4fzoRYgPJx0rnI1jIEneM8juVuLFNsAz1t2M";
+        let err = EndpointError::new("https://t.example/token", 400).with_oauth(
+            "invalid_grant",
+            Some(&format!("subject_token {jwt} refused; client_secret={secret}.")),
+        );
+        let description = err.description().unwrap_or_default();
+        assert_eq!(
+            description,
+            "subject_token [redacted] refused; client_secret=[redacted]"
+        );
+        assert!(!err.to_string().contains("eyJ"), "{err}");
+        // Ordinary text, host names, URLs and ids stay readable.
+        for plain in [
+            "client authentication failed",
+            "the issuer https://tokens.example.com/.well-known/openid-configuration is unknown",
+            "audience urn:connector:poll-service not allowed for demo-connector",
+        ] {
+            assert_eq!(without_credentials(plain), plain);
+        }
+    }
 
     #[test]
     fn server_text_is_one_bounded_line() {
