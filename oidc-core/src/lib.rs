@@ -71,6 +71,7 @@ pub mod base64url;
 pub mod calendar;
 pub mod claims;
 pub mod clock;
+pub mod dpop;
 mod error;
 #[cfg(feature = "http")]
 pub mod http;
