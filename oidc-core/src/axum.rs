@@ -364,7 +364,7 @@ impl DpopResource {
 
 /// Extracts a request's token, bearer or DPoP-bound with its proof, verified
 /// by the [`SharedVerifier`] of the router state under its policy (its
-/// [`dpop`](crate::PolicyBuilder::dpop) mode included), with the
+/// [`dpop`](crate::verify::PolicyBuilder::dpop) mode included), with the
 /// [`SharedDpop`] of the state; see the [module docs](self).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DpopToken<C = AccessTokenClaims>(pub Authorized<Verified<C>>);
