@@ -130,8 +130,12 @@ impl DpopVerifierBuilder {
     /// The algorithms a proof may use (default: all of [`Algorithm::ALL`];
     /// none, HMAC and anything unsupported never are).
     pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
-        self.algorithms = algorithms.into_iter().collect();
-        self.algorithms.dedup();
+        self.algorithms.clear();
+        for alg in algorithms {
+            if !self.algorithms.contains(&alg) {
+                self.algorithms.push(alg);
+            }
+        }
         self
     }
 

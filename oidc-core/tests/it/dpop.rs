@@ -438,6 +438,12 @@ async fn alg_none_and_hs256_proofs_are_refused() {
         proof_error(es384_only.proof_refusal(&es384_only.proof()).await),
         DpopError::AlgorithmNotAllowed(Algorithm::ES256)
     );
+    let listed = DpopVerifier::builder()
+        .algorithms([Algorithm::ES256, Algorithm::ES384, Algorithm::ES256])
+        .build()
+        .unwrap();
+    assert_eq!(listed.algorithms(), [Algorithm::ES256, Algorithm::ES384]);
+    assert!(DpopVerifier::builder().algorithms([]).build().is_err());
 }
 
 #[tokio::test]
