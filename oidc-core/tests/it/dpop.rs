@@ -786,3 +786,34 @@ async fn an_issued_cnf_is_read_whatever_the_claims_type() {
         .await
         .is_err());
 }
+
+#[test]
+fn every_one_character_change_to_a_proof_is_refused() {
+    let clock = Arc::new(oidc_core::clock::ManualWallClock::new(NOW));
+    let proofs = DpopVerifier::builder().clock(clock).build().unwrap();
+    let key = DpopKey::generate().unwrap();
+    let proof = DpopProof::builder(&key, "GET", URL)
+        .access_token("token")
+        .issued_at(NOW)
+        .sign()
+        .unwrap()
+        .into_string();
+    let target = ProofTarget::new("GET", URL).with_access_token("token");
+    let checked = proofs.check(&proof, &target).unwrap();
+    assert_eq!(checked.jkt(), key.thumbprint());
+    let bytes = proof.as_bytes();
+    for i in 0..bytes.len() {
+        for replacement in [b'A', b'-', b'.', b'=', b'\xc3'] {
+            if bytes[i] == replacement {
+                continue;
+            }
+            let mut changed = bytes.to_vec();
+            changed[i] = replacement;
+            let changed = String::from_utf8_lossy(&changed);
+            assert!(
+                proofs.check(&changed, &target).is_err(),
+                "byte {i} as {replacement}"
+            );
+        }
+    }
+}
