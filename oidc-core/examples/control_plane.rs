@@ -12,18 +12,28 @@
 //! cargo run -p oidc-core --example control_plane --features remote,axum -- --trust trust.toml
 //! # either one, with repeated tokens served from a cache of 100,000 verifications:
 //! #   ... --verification-cache 100000
+//! # only DPoP-bound tokens (RFC 9449), each poll with a proof of its key
+//! # (under --trust, per entry: dpop = "required"):
+//! #   ... --require-dpop [--public-url https://api.example.com]
 //! ```
 //!
-//! Then `GET /v1/actions` with `Authorization: Bearer <token>` answers
+//! Then `GET /v1/actions` with `Authorization: Bearer <token>` (or
+//! `Authorization: DPoP <token>` and a `DPoP` proof for `GET
+//! <public-url>/v1/actions`) answers
 //! `200 {"connector": "<sub>", "actions": [{"id": "...", "kind": "..."}]}`
 //! (with `"issuer": "<entry name>"` under `--trust`), or
-//! `401` with `WWW-Authenticate: Bearer error="invalid_token"` (or a bare
-//! `Bearer` without credentials) and an empty body. Why a token was refused is
-//! logged (`RUST_LOG=debug` for everything).
+//! `401` with `WWW-Authenticate: Bearer error="invalid_token"`,
+//! `DPoP error="invalid_dpop_proof"` (a bad proof; a DPoP-bound token as
+//! `Bearer` is refused too), or the bare challenges without credentials, and
+//! an empty body. Why a token was refused is logged (`RUST_LOG=debug` for
+//! everything).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
+use axum::extract::FromRef;
 use axum::routing::get;
 use axum::{Json, Router};
 use clap::Parser;
@@ -31,8 +41,10 @@ use serde::Serialize;
 use tracing_subscriber::EnvFilter;
 
 use oidc_core::axum::{
-    shared_verifier, shared_verifier_with_cache, SharedVerifier, TrustedToken, VerifiedToken,
+    shared_verifier, shared_verifier_with_cache, DpopResource, DpopToken, DpopTrustedToken, SharedDpop,
+    SharedVerifier,
 };
+use oidc_core::dpop::{DpopMode, DpopVerifier};
 use oidc_core::verify::trust::TrustedIssuers;
 use oidc_core::verify::{RemoteJwks, VerificationCache};
 use oidc_core::{AccessTokenClaims, Policy};
@@ -75,9 +87,57 @@ struct Args {
         value_name = "ENTRIES"
     )]
     verification_cache: usize,
+    /// Accept only DPoP-bound tokens, each poll with a proof of its key
+    /// (RFC 9449); without it both bearer and DPoP-bound tokens are
+    /// accepted, each in its own scheme. With --trust, set `dpop =
+    /// "required"` per entry instead.
+    #[arg(long, env = "CONTROL_PLANE_REQUIRE_DPOP", conflicts_with = "trust")]
+    require_dpop: bool,
+    /// The origin connectors address this service by, which DPoP proofs
+    /// name (`htu`); default `http://<listen>`.
+    #[arg(long, env = "CONTROL_PLANE_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
     /// Address to listen on.
     #[arg(long, env = "CONTROL_PLANE_LISTEN", default_value = "127.0.0.1:9090")]
     listen: SocketAddr,
+}
+
+/// A single issuer's verifier and the DPoP settings.
+#[derive(Clone)]
+pub struct Single {
+    verifier: SharedVerifier,
+    dpop: SharedDpop,
+}
+
+impl FromRef<Single> for SharedVerifier {
+    fn from_ref(state: &Single) -> Self {
+        state.verifier.clone()
+    }
+}
+
+impl FromRef<Single> for SharedDpop {
+    fn from_ref(state: &Single) -> Self {
+        state.dpop.clone()
+    }
+}
+
+/// The trusted issuers and the DPoP settings.
+#[derive(Clone)]
+pub struct Many {
+    trusted: TrustedIssuers,
+    dpop: SharedDpop,
+}
+
+impl FromRef<Many> for TrustedIssuers {
+    fn from_ref(state: &Many) -> Self {
+        state.trusted.clone()
+    }
+}
+
+impl FromRef<Many> for SharedDpop {
+    fn from_ref(state: &Many) -> Self {
+        state.dpop.clone()
+    }
 }
 
 /// The answer to a poll.
@@ -98,27 +158,31 @@ struct Action {
 }
 
 /// The service; public so that tests can drive it without a socket.
-pub fn app(verifier: SharedVerifier) -> Router {
+pub fn app(verifier: SharedVerifier, dpop: SharedDpop) -> Router {
     Router::new()
         .route("/v1/actions", get(pending_actions))
-        .with_state(verifier)
+        .with_state(Single { verifier, dpop })
 }
 
 /// The service verifying against a registry of trusted issuers.
-pub fn trusted_app(trusted: TrustedIssuers) -> Router {
+pub fn trusted_app(trusted: TrustedIssuers, dpop: SharedDpop) -> Router {
     Router::new()
         .route("/v1/actions", get(pending_actions_trusted))
-        .with_state(trusted)
+        .with_state(Many { trusted, dpop })
 }
 
-async fn pending_actions(VerifiedToken(token): VerifiedToken<AccessTokenClaims>) -> Json<Actions> {
-    tracing::info!(connector = %token.claims().sub, jti = %token.claims().jti, kid = token.kid(), "poll");
+async fn pending_actions(DpopToken(request): DpopToken<AccessTokenClaims>) -> Json<Actions> {
+    let (token, jkt) = (request.token(), request.proof().map(|p| p.jkt()));
+    tracing::info!(connector = %token.claims().sub, jti = %token.claims().jti, kid = token.kid(), jkt, "poll");
     Json(actions_for(token.claims(), None))
 }
 
-async fn pending_actions_trusted(TrustedToken(token): TrustedToken<AccessTokenClaims>) -> Json<Actions> {
+async fn pending_actions_trusted(
+    DpopTrustedToken(request): DpopTrustedToken<AccessTokenClaims>,
+) -> Json<Actions> {
+    let (token, jkt) = (request.token(), request.proof().map(|p| p.jkt()));
     let (claims, issuer) = (token.claims(), token.issuer_name());
-    tracing::info!(issuer, connector = %claims.sub, jti = %claims.jti, kid = token.verified().kid(), "poll");
+    tracing::info!(issuer, connector = %claims.sub, jti = %claims.jti, kid = token.verified().kid(), jkt, "poll");
     Json(actions_for(claims, Some(issuer)))
 }
 
@@ -154,6 +218,11 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let cache = (args.verification_cache > 0).then(|| VerificationCache::new(args.verification_cache));
+    let origin = args
+        .public_url
+        .unwrap_or_else(|| format!("http://{}", args.listen));
+    // Proofs' jtis are remembered by this process only (see oidc_core::dpop).
+    let dpop = Arc::new(DpopResource::new(&origin, DpopVerifier::builder().build()?)?);
     let app = match (args.trust, args.issuer) {
         (Some(file), _) => {
             // Nothing is fetched until an issuer's first token.
@@ -163,7 +232,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             }
             let trusted = builder.build()?;
             tracing::info!(issuers = trusted.static_entries().count(), file = %file.display(), "trusted issuers loaded");
-            trusted_app(trusted)
+            trusted_app(trusted, dpop)
         }
         (None, Some(issuer)) => {
             let keys = RemoteJwks::discovery(issuer.clone()).build()?;
@@ -173,11 +242,18 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 Ok(()) => tracing::info!(keys = keys.status().keys, issuer = %issuer, "JWKS loaded"),
                 Err(error) => tracing::warn!(%error, "JWKS not loaded yet"),
             }
-            let policy = Policy::builder(issuer, args.audiences).build()?;
-            app(match cache {
+            let mode = if args.require_dpop {
+                DpopMode::Required
+            } else {
+                DpopMode::Allowed
+            };
+            let policy = Policy::builder(issuer, args.audiences).dpop(mode).build()?;
+            tracing::info!(dpop = %mode, origin = dpop.origin(), "DPoP");
+            let verifier = match cache {
                 Some(cache) => shared_verifier_with_cache(policy, keys, cache),
                 None => shared_verifier(policy, keys),
-            })
+            };
+            app(verifier, dpop)
         }
         (None, None) => return Err("give --issuer and --audience, or --trust".into()),
     };

@@ -2,6 +2,7 @@
 //! connector attribute may not take.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -71,6 +72,10 @@ pub struct AccessTokenClaims {
     /// Space-separated scopes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// The key the token is bound to (RFC 7800 `cnf`; `jkt` for DPoP,
+    /// RFC 9449 §6.1), if it is sender-constrained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
     /// Every other claim.
     #[serde(flatten)]
     pub attributes: Map<String, Value>,
@@ -108,6 +113,7 @@ impl<'de> Visitor<'de> for ClaimsVisitor {
         let (mut iss, mut sub, mut aud, mut client_id, mut iat) = (None, None, None, None, None);
         let (mut nbf, mut exp, mut jti, mut scope) =
             (None::<Option<u64>>, None, None, None::<Option<String>>);
+        let mut cnf = None::<Option<Confirmation>>;
         let mut attributes = Map::new();
         while let Some(Key(key)) = access.next_key::<Key<'de>>()? {
             match &*key {
@@ -120,6 +126,7 @@ impl<'de> Visitor<'de> for ClaimsVisitor {
                 "exp" => once(&mut exp, "exp", &mut access)?,
                 "jti" => once(&mut jti, "jti", &mut access)?,
                 "scope" => once(&mut scope, "scope", &mut access)?,
+                "cnf" => once(&mut cnf, "cnf", &mut access)?,
                 _ => {
                     attributes.insert(key.into_owned(), access.next_value::<Value>()?);
                 }
@@ -136,8 +143,89 @@ impl<'de> Visitor<'de> for ClaimsVisitor {
             exp: exp.ok_or_else(|| missing("exp"))?,
             jti: jti.ok_or_else(|| missing("jti"))?,
             scope: scope.flatten(),
+            cnf: cnf.flatten(),
             attributes,
         })
+    }
+}
+
+/// The `cnf` (confirmation) claim of a sender-constrained token (RFC 7800
+/// §3.1): the key whose holder alone may present the token.
+///
+/// ```
+/// use oidc_core::claims::Confirmation;
+/// let cnf = Confirmation::jkt("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I");
+/// assert_eq!(
+///     serde_json::to_string(&cnf).unwrap(),
+///     r#"{"jkt":"0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}"#
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// The RFC 7638 SHA-256 thumbprint of the DPoP key (RFC 9449 §6.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
+    /// Any other confirmation method (`x5t#S256` of mutual TLS, `jwk`, ...):
+    /// kept so that a token bound in a way this crate cannot check is still
+    /// known to be bound, and never taken for a bearer token.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+impl Confirmation {
+    /// A confirmation by DPoP key thumbprint.
+    pub fn jkt(thumbprint: impl Into<String>) -> Self {
+        Self {
+            jkt: Some(thumbprint.into()),
+            other: Map::new(),
+        }
+    }
+}
+
+/// What a verified token is bound to, read from its `cnf` claim whatever
+/// claims type the caller verifies it as (see
+/// [`Verified::binding`](crate::Verified::binding)).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TokenBinding {
+    /// No `cnf`: a bearer token.
+    #[default]
+    Unbound,
+    /// `cnf.jkt`: a DPoP key, by its RFC 7638 thumbprint.
+    Jkt(Arc<str>),
+    /// A `cnf` without `jkt` (mutual TLS's `x5t#S256`, ...): bound to
+    /// something this crate cannot check, so never usable here.
+    Other,
+}
+
+impl TokenBinding {
+    /// Reads `cnf` from verified claims: absent is [`Unbound`](Self::Unbound);
+    /// present, it must be an object whose `jkt`, if any, is a non-empty
+    /// string.
+    pub fn of(claims: &Map<String, Value>) -> Result<Self, &'static str> {
+        const SHAPE: &str = "an object whose jkt is a non-empty string";
+        match claims.get("cnf") {
+            None => Ok(Self::Unbound),
+            Some(Value::Object(cnf)) => match cnf.get("jkt") {
+                None => Ok(Self::Other),
+                Some(Value::String(jkt)) if !jkt.is_empty() => Ok(Self::Jkt(Arc::from(jkt.as_str()))),
+                Some(_) => Err(SHAPE),
+            },
+            Some(_) => Err(SHAPE),
+        }
+    }
+
+    /// Whether the token is bound to a key at all.
+    pub fn is_bound(&self) -> bool {
+        !matches!(self, Self::Unbound)
+    }
+
+    /// The DPoP key thumbprint, for a token bound by `jkt`.
+    pub fn jkt(&self) -> Option<&str> {
+        match self {
+            Self::Jkt(jkt) => Some(jkt),
+            _ => None,
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::claims::{Attributes, BearerToken, Jti};
+use crate::claims::{Attributes, BearerToken, Confirmation, Jti};
 use crate::clock::{SystemClock, WallClock};
 use crate::keys::SignError;
 use crate::{jws, Algorithm, KeySet};
@@ -189,6 +189,8 @@ struct Claims<'a> {
     jti: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     scope: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cnf: Option<&'a Confirmation>,
     #[serde(flatten)]
     attributes: &'a Map<String, Value>,
 }
@@ -231,6 +233,42 @@ impl Issuer {
 
     /// Signs a token for `request`.
     pub async fn issue(&self, request: &TokenRequest) -> Result<IssuedToken, IssueError> {
+        self.issue_with_confirmation(request, None).await
+    }
+
+    /// Signs a token for `request`, bound to a key when `cnf` is given: a
+    /// DPoP-bound token (RFC 9449 §6) carries `cnf: {"jkt": <thumbprint>}`
+    /// ([`Confirmation::jkt`]) and is then refused without a proof signed by
+    /// that key. A `cnf` naming no key (no member, or an empty `jkt`) is refused.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use oidc_core::claims::Confirmation;
+    /// use oidc_core::dpop::DpopKey;
+    /// use oidc_core::keys::LocalSigner;
+    /// use oidc_core::{Algorithm, Issuer, KeySet, Lifetime, TokenRequest};
+    ///
+    /// let (signer, _pem) = LocalSigner::generate(Algorithm::ES256).unwrap();
+    /// let issuer = Issuer::new("https://tokens.example.com", Arc::new(KeySet::single(Arc::new(signer))), Lifetime::default()).unwrap();
+    /// let dpop_key = DpopKey::generate().unwrap();
+    /// let cnf = Confirmation::jkt(dpop_key.thumbprint());
+    /// let request = TokenRequest::new("connector-1", "https://api.example.com");
+    /// let issued = issuer.issue_with_confirmation(&request, Some(&cnf)).await.unwrap();
+    /// # drop(issued);
+    /// # });
+    /// ```
+    pub async fn issue_with_confirmation(
+        &self,
+        request: &TokenRequest,
+        cnf: Option<&Confirmation>,
+    ) -> Result<IssuedToken, IssueError> {
+        if cnf.is_some_and(|cnf| match &cnf.jkt {
+            Some(jkt) => jkt.is_empty(),
+            None => cnf.other.is_empty(),
+        }) {
+            return Err(IssueError::InvalidRequest("cnf names no key"));
+        }
         if request.subject.is_empty() {
             return Err(IssueError::InvalidRequest("subject is empty"));
         }
@@ -280,6 +318,7 @@ impl Issuer {
             exp,
             jti: &jti,
             scope: request.scope.as_deref().filter(|s| !s.is_empty()),
+            cnf,
             attributes: request.attributes.as_map(),
         };
         let payload =

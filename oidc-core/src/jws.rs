@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::base64url::{self, Base64Error};
 use crate::json::{self, JsonError};
-use crate::keys::{SignError, SignatureError, Signer, VerifyingKey};
+use crate::keys::{PublicKey, SignError, SignatureError, Signer, VerifyingKey};
 use crate::text;
 use crate::{Algorithm, AlgorithmError};
 
@@ -111,6 +111,10 @@ pub enum JwsError {
     /// it as an unknown key.
     #[error("header kid {0} is not a string, so it names no key")]
     KidNotString(String),
+    /// A JWS that must carry its own public key in `jwk` (a DPoP proof,
+    /// RFC 9449 §4.2) has none, or one that is not a JSON object.
+    #[error("header has no \"jwk\" object")]
+    MissingJwk,
 }
 
 /// The header members this crate acts on.
@@ -135,11 +139,20 @@ impl Header {
         base64url::encode(Value::Object(map).to_string())
     }
 
-    fn from_json(bytes: &[u8]) -> Result<Self, JwsError> {
-        let map = json::parse_object(bytes).map_err(|error| JwsError::Json {
+    /// The header, and its `jwk` when `rule` asks for one (the one member of
+    /// [`FORBIDDEN_HEADER_PARAMETERS`] that a DPoP proof must carry).
+    fn from_json_with(bytes: &[u8], rule: KeyRule) -> Result<(Self, Option<Map<String, Value>>), JwsError> {
+        let mut map = json::parse_object(bytes).map_err(|error| JwsError::Json {
             part: Part::Header,
             error,
         })?;
+        let jwk = match rule {
+            KeyRule::NoJwk => None,
+            KeyRule::EmbeddedJwk => match map.remove("jwk") {
+                Some(Value::Object(jwk)) => Some(jwk),
+                _ => return Err(JwsError::MissingJwk),
+            },
+        };
         for name in FORBIDDEN_HEADER_PARAMETERS {
             if map.contains_key(name) {
                 return Err(JwsError::ForbiddenHeader(name));
@@ -160,12 +173,22 @@ impl Header {
             Some(Value::String(kid)) => Some(kid.clone()),
             Some(other) => return Err(JwsError::KidNotString(text::excerpt(&other.to_string()))),
         };
-        Ok(Self {
+        let header = Self {
             alg,
             kid,
             typ: optional_string(&map, "typ")?,
-        })
+        };
+        Ok((header, jwk))
     }
+}
+
+/// Whether a header must carry its signer's public key in `jwk`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyRule {
+    /// `jwk` is refused, as every other key-choosing parameter.
+    NoJwk,
+    /// `jwk` must be a JSON object (a DPoP proof).
+    EmbeddedJwk,
 }
 
 fn optional_string(map: &Map<String, Value>, member: &'static str) -> Result<Option<String>, JwsError> {
@@ -189,6 +212,9 @@ pub struct UnverifiedJws<'a> {
     signing_input: &'a str,
     payload: Vec<u8>,
     signature: Vec<u8>,
+    /// The header's `jwk`, only ever present after
+    /// [`decode_with_embedded_jwk`](Self::decode_with_embedded_jwk).
+    jwk: Option<Map<String, Value>>,
 }
 
 /// A header that passed every check, with its exact base64url text: a
@@ -206,6 +232,17 @@ impl<'a> UnverifiedJws<'a> {
         Self::decode_reusing(token, max_len, &[])
     }
 
+    /// Decodes a JWS that carries the public key it is signed with in its
+    /// header's `jwk` (a DPoP proof, RFC 9449 §4.2): every rule of
+    /// [`decode`](Self::decode), in the same order, except that `jwk` must
+    /// be present, as a JSON object ([`JwsError::MissingJwk`] otherwise).
+    /// `crit`, `jku`, `x5u`, `x5c` and `b64` stay refused. The key is
+    /// [`embedded_jwk`](Self::embedded_jwk), not checked here: whoever
+    /// reads it parses it as a public key and decides whether to trust it.
+    pub fn decode_with_embedded_jwk(token: &'a str, max_len: usize) -> Result<Self, JwsError> {
+        Self::decode_inner(token, max_len, &[], KeyRule::EmbeddedJwk)
+    }
+
     /// [`decode`](Self::decode), reusing one of `known` when the token's
     /// header text is byte for byte the one it was decoded from: the same
     /// input, so the same result, without decoding and parsing it again. Every
@@ -214,6 +251,15 @@ impl<'a> UnverifiedJws<'a> {
         token: &'a str,
         max_len: usize,
         known: &[Arc<KnownHeader>],
+    ) -> Result<Self, JwsError> {
+        Self::decode_inner(token, max_len, known, KeyRule::NoJwk)
+    }
+
+    fn decode_inner(
+        token: &'a str,
+        max_len: usize,
+        known: &[Arc<KnownHeader>],
+        rule: KeyRule,
     ) -> Result<Self, JwsError> {
         if token.len() > max_len {
             return Err(JwsError::TooLarge {
@@ -242,9 +288,13 @@ impl<'a> UnverifiedJws<'a> {
         };
         let payload = decode(Part::Payload, payload_text)?;
         let signature = decode(Part::Signature, signature_text)?;
-        let header = match reused {
-            Some(known) => known.header.clone(),
-            None => Arc::new(Header::from_json(&header_bytes)?),
+        let (header, jwk) = match reused {
+            // Known headers come from `decode_reusing` alone (no `jwk`).
+            Some(known) => (known.header.clone(), None),
+            None => {
+                let (header, jwk) = Header::from_json_with(&header_bytes, rule)?;
+                (Arc::new(header), jwk)
+            }
         };
         Ok(Self {
             header,
@@ -253,6 +303,7 @@ impl<'a> UnverifiedJws<'a> {
             signing_input: &token[..header_text.len() + 1 + payload_text.len()],
             payload,
             signature,
+            jwk,
         })
     }
 
@@ -279,6 +330,13 @@ impl<'a> UnverifiedJws<'a> {
         &self.header
     }
 
+    /// The header's `jwk` (not yet checked in any way), for a JWS decoded by
+    /// [`decode_with_embedded_jwk`](Self::decode_with_embedded_jwk); `None`
+    /// otherwise.
+    pub fn embedded_jwk(&self) -> Option<&Map<String, Value>> {
+        self.jwk.as_ref()
+    }
+
     /// The payload before its signature is checked: only for choosing which
     /// key to verify with (e.g. the `sub` of a client assertion); never trust it.
     pub fn unverified_payload(&self) -> &[u8] {
@@ -288,6 +346,15 @@ impl<'a> UnverifiedJws<'a> {
     /// Checks the signature with `key` and returns the payload.
     pub fn verify(self, key: &VerifyingKey) -> Result<Vec<u8>, JwsError> {
         self.verify_as(key, key.algorithm())
+    }
+
+    /// Checks the signature with `key` under the header's `alg` (a DPoP
+    /// proof, whose key comes with it and was checked to fit that `alg`),
+    /// and returns the payload.
+    pub(crate) fn verify_with_public_key(self, key: &PublicKey) -> Result<Vec<u8>, JwsError> {
+        key.verify(self.header.alg, self.signing_input.as_bytes(), &self.signature)
+            .map_err(JwsError::Signature)?;
+        Ok(self.payload)
     }
 
     /// Checks the signature with `key` under `pinned`, the algorithm a
@@ -313,6 +380,24 @@ pub async fn sign(encoded_header: &str, payload: &[u8], signer: &dyn Signer) -> 
     token.push('.');
     base64url::encode_into(payload, &mut token);
     let signature = signer.sign(token.as_bytes()).await?;
+    token.push('.');
+    base64url::encode_into(signature, &mut token);
+    Ok(token)
+}
+
+/// [`sign`] for a signer that does not wait (a local key): signs `payload`
+/// under `encoded_header` with `sign` over the signing input, and returns
+/// the compact JWS.
+pub fn sign_with(
+    encoded_header: &str,
+    payload: &[u8],
+    sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, SignError>,
+) -> Result<String, SignError> {
+    let mut token = String::with_capacity(encoded_header.len() + 1 + payload.len() * 4 / 3 + 4 + 360);
+    token.push_str(encoded_header);
+    token.push('.');
+    base64url::encode_into(payload, &mut token);
+    let signature = sign(token.as_bytes())?;
     token.push('.');
     base64url::encode_into(signature, &mut token);
     Ok(token)

@@ -20,14 +20,17 @@
 //! | [`keyset`] | [`KeySet`]: the active signer and the published keys, swapped atomically |
 //! | [`clock`] | the wall and monotonic clocks every time check reads, and clocks a test or a host sets |
 //! | [`issue`] | [`Issuer`], [`TokenRequest`] |
-//! | [`verify`] | [`Verifier`], [`Policy`], [`Verified`] claims; an opt-in [`VerificationCache`](verify::VerificationCache) for repeated tokens |
+//! | [`verify`] | [`Verifier`], [`Policy`], [`Verified`] claims; an opt-in [`VerificationCache`](verify::VerificationCache) for repeated tokens; [`verify::dpop`]: a request's token, bearer or DPoP-bound with its proof ([`Verifier::verify_request`]) |
+//! | [`dpop`] | DPoP (RFC 9449): the client's [`DpopKey`](dpop::DpopKey) and [`DpopProof`](dpop::DpopProof)s, the [`DpopVerifier`](dpop::DpopVerifier) of proofs, stateless server [`DpopNonces`](dpop::DpopNonces), the per-process proof replay store; tokens bound with [`Issuer::issue_with_confirmation`] |
 //! | [`text`] | the one policy for a stranger's text in errors and logs: bounded, one line |
 //! | [`calendar`] | UTC dates and Unix seconds, for the date formats no dependency reads (SigV4's `X-Amz-Date`, RFC 3339) |
 //!
 //! # What it deliberately does not do
 //!
 //! No HMAC, no `none`, no JWE, no JSON serialization, no keys taken from a token
-//! header, no RSA under 2048 bits, no lenient parsing. Every refusal has its own
+//! header (the one header key read anywhere is a DPoP proof's own `jwk`, which
+//! proves possession of that key and vouches for nothing else), no RSA under
+//! 2048 bits, no lenient parsing. Every refusal has its own
 //! error variant ([`VerifyError`]) with a stable reason code.
 //!
 //! # Example
@@ -54,13 +57,17 @@
 //!
 //! # Features
 //!
+//! DPoP (the [`dpop`] module and [`verify::dpop`]) needs nothing beyond ring
+//! and serde and is in every build; the trust file's `dpop` key comes with
+//! `remote`, the extractors with `axum`.
+//!
 //! | feature | adds |
 //! |---|---|
 //! | `http` | the HTTPS client (rustls with ring) and fetch policy shared by every crate here: `http::client_builder`, checked URLs, capped reads, discovery documents |
 //! | `remote` | `verify::RemoteJwks`: a [`KeySource`] that fetches and caches a JWKS URL or an issuer's discovery document (HTTPS only, size cap, timeout, `Cache-Control` clamped, ETag revalidation, one single-flight refetch per cooldown on unknown kids, last good set kept through failures up to a stale limit, optional failure backoff); `verify::trust::TrustedIssuers`: many issuers, each token checked against the entry its `iss` names exactly (static list or TOML file, on-demand lookup with a negative cache, lazy per-issuer key sources under one cap on fetches, bounded LRU, status view keyed by entry name); implies `http` |
 //! | `aws-config` | `aws::load_sdk_config`: the AWS SDK configuration (credentials, region) on rustls with ring, and no service SDK |
 //! | `aws` | `keys::KmsSigner` (every token one KMS `Sign`), `keys::kms_envelope` (a local key kept encrypted under KMS: zero KMS calls per token); `aws::CallPolicy` (timeouts, retries, an observer of every call); implies `aws-config`. The key set shared by replicas through Secrets Manager, its rules and its rotation are the issuer's operations and live in `oidc-server` (`oidc_server::keyset`), which writes each set it reads into a [`KeySet`] |
-//! | `axum` | `axum::VerifiedToken`: an axum extractor that yields verified claims or answers `401` with `WWW-Authenticate: Bearer error="invalid_token"` and no detail (the reason is logged); with `remote`, `axum::TrustedToken` does the same through a `TrustedIssuers` and yields the entry's name too |
+//! | `axum` | `axum::VerifiedToken`: an axum extractor that yields verified claims or answers `401` with `WWW-Authenticate: Bearer error="invalid_token"` and no detail (the reason is logged); with `remote`, `axum::TrustedToken` does the same through a `TrustedIssuers` and yields the entry's name too. Both refuse DPoP-bound tokens; `axum::DpopToken` (and with `remote`, `axum::DpopTrustedToken`) accept bearer or DPoP requests by the policy's `dpop` mode, answering `DPoP error="invalid_dpop_proof"` or `use_dpop_nonce` with a `DPoP-Nonce` |
 
 mod alg;
 #[cfg(feature = "aws-config")]
@@ -71,6 +78,7 @@ pub mod base64url;
 pub mod calendar;
 pub mod claims;
 pub mod clock;
+pub mod dpop;
 mod error;
 #[cfg(feature = "http")]
 pub mod http;

@@ -257,6 +257,48 @@ impl PublicKey {
 
     /// Reads the key members of a JWK object (everything but `kid`, `use`, `key_ops`, `alg`).
     fn from_jwk_members(jwk: &Map<String, Value>) -> Result<Self, KeyError> {
+        Self::from_jwk_members_with(jwk, PointCheck::Now)
+    }
+
+    /// The public key a JWS carries in its header (a DPoP proof's `jwk`,
+    /// RFC 9449 §4.2), by the rules of [`VerifyingKey::from_jwk`] (public
+    /// members only: a private member or `kty` `oct` is refused; `use`,
+    /// `key_ops` and `alg`, when present, must allow signing with `alg`),
+    /// except that `kid` is optional.
+    ///
+    /// An EC point is not checked here but by the signature check that must
+    /// follow before the key is used for anything: ring validates the point
+    /// (on the curve, coordinates below p, not infinity: NIST SP 800-56A
+    /// §5.6.2.3.4) on every ECDSA verification, so a separate check would be
+    /// a second, costlier proof of the same fact on every request. Until its
+    /// signature has verified, the key is only a candidate.
+    pub(crate) fn from_embedded_jwk(jwk: &Map<String, Value>, alg: Algorithm) -> Result<Self, KeyError> {
+        let key = Self::from_jwk_members_with(jwk, PointCheck::AtSignature)?;
+        check_usage(jwk)?;
+        if let Some(name) = str_member(jwk, "alg")? {
+            let stated = name.parse::<Algorithm>().map_err(KeyError::Algorithm)?;
+            if stated != alg {
+                return Err(KeyError::AlgorithmMismatch {
+                    alg: alg.name().to_owned(),
+                    key: "differently labelled",
+                });
+            }
+        }
+        if let Some(kid) = str_member(jwk, "kid")? {
+            if kid.len() > MAX_KID_LEN {
+                return Err(KeyError::KidTooLong(kid.len()));
+            }
+        }
+        if !key.fits(alg) {
+            return Err(KeyError::AlgorithmMismatch {
+                alg: alg.name().to_owned(),
+                key: key.kind(),
+            });
+        }
+        Ok(key)
+    }
+
+    fn from_jwk_members_with(jwk: &Map<String, Value>, points: PointCheck) -> Result<Self, KeyError> {
         let kty = str_member(jwk, "kty")?.ok_or(KeyError::MissingMember("kty"))?;
         if kty == "oct" {
             return Err(KeyError::Symmetric);
@@ -269,9 +311,12 @@ impl PublicKey {
         match kty {
             "EC" => {
                 let crv = str_member(jwk, "crv")?.ok_or(KeyError::MissingMember("crv"))?;
-                match crv {
-                    "P-256" => Self::p256(&b64_member(jwk, "x")?, &b64_member(jwk, "y")?),
-                    "P-384" => Self::p384(&b64_member(jwk, "x")?, &b64_member(jwk, "y")?),
+                let (x, y) = (b64_member(jwk, "x")?, b64_member(jwk, "y")?);
+                match (crv, points) {
+                    ("P-256", PointCheck::Now) => Self::p256(&x, &y),
+                    ("P-384", PointCheck::Now) => Self::p384(&x, &y),
+                    ("P-256", PointCheck::AtSignature) => Ok(Self::P256(uncompressed::<65>(&x, &y)?)),
+                    ("P-384", PointCheck::AtSignature) => Ok(Self::P384(uncompressed::<97>(&x, &y)?)),
                     _ => Err(KeyError::UnsupportedCurve(text::excerpt(crv))),
                 }
             }
@@ -285,6 +330,14 @@ impl PublicKey {
             "RSA" => Self::rsa(&b64_member(jwk, "n")?, &b64_member(jwk, "e")?),
             other => Err(KeyError::UnsupportedKeyType(text::excerpt(other))),
         }
+    }
+
+    /// The key's members as a JWK and nothing else (`kty`, `crv`, `x`, `y`;
+    /// `kty`, `n`, `e`): what a DPoP proof carries in its header.
+    pub fn to_jwk(&self) -> Map<String, Value> {
+        let mut out = Map::new();
+        self.write_jwk_members(&mut out);
+        out
     }
 
     fn write_jwk_members(&self, out: &mut Map<String, Value>) {
@@ -365,23 +418,7 @@ impl VerifyingKey {
     /// Parses one public JWK strictly (see [`crate::jwks`] for the rules).
     pub fn from_jwk(jwk: &Map<String, Value>) -> Result<Self, KeyError> {
         let key = PublicKey::from_jwk_members(jwk)?;
-        if let Some(usage) = jwk.get("use") {
-            if usage.as_str() != Some("sig") {
-                return Err(KeyError::WrongUse(text::excerpt(&usage.to_string())));
-            }
-        }
-        if let Some(ops) = jwk.get("key_ops") {
-            let ops = ops
-                .as_array()
-                .filter(|ops| ops.iter().all(Value::is_string))
-                .ok_or(KeyError::MemberType {
-                    member: "key_ops",
-                    expected: "an array of strings",
-                })?;
-            if !ops.iter().any(|op| op.as_str() == Some("verify")) {
-                return Err(KeyError::KeyOpsWithoutVerify);
-            }
-        }
+        check_usage(jwk)?;
         let stated = match str_member(jwk, "alg")? {
             None => None,
             Some(name) => Some(name.parse::<Algorithm>().map_err(KeyError::Algorithm)?),
@@ -505,6 +542,49 @@ pub enum SignatureError {
     /// The signature does not verify.
     #[error("signature does not match")]
     Mismatch,
+}
+
+/// When an EC point is checked to be on its curve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PointCheck {
+    /// When the key is made.
+    Now,
+    /// By the signature check that must come before any use (ring's).
+    AtSignature,
+}
+
+/// `04‖x‖y` of `N` bytes from coordinates of `(N - 1) / 2` bytes each.
+fn uncompressed<const N: usize>(x: &[u8], y: &[u8]) -> Result<[u8; N], KeyError> {
+    let half = (N - 1) / 2;
+    check_len("x", x, half)?;
+    check_len("y", y, half)?;
+    let mut point = [0u8; N];
+    point[0] = 4;
+    point[1..=half].copy_from_slice(x);
+    point[half + 1..].copy_from_slice(y);
+    Ok(point)
+}
+
+/// `use` and `key_ops`, when present, must allow verifying signatures.
+fn check_usage(jwk: &Map<String, Value>) -> Result<(), KeyError> {
+    if let Some(usage) = jwk.get("use") {
+        if usage.as_str() != Some("sig") {
+            return Err(KeyError::WrongUse(text::excerpt(&usage.to_string())));
+        }
+    }
+    if let Some(ops) = jwk.get("key_ops") {
+        let ops = ops
+            .as_array()
+            .filter(|ops| ops.iter().all(Value::is_string))
+            .ok_or(KeyError::MemberType {
+                member: "key_ops",
+                expected: "an array of strings",
+            })?;
+        if !ops.iter().any(|op| op.as_str() == Some("verify")) {
+            return Err(KeyError::KeyOpsWithoutVerify);
+        }
+    }
+    Ok(())
 }
 
 const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];

@@ -7,6 +7,7 @@
 
 pub mod cache;
 mod claim_rules;
+pub mod dpop;
 mod error;
 mod key_source;
 mod policy;
@@ -33,6 +34,7 @@ pub use policy::{
 pub use remote::{RemoteJwks, RemoteJwksBuilder, RemoteJwksError};
 
 use self::cache::{Entry, Validity};
+use crate::claims::TokenBinding;
 use crate::clock::{SystemClock, WallClock};
 use crate::json;
 use crate::jws::{KnownHeader, UnverifiedJws};
@@ -48,6 +50,7 @@ pub struct Verified<C> {
     claims: Arc<C>,
     key: Arc<VerifyingKey>,
     alg: Algorithm,
+    binding: TokenBinding,
 }
 
 impl<C> Verified<C> {
@@ -83,6 +86,14 @@ impl<C> Verified<C> {
     /// The signature algorithm.
     pub fn algorithm(&self) -> Algorithm {
         self.alg
+    }
+
+    /// What the token is bound to, read from its `cnf` claim whatever `C`
+    /// is: a bound token must be presented with a proof of its key
+    /// ([`verify_request`](Verifier::verify_request)), never as a bearer
+    /// token.
+    pub fn binding(&self) -> &TokenBinding {
+        &self.binding
     }
 }
 
@@ -256,6 +267,10 @@ impl<K: KeySource> Verifier<K> {
             None => json::parse_object(&payload).map_err(VerifyError::Claims)?,
         };
         self.policy.check_claims(&claims, self.clock.now(), profile)?;
+        let binding = TokenBinding::of(&claims).map_err(|expected| VerifyError::ClaimType {
+            claim: "cnf",
+            expected,
+        })?;
         let validity = Validity::of(&claims);
         let claims =
             C::deserialize(Value::Object(claims)).map_err(|e| VerifyError::ClaimsShape(e.to_string()))?;
@@ -273,6 +288,7 @@ impl<K: KeySource> Verifier<K> {
             claims: Arc::new(claims),
             key,
             alg,
+            binding,
         };
         Ok((verified, validity))
     }

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use super::claim_rules::{ClaimRule, RuleError};
 use super::{numeric_date, VerifyError};
 use crate::claims::ACCESS_TOKEN_TYP;
+use crate::dpop::DpopMode;
 use crate::jws::DEFAULT_MAX_LEN;
 use crate::keys::VerifyingKey;
 use crate::text;
@@ -58,6 +59,8 @@ pub struct Policy {
     claim_patterns: Vec<(String, String)>,
     /// Both of the above, parsed.
     rules: Vec<ClaimRule>,
+    /// Whether tokens must be DPoP-bound and presented with a proof.
+    dpop: DpopMode,
 }
 
 /// Builds a [`Policy`].
@@ -144,12 +147,19 @@ impl Policy {
                 required_claims: Vec::new(),
                 claim_patterns: Vec::new(),
                 rules: Vec::new(),
+                dpop: DpopMode::Allowed,
             },
             leeway: DEFAULT_LEEWAY,
             max_lifetime: DEFAULT_MAX_LIFETIME,
             max_age: None,
             max_token_len: None,
         }
+    }
+
+    /// Whether tokens must be DPoP-bound (see
+    /// [`PolicyBuilder::dpop`]).
+    pub fn dpop(&self) -> DpopMode {
+        self.dpop
     }
 
     /// The issuer.
@@ -525,6 +535,19 @@ impl PolicyBuilder {
     /// ```
     pub fn require_claim_pattern(mut self, name: impl Into<String>, pattern: impl Into<String>) -> Self {
         self.policy.claim_patterns.push((name.into(), pattern.into()));
+        self
+    }
+
+    /// Whether tokens must be DPoP-bound (RFC 9449) when a request presents
+    /// them ([`Verifier::verify_request`](super::Verifier::verify_request),
+    /// the axum extractors). [`DpopMode::Allowed`] (the default): a bearer
+    /// token as `Bearer`, a bound token as `DPoP` with its proof.
+    /// [`DpopMode::Required`]: bound tokens only. Either way a bound token
+    /// is never accepted as `Bearer` (RFC 9449 §7.2). Plain
+    /// [`Verifier::verify`](super::Verifier::verify) checks the token
+    /// alone, whatever this says.
+    pub fn dpop(mut self, mode: DpopMode) -> Self {
+        self.policy.dpop = mode;
         self
     }
 

@@ -3,6 +3,8 @@
 mod cache;
 mod cache_remote;
 mod catalog;
+mod dpop;
+mod dpop_axum;
 mod fuzz_smoke;
 mod helpers;
 mod interop;

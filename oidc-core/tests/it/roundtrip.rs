@@ -72,6 +72,7 @@ async fn every_algorithm_round_trips() {
                 exp: NOW + 300,
                 jti: issued.jti.clone(),
                 scope: Some("poll report".into()),
+                cnf: None,
                 attributes,
             }
         );

@@ -75,6 +75,7 @@ use serde_json::{Map, Value};
 pub(crate) use self::table::CacheKey;
 use self::table::Table;
 use super::{numeric_date, KeySource, Policy, Verified};
+use crate::claims::TokenBinding;
 use crate::keys::VerifyingKey;
 use crate::Algorithm;
 
@@ -188,6 +189,7 @@ impl VerificationCache {
                     claims,
                     key: Arc::clone(&entry.key),
                     alg: entry.alg,
+                    binding: entry.binding.clone(),
                 })
             }
             Err(_) => {
@@ -243,6 +245,7 @@ pub(crate) struct Entry {
     claims: Arc<dyn Any + Send + Sync>,
     key: Arc<VerifyingKey>,
     alg: Algorithm,
+    binding: TokenBinding,
     policy: Arc<Policy>,
     validity: Validity,
     /// Who vouched, for a registry: the issuer whose entry verified it.
@@ -263,6 +266,7 @@ impl Entry {
             claims: Arc::clone(&verified.claims) as Arc<dyn Any + Send + Sync>,
             key: Arc::clone(&verified.key),
             alg: verified.alg,
+            binding: verified.binding.clone(),
             policy: Arc::clone(policy),
             validity,
             scope,

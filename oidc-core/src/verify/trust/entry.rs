@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::dpop::DpopMode;
 use crate::jwks::JwkSet;
 use crate::text;
 use crate::verify::remote::{RemoteJwksError, Target};
@@ -205,6 +206,13 @@ impl IssuerEntryBuilder {
     /// Longest accepted `exp - iat` (default 900 s).
     pub fn max_lifetime(mut self, max: Duration) -> Self {
         self.policy = self.policy.max_lifetime(max);
+        self
+    }
+
+    /// Whether this issuer's tokens must be DPoP-bound (default
+    /// [`DpopMode::Allowed`]); see [`PolicyBuilder::dpop`].
+    pub fn dpop(mut self, mode: DpopMode) -> Self {
+        self.policy = self.policy.dpop(mode);
         self
     }
 

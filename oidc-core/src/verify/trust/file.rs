@@ -11,6 +11,7 @@
 //! required_claims = { org_id = "acme" }          # strings, integers or booleans
 //! leeway_secs = 30
 //! max_lifetime_secs = 900
+//! dpop = "required"                              # default "allowed"; see below
 //! # Keys: discovery by default, or one of
 //! # jwks_uri = "https://tokens.acme.example/keys"
 //! # jwks_file = "acme.jwks.json"                 # pinned, relative to this file
@@ -57,6 +58,11 @@
 //!   `typ`, since AWS's tokens reach about 20 KB; at most 64 KiB).
 //! - `max_token_age_secs`: tokens whose `iat` is older are refused, even
 //!   before their `exp`.
+//! - `dpop`: `"required"`: the issuer's tokens are accepted only DPoP-bound
+//!   (`cnf.jkt`) and presented with a proof of their key (RFC 9449);
+//!   `"allowed"` (the default): bearer tokens too. A bound token is never
+//!   accepted as `Bearer`, whatever this says. It applies where a request
+//!   is verified (`TrustedIssuers::verify_request`, the axum extractors).
 //!
 //! ```
 //! use oidc_core::verify::trust::file;
@@ -78,6 +84,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{EntryError, IssuerEntry};
+use crate::dpop::DpopMode;
 use crate::jwks::{JwkSet, JwkSetError};
 use crate::Algorithm;
 
@@ -187,6 +194,8 @@ pub struct EntryFields {
     jwks_file: Option<PathBuf>,
     #[serde(default)]
     jwks: Option<toml::Table>,
+    #[serde(default)]
+    dpop: Option<DpopMode>,
 }
 
 /// Why one entry's fields were refused; [`field`](Self::field) names the
@@ -336,6 +345,9 @@ impl EntryFields {
         if let Some(bytes) = self.max_token_bytes {
             builder = builder.max_token_len(bytes);
         }
+        if let Some(mode) = self.dpop {
+            builder = builder.dpop(mode);
+        }
         builder = match (self.jwks_uri, self.jwks_file, self.jwks) {
             (None, None, None) => builder,
             (Some(uri), None, None) => builder.jwks_uri(uri),
@@ -398,7 +410,12 @@ mod tests {
         );
         assert_eq!(policy.leeway_secs(), 10);
         assert_eq!(policy.required_claims().len(), 3);
+        assert_eq!(policy.dpop(), DpopMode::Allowed);
         assert_eq!(one(BASE).unwrap().keys(), &IssuerKeys::Discovery);
+        let required = one(&format!("{BASE}\ndpop = \"required\"")).unwrap();
+        assert_eq!(required.policy().dpop(), DpopMode::Required);
+        let allowed = one(&format!("{BASE}\ndpop = \"allowed\"")).unwrap();
+        assert_eq!(allowed.policy().dpop(), DpopMode::Allowed);
     }
 
     #[test]
@@ -406,6 +423,8 @@ mod tests {
         let cases = [
             (format!("{BASE}\naudience = \"x\""), "unknown field"),
             (format!("{BASE}\nalgorithms = [\"HS256\"]"), "unknown algorithm"),
+            (format!("{BASE}\ndpop = \"Required\""), "unknown variant"),
+            (format!("{BASE}\ndpop = true"), "wanted string"),
             (
                 format!("{BASE}\nrequired_claims = {{ org = 1.5 }}"),
                 "must be a string",

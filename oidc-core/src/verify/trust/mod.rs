@@ -89,6 +89,7 @@ pub use lookup::{IssuerLookup, LookupError, MAX_LOOKUP_ISSUER_LEN};
 pub use registry::TrustedIssuers;
 pub use status::{IssuerStatus, KeysStatus, RefreshError, TrustStats};
 
+use crate::dpop::DpopMode;
 use crate::verify::Verified;
 #[cfg(doc)]
 use crate::verify::{KeyLookupError, RemoteJwks, VerifyError};
@@ -98,6 +99,7 @@ use crate::verify::{KeyLookupError, RemoteJwks, VerifyError};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trusted<C> {
     name: Arc<str>,
+    dpop: DpopMode,
     verified: Verified<C>,
 }
 
@@ -105,6 +107,11 @@ impl<C> Trusted<C> {
     /// The name of the issuer entry (the tenant).
     pub fn issuer_name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether the entry requires DPoP-bound tokens.
+    pub fn dpop(&self) -> DpopMode {
+        self.dpop
     }
 
     /// The verified claims.

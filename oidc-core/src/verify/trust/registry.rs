@@ -140,6 +140,7 @@ impl TrustedIssuers {
                 }
                 Ok(Trusted {
                     name: Arc::clone(live.entry.shared_name()),
+                    dpop: live.entry.policy().dpop(),
                     verified,
                 })
             }
@@ -188,6 +189,7 @@ impl Registry {
         live.verified.fetch_add(1, Ordering::Relaxed);
         Some(Trusted {
             name: Arc::clone(live.entry.shared_name()),
+            dpop: live.entry.policy().dpop(),
             verified,
         })
     }
