@@ -29,6 +29,7 @@ pub mod sim;
 pub mod stack;
 pub mod sts_web_identity;
 pub mod tools;
+pub mod upstream_idp;
 
 // The test connectors, their configuration, the router state and client
 // assertions: one file shared with oidc-server's own tests, which cannot
