@@ -192,6 +192,7 @@ if exchange_path.exists():
     iam = [float(x) for x in re.findall(r"aws_iam \(moto STS\):\s+([\d.]+) logins/s", text)]
     exchange = [(float(a), int(b)) for a, b in
                 re.findall(r"token exchange \(ES384\):\s+([\d.]+) logins/s \((\d+) logins", text)]
+    ring = [float(x) for x in re.findall(r"bare ring ES384 verify:\s+([\d.]+) verifications/s", text)]
     fetches = [(int(a), int(b)) for a, b in
                re.findall(r"upstream fetches:\s+(\d+) JWKS and \d+ discovery per (\d+) exchange logins", text)]
     if basic and iam and exchange:
@@ -202,6 +203,10 @@ if exchange_path.exists():
         headline.append(("Exchange", "token exchange logins/s / aws_iam through moto (c=16)",
                          f"{ex / statistics.median(iam):.1f}x", per_s(ex), per_s(statistics.median(iam)),
                          "bounded by the emulator", ""))
+        if ring:
+            headline.append(("Exchange", "token exchange logins/s / bare ring ES384 verifications/s (one thread)",
+                             f"{100 * ex / statistics.median(ring):.0f}%", per_s(ex),
+                             per_s(statistics.median(ring)), "", ""))
         rows = [f"| {i + 1} | {b:,.1f} | {a:,.1f} | {e:,.1f} |"
                 for i, (b, a, (e, _)) in enumerate(zip(basic, iam, exchange))]
         details.append("### Token exchange runs (one server, concurrency 16)\n\n"

@@ -14,7 +14,8 @@
 //!
 //! The exchange run is exactly [`EXCHANGES`] logins; the requests reaching
 //! the upstream JWKS are counted (target: one per key-set lifetime, not one
-//! per login). Upstream tokens and `aws_iam` requests are signed before the
+//! per login). Beside them, bare ring ES384 signature checks per second on
+//! one thread: the upstream token's signature is most of an exchange's cost. Upstream tokens and `aws_iam` requests are signed before the
 //! clock starts, so every run measures the token endpoint.
 
 use std::sync::{Arc, Mutex};
@@ -105,6 +106,28 @@ fn exchange(request: reqwest::RequestBuilder, token: Option<&str>) -> reqwest::R
     ])
 }
 
+/// Bare ring ES384 signature checks per second on one thread, of a
+/// signature over `message` (what bounds an exchange login: the upstream
+/// token's signature).
+fn ring_es384_verifications(message: &[u8]) -> f64 {
+    use ring::signature::{
+        EcdsaKeyPair, KeyPair as _, UnparsedPublicKey, ECDSA_P384_SHA384_FIXED,
+        ECDSA_P384_SHA384_FIXED_SIGNING,
+    };
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng).unwrap();
+    let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+    let signature = key.sign(&rng, message).unwrap();
+    let public = UnparsedPublicKey::new(&ECDSA_P384_SHA384_FIXED, key.public_key().as_ref().to_vec());
+    let started = Instant::now();
+    let mut done = 0u64;
+    while started.elapsed() < std::time::Duration::from_secs(2) {
+        public.verify(message, signature.as_ref()).unwrap();
+        done += 1;
+    }
+    done as f64 / started.elapsed().as_secs_f64()
+}
+
 /// An AWS STS web identity token of [`ROLE_ARN`] for `audience`.
 fn aws_token(idp: &UpstreamIdp, audience: &str, iat: u64) -> String {
     idp.sign(
@@ -190,6 +213,11 @@ federated = [{{ issuer = "aws", subject = "{ROLE_ARN}" }}]
         .map(|_| aws_token(&idp, &server.url, iat))
         .collect();
 
+    let signing_input = tokens[0].rsplit_once('.').unwrap().0.as_bytes().to_vec();
+    let ring_rate = tokio::task::spawn_blocking(move || ring_es384_verifications(&signing_input))
+        .await
+        .unwrap();
+
     let (basic_rate, basic_logins) = login_rate(&server, SECONDS, None, basic).await;
     let (iam_rate, iam_logins) =
         login_rate(&server, SECONDS, Some(Arc::new(Mutex::new(assertions))), aws_iam).await;
@@ -210,6 +238,10 @@ federated = [{{ issuer = "aws", subject = "{ROLE_ARN}" }}]
         elapsed.as_secs_f64(),
         100.0 * exchange_rate / basic_rate,
         exchange_rate / iam_rate
+    );
+    println!(
+        "bare ring ES384 verify:   {ring_rate:>8.1} verifications/s (one thread; token exchange logins/s are {:.0}% of it)",
+        100.0 * exchange_rate / ring_rate
     );
     println!(
         "upstream fetches:         {jwks_fetches} JWKS and {discovery} discovery per {exchange_logins} exchange logins \
