@@ -16,6 +16,11 @@
 #   replay  private_key_jwt logins/s with the in-memory replay store and with
 #           the DynamoDB store against moto_server, DynamoDB calls per login
 #           (the ignored e2e test replay_bench, in release)
+#   exchange  token exchange (RFC 8693) logins/s of AWS-shaped ES384 upstream
+#           tokens beside client_secret_basic and aws_iam through moto_server,
+#           one server, one concurrency, in one run; upstream JWKS fetches per
+#           10,000 exchange logins (the ignored e2e test exchange_bench, in
+#           release)
 #   rotation  one whole key-set rotation (four steps) against moto_server for
 #           a kms-envelope and a kms set, KMS and Secrets Manager calls per
 #           rotation, a replica's reads while polling (rotation_bench)
@@ -88,7 +93,7 @@ if want http || want verify || want lambda; then
     (cd bench && npm ci --silent --no-audit --no-fund)
   fi
 fi
-if (want kms || want replay || want verify || want lambda) \
+if (want kms || want replay || want exchange || want verify || want lambda) \
   && { ! .venv/bin/python -c 'import moto, jwt' 2>/dev/null || [ ! -x .venv/bin/cargo-lambda ]; }; then
   echo "== installing PyJWT, moto and cargo-lambda into .venv (as scripts/test.sh does)"
   python3 -m venv .venv
@@ -306,6 +311,16 @@ if want replay; then
     E2E_MOTO_SERVER=$root/.venv/bin/moto_server E2E_PYTHON=$root/.venv/bin/python \
       cargo test --release -q -p e2e --test it replay_bench -- --ignored --nocapture --test-threads 1 \
       2>&1 | tee -a "$results/replay.txt" | grep -E 'store|concurrency|test result'
+  done
+fi
+
+# ---------------------------------------------------------------- exchange
+if want exchange; then
+  log "exchange: cargo test --release -p e2e --test it exchange_bench -- --ignored --nocapture"
+  for round in $(seq "$rounds"); do
+    E2E_MOTO_SERVER=$root/.venv/bin/moto_server E2E_PYTHON=$root/.venv/bin/python \
+      cargo test --release -q -p e2e --test it exchange_bench -- --ignored --nocapture --test-threads 1 \
+      2>&1 | tee -a "$results/exchange.txt" | grep -E 'logins|concurrency|upstream|test result'
   done
 fi
 

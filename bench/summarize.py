@@ -3,7 +3,7 @@
     python3 bench/summarize.py bench/results/latest
 
 Reads what the sections left there (micro.json, http.csv, kms.txt, replay.txt,
-verify.txt, machine.txt); a section that did not run is left out.
+exchange.txt, verify.txt, machine.txt); a section that did not run is left out.
 """
 
 import csv
@@ -15,7 +15,7 @@ import sys
 
 folder = pathlib.Path(sys.argv[1])
 headline = []  # (group, comparison, ratio text, ours, baseline, target, verdict)
-GROUPS = ["HTTP", "KMS", "vs ring", "vs jsonwebtoken", "verify, languages", "client"]
+GROUPS = ["HTTP", "KMS", "Replay", "Exchange", "vs ring", "vs jsonwebtoken", "verify, languages", "client"]
 details = []
 
 
@@ -183,6 +183,39 @@ if replay_path.exists():
         details.append("### Replay store runs (private_key_jwt, concurrency 16, 5 s each)\n\n"
                        "| run | memory logins/s | DynamoDB (moto) logins/s | ratio | PutItem/login |\n"
                        "|---|---|---|---|---|\n" + "\n".join(rows))
+
+# ---------------------------------------------------------------- exchange
+exchange_path = folder / "exchange.txt"
+if exchange_path.exists():
+    text = exchange_path.read_text()
+    basic = [float(x) for x in re.findall(r"client_secret_basic:\s+([\d.]+) logins/s", text)]
+    iam = [float(x) for x in re.findall(r"aws_iam \(moto STS\):\s+([\d.]+) logins/s", text)]
+    exchange = [(float(a), int(b)) for a, b in
+                re.findall(r"token exchange \(ES384\):\s+([\d.]+) logins/s \((\d+) logins", text)]
+    ring = [float(x) for x in re.findall(r"bare ring ES384 verify:\s+([\d.]+) verifications/s", text)]
+    fetches = [(int(a), int(b)) for a, b in
+               re.findall(r"upstream fetches:\s+(\d+) JWKS and \d+ discovery per (\d+) exchange logins", text)]
+    if basic and iam and exchange:
+        ex = statistics.median(r for r, _ in exchange)
+        headline.append(("Exchange", "token exchange logins/s / client_secret_basic (c=16)",
+                         f"{100 * ex / statistics.median(basic):.0f}%", per_s(ex), per_s(statistics.median(basic)),
+                         "", ""))
+        headline.append(("Exchange", "token exchange logins/s / aws_iam through moto (c=16)",
+                         f"{ex / statistics.median(iam):.1f}x", per_s(ex), per_s(statistics.median(iam)),
+                         "bounded by the emulator", ""))
+        if ring:
+            headline.append(("Exchange", "token exchange logins/s / bare ring ES384 verifications/s (one thread)",
+                             f"{100 * ex / statistics.median(ring):.0f}%", per_s(ex),
+                             per_s(statistics.median(ring)), "", ""))
+        rows = [f"| {i + 1} | {b:,.1f} | {a:,.1f} | {e:,.1f} |"
+                for i, (b, a, (e, _)) in enumerate(zip(basic, iam, exchange))]
+        details.append("### Token exchange runs (one server, concurrency 16)\n\n"
+                       "| run | client_secret_basic logins/s | aws_iam (moto) logins/s | token exchange logins/s |\n"
+                       "|---|---|---|---|\n" + "\n".join(rows))
+    if fetches:
+        most = max(f * 10_000 / n for f, n in fetches)
+        headline.append(("Exchange", "upstream JWKS fetches per 10,000 exchange logins", f"{most:g}", "", "",
+                         "1 per key-set lifetime", verdict(most <= 1)))
 
 # ---------------------------------------------------------------- verify
 verify_path = folder / "verify.txt"

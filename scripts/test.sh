@@ -3,6 +3,7 @@
 #
 # Installs what the tests need into git-ignored folders (first run only):
 #   .venv/  moto_server (AWS emulator), PyJWT, cfn-lint, Authlib,
+#           requests-oauth2client (a third-party token exchange client),
 #           libfaketime (a shifted clock for the CLI and the rehearsal's
 #           moto; its thread-safe build compiled into .venv/lib), cargo-lambda
 #           (the Lambda Runtime API emulator)                       (PyPI)
@@ -18,7 +19,7 @@ root=$PWD
 # A one-off build keeps no incremental state (gigabytes of disk, no gain).
 export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 
-if ! .venv/bin/python -c 'import moto, jwt, cfnlint, authlib, requests, libfaketime' 2>/dev/null \
+if ! .venv/bin/python -c 'import moto, jwt, cfnlint, authlib, requests, requests_oauth2client, libfaketime' 2>/dev/null \
   || [ ! -x .venv/bin/cargo-lambda ]; then
   echo "== installing Python test tools into .venv"
   python3 -m venv .venv

@@ -19,14 +19,17 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub mod cli;
+pub mod control_plane;
 pub mod fault_proxy;
 pub mod lambda_runtime;
 pub mod load;
 pub mod moto;
+pub mod node_issuer;
 pub mod sim;
 pub mod stack;
 pub mod sts_web_identity;
 pub mod tools;
+pub mod upstream_idp;
 
 // The test connectors, their configuration, the router state and client
 // assertions: one file shared with oidc-server's own tests, which cannot

@@ -12,6 +12,8 @@ mod connector_token;
 mod deploy;
 mod docs;
 mod edge;
+mod exchange_bench;
+mod exchange_flow;
 mod exchange_replay;
 mod flow;
 mod keys_init;

@@ -9,103 +9,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2e::tools::NodeProcess;
+use e2e::control_plane::ControlPlane;
+use e2e::node_issuer::NodeIssuer;
 use e2e::{client_key, http, test_config, TestServer, AUDIENCE, OTHER_AUDIENCE, SECRET, SECRET_CLIENT};
 use futures_util::FutureExt as _;
 use oidc_core::keys::{LocalSigner, Signer};
 use oidc_core::verify::trust::TrustedIssuers;
 use oidc_core::{AccessTokenClaims, Algorithm, Issuer, KeySet, Lifetime, TokenRequest, VerifyError};
 use serde_json::Value;
-
-/// node-oidc-provider configured as a connector token service (as in
-/// `bench/node-provider.mjs`): client_credentials with client_secret_basic,
-/// ES256 JWT access tokens (RFC 9068) for one audience, with an `org_id`.
-/// Listens on an ephemeral loopback port and prints `{"issuer": URL}`.
-const NODE_ISSUER: &str = r#"
-import http from 'node:http';
-import { generateKeyPair, exportJWK } from 'jose';
-import Provider from 'oidc-provider';
-
-const [clientId, clientSecret, audience, orgId] = process.argv.slice(2);
-const server = http.createServer();
-server.listen(0, '127.0.0.1', async () => {
-  const issuer = `http://127.0.0.1:${server.address().port}`;
-  const { privateKey } = await generateKeyPair('ES256', { extractable: true });
-  const jwk = { ...(await exportJWK(privateKey)), alg: 'ES256', use: 'sig', kid: 'node-es256' };
-  const provider = new Provider(issuer, {
-    clients: [{
-      client_id: clientId,
-      client_secret: clientSecret,
-      grant_types: ['client_credentials'],
-      response_types: [],
-      redirect_uris: [],
-      token_endpoint_auth_method: 'client_secret_basic',
-      id_token_signed_response_alg: 'ES256',
-      scope: 'actions:read',
-    }],
-    jwks: { keys: [jwk] },
-    cookies: { keys: ['e2e-only-not-a-secret'] },
-    scopes: ['actions:read'],
-    features: {
-      devInteractions: { enabled: false },
-      clientCredentials: { enabled: true },
-      resourceIndicators: {
-        enabled: true,
-        defaultResource: () => audience,
-        useGrantedResource: () => true,
-        getResourceServerInfo: () => ({
-          scope: 'actions:read',
-          audience,
-          accessTokenTTL: 300,
-          accessTokenFormat: 'jwt',
-          jwt: { sign: { alg: 'ES256' } },
-        }),
-      },
-    },
-    extraTokenClaims: () => ({ org_id: orgId }),
-  });
-  provider.proxy = false;
-  server.on('request', provider.callback());
-  console.log(JSON.stringify({ issuer }));
-});
-"#;
-
-const NODE_CLIENT: &str = "node-connector";
-const NODE_SECRET: &str = "node-secret-0123456789abcdefghijklmnopqrstuv";
-
-struct NodeIssuer {
-    process: NodeProcess,
-    issuer: String,
-}
-
-impl NodeIssuer {
-    async fn start() -> Self {
-        let mut process = NodeProcess::start(
-            "node-issuer",
-            NODE_ISSUER,
-            &[NODE_CLIENT, NODE_SECRET, AUDIENCE, "org-node"],
-        );
-        let line = process.line().await;
-        let started: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
-        let issuer = started["issuer"].as_str().unwrap().to_owned();
-        Self { process, issuer }
-    }
-
-    async fn token(&self) -> String {
-        let response = http()
-            .post(format!("{}/token", self.issuer))
-            .basic_auth(NODE_CLIENT, Some(NODE_SECRET))
-            .form(&[("grant_type", "client_credentials"), ("scope", "actions:read")])
-            .send()
-            .await
-            .unwrap();
-        let body: Value = response.json().await.unwrap();
-        body["access_token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("node-oidc-provider issued no token: {body}"))
-            .to_owned()
-    }
-}
 
 /// The live issuers and the dead one, with a trust file naming all four.
 struct Fleet {
@@ -122,7 +33,7 @@ impl Fleet {
         // Each server generates its own signing key; b's connector belongs to org-2.
         let a = TestServer::start(&test_config(&jwks)).await;
         let b = TestServer::start(&test_config(&jwks).replace("org-1", "org-2")).await;
-        let node = NodeIssuer::start().await;
+        let node = NodeIssuer::start(AUDIENCE, "org-node").await;
         // A port nothing listens on any more.
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let down = format!("http://{}", closed.local_addr().unwrap());
@@ -169,7 +80,7 @@ impl Fleet {
     }
 
     async fn stop(self) {
-        self.node.process.stop().await;
+        self.node.stop().await;
         self.a.stop().await;
         self.b.stop().await;
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -316,34 +227,16 @@ async fn strangers_and_confused_issuers_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_control_plane_trusts_a_file() {
     let fleet = Fleet::start().await;
-    let binary = tokio::task::spawn_blocking(|| {
-        e2e::built_executable(&["--example", "control_plane"], "control_plane")
-    })
-    .await
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let _control_plane = ChildGuard(
-        tokio::process::Command::new(&binary)
-            .args([
-                "--trust".as_ref(),
-                fleet.trust_file().as_os_str(),
-                "--listen".as_ref(),
-                listen.as_ref(),
-            ])
-            .args(["--verification-cache", "1000"])
-            .env("RUST_LOG", "warn")
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap(),
-    );
-    wait_for(&listen).await;
+    let trust_file = fleet.trust_file();
+    let control_plane = ControlPlane::start(&[
+        "--trust".as_ref(),
+        trust_file.as_os_str(),
+        "--verification-cache".as_ref(),
+        "1000".as_ref(),
+    ])
+    .await;
     let poll = |token: String| {
-        let url = format!("http://{listen}/v1/actions");
+        let url = control_plane.actions_url.clone();
         async move {
             let response = http().get(url).bearer_auth(token).send().await.unwrap();
             let status = response.status().as_u16();
@@ -366,22 +259,4 @@ async fn the_example_control_plane_trusts_a_file() {
     let (status, body) = poll(token_claiming("https://stranger.example").await).await;
     assert_eq!((status, body.as_str()), (401, ""));
     fleet.stop().await;
-}
-
-struct ChildGuard(tokio::process::Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.start_kill();
-    }
-}
-
-async fn wait_for(address: &str) {
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(address).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("nothing listens on {address}");
 }
