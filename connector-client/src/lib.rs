@@ -110,12 +110,15 @@ pub use error::{
 #[cfg(unix)]
 pub use file_sink::{FileSink, FileState};
 pub use middleware::BearerAuth;
+/// DPoP (RFC 9449) keys and proofs, re-exported from `oidc-core`: give a
+/// [`DpopKey`] to a grant's builder (`.dpop(key)`) to get DPoP-bound tokens.
+pub use oidc_core::dpop::{DpopKey, DpopProof};
 /// The HTTPS client configuration shared by the workspace (reqwest on rustls
 /// with ring, platform trust store): use it for the client that carries
 /// [`BearerAuth`], since reqwest here is built without a default TLS provider.
 pub use oidc_core::http::client_builder as http_client_builder;
 pub use secret::ClientSecret;
-pub use token::{AccessToken, TokenSource};
+pub use token::{AccessToken, TokenSource, TokenType};
 pub use token_endpoint::{Endpoint, DEFAULT_TIMEOUT, MAX_EXPIRES_IN, MAX_RESPONSE_BYTES};
 pub use token_exchange::{TokenExchange, TokenExchangeBuilder};
 #[cfg(unix)]
