@@ -135,6 +135,9 @@ pub enum ConfigError {
     /// The private key for `private_key_jwt` was refused.
     #[error("private key refused: {0}")]
     Key(KeyError),
+    /// The DPoP key (RFC 9449) could not be made or loaded.
+    #[error("DPoP key refused: {0}")]
+    DpopKey(KeyError),
     /// The HTTPS client could not be built.
     #[error("{0}")]
     HttpClient(String),
