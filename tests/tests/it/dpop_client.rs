@@ -371,6 +371,26 @@ async fn a_token_stolen_from_the_token_file_is_refused_while_the_connector_keeps
     let proof = String::from_utf8(output.stdout).unwrap().trim().to_owned();
     let token = std::fs::read_to_string(&out).unwrap();
     assert_eq!(poll(token, "DPoP", Some(proof)).await, 200);
+
+    // docs/connector-token.md's Python proof (PyJWT), with the agent's key file.
+    let docs = std::fs::read_to_string(e2e::workspace_path("docs/connector-token.md")).unwrap();
+    let python = docs
+        .split("```python\n")
+        .filter_map(|block| block.split("```").next())
+        .find(|block| block.contains("def dpop_proof"))
+        .expect("docs/connector-token.md has the Python proof");
+    let script = format!(
+        "{python}\nimport sys\nprint(dpop_proof(sys.argv[1], sys.argv[2], open(sys.argv[3]).read(), sys.argv[4]))\n"
+    );
+    let (token_path, key_path) = (out.to_str().unwrap(), key_out.to_str().unwrap());
+    let url = format!("{poll_url}?wait=5");
+    let printed = e2e::tools::run_python(&script, &["GET", &url, token_path, key_path]).await;
+    assert_eq!(printed.code, 0, "{}", printed.stderr);
+    let token = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        poll(token, "DPoP", Some(printed.stdout.trim().to_owned())).await,
+        200
+    );
     node.process.stop().await;
 }
 
