@@ -404,8 +404,8 @@ pub fn report(program: &str, error: &Error) -> ExitCode {
     }
 }
 
-/// Gets one token and prints `{"access_token": ..., "expires_in": ...,
-/// "token_type": "Bearer"|"DPoP"}` on
+/// Gets one token and prints `{"access_token": ..., "expires_in": ...}`
+/// (and `"token_type": "DPoP"` for a DPoP-bound token) on
 /// stdout (exit 0); on failure, one line on stderr: exit [`EXIT_USAGE`] for a
 /// configuration error, [`EXIT_FAILURE`] when the token request failed.
 pub async fn get(program: &str, credentials: &Credentials) -> ExitCode {
@@ -415,11 +415,14 @@ pub async fn get(program: &str, credentials: &Credentials) -> ExitCode {
     };
     match source.token().await {
         Ok(token) => {
-            let out = serde_json::json!({
+            let mut out = serde_json::json!({
                 "access_token": token.secret().as_str(),
                 "expires_in": token.expires_in().as_secs(),
-                "token_type": token.token_type().scheme(),
             });
+            // Only for a DPoP-bound token: the bearer output stays as it was.
+            if token.is_dpop_bound() {
+                out["token_type"] = token.token_type().scheme().into();
+            }
             println!("{out}");
             ExitCode::SUCCESS
         }
