@@ -20,6 +20,8 @@
 //! | `--audience AUD` | `CONNECTOR_AUDIENCE` |
 //! | `--resource URI` (instead of `--audience`) | `CONNECTOR_RESOURCE` |
 //! | `--scope SCOPE` | `CONNECTOR_SCOPE` |
+//! | `--dpop` (DPoP-bound tokens, a key generated in memory) | `CONNECTOR_DPOP` (`true`) |
+//! | `--dpop-key PATH` (DPoP with this PKCS#8 PEM key, kept across restarts) | `CONNECTOR_DPOP_KEY_FILE` |
 //!
 //! No flag takes a secret itself: a secret on a command line or in the
 //! environment is visible to other processes; a file is not.
@@ -29,16 +31,17 @@
 //! platform identity, so there is no client id, secret or key, and those
 //! flags are refused alongside it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use clap::{ArgGroup, Args, ValueEnum};
 
 use crate::token_exchange::{SubjectTokenFile, SubjectTokenSource};
 use crate::{
-    ClientAuth, ClientCredentials, ClientSecret, ConfigError, Endpoint, Error, PrivateKeyJwt, TokenExchange,
-    TokenSource,
+    ClientAuth, ClientCredentials, ClientSecret, ConfigError, DpopKey, Endpoint, Error, PrivateKeyJwt,
+    TokenExchange, TokenSource,
 };
 
 #[cfg(unix)]
@@ -93,6 +96,7 @@ impl FromStr for SubjectTokenFlag {
 /// subcommand and example shares.
 #[derive(Debug, Clone, Args)]
 #[command(group(ArgGroup::new("aws").args(["aws_iam", "subject_token"]).multiple(true)))]
+#[command(group(ArgGroup::new("dpop_on").args(["dpop", "dpop_key"]).multiple(true)))]
 pub struct Credentials {
     /// The token endpoint URL.
     #[arg(
@@ -182,6 +186,26 @@ pub struct Credentials {
     /// The scope to ask for (space separated).
     #[arg(long, env = "CONNECTOR_SCOPE", value_name = "SCOPE")]
     scope: Option<String>,
+    /// DPoP (RFC 9449): bind every token to a key generated in memory at
+    /// start (ES256); a copied token is useless without it. The token
+    /// endpoint must answer token_type DPoP.
+    #[arg(long, env = "CONNECTOR_DPOP")]
+    dpop: bool,
+    /// DPoP with this PKCS#8 PEM private key instead of a generated one, so
+    /// that a restart keeps the key (and its tokens stay usable).
+    #[arg(long, env = "CONNECTOR_DPOP_KEY_FILE", value_name = "PATH")]
+    dpop_key: Option<PathBuf>,
+}
+
+/// Reads a DPoP key from a PKCS#8 PEM file (P-256: ES256, P-384: ES384,
+/// Ed25519: EdDSA). The text read is zeroized once parsed.
+pub fn read_dpop_key(path: &Path) -> Result<DpopKey, ConfigError> {
+    let pem = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| ConfigError::ReadFile {
+        what: "DPoP key",
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?);
+    DpopKey::from_pem(&pem).map_err(ConfigError::DpopKey)
 }
 
 impl Credentials {
@@ -199,12 +223,38 @@ impl Credentials {
         }
     }
 
+    /// Whether tokens are to be DPoP-bound (`--dpop` or `--dpop-key`).
+    pub fn dpop(&self) -> bool {
+        self.dpop || self.dpop_key.is_some()
+    }
+
+    /// The key file of `--dpop-key`, if given.
+    pub fn dpop_key_file(&self) -> Option<&Path> {
+        self.dpop_key.as_deref()
+    }
+
+    /// The DPoP key of `--dpop-key` (read) or `--dpop` (generated), if any.
+    pub fn dpop_key(&self) -> Result<Option<Arc<DpopKey>>, Error> {
+        match (&self.dpop_key, self.dpop) {
+            (Some(path), _) => Ok(Some(Arc::new(read_dpop_key(path)?))),
+            (None, true) => Ok(Some(Arc::new(DpopKey::generate().map_err(ConfigError::DpopKey)?))),
+            (None, false) => Ok(None),
+        }
+    }
+
     /// The token source these flags describe: [`ClientCredentials`], or a
     /// [`TokenExchange`] with a subject token. Reads the secret or key file
     /// and checks the URLs, without any network request. Every error here is
     /// a configuration error ([`Error::Config`]). A subject token file is not
     /// read yet: it may appear later (spiffe-helper may start after this).
     pub async fn source(&self) -> Result<Box<dyn TokenSource>, Error> {
+        let dpop = self.dpop_key()?;
+        self.source_with(dpop).await
+    }
+
+    /// [`source`](Self::source) with the DPoP key given (from
+    /// [`dpop_key`](Self::dpop_key)), for a caller that also keeps the key.
+    pub async fn source_with(&self, dpop: Option<Arc<DpopKey>>) -> Result<Box<dyn TokenSource>, Error> {
         let endpoint = match (&self.token_url, &self.issuer) {
             (Some(url), _) => Endpoint::TokenUrl(url.clone()),
             (None, Some(issuer)) => Endpoint::Issuer(issuer.clone()),
@@ -220,6 +270,9 @@ impl Credentials {
             }
             if let Some(scope) = &self.scope {
                 builder = builder.scope(scope);
+            }
+            if let Some(key) = dpop {
+                builder = builder.dpop(key);
             }
             return Ok(Box::new(builder.build()?));
         }
@@ -247,6 +300,9 @@ impl Credentials {
         }
         if let Some(scope) = &self.scope {
             builder = builder.scope(scope);
+        }
+        if let Some(key) = dpop {
+            builder = builder.dpop(key);
         }
         Ok(Box::new(builder.build()?))
     }
@@ -348,7 +404,8 @@ pub fn report(program: &str, error: &Error) -> ExitCode {
     }
 }
 
-/// Gets one token and prints `{"access_token": ..., "expires_in": ...}` on
+/// Gets one token and prints `{"access_token": ..., "expires_in": ...}`
+/// (and `"token_type": "DPoP"` for a DPoP-bound token) on
 /// stdout (exit 0); on failure, one line on stderr: exit [`EXIT_USAGE`] for a
 /// configuration error, [`EXIT_FAILURE`] when the token request failed.
 pub async fn get(program: &str, credentials: &Credentials) -> ExitCode {
@@ -358,10 +415,14 @@ pub async fn get(program: &str, credentials: &Credentials) -> ExitCode {
     };
     match source.token().await {
         Ok(token) => {
-            let out = serde_json::json!({
+            let mut out = serde_json::json!({
                 "access_token": token.secret().as_str(),
                 "expires_in": token.expires_in().as_secs(),
             });
+            // Only for a DPoP-bound token: the bearer output stays as it was.
+            if token.is_dpop_bound() {
+                out["token_type"] = token.token_type().scheme().into();
+            }
             println!("{out}");
             ExitCode::SUCCESS
         }
@@ -379,6 +440,52 @@ mod tests {
         let command = Credentials::augment_args(clap::Command::new("t")).no_binary_name(true);
         let matches = command.try_get_matches_from(args)?;
         Credentials::from_arg_matches(&matches)
+    }
+
+    #[test]
+    fn dpop_flags() {
+        let base = [
+            "--token-url",
+            "https://t.example/token",
+            "--client-id",
+            "c",
+            "--client-secret-file",
+            "/s",
+        ];
+        let with = |extra: &[&str]| parse(&[&base[..], extra].concat());
+        let plain = with(&[]).unwrap();
+        assert!(!plain.dpop());
+        assert!(plain.dpop_key().unwrap().is_none());
+        let generated = with(&["--dpop"]).unwrap();
+        assert!(generated.dpop());
+        let one = generated.dpop_key().unwrap().unwrap();
+        let two = generated.dpop_key().unwrap().unwrap();
+        assert_ne!(one.thumbprint(), two.thumbprint(), "a fresh key each start");
+
+        let dir = std::env::temp_dir().join(format!("dpop-flags-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("key.pem");
+        std::fs::write(&path, one.pem().as_str()).unwrap();
+        let loaded = with(&["--dpop-key", path.to_str().unwrap()]).unwrap();
+        assert!(loaded.dpop());
+        assert_eq!(loaded.dpop_key().unwrap().unwrap().thumbprint(), one.thumbprint());
+        std::fs::write(&path, "not a key").unwrap();
+        let refused = loaded.dpop_key().unwrap_err();
+        assert!(
+            matches!(refused, Error::Config(ConfigError::DpopKey(_))),
+            "{refused:?}"
+        );
+        let missing = with(&["--dpop-key", "/nonexistent/key.pem"])
+            .unwrap()
+            .dpop_key()
+            .unwrap_err();
+        assert!(
+            missing
+                .to_string()
+                .contains("cannot read DPoP key from /nonexistent/key.pem"),
+            "{missing}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

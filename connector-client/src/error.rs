@@ -46,6 +46,9 @@ pub enum Error {
     /// The `private_key_jwt` client assertion could not be signed.
     #[error("cannot sign the client assertion: {0}")]
     Assertion(#[from] SignError),
+    /// The DPoP proof (RFC 9449) of a token request could not be signed.
+    #[error("cannot sign the DPoP proof: {0}")]
+    DpopProof(SignError),
     /// The subject token of a token exchange could not be obtained (from
     /// AWS STS, or from its file).
     #[error(transparent)]
@@ -75,7 +78,7 @@ impl Error {
             // A proxy's HTML error page, a truncated body: usually transient.
             Error::InvalidResponse(_) => true,
             Error::Discovery(e) => e.is_retryable(),
-            Error::Assertion(e) => matches!(e, SignError::Unavailable { .. }),
+            Error::Assertion(e) | Error::DpopProof(e) => matches!(e, SignError::Unavailable { .. }),
             Error::SubjectToken(e) => e.is_retryable(),
             Error::Unavailable(e) => e.cause().is_retryable(),
             Error::Source(e) => e.retryable,
@@ -132,6 +135,9 @@ pub enum ConfigError {
     /// The private key for `private_key_jwt` was refused.
     #[error("private key refused: {0}")]
     Key(KeyError),
+    /// The DPoP key (RFC 9449) could not be made or loaded.
+    #[error("DPoP key refused: {0}")]
+    DpopKey(KeyError),
     /// The HTTPS client could not be built.
     #[error("{0}")]
     HttpClient(String),
@@ -386,8 +392,12 @@ pub enum ResponseProblem {
     NotJson(String),
     /// A required member is absent or has the wrong type.
     Member(&'static str),
-    /// `token_type` is not `Bearer`.
+    /// `token_type` is not `Bearer` (or, for a request with a DPoP proof, not `DPoP`).
     TokenType(String),
+    /// A request with a DPoP proof was answered with a token of another
+    /// type (`Bearer`): the server ignored the proof, and the token would be
+    /// usable by anyone who copies it. Refused rather than used unbound.
+    NotDpopBound(String),
     /// `expires_in` is absent, zero, negative or not a number.
     ExpiresIn(String),
     /// `access_token` is empty or has characters an HTTP header cannot carry.
@@ -439,6 +449,13 @@ impl fmt::Display for InvalidResponse {
             ResponseProblem::TokenType(found) => {
                 write!(f, "token_type is {:?}, expected \"Bearer\"", server_text(found))
             }
+            ResponseProblem::NotDpopBound(found) => write!(
+                f,
+                "token_type is {:?}, expected \"DPoP\": the request carried a DPoP proof but the \
+                 server ignored it (it may not support DPoP, or not for this client) and issued a \
+                 token that is not bound to the key; refusing to use it as a bearer token",
+                server_text(found)
+            ),
             ResponseProblem::ExpiresIn(found) => write!(
                 f,
                 "expires_in is {}, expected a positive number of seconds",

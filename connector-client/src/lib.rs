@@ -7,7 +7,8 @@
 //! | [`ClientCredentials`] | the `client_credentials` grant against any RFC 6749 endpoint, found directly or by discovery; `client_secret_basic`, `client_secret_post`, `private_key_jwt` |
 //! | [`TokenExchange`] | token exchange (RFC 8693): a subject token the platform gives the connector ([`token_exchange::AwsWebIdentity`], [`token_exchange::SubjectTokenFile`]) for an access token, no client secret |
 //! | [`CachedTokenSource`] | lock-free reads of one shared token, background refresh ahead of expiry, single-flight fetches, backoff with jitter and `Retry-After` |
-//! | [`BearerAuth`] | `reqwest-middleware`: `Authorization: Bearer`, one refresh and one retry on 401 |
+//! | [`BearerAuth`] | `reqwest-middleware`: `Authorization: Bearer`, one refresh and one retry on 401; for a DPoP-bound token `Authorization: DPoP` with a fresh proof, one retry with the server's `DPoP-Nonce` |
+//! | [`DpopKey`] | DPoP (RFC 9449): give a key to a grant's builder (`.dpop(key)`) and every token is bound to it; a copied token is useless without the key |
 //! | [`TokenFile`] | a token on disk that readers always find whole: temporary file with the final mode, `fsync`, rename; an info file with `expires_at` (Unix) |
 //! | [`FileSink`] | keeps a [`TokenFile`] holding a [`CachedTokenSource`]'s current token; removes it once that token expires with no fresh one (Unix) |
 //! | [`cli`] | the command-line flags and `get` shared by the `connector-token` binary and the examples (feature `cli`) |
@@ -110,12 +111,15 @@ pub use error::{
 #[cfg(unix)]
 pub use file_sink::{FileSink, FileState};
 pub use middleware::BearerAuth;
+/// DPoP (RFC 9449) keys and proofs, re-exported from `oidc-core`: give a
+/// [`DpopKey`] to a grant's builder (`.dpop(key)`) to get DPoP-bound tokens.
+pub use oidc_core::dpop::{DpopKey, DpopProof};
 /// The HTTPS client configuration shared by the workspace (reqwest on rustls
 /// with ring, platform trust store): use it for the client that carries
 /// [`BearerAuth`], since reqwest here is built without a default TLS provider.
 pub use oidc_core::http::client_builder as http_client_builder;
 pub use secret::ClientSecret;
-pub use token::{AccessToken, TokenSource};
+pub use token::{AccessToken, TokenSource, TokenType};
 pub use token_endpoint::{Endpoint, DEFAULT_TIMEOUT, MAX_EXPIRES_IN, MAX_RESPONSE_BYTES};
 pub use token_exchange::{TokenExchange, TokenExchangeBuilder};
 #[cfg(unix)]

@@ -309,6 +309,18 @@ impl TokenFile {
         Ok(())
     }
 
+    /// Replaces the file at [`path`](Self::path) with `contents`, atomically
+    /// and with this mode and owner, as [`write`](Self::write) does for a
+    /// token, and writes no info file: for other secrets readers need beside
+    /// the token (the DPoP key of `connector-token agent --dpop-key-out`).
+    pub fn write_contents(&self, contents: &[u8]) -> Result<(), TokenFileError> {
+        let mut places = self.places()?.into_iter();
+        match places.next() {
+            Some(place) => self.replace(&place, contents),
+            None => Ok(()),
+        }
+    }
+
     /// Removes the token file, then the info file. Returns whether there was
     /// a token file.
     pub fn remove(&self) -> Result<bool, TokenFileError> {
@@ -579,6 +591,19 @@ mod tests {
             expires_at: UNIX_EPOCH + Duration::from_secs(secs),
             scope: None,
         }
+    }
+
+    #[test]
+    fn other_contents_are_written_the_same_way() {
+        let dir = Scratch::new();
+        let path = dir.0.join("dpop.pem");
+        let file = TokenFile::new(&path).unwrap().info_file(None);
+        file.write_contents(b"-----BEGIN PRIVATE KEY-----").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"-----BEGIN PRIVATE KEY-----");
+        assert_eq!(mode_of(&path), 0o600);
+        file.write_contents(b"again").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"again");
+        assert_eq!(dir.names(), ["dpop.pem"]);
     }
 
     #[test]

@@ -51,6 +51,33 @@ pub enum Command {
     /// Keep a token file fresh while COMMAND runs with CONNECTOR_TOKEN_FILE
     /// set; forward signals to it and exit with its status.
     Exec(ExecArgs),
+    /// Print one DPoP proof (RFC 9449) for a request, signed with a key file
+    /// (what `agent --dpop-key-out` writes), for shell scripts.
+    Proof(ProofArgs),
+}
+
+/// `proof`.
+#[derive(Debug, Args)]
+pub struct ProofArgs {
+    /// The request's method (`htm`), e.g. GET.
+    #[arg(long, value_name = "METHOD")]
+    pub htm: String,
+    /// The request's URL (`htu`); a query or fragment is left out.
+    #[arg(long, value_name = "URL")]
+    pub htu: String,
+    /// A file holding the access token the proof goes with (`ath`), e.g.
+    /// the agent's token file.
+    #[arg(long, value_name = "PATH", conflicts_with = "access_token_env")]
+    pub token_file: Option<PathBuf>,
+    /// The name of an environment variable holding the access token (`ath`).
+    #[arg(long, value_name = "VAR")]
+    pub access_token_env: Option<String>,
+    /// The PKCS#8 PEM DPoP key to sign with.
+    #[arg(long, env = "CONNECTOR_DPOP_KEY_FILE", value_name = "PATH")]
+    pub dpop_key: PathBuf,
+    /// The server's nonce (its last DPoP-Nonce header).
+    #[arg(long, value_name = "NONCE")]
+    pub nonce: Option<String>,
 }
 
 /// `get`.
@@ -83,6 +110,17 @@ pub struct AgentArgs {
     /// How the file is written.
     #[command(flatten)]
     pub file: FileOptions,
+    /// With --dpop or --dpop-key: write the DPoP private key (PKCS#8 PEM) to
+    /// PATH, with the token file's mode and owner (default 0600) and the
+    /// same atomic write, so that a connector in another language signs
+    /// its proofs with it. Removed on exit like the token file.
+    #[arg(
+        long,
+        env = "CONNECTOR_DPOP_KEY_OUT",
+        value_name = "PATH",
+        requires = "dpop_on"
+    )]
+    pub dpop_key_out: Option<PathBuf>,
     /// Where the token comes from.
     #[command(flatten)]
     pub credentials: Credentials,
@@ -109,6 +147,16 @@ pub struct FileOptions {
 }
 
 impl FileOptions {
+    /// A file at `path` with these options' mode and owner and no info file
+    /// (for the DPoP key).
+    pub fn key_file(&self, path: PathBuf) -> Result<TokenFile, TokenFileError> {
+        let mut file = TokenFile::new(path)?.mode(self.mode).info_file(None);
+        if let Some(owner) = self.owner {
+            file = file.owner(owner);
+        }
+        Ok(file)
+    }
+
     /// The token file at `out`, written as these options say.
     pub fn token_file(&self, out: PathBuf) -> Result<TokenFile, TokenFileError> {
         let mut file = TokenFile::new(out)?.mode(self.mode);

@@ -81,7 +81,12 @@ impl ClientCredentialsBuilder {
         if secret_empty {
             return Err(ConfigError::Empty("client secret").into());
         }
-        let endpoint = TokenEndpoint::new(&self.endpoint, self.shared.http, Grant::ClientCredentials)?;
+        let endpoint = TokenEndpoint::new(
+            &self.endpoint,
+            self.shared.http,
+            self.shared.dpop,
+            Grant::ClientCredentials,
+        )?;
         Ok(ClientCredentials {
             endpoint,
             client_id: self.client_id,
@@ -195,6 +200,10 @@ impl ClientCredentials {
     }
 
     async fn request_token(&self) -> Result<AccessToken, Error> {
+        self.endpoint.with_nonce_retry(|| self.request_token_once()).await
+    }
+
+    async fn request_token_once(&self) -> Result<AccessToken, Error> {
         let url = self.token_endpoint().await?;
         // Signing may be remote (KMS), so it happens here; the form is then
         // built in a plain function, since its serializer is not `Send`.
@@ -234,6 +243,7 @@ impl fmt::Debug for ClientCredentials {
             .field("client_id", &self.client_id)
             .field("auth", &self.auth)
             .field("params", &self.params)
+            .field("dpop_jkt", &self.endpoint.dpop_jkt())
             .finish_non_exhaustive()
     }
 }

@@ -4,8 +4,11 @@
 //! [`ClientCredentials`](crate::ClientCredentials) and
 //! [`TokenExchange`](crate::TokenExchange) differ only in the form they post.
 
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use oidc_core::dpop::{DpopKey, DpopProof, DPOP_SCHEME};
 use oidc_core::http::{self, PlainHttp};
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::Url;
@@ -130,6 +133,7 @@ impl TokenParams {
         Expect {
             default_lifetime: self.default_lifetime,
             issued_token_type,
+            dpop: false,
         }
     }
 }
@@ -140,6 +144,8 @@ impl TokenParams {
 pub(crate) struct SharedSettings {
     pub(crate) params: TokenParams,
     pub(crate) http: HttpSettings,
+    /// The DPoP key tokens are bound to (RFC 9449), if any.
+    pub(crate) dpop: Option<Arc<DpopKey>>,
 }
 
 /// The setters every grant's builder has (a struct with a
@@ -190,6 +196,20 @@ macro_rules! shared_setters {
             self
         }
 
+        /// Binds every token to `key` with DPoP (RFC 9449): each token
+        /// request carries a proof signed by it, the answer must be a
+        /// `token_type: DPoP` token (a server that ignores the proof and
+        /// answers with a bearer token is an error), and the token carries the
+        /// key so that [`BearerAuth`](crate::BearerAuth) signs a proof for
+        /// every request it sends. A `use_dpop_nonce` answer is retried once
+        /// with the server's `DPoP-Nonce`; the latest nonce is kept for the
+        /// next request. Pass a [`DpopKey`](crate::DpopKey) or an
+        /// `Arc<DpopKey>` (to share it).
+        pub fn dpop(mut self, key: impl Into<std::sync::Arc<$crate::DpopKey>>) -> Self {
+            self.shared.dpop = Some(key.into());
+            self
+        }
+
         /// Allows plain `http://` URLs for hosts other than loopback, which
         /// sends the credentials and tokens unencrypted. For test networks only.
         pub fn danger_allow_plain_http(mut self) -> Self {
@@ -207,6 +227,40 @@ pub(crate) struct Expect {
     pub(crate) default_lifetime: Option<Duration>,
     /// The `issued_token_type` required (RFC 8693 §2.2.1), if any.
     pub(crate) issued_token_type: Option<&'static str>,
+    /// A DPoP-bound token (`token_type: DPoP`) instead of a bearer token.
+    pub(crate) dpop: bool,
+}
+
+/// The `DPoP-Nonce` response header (RFC 9449 §8).
+pub(crate) const DPOP_NONCE: &str = "dpop-nonce";
+
+/// Longest nonce kept from a server; a longer one is ignored.
+pub(crate) const MAX_NONCE_LEN: usize = 512;
+
+/// A server's nonce, if the header holds a usable one (visible ASCII, bounded).
+pub(crate) fn nonce_from(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    let value = headers.get(DPOP_NONCE)?.to_str().ok()?;
+    let usable =
+        !value.is_empty() && value.len() <= MAX_NONCE_LEN && value.bytes().all(|b| b.is_ascii_graphic());
+    usable.then(|| value.to_owned())
+}
+
+/// A token source's DPoP key and the latest nonce its token endpoint gave.
+struct DpopState {
+    key: Arc<DpopKey>,
+    nonce: Mutex<Option<String>>,
+}
+
+impl DpopState {
+    fn nonce(&self) -> Option<String> {
+        // A poisoned lock only means another request panicked mid-update of
+        // a plain Option: the value is still whole.
+        self.nonce.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_nonce(&self, nonce: String) {
+        *self.nonce.lock().unwrap_or_else(|e| e.into_inner()) = Some(nonce);
+    }
 }
 
 /// A token endpoint: its URL (known, or discovered once and kept) and the
@@ -216,6 +270,7 @@ pub(crate) struct TokenEndpoint {
     endpoint: ResolvedEndpoint,
     allow_plain_http: bool,
     grant: Grant,
+    dpop: Option<DpopState>,
 }
 
 enum ResolvedEndpoint {
@@ -229,7 +284,12 @@ enum ResolvedEndpoint {
 
 impl TokenEndpoint {
     /// Checks the URL and builds the HTTP client (no I/O).
-    pub(crate) fn new(endpoint: &Endpoint, settings: HttpSettings, grant: Grant) -> Result<Self, Error> {
+    pub(crate) fn new(
+        endpoint: &Endpoint,
+        settings: HttpSettings,
+        dpop: Option<Arc<DpopKey>>,
+        grant: Grant,
+    ) -> Result<Self, Error> {
         let endpoint = match endpoint {
             Endpoint::TokenUrl(url) => {
                 ResolvedEndpoint::TokenUrl(parse_url("token URL", url, settings.allow_plain_http)?)
@@ -260,7 +320,45 @@ impl TokenEndpoint {
             endpoint,
             allow_plain_http: settings.allow_plain_http,
             grant,
+            dpop: dpop.map(|key| DpopState {
+                key,
+                nonce: Mutex::new(None),
+            }),
         })
+    }
+
+    /// The DPoP key's thumbprint, if tokens are bound to one (for `Debug`).
+    pub(crate) fn dpop_jkt(&self) -> Option<&str> {
+        self.dpop.as_ref().map(|d| d.key.thumbprint())
+    }
+
+    /// Runs `attempt` (one whole token request, made afresh: a new client
+    /// assertion, a new proof) and, when the server answered
+    /// `use_dpop_nonce` with a new `DPoP-Nonce`, runs it once more, now
+    /// with that nonce (RFC 9449 §8).
+    pub(crate) async fn with_nonce_retry<F, Fut>(&self, mut attempt: F) -> Result<AccessToken, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<AccessToken, Error>>,
+    {
+        let Some(dpop) = &self.dpop else {
+            return attempt().await;
+        };
+        let before = dpop.nonce();
+        match attempt().await {
+            Err(Error::Endpoint(e))
+                if e.status() == 400
+                    && e.oauth_error() == Some("use_dpop_nonce")
+                    && dpop.nonce().is_some_and(|now| Some(&now) != before.as_ref()) =>
+            {
+                tracing::debug!(
+                    token_endpoint = e.url(),
+                    "use_dpop_nonce: retrying once with the server's nonce"
+                );
+                attempt().await
+            }
+            other => other,
+        }
     }
 
     /// The token endpoint, discovering it first if needed (once; the result is kept).
@@ -319,11 +417,30 @@ impl TokenEndpoint {
         if let Some(value) = authorization {
             request = request.header(AUTHORIZATION, value);
         }
+        let mut expect = expect;
+        if let Some(dpop) = &self.dpop {
+            let nonce = dpop.nonce();
+            let mut proof = DpopProof::builder(&dpop.key, "POST", url.as_str());
+            if let Some(nonce) = &nonce {
+                proof = proof.nonce(nonce);
+            }
+            let proof = proof.sign().map_err(Error::DpopProof)?;
+            // Cannot fail: a compact JWS is base64url and dots.
+            let value = HeaderValue::try_from(proof.into_string())
+                .map_err(|e| Error::DpopProof(oidc_core::keys::SignError::Refused(e.to_string())))?;
+            request = request.header(DPOP_SCHEME, value);
+            expect.dpop = true;
+        }
         let response = request
             .send()
             .await
             .map_err(|e| TransportError::from_reqwest(url.as_str(), &e))?;
         let status = response.status();
+        if let Some(dpop) = &self.dpop {
+            if let Some(nonce) = nonce_from(response.headers()) {
+                dpop.set_nonce(nonce);
+            }
+        }
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
@@ -331,7 +448,11 @@ impl TokenEndpoint {
             .and_then(|v| retry_after::parse(v, SystemTime::now()));
         let body = read_capped(response, url.as_str()).await?;
         if status.is_success() {
-            parse_token_response_with(url.as_str(), &body, expect)
+            let token = parse_token_response_with(url.as_str(), &body, expect)?;
+            Ok(match &self.dpop {
+                Some(dpop) => token.with_dpop_key(dpop.key.clone()),
+                None => token,
+            })
         } else {
             Err(parse_error_response(url.as_str(), status, &body, retry_after)
                 .with_grant(self.grant)
@@ -393,6 +514,7 @@ mod tests {
         let direct = TokenEndpoint::new(
             &Endpoint::TokenUrl(url.to_string()),
             settings(),
+            None,
             Grant::ClientCredentials,
         )
         .unwrap();
@@ -400,6 +522,7 @@ mod tests {
         let discovered = TokenEndpoint::new(
             &Endpoint::Issuer("https://t.example/tenant".into()),
             settings(),
+            None,
             Grant::TokenExchange,
         )
         .unwrap();

@@ -29,7 +29,7 @@ pub(crate) fn parse_token_response(
 ) -> Result<AccessToken, Error> {
     let expect = Expect {
         default_lifetime,
-        issued_token_type: None,
+        ..Expect::default()
     };
     parse_token_response_with(url, body, expect)
 }
@@ -63,9 +63,14 @@ pub(crate) fn parse_token_response_with(
     if access_token.is_empty() || !access_token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(fail(ResponseProblem::AccessToken));
     }
-    match document.get("token_type") {
-        Some(Value::String(kind)) if kind.eq_ignore_ascii_case("bearer") => {}
-        Some(Value::String(kind)) => return Err(fail(ResponseProblem::TokenType(kind.clone()))),
+    // RFC 6749 §5.1: token_type is case-insensitive.
+    match (document.get("token_type"), expect.dpop) {
+        (Some(Value::String(kind)), false) if kind.eq_ignore_ascii_case("bearer") => {}
+        (Some(Value::String(kind)), true) if kind.eq_ignore_ascii_case("dpop") => {}
+        (Some(Value::String(kind)), true) if kind.eq_ignore_ascii_case("bearer") => {
+            return Err(fail(ResponseProblem::NotDpopBound(kind.clone())))
+        }
+        (Some(Value::String(kind)), _) => return Err(fail(ResponseProblem::TokenType(kind.clone()))),
         _ => return Err(fail(ResponseProblem::Member("token_type"))),
     }
     let expires_in = match document.get("expires_in") {
@@ -179,11 +184,42 @@ mod tests {
     }
 
     #[test]
+    fn a_request_with_a_dpop_proof_wants_a_dpop_token() {
+        let expect = Expect {
+            dpop: true,
+            ..Expect::default()
+        };
+        let parse =
+            |body: &str| parse_token_response_with("https://t.example/token", body.as_bytes(), expect);
+        for kind in ["DPoP", "dpop", "DPOP"] {
+            let body = format!(r#"{{"access_token":"a.b.c","token_type":"{kind}","expires_in":60}}"#);
+            assert!(parse(&body).is_ok(), "{kind}");
+        }
+        let problem = |body: &str| match parse(body) {
+            Err(Error::InvalidResponse(e)) => e,
+            other => panic!("{other:?}"),
+        };
+        let bearer = problem(r#"{"access_token":"a.b.c","token_type":"Bearer","expires_in":60}"#);
+        assert_eq!(bearer.problem(), &ResponseProblem::NotDpopBound("Bearer".into()));
+        let shown = bearer.to_string();
+        assert!(shown.contains("ignored it"), "{shown}");
+        assert!(shown.contains("expected \"DPoP\""), "{shown}");
+        assert_eq!(
+            problem(r#"{"access_token":"a","token_type":"mac","expires_in":60}"#).problem(),
+            &ResponseProblem::TokenType("mac".into())
+        );
+        assert_eq!(
+            problem(r#"{"access_token":"a","expires_in":60}"#).problem(),
+            &ResponseProblem::Member("token_type")
+        );
+    }
+
+    #[test]
     fn a_token_exchange_answer_names_the_issued_token_type() {
         const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
         let expect = Expect {
-            default_lifetime: None,
             issued_token_type: Some(ACCESS_TOKEN),
+            ..Expect::default()
         };
         let parse =
             |body: &str| parse_token_response_with("https://t.example/token", body.as_bytes(), expect);

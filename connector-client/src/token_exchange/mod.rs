@@ -170,7 +170,12 @@ impl TokenExchangeBuilder {
     /// discovery nor the subject token happen before the first
     /// [`token`](TokenSource::token) call.
     pub fn build(self) -> Result<TokenExchange, Error> {
-        let endpoint = TokenEndpoint::new(&self.endpoint, self.shared.http, Grant::TokenExchange)?;
+        let endpoint = TokenEndpoint::new(
+            &self.endpoint,
+            self.shared.http,
+            self.shared.dpop,
+            Grant::TokenExchange,
+        )?;
         Ok(TokenExchange {
             endpoint,
             subject: self.subject,
@@ -216,6 +221,10 @@ impl TokenExchange {
     }
 
     async fn exchange(&self) -> Result<AccessToken, Error> {
+        self.endpoint.with_nonce_retry(|| self.exchange_once()).await
+    }
+
+    async fn exchange_once(&self) -> Result<AccessToken, Error> {
         // Discovery first: no subject token is made for an endpoint that
         // cannot be found.
         let url = self.endpoint.url().await?;
@@ -243,6 +252,7 @@ impl fmt::Debug for TokenExchange {
             .field("endpoint", &self.endpoint.configured())
             .field("subject", &self.subject)
             .field("params", &self.params)
+            .field("dpop_jkt", &self.endpoint.dpop_jkt())
             .finish_non_exhaustive()
     }
 }

@@ -7,6 +7,7 @@
 
 mod backoff;
 mod client_credentials;
+mod dpop;
 mod file_sink;
 mod middleware;
 mod refresh;

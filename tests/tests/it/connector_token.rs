@@ -951,7 +951,7 @@ print(json.dumps(out))
 async fn deploy_fragments_and_docs_use_only_what_the_binary_reads() {
     tokio::task::spawn_blocking(binary).await.unwrap();
     let mut help = String::new();
-    for command in ["get", "agent", "exec"] {
+    for command in ["get", "agent", "exec", "proof"] {
         let output = tokio::process::Command::new(binary())
             .args([command, "--help"])
             .output()

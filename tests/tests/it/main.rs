@@ -11,6 +11,7 @@ mod client;
 mod connector_token;
 mod deploy;
 mod docs;
+mod dpop_client;
 mod edge;
 mod exchange_bench;
 mod exchange_flow;

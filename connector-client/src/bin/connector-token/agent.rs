@@ -20,7 +20,11 @@ pub(crate) async fn run(args: AgentArgs) -> ExitCode {
         Ok(file) => file,
         Err(e) => return fail(EXIT_USAGE, &cli::one_line(&e)),
     };
-    let (tokens, file) = match start(&args.credentials, file).await {
+    let key_out = match args.dpop_key_out.map(|path| args.file.key_file(path)).transpose() {
+        Ok(key_out) => key_out,
+        Err(e) => return fail(EXIT_USAGE, &cli::one_line(&e)),
+    };
+    let (tokens, file, key_file) = match start(&args.credentials, file, key_out).await {
         Ok(started) => started,
         Err(code) => return code,
     };
@@ -30,21 +34,38 @@ pub(crate) async fn run(args: AgentArgs) -> ExitCode {
     sink.stop().await;
     if !args.keep_on_exit {
         remove(&file);
+        // The key file is left when it is the key the agent was started
+        // with (--dpop-key): that one is meant to outlive the process.
+        if let Some(key_file) = key_file {
+            if args.credentials.dpop_key_file() != Some(key_file.path()) {
+                remove(&key_file);
+            }
+        }
     }
     ExitCode::SUCCESS
 }
 
 /// Checks the configuration and the token file, clears what an earlier run
-/// left, and starts the cache (which fetches the first token at once).
-/// Configuration problems are one line on stderr and exit status 2, before
-/// anything is written.
+/// left, writes the DPoP key to `key_out` if asked, and starts the cache
+/// (which fetches the first token at once). Configuration problems are one
+/// line on stderr and exit status 2, before anything is written.
 pub(crate) async fn start(
     credentials: &Credentials,
     file: TokenFile,
-) -> Result<(CachedTokenSource, Arc<TokenFile>), ExitCode> {
-    let source = credentials.source().await.map_err(|e| cli::report(PROGRAM, &e))?;
+    key_out: Option<TokenFile>,
+) -> Result<(CachedTokenSource, Arc<TokenFile>, Option<TokenFile>), ExitCode> {
+    let dpop = credentials.dpop_key().map_err(|e| cli::report(PROGRAM, &e))?;
+    let source = credentials
+        .source_with(dpop.clone())
+        .await
+        .map_err(|e| cli::report(PROGRAM, &e))?;
     // Blocking file operations are fine here: nothing else runs yet.
     file.check().map_err(|e| fail(EXIT_USAGE, &cli::one_line(&e)))?;
+    if let Some(key_file) = &key_out {
+        key_file
+            .check()
+            .map_err(|e| fail(EXIT_USAGE, &cli::one_line(&e)))?;
+    }
     match file.remove_leftovers() {
         Ok(true) => tracing::info!(
             path = %file.path().display(),
@@ -52,6 +73,18 @@ pub(crate) async fn start(
         ),
         Ok(false) => {}
         Err(e) => return Err(fail(EXIT_FAILURE, &cli::one_line(&e))),
+    }
+    // The key first: a token bound to it is of no use to a reader without it.
+    if let (Some(key_file), Some(key)) = (&key_out, &dpop) {
+        key_file
+            .write_contents(key.pem().as_str().as_bytes())
+            .map_err(|e| fail(EXIT_FAILURE, &cli::one_line(&e)))?;
+        tracing::info!(
+            path = %key_file.path().display(),
+            mode = %key_file.file_mode(),
+            jkt = key.thumbprint(),
+            "DPoP key written"
+        );
     }
     let tokens = CachedTokenSource::new(source).map_err(|e| cli::report(PROGRAM, &e))?;
     let file = Arc::new(file);
@@ -69,7 +102,10 @@ pub(crate) async fn start(
             "keeping the token file fresh (token exchange)"
         ),
     }
-    Ok((tokens, file))
+    if let Some(key) = &dpop {
+        tracing::info!(jkt = key.thumbprint(), "tokens are DPoP-bound");
+    }
+    Ok((tokens, file, key_out))
 }
 
 /// Removes the token file and the info file, logging the outcome (at exit,

@@ -67,7 +67,7 @@ pub(crate) async fn run(args: ExecArgs) -> ExitCode {
         Ok(file) => file,
         Err(e) => return fail(EXIT_USAGE, &cli::one_line(&e)),
     };
-    let (tokens, file) = match agent::start(&args.credentials, file).await {
+    let (tokens, file, _) = match agent::start(&args.credentials, file, None).await {
         Ok(started) => started,
         Err(code) => return code,
     };

@@ -6,7 +6,9 @@
 //!   until SIGTERM or SIGINT;
 //! - `connector-token exec [--out PATH] ... -- COMMAND ARGS...` does the same
 //!   while COMMAND runs with `CONNECTOR_TOKEN_FILE` set, forwards signals to
-//!   it and exits with its status.
+//!   it and exits with its status;
+//! - `connector-token proof --htm GET --htu URL --dpop-key PATH ...` prints
+//!   one DPoP proof.
 //!
 //! Every flag can also come from an environment variable (see `--help`).
 //! Exit status 2 is a usage or configuration error, reported on one line
@@ -16,6 +18,7 @@
 
 mod agent;
 mod exec;
+mod proof;
 mod signals;
 
 use std::process::ExitCode;
@@ -34,6 +37,7 @@ async fn main() -> ExitCode {
         Command::Get(get) => cli::get(PROGRAM, &get.credentials).await,
         Command::Agent(agent) => agent::run(agent).await,
         Command::Exec(exec) => exec::run(exec).await,
+        Command::Proof(proof) => proof::run(&proof),
     }
 }
 
