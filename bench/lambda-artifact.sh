@@ -9,9 +9,11 @@
 # Variants:
 #   release         [profile.release] (line-table debug info, for profiling)
 #   lambda          [profile.lambda]: release without symbols or debug info,
-#                   what docs/deploy.md builds for the stack
-#   lambda+thin-lto lambda with lto = "thin"
-#   lambda+fat-lto  lambda with lto = "fat", codegen-units = 1
+#                   fat LTO in one codegen unit: what docs/deploy.md builds
+#                   for the stack (lambda+fat-lto is the same build)
+#   lambda-no-lto   lambda without LTO, 16 codegen units (the profile before
+#                   LTO was measured)
+#   lambda+thin-lto lambda with lto = "thin", 16 codegen units
 # Each setting but the first rebuilds every crate (10-25 minutes on two
 # cores); name the ones to build: bench/lambda-artifact.sh release lambda
 set -euo pipefail
@@ -32,14 +34,14 @@ build() {
     | tee -a "$results/summary.txt"
 }
 variants=("$@")
-[ ${#variants[@]} -gt 0 ] || variants=(release lambda lambda+thin-lto lambda+fat-lto)
+[ ${#variants[@]} -gt 0 ] || variants=(release lambda-no-lto lambda+thin-lto lambda)
 for variant in "${variants[@]}"; do
   case $variant in
     release) build release release ;;
-    lambda) build lambda lambda ;;
-    lambda+thin-lto) build "$variant" lambda CARGO_PROFILE_LAMBDA_LTO=thin ;;
-    lambda+fat-lto) build "$variant" lambda CARGO_PROFILE_LAMBDA_LTO=fat CARGO_PROFILE_LAMBDA_CODEGEN_UNITS=1 ;;
-    *) echo "unknown variant $variant (release, lambda, lambda+thin-lto, lambda+fat-lto)" >&2; exit 2 ;;
+    lambda | lambda+fat-lto) build "$variant" lambda ;;
+    lambda-no-lto) build "$variant" lambda CARGO_PROFILE_LAMBDA_LTO=off CARGO_PROFILE_LAMBDA_CODEGEN_UNITS=16 ;;
+    lambda+thin-lto) build "$variant" lambda CARGO_PROFILE_LAMBDA_LTO=thin CARGO_PROFILE_LAMBDA_CODEGEN_UNITS=16 ;;
+    *) echo "unknown variant $variant (release, lambda, lambda-no-lto, lambda+thin-lto, lambda+fat-lto)" >&2; exit 2 ;;
   esac
 done
 echo "results in $results"
