@@ -11,6 +11,7 @@ mod client;
 mod connector_token;
 mod deploy;
 mod docs;
+mod dpop_bench;
 mod dpop_token_endpoint;
 mod edge;
 mod exchange_replay;
