@@ -708,3 +708,110 @@ jwks = { keys = [] }
     assert!(error.contains("upstream_issuers[0].dpop"), "{error}");
     assert!(error.contains("on the connector"), "{error}");
 }
+
+// ---------------------------------------------------------------------------
+// Lambda: the `DPoP` header comes through the same router
+
+#[cfg(feature = "lambda")]
+#[tokio::test]
+async fn a_function_url_event_with_a_proof_gets_a_dpop_bound_token() {
+    use oidc_server::config::{Config, Origin, Overrides};
+    use std::sync::Arc;
+    // The issuer and the client of the function URL fixture.
+    const LAMBDA_ISSUER: &str = "https://abc123xyz.lambda-url.us-east-1.on.aws";
+    let digest = oidc_server::connectors::secret_digest_hex("lambda-test-secret-0123456789abcdefghijkl");
+    let toml = format!(
+        r#"
+issuer = "{LAMBDA_ISSUER}"
+[signing]
+kind = "local"
+generate = "ES256"
+[[connectors]]
+id = "connector-1"
+secret_sha256 = "{digest}"
+audiences = ["https://control-plane.example.com"]
+dpop = "required"
+"#
+    );
+    let config = Arc::new(
+        Config::from_toml(
+            &toml,
+            Origin::Environment,
+            std::iter::empty(),
+            &Overrides::default(),
+        )
+        .unwrap(),
+    );
+    let keys = oidc_server::keyset::key_set(&config).await.unwrap();
+    let state = oidc_server::AppState::builder(config, keys).build();
+    let event: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/lambda/function-url-token.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let invoke = |proof: Option<&str>| {
+        let mut event = event.clone();
+        if let Some(proof) = proof {
+            event["headers"]["dpop"] = json!(proof);
+        }
+        let state = state.clone();
+        async move {
+            let response =
+                oidc_server::lambda::invoke(oidc_server::lambda::router(state), &event.to_string())
+                    .await
+                    .unwrap();
+            let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+            (response["statusCode"].as_u64().unwrap(), body)
+        }
+    };
+    let key = DpopKey::generate().unwrap();
+    let proof = DpopProof::builder(&key, "POST", &format!("{LAMBDA_ISSUER}/token"))
+        .sign()
+        .unwrap()
+        .into_string();
+    let (status, body) = invoke(Some(&proof)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "DPoP");
+    let payload = body["access_token"].as_str().unwrap().split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(&base64url::decode(payload).unwrap()).unwrap();
+    assert_eq!(claims["cnf"]["jkt"], key.thumbprint());
+    // The same proof again, and no proof at all: refused.
+    let (status, body) = invoke(Some(&proof)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_dpop_proof")),
+        "{body}"
+    );
+    let (status, body) = invoke(None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_dpop_proof")),
+        "{body}"
+    );
+}
+
+#[test]
+fn check_config_explains_dpop_and_the_embedded_default_requires_it_of_one_connector() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_oidc-server"))
+        .arg("check-config")
+        .env_remove("OIDC_SERVER_CONFIG")
+        .env_remove("OIDC_SERVER_CONFIG_TOML")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("required by 1 connector(s) (demo-dpop-connector)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("no server nonces"), "{stdout}");
+    assert!(stdout.contains("in this process only"), "{stdout}");
+    // The demo connector is as it was: DPoP allowed, not required.
+    let config = oidc_server::config::Config::load(None, std::iter::empty(), &Default::default()).unwrap();
+    let mode = |id: &str| config.connectors.iter().find(|c| c.id == id).unwrap().dpop;
+    assert_eq!(mode("demo-connector"), oidc_core::dpop::DpopMode::Allowed);
+    assert_eq!(mode("demo-dpop-connector"), oidc_core::dpop::DpopMode::Required);
+}
