@@ -815,3 +815,58 @@ fn check_config_explains_dpop_and_the_embedded_default_requires_it_of_one_connec
     assert_eq!(mode("demo-connector"), oidc_core::dpop::DpopMode::Allowed);
     assert_eq!(mode("demo-dpop-connector"), oidc_core::dpop::DpopMode::Required);
 }
+
+/// A replay store that cannot record anything (DynamoDB down).
+#[derive(Debug)]
+struct DownStore;
+
+#[async_trait::async_trait]
+impl oidc_server::replay::ReplayStore for DownStore {
+    async fn first_use(
+        &self,
+        _key: &oidc_server::replay::ReplayKey,
+        _remember_until: u64,
+        _now: u64,
+    ) -> Result<oidc_server::replay::FirstUse, oidc_server::replay::StoreError> {
+        Err(oidc_server::replay::StoreError::Unavailable(
+            "down for the test".into(),
+        ))
+    }
+
+    async fn ready(&self) -> Result<(), oidc_server::replay::StoreError> {
+        Err(oidc_server::replay::StoreError::Unavailable(
+            "down for the test".into(),
+        ))
+    }
+
+    fn kind(&self) -> &'static str {
+        "down"
+    }
+}
+
+#[tokio::test]
+async fn a_replay_store_that_is_down_answers_503_for_a_proof_and_bearer_tokens_go_on() {
+    use crate::support::fixture::{self, client_key, test_config, StateSetup};
+    let (client_key, jwks) = client_key(Algorithm::ES256);
+    let overrides = oidc_server::config::Overrides {
+        issuer: Some(ISSUER.to_owned()),
+        ..Default::default()
+    };
+    let setup = StateSetup {
+        replay: Some(std::sync::Arc::new(DownStore)),
+        ..Default::default()
+    };
+    let state = fixture::app_state(&test_config(&jwks), &overrides, setup).await;
+    let app = TestApp { state, client_key };
+    let key = DpopKey::generate().unwrap();
+    let p = proof(&key);
+    let (answer, event) = basic_audited(&app, SECRET_CLIENT, &[&p]).await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_eq!(answer.body["error"], "temporarily_unavailable");
+    assert!(answer.headers.contains_key("retry-after"));
+    assert_eq!(event["reason"], "dpop_replay_store_unavailable", "{event}");
+    // Without a proof, nothing needs recording.
+    let answer = basic_post(&app, SECRET_CLIENT, &[]).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["token_type"], "Bearer");
+}

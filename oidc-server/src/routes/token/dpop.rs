@@ -62,7 +62,9 @@ pub(super) fn missing(state: &AppState) -> Refusal {
 /// The refusal of a proof `error` (a check's or the replay store's).
 pub(super) fn refused(state: &AppState, error: &DpopError) -> Refusal {
     let reason = reason(error);
-    if error.is_unavailable() || matches!(error, DpopError::ReplayStore(_)) {
+    // The store's failure (and, never from the fleet adapter, a per-key
+    // quota) is the server's, not the proof's: 503, retry later.
+    if matches!(error, DpopError::ReplayStore(_)) {
         tracing::warn!(%error, "DPoP proof not recorded; refusing for now");
         let mut refusal = Refusal::from(TokenError::TemporarilyUnavailable {
             retry_after: DEFAULT_RETRY_AFTER,
