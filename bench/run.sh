@@ -21,6 +21,9 @@
 #           one server, one concurrency, in one run; upstream JWKS fetches per
 #           10,000 exchange logins (the ignored e2e test exchange_bench, in
 #           release)
+#   dpop    POST /token tokens/s without and with a DPoP proof (ES256
+#           proofs signed ahead), alternating rounds, one server (the
+#           ignored e2e test dpop_bench, in release; issue 28)
 #   rotation  one whole key-set rotation (four steps) against moto_server for
 #           a kms-envelope and a kms set, KMS and Secrets Manager calls per
 #           rotation, a replica's reads while polling (rotation_bench)
@@ -322,6 +325,13 @@ if want exchange; then
       cargo test --release -q -p e2e --test it exchange_bench -- --ignored --nocapture --test-threads 1 \
       2>&1 | tee -a "$results/exchange.txt" | grep -E 'logins|concurrency|upstream|test result'
   done
+fi
+
+# ---------------------------------------------------------------- dpop
+if want dpop; then
+  log "dpop: cargo test --release -p e2e --all-features --test it dpop_bench -- --ignored --nocapture"
+  cargo test --release -q -p e2e --all-features --test it dpop_bench -- --ignored --nocapture --test-threads 1 \
+    2>&1 | tee -a "$results/dpop.txt" | grep -E 'round|mean|concurrency|test result'
 fi
 
 # ---------------------------------------------------------------- rotation

@@ -7,7 +7,7 @@
 #           libfaketime (a shifted clock for the CLI and the rehearsal's
 #           moto; its thread-safe build compiled into .venv/lib), cargo-lambda
 #           (the Lambda Runtime API emulator)                       (PyPI)
-#   .node/  jose, oidc-provider (a third-party issuer)               (npm)
+#   .node/  jose, oidc-provider (a third-party issuer), openid-client (npm)
 # then checks formatting and lints, runs every test of the workspace, and,
 # when the nightly toolchain is installed, runs every fuzz target for
 # FUZZ_SECONDS (default 10) each (fuzz/README.md).
@@ -36,7 +36,8 @@ if [ ! -f .venv/lib/libfaketimeMT.so.1 ]; then
   make --silent -C "$faketime_src" libfaketimeMT.so.1 >/dev/null
   cp "$faketime_src/libfaketimeMT.so.1" .venv/lib/libfaketimeMT.so.1
 fi
-if [ ! -f .node/node_modules/jose/package.json ] || [ ! -f .node/node_modules/oidc-provider/package.json ]; then
+if [ ! -f .node/node_modules/jose/package.json ] || [ ! -f .node/node_modules/oidc-provider/package.json ] \
+  || [ ! -f .node/node_modules/openid-client/package.json ]; then
   echo "== installing Node test tools into .node"
   mkdir -p .node
   cp scripts/package-test.json .node/package.json

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use oidc_core::clock::{SystemClock, WallClock};
+use oidc_core::dpop::{DpopVerifier, DEFAULT_MAX_FUTURE_SKEW};
 use oidc_core::{Algorithm, Issuer, KeySet};
 use serde_json::json;
 
@@ -15,7 +16,7 @@ use crate::connectors::Connectors;
 use crate::keyset::PollerHandle;
 use crate::metrics::Metrics;
 use crate::readiness::Health;
-use crate::replay::{MemoryReplayStore, ReplayStore};
+use crate::replay::{FleetProofStore, MemoryReplayStore, ReplayStore};
 use crate::throttle::Throttle;
 
 /// Shared state of the router (cheap to clone).
@@ -44,6 +45,10 @@ pub struct Inner {
     pub(crate) clock: Arc<dyn WallClock>,
     /// Refreshes a shared key set on demand.
     pub(crate) key_poller: Option<PollerHandle>,
+    /// Checks DPoP proofs on `POST /token`, recording each in the replay store.
+    pub(crate) dpop: DpopVerifier,
+    /// The token endpoint URL as discovery publishes it: a proof's `htu`.
+    pub(crate) token_endpoint: String,
 }
 
 impl std::ops::Deref for AppState {
@@ -81,7 +86,7 @@ impl AppState {
 
     /// The token endpoint URL.
     pub fn token_endpoint(&self) -> String {
-        format!("{}/token", self.config.issuer)
+        self.token_endpoint.clone()
     }
 
     /// The configuration in force.
@@ -138,9 +143,20 @@ impl AppStateBuilder {
             .unwrap_or_else(|_| unreachable!("the config checks that the issuer is not empty"))
             .with_clock(self.clock.clone());
         let token_endpoint = format!("{}/token", config.issuer);
+        let mut dpop = DpopVerifier::builder()
+            .algorithms(config.dpop.algorithms.iter().copied())
+            .iat_window(config.dpop.iat_window, DEFAULT_MAX_FUTURE_SKEW)
+            .replay_store(Arc::new(FleetProofStore::new(Arc::clone(&self.replay))))
+            .clock(self.clock.clone());
+        if let Some(nonces) = &config.dpop.nonces {
+            dpop = dpop.nonces(nonces.clone());
+        }
+        let dpop = dpop
+            .build()
+            .unwrap_or_else(|_| unreachable!("the config checks the [dpop] settings with the same builder"));
         let rules = AssertionRules {
             issuer: config.issuer.clone(),
-            audiences: vec![config.issuer.clone(), token_endpoint],
+            audiences: vec![config.issuer.clone(), token_endpoint.clone()],
             max_lifetime: config.auth.assertion_max_lifetime,
             leeway: config.auth.leeway,
         };
@@ -175,6 +191,8 @@ impl AppStateBuilder {
             discovery,
             clock: self.clock,
             key_poller: self.key_poller,
+            dpop,
+            token_endpoint,
             issuer,
             config,
         }))
@@ -213,6 +231,7 @@ fn discovery_document(config: &Config) -> Bytes {
         "id_token_signing_alg_values_supported": algs,
         "claims_supported": ["iss", "sub", "aud", "client_id", "iat", "nbf", "exp", "jti", "scope"],
         "access_token_signing_alg_values_supported": algs,
+        "dpop_signing_alg_values_supported": config.dpop.algorithms.iter().map(|a| a.name()).collect::<Vec<_>>(),
     });
     if config.aws_iam.is_some() {
         doc["aws_iam_client_assertion_type"] = crate::auth::aws_iam::AWS_IAM_ASSERTION_TYPE.into();

@@ -231,6 +231,7 @@ mod tests {
             aws_principal_ids: Vec::new(),
             federated: Vec::new(),
             copy_claims: Vec::new(),
+            dpop: Default::default(),
         };
         let connectors = Connectors::new([connector]);
         let rules = AssertionRules {

@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand};
 use oidc_core::keys::{LocalSigner, Signer};
 use oidc_core::{Algorithm, Issuer, KeySet, TokenRequest};
 
-use crate::config::{self, Config, ConfigError, Origin, Overrides, SigningConfig};
+use crate::config::{self, Config, ConfigError, Origin, Overrides, ReplayConfig, SigningConfig};
 use crate::connectors;
 use crate::context::ServiceContext;
 use crate::state::AppState;
@@ -439,6 +439,9 @@ fn check_config(path: Option<PathBuf>) -> Result<(), CliError> {
     for line in explain_upstream(&config) {
         println!("{line}");
     }
+    for line in explain_dpop(&config) {
+        println!("{line}");
+    }
     if let Some(problem) = config.fleet_replay_problem() {
         println!("note: in Lambda mode (the bootstrap binary) this config refuses to start: {problem}");
     }
@@ -464,6 +467,61 @@ fn check_config(path: Option<PathBuf>) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// `check-config`'s lines on DPoP: which connectors require proofs, what
+/// a proof must be, whether server nonces are on and what the replay
+/// store means for proofs.
+fn explain_dpop(config: &Config) -> Vec<String> {
+    let dpop = &config.dpop;
+    let required: Vec<&str> = config
+        .connectors
+        .iter()
+        .filter(|c| c.dpop == oidc_core::dpop::DpopMode::Required)
+        .map(|c| c.id.as_str())
+        .collect();
+    let algorithms: Vec<&str> = dpop.algorithms.iter().map(|a| a.name()).collect();
+    let mut lines = vec![format!(
+        "dpop: a DPoP proof on POST /token binds the token to the proof's key (cnf.jkt, token_type DPoP); \
+         proofs for POST {}/token signed with {}, iat at most {} s old; {}",
+        config.issuer,
+        algorithms.join(", "),
+        dpop.iat_window.as_secs(),
+        if required.is_empty() {
+            "no connector requires one (dpop = \"required\" on a connector does)".to_owned()
+        } else {
+            format!(
+                "required by {} connector(s) ({}): without a proof they get invalid_dpop_proof, never a bearer token",
+                required.len(),
+                required.join(", ")
+            )
+        }
+    )];
+    match (&dpop.nonces, &dpop.nonce_key_source) {
+        (Some(nonces), source) => lines.push(format!(
+            "dpop: server nonces on (key from {}, step {} s): a proof without a current nonce gets use_dpop_nonce \
+             and a DPoP-Nonce to retry with; every replica must have the same key",
+            source.as_deref().unwrap_or("config"),
+            nonces.step_secs()
+        )),
+        (None, _) => lines.push(
+            "dpop: no server nonces (set [dpop] nonce_key_file or nonce_key_env, the same key on every replica, to \
+             require them)"
+                .to_owned(),
+        ),
+    }
+    let store = match config.replay {
+        ReplayConfig::Memory => {
+            "in this process only ([replay] store = \"memory\"): a proof replayed at another \
+                                 replica within its window would be accepted there"
+                .to_owned()
+        }
+        ReplayConfig::DynamoDb { ref table, .. } => {
+            format!("fleet-wide in DynamoDB table {table} (dpop# keys): a proof is accepted once across every replica")
+        }
+    };
+    lines.push(format!("dpop: proof jtis are remembered {store}"));
+    lines
 }
 
 /// `check-config`'s lines on `[[upstream_issuers]]`: what each entry

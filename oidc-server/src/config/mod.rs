@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use oidc_core::claims::Attributes;
+use oidc_core::dpop::{DpopMode, DpopNonces};
 use oidc_core::keys::LocalSigner;
 use oidc_core::verify::trust::IssuerEntry;
 use oidc_core::verify::{ClaimPath, Glob};
@@ -126,6 +127,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// AWS IAM client authentication, if enabled.
     pub aws_iam: Option<AwsIamConfig>,
+    /// DPoP proofs at the token endpoint (`[dpop]`).
+    pub dpop: DpopConfig,
     /// Upstream identity providers whose tokens are exchanged for ours
     /// (`[[upstream_issuers]]`; RFC 8693 token exchange).
     pub upstream_issuers: Vec<UpstreamIssuerConfig>,
@@ -414,6 +417,36 @@ pub struct AwsIamConfig {
     pub max_clock_skew: Duration,
 }
 
+/// DPoP (RFC 9449) at the token endpoint (`[dpop]`): what a `DPoP` proof
+/// on `POST /token` must be. Which connectors must send one is each
+/// connector's `dpop`.
+#[derive(Debug, Clone)]
+pub struct DpopConfig {
+    /// The algorithms a proof may use (`algorithms`; published as
+    /// `dpop_signing_alg_values_supported`).
+    pub algorithms: Vec<Algorithm>,
+    /// How old a proof's `iat` may be (`iat_window_secs`); a proof's `jti`
+    /// is remembered (fleet-wide, in the replay store) until `iat` + this.
+    pub iat_window: Duration,
+    /// Server nonces (RFC 9449 §8), when a nonce key is configured: every
+    /// proof must then carry a current `DPoP-Nonce`. The key is held
+    /// zeroized and never shown by `Debug`.
+    pub nonces: Option<DpopNonces>,
+    /// Where the nonce key came from (`file NAME` or `$VAR`), for messages.
+    pub nonce_key_source: Option<String>,
+}
+
+impl Default for DpopConfig {
+    fn default() -> Self {
+        Self {
+            algorithms: Algorithm::ALL.to_vec(),
+            iat_window: oidc_core::dpop::DEFAULT_MAX_AGE,
+            nonces: None,
+            nonce_key_source: None,
+        }
+    }
+}
+
 /// Logging (`[log]`, read as it is: nothing to derive).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -484,6 +517,9 @@ pub struct ConnectorConfig {
     /// Claims of the exchanged upstream token copied into this connector's
     /// tokens, as attributes (`copy_claims`).
     pub copy_claims: Vec<CopiedClaim>,
+    /// Whether its tokens must be DPoP-bound (`dpop = "required"`) or may
+    /// be bearer tokens too (`"allowed"`, the default).
+    pub dpop: DpopMode,
 }
 
 /// An upstream identity provider (`[[upstream_issuers]]`): a trust entry

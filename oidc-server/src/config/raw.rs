@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use oidc_core::dpop::DpopMode;
 use serde::Deserialize;
 
 use super::LogConfig;
@@ -28,6 +29,9 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) log: LogConfig,
     pub(super) aws_iam: Option<AwsIamSection>,
+    /// `[dpop]`: DPoP proofs at the token endpoint.
+    #[serde(default)]
+    pub(super) dpop: DpopSection,
     /// `[[upstream_issuers]]`: each a trust file entry's fields (read by
     /// oidc-core's `EntryFields`, after `one_time_use` is taken out).
     #[serde(default)]
@@ -241,6 +245,22 @@ fn default_max_clock_skew() -> u64 {
     900
 }
 
+/// `[dpop]`: DPoP (RFC 9449) at the token endpoint.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct DpopSection {
+    /// The algorithms a proof may use (default: oidc-core's, every asymmetric one).
+    pub(super) algorithms: Option<Vec<String>>,
+    /// How old a proof's `iat` may be (default 60 s).
+    pub(super) iat_window_secs: Option<u64>,
+    /// Server nonces: the key shared by every replica, from a file ...
+    pub(super) nonce_key_file: Option<String>,
+    /// ... or from this environment variable.
+    pub(super) nonce_key_env: Option<String>,
+    /// The nonce time step (default 60 s).
+    pub(super) nonce_step_secs: Option<u64>,
+}
+
 /// `[[connectors]]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -264,6 +284,9 @@ pub(super) struct ConnectorSection {
     pub(super) federated: Vec<FederatedSection>,
     #[serde(default)]
     pub(super) copy_claims: BTreeMap<String, String>,
+    /// `"required"` or `"allowed"` (the default).
+    #[serde(default)]
+    pub(super) dpop: DpopMode,
 }
 
 /// One of a connector's `federated = [...]` bindings.

@@ -3,7 +3,7 @@
 //!
 //! Table: partition key `pk` (String), TTL on `expires_at` (Number, Unix
 //! seconds), on-demand billing. Item: `{pk: "jti#<sha256>" | "sigv4#<sha256>"
-//! | "upstream#<sha256>", expires_at: N}`. The write succeeds only if
+//! | "upstream#<sha256>" | "dpop#<sha256>", expires_at: N}`. The write succeeds only if
 //! `attribute_not_exists(pk) OR expires_at < :now`: DynamoDB's TTL deletes
 //! expired items only eventually (within days), so an expired item must
 //! count as absent. `ConditionalCheckFailedException` is a replay.

@@ -25,7 +25,7 @@ const PURGE_BATCH: usize = 128;
 /// An in-process [`ReplayStore`] bounded per method.
 #[derive(Debug)]
 pub struct MemoryReplayStore {
-    methods: [Mutex<Entries>; 3],
+    methods: [Mutex<Entries>; 4],
     capacity: usize,
 }
 
@@ -58,7 +58,12 @@ impl MemoryReplayStore {
     /// A store holding at most `capacity` live entries per method.
     pub fn new(capacity: usize) -> Self {
         Self {
-            methods: [Mutex::default(), Mutex::default(), Mutex::default()],
+            methods: [
+                Mutex::default(),
+                Mutex::default(),
+                Mutex::default(),
+                Mutex::default(),
+            ],
             capacity,
         }
     }

@@ -1,6 +1,6 @@
 //! One-time use across the fleet: every `private_key_jwt` assertion id,
-//! every `aws_iam` signature and every exchanged upstream token (of an
-//! entry with `one_time_use`) is recorded once, in a store shared by every
+//! every `aws_iam` signature, every exchanged upstream token (of an
+//! entry with `one_time_use`) and every DPoP proof is recorded once, in a store shared by every
 //! replica (every Lambda environment, every ECS task), so a captured
 //! credential replayed at another replica is refused there too.
 //!
@@ -16,6 +16,7 @@
 //! cannot record a use answers [`StoreError`], and the caller refuses the
 //! login with a 503: a first use that was not recorded is never accepted.
 
+mod dpop;
 mod dynamodb;
 mod memory;
 
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use ring::digest::{Context, SHA256};
 
+pub use dpop::FleetProofStore;
 pub use dynamodb::{DynamoDbReplayStore, TableError, EXPIRES_AT, PARTITION_KEY};
 pub use memory::MemoryReplayStore;
 
@@ -50,18 +52,27 @@ pub enum Method {
     /// An upstream identity token exchanged for ours, by its entry and its
     /// `jti` (or the token itself when it has none).
     Upstream,
+    /// A DPoP proof at the token endpoint, by oidc-core's digest of its
+    /// key's thumbprint and its `jti` ([`ProofId`](oidc_core::dpop::ProofId)).
+    Dpop,
 }
 
 impl Method {
     /// Every method, in a fixed order.
-    pub const ALL: [Method; 3] = [Method::Assertion, Method::AwsSigV4, Method::Upstream];
+    pub const ALL: [Method; 4] = [
+        Method::Assertion,
+        Method::AwsSigV4,
+        Method::Upstream,
+        Method::Dpop,
+    ];
 
-    /// The key prefix: `jti#`, `sigv4#` or `upstream#`.
+    /// The key prefix: `jti#`, `sigv4#`, `upstream#` or `dpop#`.
     pub fn prefix(self) -> &'static str {
         match self {
             Self::Assertion => "jti#",
             Self::AwsSigV4 => "sigv4#",
             Self::Upstream => "upstream#",
+            Self::Dpop => "dpop#",
         }
     }
 
@@ -70,6 +81,7 @@ impl Method {
             Self::Assertion => 0,
             Self::AwsSigV4 => 1,
             Self::Upstream => 2,
+            Self::Dpop => 3,
         }
     }
 }
@@ -104,6 +116,15 @@ impl ReplayKey {
         }
     }
 
+    /// The key of a DPoP proof: oidc-core's digest of it (SHA-256 of the
+    /// key's thumbprint and the `jti`, length-prefixed).
+    pub fn dpop_proof(proof: &oidc_core::dpop::ProofId) -> Self {
+        Self {
+            method: Method::Dpop,
+            digest: *proof.digest(),
+        }
+    }
+
     fn of(method: Method, parts: &[&str]) -> Self {
         let mut context = Context::new(&SHA256);
         for part in parts {
@@ -120,8 +141,8 @@ impl ReplayKey {
         self.method
     }
 
-    /// The partition key as stored: `jti#`, `sigv4#` or `upstream#` and 64
-    /// hex digits.
+    /// The partition key as stored: `jti#`, `sigv4#`, `upstream#` or
+    /// `dpop#` and 64 hex digits.
     pub fn partition_key(&self) -> String {
         format!("{}{}", self.method.prefix(), hex::encode(self.digest))
     }
@@ -209,5 +230,12 @@ mod tests {
             ReplayKey::upstream_token("aws", None, "t")
         );
         assert!(!format!("{a:?}").contains("https://i"));
+        let proof = ReplayKey::dpop_proof(&oidc_core::dpop::ProofId::new("jkt", "j"));
+        assert!(proof.partition_key().starts_with("dpop#"));
+        assert_eq!(proof.partition_key().len(), "dpop#".len() + 64);
+        assert_ne!(
+            proof,
+            ReplayKey::dpop_proof(&oidc_core::dpop::ProofId::new("jkt2", "j"))
+        );
     }
 }

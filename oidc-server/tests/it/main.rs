@@ -9,6 +9,7 @@ mod audit;
 mod cli;
 mod config;
 mod docs;
+mod dpop;
 mod edge;
 mod embedded;
 mod exchange;

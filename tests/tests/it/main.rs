@@ -12,6 +12,8 @@ mod connector_token;
 mod deploy;
 mod docs;
 mod dpop_client;
+mod dpop_bench;
+mod dpop_token_endpoint;
 mod edge;
 mod exchange_bench;
 mod exchange_flow;

@@ -156,6 +156,7 @@ fn connector(
         aws_principal_ids: section.aws_principal_ids.clone(),
         federated: federated?,
         copy_claims: copy_claims?,
+        dpop: section.dpop,
     })
 }
 

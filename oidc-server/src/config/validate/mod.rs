@@ -10,6 +10,7 @@ use oidc_core::http::{checked_url, PlainHttp, UrlError};
 use oidc_core::Lifetime;
 
 mod connectors;
+mod dpop;
 mod federated;
 mod signing;
 mod upstream;
@@ -23,6 +24,7 @@ use super::{
 };
 use crate::proxies::{Cidr, TrustedProxies, MAX_HOPS};
 use connectors::connectors;
+use dpop::dpop;
 use signing::signing;
 use upstream::upstream_issuers;
 
@@ -73,6 +75,7 @@ pub(super) fn validate(raw: RawConfig, origin: Origin) -> Result<Config, ConfigE
     let replay = p.part(|p| replay(&raw.replay, raw.http.request_timeout_secs, p));
     let metrics_listen = p.part(|p| metrics(raw.metrics.as_ref(), p));
     let aws_iam = p.part(|p| aws_iam(raw.aws_iam.as_ref(), &raw.connectors, p));
+    let dpop = p.part(|p| dpop(&raw.dpop, &origin, p));
     let upstream_issuers = p.part(|p| upstream_issuers(&raw.upstream_issuers, &raw.issuer, &origin, p));
     // The names as written, so that a binding to an entry with a problem
     // of its own is not reported as well.
@@ -93,6 +96,7 @@ pub(super) fn validate(raw: RawConfig, origin: Origin) -> Result<Config, ConfigE
         replay,
         metrics_listen,
         aws_iam,
+        dpop,
         upstream_issuers,
         connectors,
         log,
@@ -107,6 +111,7 @@ pub(super) fn validate(raw: RawConfig, origin: Origin) -> Result<Config, ConfigE
             Some(replay),
             Some(metrics_listen),
             Some(aws_iam),
+            Some(dpop),
             Some(upstream_issuers),
             Some(connectors),
             Some(()),
@@ -121,6 +126,7 @@ pub(super) fn validate(raw: RawConfig, origin: Origin) -> Result<Config, ConfigE
             metrics_listen,
             log: raw.log,
             aws_iam,
+            dpop,
             upstream_issuers,
             connectors,
             origin,

@@ -64,6 +64,14 @@ fn upstream_issuer(
     p: &mut Problems,
 ) -> Option<UpstreamIssuerConfig> {
     let mut table = table.clone();
+    if table.contains_key("dpop") {
+        p.add(
+            format!("{field}.dpop"),
+            "means nothing here: an upstream token is a credential exchanged at the token endpoint, never \
+             presented with a DPoP proof; to require DPoP-bound tokens, set dpop = \"required\" on the connector",
+        );
+        return None;
+    }
     let one_time_use = match table.remove(ONE_TIME_USE) {
         None => true,
         Some(toml::Value::Boolean(value)) => value,

@@ -15,6 +15,7 @@
 
 use axum::http::{header, HeaderMap};
 use axum::response::Response;
+use oidc_core::dpop::CheckedProof;
 
 use super::{respond, Grant, Refusal, TokenError};
 use crate::auth::{federated::Bound, FederatedError};
@@ -44,6 +45,7 @@ pub(super) async fn token_exchange(
     peer: Peer,
     headers: &HeaderMap,
     form: &Form,
+    proof: Option<CheckedProof>,
 ) -> Result<Response, Refusal> {
     let invalid = |text: &'static str| {
         let mut refusal = Refusal::from(TokenError::InvalidRequest(text));
@@ -82,7 +84,7 @@ pub(super) async fn token_exchange(
     respond(
         state,
         peer,
-        grant(bound, EXCHANGE_METHOD, Some(TOKEN_TYPE_ACCESS_TOKEN), form),
+        grant(bound, EXCHANGE_METHOD, Some(TOKEN_TYPE_ACCESS_TOKEN), form, proof),
     )
     .await
 }
@@ -95,6 +97,7 @@ pub(super) async fn federated_assertion(
     client_id: Option<&str>,
     assertion: &str,
     form: &Form,
+    proof: Option<CheckedProof>,
 ) -> Result<Response, Refusal> {
     let bound = federated_login(state, peer, assertion, client_id, FEDERATED_ASSERTION_METHOD)
         .await
@@ -105,7 +108,12 @@ pub(super) async fn federated_assertion(
             refusal.client = client_id.map(str::to_owned);
             refusal
         })?;
-    respond(state, peer, grant(bound, FEDERATED_ASSERTION_METHOD, None, form)).await
+    respond(
+        state,
+        peer,
+        grant(bound, FEDERATED_ASSERTION_METHOD, None, form, proof),
+    )
+    .await
 }
 
 fn grant<'a>(
@@ -113,6 +121,7 @@ fn grant<'a>(
     method: &'static str,
     issued_token_type: Option<&'static str>,
     form: &'a Form,
+    proof: Option<CheckedProof>,
 ) -> Grant<'a> {
     Grant {
         connector: bound.connector,
@@ -121,6 +130,7 @@ fn grant<'a>(
         upstream: Some(bound.identity),
         issued_token_type,
         form,
+        dpop: proof,
     }
 }
 

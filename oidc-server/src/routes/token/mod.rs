@@ -3,6 +3,7 @@
 //! `exchange`. Its refusals, and how the form's and the credential's errors
 //! become them, are in `rejection`.
 
+mod dpop;
 mod exchange;
 mod rejection;
 
@@ -14,7 +15,8 @@ use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
-use oidc_core::claims::Attributes;
+use oidc_core::claims::{Attributes, Confirmation};
+use oidc_core::dpop::{CheckedProof, DpopMode};
 use oidc_core::keys::SignError;
 use oidc_core::{IssueError, TokenRequest};
 use serde::Serialize;
@@ -98,6 +100,9 @@ struct Grant<'a> {
     /// `issued_token_type` of a token exchange's answer.
     issued_token_type: Option<&'static str>,
     form: &'a Form,
+    /// The request's DPoP proof, checked, to be recorded before the token
+    /// is bound to its key.
+    dpop: Option<CheckedProof>,
 }
 
 impl From<FormError> for Refusal {
@@ -167,12 +172,15 @@ async fn issue(
     }
     check_content_type(headers)?;
     let form = read_form(state, headers, body).await?;
+    // Checked before the grant (no work for a stranger's bad proof),
+    // recorded only once the client is authenticated.
+    let proof = dpop::check(state, headers)?;
 
     match form.single("grant_type")? {
         None => Err(TokenError::InvalidRequest("grant_type is missing").into()),
-        Some("client_credentials") => client_credentials(state, peer, headers, &form).await,
+        Some("client_credentials") => client_credentials(state, peer, headers, &form, proof).await,
         Some(TOKEN_EXCHANGE) if state.authenticator.federation().is_some() => {
-            exchange::token_exchange(state, peer, headers, &form).await
+            exchange::token_exchange(state, peer, headers, &form, proof).await
         }
         Some(_) => Err(TokenError::UnsupportedGrantType.into()),
     }
@@ -184,6 +192,7 @@ async fn client_credentials(
     peer: Peer,
     headers: &HeaderMap,
     form: &Form,
+    proof: Option<CheckedProof>,
 ) -> Result<Response, Refusal> {
     let credential = Credential::from_request(headers, form)?;
     // An assertion whose `iss` is an upstream issuer is an upstream
@@ -195,7 +204,8 @@ async fn client_credentials(
             .federation()
             .and_then(|f| f.entry_of(assertion));
         if upstream.is_some() {
-            return exchange::federated_assertion(state, peer, client_id.as_deref(), assertion, form).await;
+            return exchange::federated_assertion(state, peer, client_id.as_deref(), assertion, form, proof)
+                .await;
         }
     }
     let connector = authenticate(state, &credential, peer).await?;
@@ -206,6 +216,7 @@ async fn client_credentials(
         upstream: None,
         issued_token_type: None,
         form,
+        dpop: proof,
     };
     respond(state, peer, grant).await
 }
@@ -220,6 +231,7 @@ async fn respond(state: &AppState, peer: Peer, grant: Grant<'_>) -> Result<Respo
         upstream,
         issued_token_type,
         form,
+        dpop: proof,
     } = grant;
     let upstream_audit = upstream
         .as_ref()
@@ -243,11 +255,37 @@ async fn respond(state: &AppState, peer: Peer, grant: Grant<'_>) -> Result<Respo
         ttl: None,
     };
 
+    // The proof is spent only now, for a request that is otherwise granted.
+    let cnf = match (proof, connector.dpop) {
+        (None, DpopMode::Required) => {
+            let missing = dpop::missing(state);
+            return Err(Refusal {
+                reason: missing.reason,
+                ..refuse(missing.error)
+            });
+        }
+        (None, DpopMode::Allowed) => None,
+        (Some(checked), _) => match state.dpop.record(checked).await {
+            Ok(proof) => Some(Confirmation::jkt(proof.jkt())),
+            Err(error) => {
+                let refused = dpop::refused(state, &error);
+                return Err(Refusal {
+                    reason: refused.reason,
+                    ..refuse(refused.error)
+                });
+            }
+        },
+    };
+
     let started = Instant::now();
     // The signer is bounded well inside the request timeout, so a hung backend
     // yields a clean 503 rather than a dropped connection.
     let budget = state.config.http.request_timeout.mul_f64(0.8);
-    let result = tokio::time::timeout(budget, state.issuer.issue(&request)).await;
+    let result = tokio::time::timeout(
+        budget,
+        state.issuer.issue_with_confirmation(&request, cnf.as_ref()),
+    )
+    .await;
     state.metrics.signed(started.elapsed());
     let issued = match result {
         Ok(Ok(issued)) => {
@@ -279,7 +317,7 @@ async fn respond(state: &AppState, peer: Peer, grant: Grant<'_>) -> Result<Respo
     let body = TokenResponse {
         access_token: issued.token.as_str(),
         issued_token_type,
-        token_type: "Bearer",
+        token_type: if cnf.is_some() { "DPoP" } else { "Bearer" },
         expires_in: issued.expires_in(),
         scope: request.scope.as_deref(),
     };
@@ -305,7 +343,7 @@ async fn respond(state: &AppState, peer: Peer, grant: Grant<'_>) -> Result<Respo
         peer.0,
     );
     state.metrics.token_issued();
-    Ok((
+    let mut response = (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
@@ -313,7 +351,14 @@ async fn respond(state: &AppState, peer: Peer, grant: Grant<'_>) -> Result<Respo
         ],
         json,
     )
-        .into_response())
+        .into_response();
+    // RFC 9449 §8: the nonce to use next, on success too.
+    if let Some(nonce) = state.dpop.fresh_nonce() {
+        if let Ok(value) = HeaderValue::from_str(&nonce) {
+            response.headers_mut().insert(dpop::DPOP_NONCE, value);
+        }
+    }
+    Ok(response)
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), TokenError> {

@@ -46,6 +46,21 @@ pub(crate) enum TokenError {
     UnsupportedMediaType,
     /// The body is over the limit (413).
     PayloadTooLarge,
+    /// A DPoP proof is missing (for a connector that requires one) or
+    /// refused (400 `invalid_dpop_proof`, RFC 9449 §5); with a fresh
+    /// `DPoP-Nonce` when server nonces are on.
+    InvalidDpopProof {
+        /// A fixed text, safe to show.
+        description: &'static str,
+        /// The `DPoP-Nonce` to send, when nonces are on.
+        nonce: Option<String>,
+    },
+    /// The proof has no current server nonce (400 `use_dpop_nonce`,
+    /// RFC 9449 §8): retry with this one (`DPoP-Nonce`).
+    UseDpopNonce {
+        /// The `DPoP-Nonce` to send.
+        nonce: String,
+    },
 }
 
 #[derive(Serialize)]
@@ -65,6 +80,8 @@ impl TokenError {
             Self::InvalidScope => "invalid_scope",
             Self::InvalidTarget(_) => "invalid_target",
             Self::TooManyFailures { .. } | Self::TemporarilyUnavailable { .. } => "temporarily_unavailable",
+            Self::InvalidDpopProof { .. } => "invalid_dpop_proof",
+            Self::UseDpopNonce { .. } => "use_dpop_nonce",
         }
     }
 
@@ -92,6 +109,8 @@ impl TokenError {
             Self::TemporarilyUnavailable { .. } => "the token service cannot sign right now; retry later",
             Self::UnsupportedMediaType => "the body must be application/x-www-form-urlencoded",
             Self::PayloadTooLarge => "the request body is too large",
+            Self::InvalidDpopProof { description, .. } => description,
+            Self::UseDpopNonce { .. } => "the DPoP proof must carry the server's nonce: retry with the DPoP-Nonce sent",
         }
     }
 }
@@ -153,6 +172,15 @@ impl IntoResponse for TokenError {
                     header::RETRY_AFTER,
                     HeaderValue::from(retry_after.as_secs().max(1)),
                 );
+            }
+            Self::InvalidDpopProof {
+                nonce: Some(nonce), ..
+            }
+            | Self::UseDpopNonce { nonce } => {
+                // A nonce is base64url: always a valid header value.
+                if let Ok(value) = HeaderValue::from_str(&nonce) {
+                    headers.insert(super::dpop::DPOP_NONCE, value);
+                }
             }
             _ => {}
         }
