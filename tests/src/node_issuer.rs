@@ -2,7 +2,8 @@
 //! run as a token service nobody here wrote: `client_credentials` with
 //! `client_secret_basic`, ES256 JWT access tokens (RFC 9068, `typ: at+jwt`)
 //! for one resource, with an `org_id` claim. The same configuration as
-//! `bench/node-provider.mjs`, on an ephemeral loopback port.
+//! `bench/node-provider.mjs`, on an ephemeral loopback port; or the same
+//! with DPoP (RFC 9449) required of its client, nonces included.
 
 use serde_json::Value;
 
@@ -11,10 +12,12 @@ use crate::tools::NodeProcess;
 /// The provider's script: prints `{"issuer": URL}` once it listens.
 const SCRIPT: &str = r#"
 import http from 'node:http';
+import crypto from 'node:crypto';
 import { generateKeyPair, exportJWK } from 'jose';
 import Provider from 'oidc-provider';
 
-const [clientId, clientSecret, audience, orgId] = process.argv.slice(2);
+const [clientId, clientSecret, audience, orgId, mode] = process.argv.slice(2);
+const dpop = mode === 'dpop';
 const server = http.createServer();
 server.listen(0, '127.0.0.1', async () => {
   const issuer = `http://127.0.0.1:${server.address().port}`;
@@ -30,6 +33,7 @@ server.listen(0, '127.0.0.1', async () => {
       token_endpoint_auth_method: 'client_secret_basic',
       id_token_signed_response_alg: 'ES256',
       scope: 'actions:read',
+      ...(dpop ? { dpop_bound_access_tokens: true } : {}),
     }],
     jwks: { keys: [jwk] },
     cookies: { keys: ['e2e-only-not-a-secret'] },
@@ -37,6 +41,7 @@ server.listen(0, '127.0.0.1', async () => {
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      ...(dpop ? { dPoP: { enabled: true, nonceSecret: crypto.randomBytes(32), requireNonce: () => true } } : {}),
       resourceIndicators: {
         enabled: true,
         defaultResource: () => audience,
@@ -74,7 +79,19 @@ impl NodeIssuer {
     /// Starts a provider whose access tokens are for `audience` (its
     /// resource indicator) and carry `org_id`.
     pub async fn start(audience: &str, org_id: &str) -> Self {
-        let mut process = NodeProcess::start("node-issuer", SCRIPT, &[CLIENT, SECRET, audience, org_id]);
+        Self::launch(audience, org_id, "bearer").await
+    }
+
+    /// The same provider with DPoP required of its client: every token is
+    /// bound to the key of the client's proof (`cnf.jkt`), and its token
+    /// endpoint asks for a nonce (`use_dpop_nonce`) before it issues one.
+    pub async fn start_with_dpop(audience: &str, org_id: &str) -> Self {
+        Self::launch(audience, org_id, "dpop").await
+    }
+
+    async fn launch(audience: &str, org_id: &str, mode: &str) -> Self {
+        let mut process =
+            NodeProcess::start("node-issuer", SCRIPT, &[CLIENT, SECRET, audience, org_id, mode]);
         let line = process.line().await;
         let started: Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("node-oidc-provider printed {line:?}: {e}"));

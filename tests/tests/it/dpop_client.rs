@@ -23,7 +23,7 @@ use connector_client::{
     BearerAuth, CachedTokenSource, ClientAuth, ClientCredentials, ClientSecret, DpopKey, DpopProof, Endpoint,
     TokenSource, TokenType,
 };
-use e2e::tools::NodeProcess;
+use e2e::node_issuer::{NodeIssuer, CLIENT as NODE_CLIENT, SECRET as NODE_SECRET};
 use e2e::{http, AUDIENCE};
 use oidc_core::axum::{shared_verifier, DpopResource, DpopToken, SharedDpop, SharedVerifier};
 use oidc_core::dpop::{DpopMode, DpopNonces, DpopVerifier};
@@ -31,93 +31,17 @@ use oidc_core::verify::RemoteJwks;
 use oidc_core::{AccessTokenClaims, Policy};
 use serde_json::Value;
 
-/// node-oidc-provider as a connector token service with DPoP: like the
-/// issuer of trust.rs, plus `features.dPoP` with nonces required at the
-/// token endpoint. Prints `{"issuer": URL}`.
-const NODE_DPOP_ISSUER: &str = r#"
-import http from 'node:http';
-import crypto from 'node:crypto';
-import { generateKeyPair, exportJWK } from 'jose';
-import Provider from 'oidc-provider';
-
-const [clientId, clientSecret, audience] = process.argv.slice(2);
-const server = http.createServer();
-server.listen(0, '127.0.0.1', async () => {
-  const issuer = `http://127.0.0.1:${server.address().port}`;
-  const { privateKey } = await generateKeyPair('ES256', { extractable: true });
-  const jwk = { ...(await exportJWK(privateKey)), alg: 'ES256', use: 'sig', kid: 'node-es256' };
-  const provider = new Provider(issuer, {
-    clients: [{
-      client_id: clientId,
-      client_secret: clientSecret,
-      grant_types: ['client_credentials'],
-      response_types: [],
-      redirect_uris: [],
-      token_endpoint_auth_method: 'client_secret_basic',
-      id_token_signed_response_alg: 'ES256',
-      scope: 'actions:read',
-      dpop_bound_access_tokens: true,
-    }],
-    jwks: { keys: [jwk] },
-    cookies: { keys: ['e2e-only-not-a-secret'] },
-    scopes: ['actions:read'],
-    features: {
-      devInteractions: { enabled: false },
-      clientCredentials: { enabled: true },
-      dPoP: { enabled: true, nonceSecret: crypto.randomBytes(32), requireNonce: () => true },
-      resourceIndicators: {
-        enabled: true,
-        defaultResource: () => audience,
-        useGrantedResource: () => true,
-        getResourceServerInfo: () => ({
-          scope: 'actions:read',
-          audience,
-          accessTokenTTL: 300,
-          accessTokenFormat: 'jwt',
-          jwt: { sign: { alg: 'ES256' } },
-        }),
-      },
-    },
-  });
-  provider.proxy = false;
-  server.on('request', provider.callback());
-  console.log(JSON.stringify({ issuer }));
-});
-"#;
-
-const NODE_CLIENT: &str = "node-dpop-connector";
-const NODE_SECRET: &str = "node-dpop-secret-0123456789abcdefghijklmnop";
-
-struct NodeIssuer {
-    process: NodeProcess,
-    issuer: String,
-}
-
-impl NodeIssuer {
-    async fn start() -> Self {
-        let mut process = NodeProcess::start(
-            "node-dpop-issuer",
-            NODE_DPOP_ISSUER,
-            &[NODE_CLIENT, NODE_SECRET, AUDIENCE],
-        );
-        let line = process.line().await;
-        let started: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
-        let issuer = started["issuer"].as_str().unwrap().to_owned();
-        Self { process, issuer }
-    }
-
-    /// Our client for node's connector, DPoP-bound to `key`.
-    fn source(&self, key: Arc<DpopKey>) -> ClientCredentials {
-        ClientCredentials::builder(
-            Endpoint::Issuer(self.issuer.clone()),
-            NODE_CLIENT,
-            ClientAuth::ClientSecretBasic(ClientSecret::new(NODE_SECRET)),
-        )
-        .scope("actions:read")
-        .dpop(key)
-        .build()
-        .unwrap()
-    }
+/// Our client for node's connector, DPoP-bound to `key`.
+fn node_source(node: &NodeIssuer, key: Arc<DpopKey>) -> ClientCredentials {
+    ClientCredentials::builder(
+        Endpoint::Issuer(node.issuer.clone()),
+        NODE_CLIENT,
+        ClientAuth::ClientSecretBasic(ClientSecret::new(NODE_SECRET)),
+    )
+    .scope("actions:read")
+    .dpop(key)
+    .build()
+    .unwrap()
 }
 
 /// A scratch folder, removed when dropped.
@@ -220,19 +144,19 @@ fn connector_token_binary() -> &'static Path {
 /// token with our proofs, and refuses it as `Bearer`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_oidc_provider_binds_our_token_and_our_verifier_accepts_our_proofs() {
-    let node = NodeIssuer::start().await;
+    let node = NodeIssuer::start_with_dpop(AUDIENCE, "org-node").await;
     let dir = Scratch::new();
     let (_plane, plane_url) = control_plane(&node, &dir).await;
     let key = Arc::new(DpopKey::generate().unwrap());
 
-    let token = node.source(key.clone()).token().await.unwrap();
+    let token = node_source(&node, key.clone()).token().await.unwrap();
     assert_eq!(token.token_type(), TokenType::Dpop);
     // node bound it to our key.
     let payload = token.secret().as_str().split('.').nth(1).unwrap();
     let claims: Value = serde_json::from_slice(&oidc_core::base64url::decode(payload).unwrap()).unwrap();
     assert_eq!(claims["cnf"]["jkt"], key.thumbprint(), "{claims}");
 
-    let tokens = CachedTokenSource::new(node.source(key.clone())).unwrap();
+    let tokens = CachedTokenSource::new(node_source(&node, key.clone())).unwrap();
     let client = reqwest_middleware::ClientBuilder::new(http())
         .with(BearerAuth::new(tokens.clone()))
         .build();
@@ -258,14 +182,14 @@ async fn node_oidc_provider_binds_our_token_and_our_verifier_accepts_our_proofs(
         .await
         .unwrap();
     assert_eq!(response.status(), 401);
-    node.process.stop().await;
+    node.stop().await;
 }
 
 /// The agent's token file, copied by a thief, is useless without the key;
 /// the connector holding the key keeps polling.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_stolen_from_the_token_file_is_refused_while_the_connector_keeps_polling() {
-    let node = NodeIssuer::start().await;
+    let node = NodeIssuer::start_with_dpop(AUDIENCE, "org-node").await;
     let dir = Scratch::new();
     let (_plane, plane_url) = control_plane(&node, &dir).await;
     let secret = dir.path("secret");
@@ -391,7 +315,7 @@ async fn a_token_stolen_from_the_token_file_is_refused_while_the_connector_keeps
         poll(token, "DPoP", Some(printed.stdout.trim().to_owned())).await,
         200
     );
-    node.process.stop().await;
+    node.stop().await;
 }
 
 #[derive(Clone)]
@@ -422,7 +346,7 @@ async fn nonce_poll(DpopToken(request): DpopToken<AccessTokenClaims>) -> String 
 /// requests carry the nonce at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_middleware_retries_once_with_a_resource_servers_nonce() {
-    let node = NodeIssuer::start().await;
+    let node = NodeIssuer::start_with_dpop(AUDIENCE, "org-node").await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
     let requests = Arc::new(AtomicU64::new(0));
@@ -453,7 +377,7 @@ async fn the_middleware_retries_once_with_a_resource_servers_nonce() {
         ));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    let tokens = CachedTokenSource::new(node.source(Arc::new(DpopKey::generate().unwrap()))).unwrap();
+    let tokens = CachedTokenSource::new(node_source(&node, Arc::new(DpopKey::generate().unwrap()))).unwrap();
     let client = reqwest_middleware::ClientBuilder::new(http())
         .with(BearerAuth::new(tokens))
         .build();
@@ -468,5 +392,5 @@ async fn the_middleware_retries_once_with_a_resource_servers_nonce() {
     let response = client.get(format!("{origin}/v1/actions")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(requests.load(Ordering::SeqCst), 3, "the nonce is remembered");
-    node.process.stop().await;
+    node.stop().await;
 }
