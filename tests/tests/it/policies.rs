@@ -288,6 +288,32 @@ const EXPECTED: &[Expected] = &[
         when: &["Ecs"],
         why: "the awslogs driver ships the container's logs",
     },
+    Expected {
+        principal: "ConnectorWebIdentityPolicy",
+        via: "IAM",
+        actions: &["sts:GetWebIdentityToken"],
+        resource: "*",
+        condition: r#"{
+            "ForAllValues:StringEquals": {"sts:IdentityTokenAudience": "https://abcdefghijklmnop.lambda-url.eu-west-1.on.aws"},
+            "StringEquals": {"sts:SigningAlgorithm": "ES384"},
+            "NumericLessThanEquals": {"sts:DurationSeconds": "300"}
+        }"#,
+        when: &["HasUpstreamIssuer", "IssuerFromFunctionUrl"],
+        why: "for the customer to attach to the connector's role: AWS STS tokens for this service's issuer only (the function URL's), ES384, five minutes at most; GetWebIdentityToken has no resource",
+    },
+    Expected {
+        principal: "ConnectorWebIdentityPolicy",
+        via: "IAM",
+        actions: &["sts:GetWebIdentityToken"],
+        resource: "*",
+        condition: r#"{
+            "ForAllValues:StringEquals": {"sts:IdentityTokenAudience": "https://tokens.example.com"},
+            "StringEquals": {"sts:SigningAlgorithm": "ES384"},
+            "NumericLessThanEquals": {"sts:DurationSeconds": "300"}
+        }"#,
+        when: &["HasUpstreamIssuer", "Ecs"],
+        why: "the same behind the load balancer: for this service's issuer (IssuerUrl) only",
+    },
 ];
 
 /// One action granted: (principal, via, action, resources, conditions).
@@ -382,14 +408,37 @@ fn granted_rows(stack: &Rendered) -> BTreeSet<Row> {
     let mut rows = BTreeSet::new();
     for (id, resource) in stack.resources() {
         let kind = resource["Type"].as_str().unwrap();
+        // The one managed policy is the connector's, attached by the
+        // customer to a role of theirs: nothing in the stack holds it.
+        let connectors = kind == "AWS::IAM::ManagedPolicy" && id == "ConnectorWebIdentityPolicy";
         assert!(
-            !matches!(
-                kind,
-                "AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy" | "AWS::IAM::RolePolicy" | "AWS::IAM::User"
-            ),
+            connectors
+                || !matches!(
+                    kind,
+                    "AWS::IAM::Policy"
+                        | "AWS::IAM::ManagedPolicy"
+                        | "AWS::IAM::RolePolicy"
+                        | "AWS::IAM::User"
+                ),
             "{}: {id}: grants must be inline in the roles or in key policies",
             stack.name
         );
+        if connectors {
+            let policy = stack.resource(id);
+            for attached in ["Roles", "Users", "Groups"] {
+                assert!(
+                    policy["Properties"].get(attached).is_none(),
+                    "{id} is attached to {attached}"
+                );
+            }
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+                .as_array()
+                .unwrap()
+            {
+                rows_of(stack, id, "IAM", statement, &mut rows);
+            }
+            continue;
+        }
         match kind {
             "AWS::IAM::Role" => {
                 let role = stack.resource(id);
