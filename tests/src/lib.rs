@@ -164,6 +164,24 @@ impl TestServer {
         Self::builder(toml).start().await
     }
 
+    /// Two replicas of one issuer with `toml` as their configuration, each
+    /// with its own AWS SDK configuration for `sdk` (moto's endpoint, or a
+    /// shared config): B serves A's issuer, as two tasks or Lambda
+    /// environments behind one URL do.
+    pub async fn replicas(toml: &str, sdk: &aws_config::SdkConfig) -> (TestServer, TestServer) {
+        let context = || oidc_server::ServiceContext {
+            sdk_config: Some(sdk.clone()),
+            ..Default::default()
+        };
+        let a = Self::builder(toml).context(context()).start().await;
+        let b = Self::builder(toml)
+            .context(context())
+            .issuer(&a.url)
+            .start()
+            .await;
+        (a, b)
+    }
+
     /// A server with `toml` as its configuration; its `issuer` and `listen`
     /// are set by the harness.
     pub fn builder(toml: &str) -> TestServerBuilder {

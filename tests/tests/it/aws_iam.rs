@@ -377,18 +377,7 @@ async fn fleet(iam: &Iam) -> (TestServer, TestServer, LocalSigner, String) {
         // busy machine the last ones outlast the usual 500 ms.
         e2e::moto::replay_section(&table).replace("call_timeout_ms = 500", "call_timeout_ms = 2000")
     );
-    let context = || async {
-        oidc_server::ServiceContext {
-            sdk_config: Some(sdk.clone()),
-            ..Default::default()
-        }
-    };
-    let a = TestServer::builder(&toml).context(context().await).start().await;
-    let b = TestServer::builder(&toml)
-        .context(context().await)
-        .issuer(&a.url)
-        .start()
-        .await;
+    let (a, b) = TestServer::replicas(&toml, &sdk).await;
     (a, b, signer, table)
 }
 

@@ -7,7 +7,6 @@ use e2e::moto::{self, Moto};
 use e2e::{client_key, test_config, TestServer, SECRET, SECRET_CLIENT};
 use oidc_core::dpop::{DpopKey, DpopProof};
 use oidc_core::Algorithm;
-use oidc_server::ServiceContext;
 use serde_json::Value;
 
 /// Two replicas of one issuer (B serves A's issuer) recording uses in a
@@ -19,19 +18,8 @@ async fn replicas() -> (TestServer, TestServer, String) {
     // 32 writes at once queue in the emulator: room for the last ones.
     let toml = format!("{}{}", test_config(&jwks), moto::replay_section(&table))
         .replace("call_timeout_ms = 500", "call_timeout_ms = 2000");
-    let endpoint = &Moto::shared().endpoint;
-    let context = || async {
-        ServiceContext {
-            sdk_config: Some(moto::sdk_config_for(endpoint).await),
-            ..Default::default()
-        }
-    };
-    let a = TestServer::builder(&toml).context(context().await).start().await;
-    let b = TestServer::builder(&toml)
-        .context(context().await)
-        .issuer(&a.url)
-        .start()
-        .await;
+    let sdk = moto::sdk_config_for(&Moto::shared().endpoint).await;
+    let (a, b) = TestServer::replicas(&toml, &sdk).await;
     (a, b, table)
 }
 

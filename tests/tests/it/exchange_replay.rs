@@ -13,7 +13,6 @@ use e2e::moto::{self, Moto};
 use e2e::{test_config, TestServer};
 use oidc_core::keys::{LocalSigner, Signer};
 use oidc_core::{base64url, Algorithm};
-use oidc_server::ServiceContext;
 use serde_json::{json, Value};
 
 const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -93,20 +92,9 @@ async fn concurrent_exchanges_of_one_token_across_replicas_have_exactly_one_winn
     let table = moto::create_replay_table(&sdk).await;
     let key = LocalSigner::generate(Algorithm::ES384).unwrap().0;
     let toml = exchange_config(&key, &table);
-    let endpoint = &Moto::shared().endpoint;
-    let context = || async {
-        ServiceContext {
-            sdk_config: Some(moto::sdk_config_for(endpoint).await),
-            ..Default::default()
-        }
-    };
     // Two replicas of one issuer: B serves A's.
-    let a = TestServer::builder(&toml).context(context().await).start().await;
-    let b = TestServer::builder(&toml)
-        .context(context().await)
-        .issuer(&a.url)
-        .start()
-        .await;
+    let sdk = moto::sdk_config_for(&Moto::shared().endpoint).await;
+    let (a, b) = TestServer::replicas(&toml, &sdk).await;
 
     let token = aws_token(&key, &a.url);
     let servers = [&a, &b];
