@@ -137,8 +137,9 @@ pub struct FileOptions {
     /// root or CAP_CHOWN for another user.
     #[arg(long, env = "CONNECTOR_TOKEN_OWNER", value_name = "UID[:GID]")]
     pub owner: Option<Owner>,
-    /// The info file, with the token's expiry as JSON ({"expires_at":
-    /// RFC 3339, "expires_at_unix": seconds, "scope": ...}) [default: PATH.json].
+    /// The info file, with the token's expiry and scheme as JSON
+    /// ({"expires_at": RFC 3339, "expires_at_unix": seconds, "token_type":
+    /// "Bearer"|"DPoP", "scope": ...}) [default: PATH.json].
     #[arg(long, env = INFO_FILE_VAR, value_name = "PATH")]
     pub info_file: Option<PathBuf>,
     /// Write no info file.

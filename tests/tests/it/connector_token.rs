@@ -222,6 +222,7 @@ async fn agent_file_is_always_whole_fresh_and_valid_for_a_reader_loop() {
                 assert!(info["expires_at"].as_str().unwrap().ends_with('Z'));
                 let info_exp = info["expires_at_unix"].as_f64().unwrap();
                 assert!(now() < info_exp + 1.0, "the info file says it expired: {info}");
+                assert_eq!(info["token_type"], "Bearer", "{info}");
                 if seen.last() != Some(&token) {
                     seen.push(token);
                 }

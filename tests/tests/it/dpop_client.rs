@@ -230,6 +230,16 @@ async fn a_token_stolen_from_the_token_file_is_refused_while_the_connector_keeps
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(out.exists(), "the agent wrote no token file");
+    // The info file tells a reader in any language to send it as DPoP.
+    let info = dir.path("token.json");
+    for _ in 0..100 {
+        if info.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let info: Value = serde_json::from_str(&std::fs::read_to_string(&info).unwrap()).unwrap();
+    assert_eq!(info["token_type"], "DPoP", "{info}");
     use std::os::unix::fs::PermissionsExt as _;
     assert_eq!(
         std::fs::metadata(&key_out).unwrap().permissions().mode() & 0o777,
