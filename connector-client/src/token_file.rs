@@ -329,7 +329,7 @@ impl TokenFile {
     /// Replaces the file at [`path`](Self::path) with `contents`, atomically
     /// and with this mode and owner, as [`write`](Self::write) does for a
     /// token, and writes no info file: for other secrets readers need beside
-    /// the token (the DPoP key of `connector-token agent --dpop-key-out`).
+    /// the token (the DPoP key of `connector-token agent` or `exec` with `--dpop-key-out`).
     pub fn write_contents(&self, contents: &[u8]) -> Result<(), TokenFileError> {
         let mut places = self.places()?.into_iter();
         match places.next() {
