@@ -244,10 +244,7 @@ impl Keeper {
         valid_until: Instant,
         status: &RefreshStatus,
     ) {
-        let info = TokenInfo {
-            expires_at: wall(&*self.timer, expires_at),
-            scope: token.scope().map(str::to_owned),
-        };
+        let info = TokenInfo::of(token, wall(&*self.timer, expires_at));
         let written = blocking(&self.file, {
             let (token, info) = (token.clone(), info.clone());
             move |file| file.write(&token, &info)

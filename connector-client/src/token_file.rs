@@ -18,10 +18,13 @@
 //! Each directory written into is flushed after its rename.
 //!
 //! ```json
-//! {"expires_at":"2026-05-01T12:05:00Z","expires_at_unix":1777637100,"scope":"actions:read"}
+//! {"expires_at":"2026-05-01T12:05:00Z","expires_at_unix":1777637100,"token_type":"DPoP","scope":"actions:read"}
 //! ```
 //!
-//! `scope` is there when the server named one. Since the token is written
+//! `token_type` is always there: `Bearer`, or `DPoP` for a DPoP-bound
+//! token, the `Authorization` scheme to send the token with (a DPoP-bound
+//! token needs a proof of its key with every request). `scope` is there
+//! when the server named one. Since the token is written
 //! first, a reader that reads the info file and then the token may for a
 //! moment see the previous token's expiry with the new token: an expiry that
 //! is earlier than the truth, never later.
@@ -40,7 +43,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use oidc_core::calendar::Utc;
 
-use crate::AccessToken;
+use crate::{AccessToken, TokenType};
 
 /// A file mode: permission bits only (`0o000`–`0o777`); no setuid, setgid or
 /// sticky bits. Parses from octal text: `600`, `0600` or `0o600`.
@@ -176,22 +179,36 @@ impl TokenFileError {
     }
 }
 
-/// What the token file holds besides the token: when it expires and the
-/// granted scope; written to the info file.
+/// What the token file holds besides the token: when it expires, how it is
+/// presented and the granted scope; written to the info file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenInfo {
     /// When the token expires, on the wall clock.
     pub expires_at: SystemTime,
+    /// `Bearer`, or `DPoP` for a DPoP-bound token.
+    pub token_type: TokenType,
     /// The granted scope, if the server named one.
     pub scope: Option<String>,
 }
 
 impl TokenInfo {
-    /// The info file's JSON text.
+    /// What the info file says about `token`, which expires at `expires_at`.
+    pub fn of(token: &AccessToken, expires_at: SystemTime) -> Self {
+        Self {
+            expires_at,
+            token_type: token.token_type(),
+            scope: token.scope().map(str::to_owned),
+        }
+    }
+
+    /// The info file's JSON text. `token_type` is written for every token,
+    /// bearer ones too: a reader in any language learns the `Authorization`
+    /// scheme from the file without a rule for a missing member.
     pub fn to_json(&self) -> String {
         let mut info = serde_json::Map::new();
         info.insert("expires_at".into(), rfc3339(self.expires_at).into());
         info.insert("expires_at_unix".into(), unix_seconds(self.expires_at).into());
+        info.insert("token_type".into(), self.token_type.scheme().into());
         if let Some(scope) = &self.scope {
             info.insert("scope".into(), scope.clone().into());
         }
@@ -312,7 +329,7 @@ impl TokenFile {
     /// Replaces the file at [`path`](Self::path) with `contents`, atomically
     /// and with this mode and owner, as [`write`](Self::write) does for a
     /// token, and writes no info file: for other secrets readers need beside
-    /// the token (the DPoP key of `connector-token agent --dpop-key-out`).
+    /// the token (the DPoP key of `connector-token agent` or `exec` with `--dpop-key-out`).
     pub fn write_contents(&self, contents: &[u8]) -> Result<(), TokenFileError> {
         let mut places = self.places()?.into_iter();
         match places.next() {
@@ -589,6 +606,7 @@ mod tests {
     fn info(secs: u64) -> TokenInfo {
         TokenInfo {
             expires_at: UNIX_EPOCH + Duration::from_secs(secs),
+            token_type: TokenType::Bearer,
             scope: None,
         }
     }
@@ -670,11 +688,27 @@ mod tests {
         let mut i = info(1_700_000_000);
         assert_eq!(
             i.to_json(),
-            r#"{"expires_at":"2023-11-14T22:13:20Z","expires_at_unix":1700000000}"#
+            r#"{"expires_at":"2023-11-14T22:13:20Z","expires_at_unix":1700000000,"token_type":"Bearer"}"#
         );
         i.scope = Some("actions:read".into());
         let v: serde_json::Value = serde_json::from_str(&i.to_json()).unwrap();
         assert_eq!(v["scope"], "actions:read");
+    }
+
+    #[test]
+    fn info_of_a_token_says_how_to_present_it() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let bearer = AccessToken::new("t", Duration::from_secs(60)).with_scope("actions:read");
+        let info = TokenInfo::of(&bearer, at);
+        assert_eq!(
+            (info.expires_at, info.token_type, info.scope.as_deref()),
+            (at, TokenType::Bearer, Some("actions:read"))
+        );
+        let key = Arc::new(oidc_core::dpop::DpopKey::generate().unwrap());
+        let bound = AccessToken::new("t", Duration::from_secs(60)).with_dpop_key(key);
+        let v: serde_json::Value = serde_json::from_str(&TokenInfo::of(&bound, at).to_json()).unwrap();
+        assert_eq!(v["token_type"], "DPoP");
+        assert_eq!(v.get("scope"), None);
     }
 
     #[test]

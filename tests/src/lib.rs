@@ -47,8 +47,8 @@ mod fixture;
 pub mod capture;
 
 pub use fixture::{
-    assertion, client_key, good_claims, now, test_config, AUDIENCE, JWT_BEARER, JWT_CLIENT, OTHER_AUDIENCE,
-    SECRET, SECRET_CLIENT,
+    assertion, client_key, dpop_required_connector, good_claims, now, test_config, AUDIENCE, DPOP_CLIENT,
+    JWT_BEARER, JWT_CLIENT, OTHER_AUDIENCE, SECRET, SECRET_CLIENT,
 };
 
 /// A token server running on 127.0.0.1 with an ephemeral port.

@@ -52,7 +52,7 @@ pub enum Command {
     /// set; forward signals to it and exit with its status.
     Exec(ExecArgs),
     /// Print one DPoP proof (RFC 9449) for a request, signed with a key file
-    /// (what `agent --dpop-key-out` writes), for shell scripts.
+    /// (what `--dpop-key-out` writes), for shell scripts.
     Proof(ProofArgs),
 }
 
@@ -107,26 +107,16 @@ pub struct AgentArgs {
     /// nothing keeps it fresh any more.
     #[arg(long, env = "CONNECTOR_TOKEN_KEEP_ON_EXIT")]
     pub keep_on_exit: bool,
-    /// How the file is written.
+    /// How the files are written.
     #[command(flatten)]
     pub file: FileOptions,
-    /// With --dpop or --dpop-key: write the DPoP private key (PKCS#8 PEM) to
-    /// PATH, with the token file's mode and owner (default 0600) and the
-    /// same atomic write, so that a connector in another language signs
-    /// its proofs with it. Removed on exit like the token file.
-    #[arg(
-        long,
-        env = "CONNECTOR_DPOP_KEY_OUT",
-        value_name = "PATH",
-        requires = "dpop_on"
-    )]
-    pub dpop_key_out: Option<PathBuf>,
     /// Where the token comes from.
     #[command(flatten)]
     pub credentials: Credentials,
 }
 
-/// How the token file is written.
+/// How the token file (and the DPoP key file) is written: `agent`'s and
+/// `exec`'s.
 #[derive(Debug, Args)]
 pub struct FileOptions {
     /// Mode of the token file and the info file (octal), set on every write;
@@ -137,24 +127,40 @@ pub struct FileOptions {
     /// root or CAP_CHOWN for another user.
     #[arg(long, env = "CONNECTOR_TOKEN_OWNER", value_name = "UID[:GID]")]
     pub owner: Option<Owner>,
-    /// The info file, with the token's expiry as JSON ({"expires_at":
-    /// RFC 3339, "expires_at_unix": seconds, "scope": ...}) [default: PATH.json].
+    /// The info file, with the token's expiry and scheme as JSON
+    /// ({"expires_at": RFC 3339, "expires_at_unix": seconds, "token_type":
+    /// "Bearer"|"DPoP", "scope": ...}) [default: PATH.json].
     #[arg(long, env = INFO_FILE_VAR, value_name = "PATH")]
     pub info_file: Option<PathBuf>,
     /// Write no info file.
     #[arg(long, env = "CONNECTOR_TOKEN_NO_INFO_FILE", conflicts_with = "info_file")]
     pub no_info_file: bool,
+    /// With --dpop or --dpop-key: write the DPoP private key (PKCS#8 PEM) to
+    /// PATH, with the token file's mode and owner (default 0600) and the
+    /// same atomic write, before the first token, so that a connector in
+    /// another language signs its proofs with it. Removed on exit like the
+    /// token file (unless it is the --dpop-key file).
+    #[arg(
+        long,
+        env = "CONNECTOR_DPOP_KEY_OUT",
+        value_name = "PATH",
+        requires = "dpop_on"
+    )]
+    pub dpop_key_out: Option<PathBuf>,
 }
 
 impl FileOptions {
-    /// A file at `path` with these options' mode and owner and no info file
-    /// (for the DPoP key).
-    pub fn key_file(&self, path: PathBuf) -> Result<TokenFile, TokenFileError> {
-        let mut file = TokenFile::new(path)?.mode(self.mode).info_file(None);
+    /// The key file of `--dpop-key-out`, if given: these options' mode and
+    /// owner, no info file.
+    pub fn dpop_key_file(&self) -> Result<Option<TokenFile>, TokenFileError> {
+        let Some(path) = &self.dpop_key_out else {
+            return Ok(None);
+        };
+        let mut file = TokenFile::new(path.clone())?.mode(self.mode).info_file(None);
         if let Some(owner) = self.owner {
             file = file.owner(owner);
         }
-        Ok(file)
+        Ok(Some(file))
     }
 
     /// The token file at `out`, written as these options say.
@@ -179,7 +185,7 @@ pub struct ExecArgs {
     /// XDG_RUNTIME_DIR or the temporary folder, removed at exit].
     #[arg(long, env = TOKEN_FILE_VAR, value_name = "PATH")]
     pub out: Option<PathBuf>,
-    /// How the file is written.
+    /// How the files are written.
     #[command(flatten)]
     pub file: FileOptions,
     /// Where the token comes from.

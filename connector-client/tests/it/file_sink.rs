@@ -64,6 +64,7 @@ async fn the_file_follows_the_token_through_refresh_outage_and_recovery() {
         serde_json::from_str(&read(&scratch.0.join("token.json")).unwrap()).unwrap();
     let unix = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_secs();
     assert_eq!(info["expires_at_unix"], unix(expires_at));
+    assert_eq!(info["token_type"], "Bearer");
     let ahead = expires_at.duration_since(SystemTime::now()).unwrap();
     assert!(ahead > S(290) && ahead <= S(300), "expires in {ahead:?}");
 

@@ -6,9 +6,12 @@ use crate::keys::{KeyError, SignatureError};
 use crate::Algorithm;
 
 /// Why a DPoP proof was refused. [`reason`](Self::reason) is a stable code
-/// for logs and metrics; [`error_code`](Self::error_code) is what RFC 9449
-/// says to answer (`invalid_dpop_proof` or `use_dpop_nonce`). Texts a
-/// client chose appear shortened ([`crate::text::excerpt`]).
+/// for logs; [`metric_reason`](Self::metric_reason) is its name among a
+/// server's refusal reasons (`dpop_*`, one of
+/// [`METRIC_REASONS`](Self::METRIC_REASONS)); [`error_code`](Self::error_code)
+/// is what RFC 9449 says to answer (`invalid_dpop_proof` or
+/// `use_dpop_nonce`). Texts a client chose appear shortened
+/// ([`crate::text::excerpt`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DpopError {
@@ -102,6 +105,64 @@ pub enum DpopError {
 }
 
 impl DpopError {
+    /// Every [`metric_reason`](Self::metric_reason), a closed set: label
+    /// values of a server's refusal metrics and the `reason` of its audit
+    /// events (docs/deploy.md lists them, without the `dpop_` prefix, under
+    /// "Refusals"). An interface: names are added, never renamed.
+    pub const METRIC_REASONS: &'static [&'static str] = &[
+        "dpop_malformed",
+        "dpop_too_large",
+        "dpop_bad_algorithm",
+        "dpop_forbidden_header",
+        "dpop_missing_jwk",
+        "dpop_wrong_typ",
+        "dpop_algorithm_not_allowed",
+        "dpop_private_jwk",
+        "dpop_symmetric_jwk",
+        "dpop_bad_jwk",
+        "dpop_bad_signature",
+        "dpop_malformed_claims",
+        "dpop_missing_claim",
+        "dpop_wrong_method",
+        "dpop_wrong_url",
+        "dpop_issued_in_future",
+        "dpop_too_old",
+        "dpop_ath",
+        "dpop_nonce",
+        "dpop_replayed",
+        "dpop_replay_store_unavailable",
+    ];
+
+    /// The refusal's name in a server's metrics and audit events: one of
+    /// [`METRIC_REASONS`](Self::METRIC_REASONS), `dpop_` and
+    /// [`reason`](Self::reason), except that a missing and a wrong `ath`
+    /// are both `dpop_ath`.
+    pub fn metric_reason(&self) -> &'static str {
+        match self {
+            Self::Malformed(JwsError::TooLarge { .. }) => "dpop_too_large",
+            Self::Malformed(JwsError::Algorithm(_)) => "dpop_bad_algorithm",
+            Self::Malformed(JwsError::ForbiddenHeader(_)) => "dpop_forbidden_header",
+            Self::Malformed(JwsError::MissingJwk) => "dpop_missing_jwk",
+            Self::Malformed(_) => "dpop_malformed",
+            Self::WrongType(_) => "dpop_wrong_typ",
+            Self::AlgorithmNotAllowed(_) => "dpop_algorithm_not_allowed",
+            Self::Key(KeyError::PrivateMember(_)) => "dpop_private_jwk",
+            Self::Key(KeyError::Symmetric) => "dpop_symmetric_jwk",
+            Self::Key(_) => "dpop_bad_jwk",
+            Self::Signature(_) => "dpop_bad_signature",
+            Self::Claims(_) | Self::ClaimType { .. } | Self::JtiTooLong(_) => "dpop_malformed_claims",
+            Self::MissingClaim(_) => "dpop_missing_claim",
+            Self::WrongMethod { .. } => "dpop_wrong_method",
+            Self::WrongUrl { .. } => "dpop_wrong_url",
+            Self::IssuedInFuture { .. } => "dpop_issued_in_future",
+            Self::TooOld { .. } => "dpop_too_old",
+            Self::MissingAth | Self::WrongAth => "dpop_ath",
+            Self::Nonce(_) => "dpop_nonce",
+            Self::Replayed => "dpop_replayed",
+            Self::ReplayStore(_) => "dpop_replay_store_unavailable",
+        }
+    }
+
     /// A stable, short reason code (`replayed`, `wrong_url`, ...).
     pub fn reason(&self) -> &'static str {
         match self {
@@ -184,4 +245,157 @@ pub enum ReplayError {
     /// that key's holder can cause it.
     #[error("this DPoP key has {0} proofs in the replay window, the most one key may have")]
     KeyQuota(usize),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::alg::AlgorithmError;
+
+    /// The variant's position, by an exhaustive match: a variant added to
+    /// [`DpopError`] fails to compile here until it is given a position,
+    /// and then fails [`every_variant_has_a_documented_metric_reason`]
+    /// until an example of it is added below.
+    fn variant(error: &DpopError) -> usize {
+        match error {
+            DpopError::Malformed(_) => 0,
+            DpopError::WrongType(_) => 1,
+            DpopError::AlgorithmNotAllowed(_) => 2,
+            DpopError::Key(_) => 3,
+            DpopError::Signature(_) => 4,
+            DpopError::Claims(_) => 5,
+            DpopError::MissingClaim(_) => 6,
+            DpopError::ClaimType { .. } => 7,
+            DpopError::JtiTooLong(_) => 8,
+            DpopError::WrongMethod { .. } => 9,
+            DpopError::WrongUrl { .. } => 10,
+            DpopError::IssuedInFuture { .. } => 11,
+            DpopError::TooOld { .. } => 12,
+            DpopError::MissingAth => 13,
+            DpopError::WrongAth => 14,
+            DpopError::Nonce(_) => 15,
+            DpopError::Replayed => 16,
+            DpopError::ReplayStore(_) => 17,
+        }
+    }
+    const VARIANTS: usize = 18;
+
+    /// One example (or more, where the inner error picks the name) of
+    /// every variant, with the metric reason it has had since DPoP shipped.
+    fn examples() -> Vec<(DpopError, &'static str)> {
+        vec![
+            (DpopError::Malformed(JwsError::PartCount(2)), "dpop_malformed"),
+            (DpopError::Malformed(JwsError::Jwe), "dpop_malformed"),
+            (DpopError::Malformed(JwsError::MissingAlg), "dpop_malformed"),
+            (
+                DpopError::Malformed(JwsError::TooLarge { len: 9000, max: 8192 }),
+                "dpop_too_large",
+            ),
+            (
+                DpopError::Malformed(JwsError::Algorithm(AlgorithmError::None)),
+                "dpop_bad_algorithm",
+            ),
+            (
+                DpopError::Malformed(JwsError::ForbiddenHeader("jku")),
+                "dpop_forbidden_header",
+            ),
+            (DpopError::Malformed(JwsError::MissingJwk), "dpop_missing_jwk"),
+            (DpopError::WrongType(Some("JWT".into())), "dpop_wrong_typ"),
+            (DpopError::WrongType(None), "dpop_wrong_typ"),
+            (
+                DpopError::AlgorithmNotAllowed(Algorithm::RS256),
+                "dpop_algorithm_not_allowed",
+            ),
+            (DpopError::Key(KeyError::PrivateMember("d")), "dpop_private_jwk"),
+            (DpopError::Key(KeyError::Symmetric), "dpop_symmetric_jwk"),
+            (DpopError::Key(KeyError::MissingMember("x")), "dpop_bad_jwk"),
+            (
+                DpopError::Signature(SignatureError::Mismatch),
+                "dpop_bad_signature",
+            ),
+            (DpopError::Claims(JsonError::NotAnObject), "dpop_malformed_claims"),
+            (DpopError::MissingClaim("jti"), "dpop_missing_claim"),
+            (
+                DpopError::ClaimType {
+                    claim: "iat",
+                    expected: "an integer",
+                },
+                "dpop_malformed_claims",
+            ),
+            (DpopError::JtiTooLong(65), "dpop_malformed_claims"),
+            (
+                DpopError::WrongMethod {
+                    expected: "POST".into(),
+                    found: "GET".into(),
+                },
+                "dpop_wrong_method",
+            ),
+            (
+                DpopError::WrongUrl {
+                    found: "https://elsewhere.example/token".into(),
+                },
+                "dpop_wrong_url",
+            ),
+            (
+                DpopError::IssuedInFuture {
+                    iat: 200,
+                    now: 100,
+                    skew: 5,
+                },
+                "dpop_issued_in_future",
+            ),
+            (
+                DpopError::TooOld {
+                    iat: 100,
+                    now: 200,
+                    max_age: 60,
+                },
+                "dpop_too_old",
+            ),
+            (DpopError::MissingAth, "dpop_ath"),
+            (DpopError::WrongAth, "dpop_ath"),
+            (DpopError::Nonce(NonceError::Missing), "dpop_nonce"),
+            (DpopError::Nonce(NonceError::Expired), "dpop_nonce"),
+            (DpopError::Replayed, "dpop_replayed"),
+            (
+                DpopError::ReplayStore(ReplayError::Unavailable("timeout".into())),
+                "dpop_replay_store_unavailable",
+            ),
+            (
+                DpopError::ReplayStore(ReplayError::KeyQuota(4096)),
+                "dpop_replay_store_unavailable",
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_variant_has_a_documented_metric_reason() {
+        let documented: BTreeSet<&str> = DpopError::METRIC_REASONS.iter().copied().collect();
+        assert_eq!(
+            documented.len(),
+            DpopError::METRIC_REASONS.len(),
+            "METRIC_REASONS has a name twice"
+        );
+        let mut variants = BTreeSet::new();
+        let mut produced = BTreeSet::new();
+        for (error, name) in examples() {
+            variants.insert(variant(&error));
+            assert_eq!(error.metric_reason(), name, "{error:?}");
+            assert!(
+                documented.contains(name),
+                "{name} ({error:?}) is not in METRIC_REASONS"
+            );
+            // The log's code and the metric's name say the same thing.
+            let expected = match error {
+                DpopError::MissingAth | DpopError::WrongAth => "dpop_ath".to_owned(),
+                _ => format!("dpop_{}", error.reason()),
+            };
+            assert_eq!(name, expected, "{error:?}");
+            produced.insert(name);
+        }
+        assert_eq!(variants, (0..VARIANTS).collect(), "an example of every variant");
+        assert_eq!(produced, documented, "every documented name is some refusal's");
+    }
 }

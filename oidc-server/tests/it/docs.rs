@@ -97,3 +97,30 @@ async fn every_audit_field_is_documented_and_every_documented_field_is_written()
         "docs/deploy.md's audit field table (left) and the events written (right) differ"
     );
 }
+
+/// Every reason a refused DPoP proof is counted and audited under
+/// (`DpopError::METRIC_REASONS`, and the endpoint's own `dpop_required` and
+/// `dpop_several_headers`) is in docs/deploy.md's refusal tables: in the
+/// `dpop_*` row without its prefix, or in a row of its own.
+#[test]
+fn every_dpop_refusal_reason_is_documented() {
+    let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/deploy.md")).unwrap();
+    let dpop_row = guide
+        .lines()
+        .find(|l| l.starts_with("| `dpop_*` |"))
+        .expect("docs/deploy.md has the `dpop_*` row of the refusal table");
+    let endpoint_reasons = ["dpop_required", "dpop_several_headers"];
+    let undocumented: Vec<&str> = oidc_core::dpop::DpopError::METRIC_REASONS
+        .iter()
+        .chain(&endpoint_reasons)
+        .copied()
+        .filter(|name| {
+            let suffix = name.strip_prefix("dpop_").unwrap();
+            !dpop_row.contains(&format!("`{suffix}`")) && !guide.contains(&format!("\n| `{name}` |"))
+        })
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "DPoP refusal reasons missing from docs/deploy.md: {undocumented:?}"
+    );
+}

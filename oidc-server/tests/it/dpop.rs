@@ -13,31 +13,19 @@ use oidc_core::Algorithm;
 use serde_json::{json, Value};
 
 use crate::edge::audited;
-use crate::support::fixture::{assertion, good_claims, now, AUDIENCE, JWT_BEARER, SECRET, SECRET_CLIENT};
+use crate::support::fixture::{
+    assertion, dpop_required_connector, good_claims, now, AUDIENCE, DPOP_CLIENT as REQUIRED, JWT_BEARER,
+    SECRET, SECRET_CLIENT,
+};
 use crate::support::{basic, form_request, Answer, TestApp, ISSUER};
 
-/// A connector of the test configuration with `dpop = "required"`.
-const REQUIRED: &str = "connector-dpop";
 const GRANT: (&str, &str) = ("grant_type", "client_credentials");
 
-/// The test configuration with [`REQUIRED`] (the same secret as
-/// [`SECRET_CLIENT`]) and `extra` appended.
+/// The test configuration with [`REQUIRED`], the connector with `dpop =
+/// "required"` (the same secret as [`SECRET_CLIENT`]), and `extra` appended.
 async fn app_with(extra: &str) -> TestApp {
-    let digest = hex::encode(ring::digest::digest(&ring::digest::SHA256, SECRET.as_bytes()));
     let extra = extra.to_owned();
-    TestApp::with(move |toml| {
-        format!(
-            r#"{toml}
-{extra}
-[[connectors]]
-id = "{REQUIRED}"
-secret_sha256 = "{digest}"
-audiences = ["{AUDIENCE}"]
-dpop = "required"
-"#
-        )
-    })
-    .await
+    TestApp::with(move |toml| format!("{toml}\n{extra}\n{}", dpop_required_connector())).await
 }
 
 async fn app() -> TestApp {

@@ -222,6 +222,7 @@ async fn agent_file_is_always_whole_fresh_and_valid_for_a_reader_loop() {
                 assert!(info["expires_at"].as_str().unwrap().ends_with('Z'));
                 let info_exp = info["expires_at_unix"].as_f64().unwrap();
                 assert!(now() < info_exp + 1.0, "the info file says it expired: {info}");
+                assert_eq!(info["token_type"], "Bearer", "{info}");
                 if seen.last() != Some(&token) {
                     seen.push(token);
                 }
@@ -602,6 +603,93 @@ async fn exec_gives_the_command_a_valid_token_passes_sigterm_on_and_exits_with_i
     );
 }
 
+/// The command of the `exec --dpop-key-out` test: copies what it finds at
+/// start (the key file `$2`, its mode, the token and info files) to `$1`.
+const KEY_CHILD: &str = r#"
+stat -c %a "$2" > "$1/mode"
+cp "$2" "$1/key"
+cp "$CONNECTOR_TOKEN_FILE" "$1/token"
+cp "$CONNECTOR_TOKEN_INFO_FILE" "$1/info"
+"#;
+
+/// `exec --dpop --dpop-key-out PATH`, as `agent`: the key file (mode 0600)
+/// is there when the command starts, the command's token is bound to it
+/// (`cnf.jkt`) and its info file says `DPoP`; both files go with the
+/// command. With `--dpop-key K --dpop-key-out K`, the key given is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_writes_the_dpop_key_for_the_command_and_removes_it_after() {
+    tokio::task::spawn_blocking(binary).await.unwrap();
+    let server = TestServer::start(&config(300)).await;
+    let scratch = Scratch::new();
+    let env = env_for(&server.token_url(), &scratch.secret_file());
+    let (out, key_out) = (scratch.path("token"), scratch.path("dpop.pem"));
+    let child_dir = scratch.path("child");
+    std::fs::create_dir(&child_dir).unwrap();
+
+    let log = scratch.path("exec.log");
+    let mut cmd = command(binary(), &env, &log);
+    cmd.args(["exec", "--dpop", "--out"])
+        .arg(&out)
+        .arg("--dpop-key-out")
+        .arg(&key_out)
+        .args(["--", "sh", "-c", KEY_CHILD, "sh"])
+        .arg(&child_dir)
+        .arg(&key_out);
+    let mut exec = Running::spawn(cmd, log);
+    assert_eq!(
+        exec.exit(Duration::from_secs(30)).await.code(),
+        Some(0),
+        "{}",
+        exec.log()
+    );
+    let seen = |name: &str| std::fs::read_to_string(child_dir.join(name)).unwrap();
+    assert_eq!(seen("mode").trim(), "600");
+    let key = connector_client::DpopKey::from_pem(&seen("key")).unwrap();
+    let claims = server.verify(&seen("token")).await;
+    assert_eq!(
+        claims.cnf.and_then(|cnf| cnf.jkt).as_deref(),
+        Some(key.thumbprint()),
+        "the command's token is bound to the key it was given"
+    );
+    let info: Value = serde_json::from_str(&seen("info")).unwrap();
+    assert_eq!(info["token_type"], "DPoP", "{info}");
+    assert!(!key_out.exists(), "the key file outlived the command");
+    assert!(!out.exists(), "the token file outlived the command");
+
+    // The --dpop-key file itself as --dpop-key-out: left in place.
+    let pem = key.pem().as_str().to_owned();
+    std::fs::write(&key_out, &pem).unwrap();
+    let log = scratch.path("exec-kept.log");
+    let mut cmd = command(binary(), &env, &log);
+    cmd.args(["exec", "--out"])
+        .arg(&out)
+        .arg("--dpop-key")
+        .arg(&key_out)
+        .arg("--dpop-key-out")
+        .arg(&key_out)
+        .args(["--", "sh", "-c", KEY_CHILD, "sh"])
+        .arg(&child_dir)
+        .arg(&key_out);
+    let mut exec = Running::spawn(cmd, log);
+    assert_eq!(
+        exec.exit(Duration::from_secs(30)).await.code(),
+        Some(0),
+        "{}",
+        exec.log()
+    );
+    let claims = server.verify(&seen("token")).await;
+    assert_eq!(
+        claims.cnf.and_then(|cnf| cnf.jkt).as_deref(),
+        Some(key.thumbprint())
+    );
+    assert_eq!(
+        std::fs::read_to_string(&key_out).unwrap(),
+        pem,
+        "the --dpop-key file is kept"
+    );
+    assert!(!out.exists(), "the token file outlived the command");
+}
+
 /// The command `exec` runs in the reaping test: leaves an orphan (a
 /// background `sleep` whose parent shell exits at once), records the orphan's
 /// new parent and its own, and waits for the orphan to be gone from `/proc`
@@ -829,6 +917,8 @@ async fn bad_configuration_exits_2_with_one_line_and_writes_nothing() {
     };
     let missing = scratch.path("no-such-secret");
     let missing = missing.to_str().unwrap();
+    let key_out = out_dir.join("dpop.pem");
+    let key_out = key_out.to_str().unwrap();
 
     let cases: Vec<Case> = vec![
         (
@@ -886,6 +976,27 @@ async fn bad_configuration_exits_2_with_one_line_and_writes_nothing() {
             vec!["exec", "--out", out, "--", "touch", out],
             with("CONNECTOR_CLIENT_SECRET_FILE", missing),
             "cannot read client secret from".into(),
+        ),
+        (
+            "exec with --dpop-key-out but no DPoP",
+            vec!["exec", "--out", out, "--dpop-key-out", key_out, "--", "true"],
+            good.clone(),
+            "--dpop".into(),
+        ),
+        (
+            "exec with --dpop-key-out in a missing folder",
+            vec![
+                "exec",
+                "--out",
+                out,
+                "--dpop",
+                "--dpop-key-out",
+                "/nonexistent/folder/dpop.pem",
+                "--",
+                "true",
+            ],
+            good.clone(),
+            "cannot use the directory /nonexistent/folder: No such file or directory".into(),
         ),
         (
             "get with a bad URL",

@@ -1,15 +1,19 @@
-//! DPoP (RFC 9449) from the connector's side, against software nobody here
+//! DPoP (RFC 9449) from the connector's side. Against software nobody here
 //! wrote: node-oidc-provider with DPoP on (client_credentials, a resource
 //! indicator so that it issues JWT access tokens, nonces required) issues
 //! DPoP-bound tokens to our `ClientCredentials` (proofs from our client, one
 //! retry with node's nonce); the example control plane with a trust entry
 //! `dpop = "required"` for node's issuer accepts them with our middleware's
-//! proofs. The stolen-token test: `connector-token agent --dpop` keeps its
-//! token file fresh and its key in `--dpop-key-out`; polls with the key
-//! succeed while the token copied from the file, without the key (as
-//! `Bearer`, or as `DPoP` with a proof of another key), is refused. And the
+//! proofs. The stolen-token tests, with node's tokens and with our own
+//! server's (a connector with `dpop = "required"`, the control plane with
+//! `--require-dpop`): `connector-token agent --dpop` keeps its token file
+//! fresh and its key in `--dpop-key-out`; polls with the key succeed while
+//! the token copied from the file, without the key (as `Bearer`, as `DPoP`
+//! with a proof of another key, or with none), is refused. And the
 //! middleware's one retry with a resource server's `DPoP-Nonce`.
 
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,12 +27,15 @@ use connector_client::{
     BearerAuth, CachedTokenSource, ClientAuth, ClientCredentials, ClientSecret, DpopKey, DpopProof, Endpoint,
     TokenSource, TokenType,
 };
+use e2e::control_plane::ControlPlane;
 use e2e::node_issuer::{NodeIssuer, CLIENT as NODE_CLIENT, SECRET as NODE_SECRET};
-use e2e::{http, AUDIENCE};
+use e2e::{
+    client_key, dpop_required_connector, http, test_config, TestServer, AUDIENCE, DPOP_CLIENT, SECRET,
+};
 use oidc_core::axum::{shared_verifier, DpopResource, DpopToken, SharedDpop, SharedVerifier};
 use oidc_core::dpop::{DpopMode, DpopNonces, DpopVerifier};
 use oidc_core::verify::RemoteJwks;
-use oidc_core::{AccessTokenClaims, Policy};
+use oidc_core::{AccessTokenClaims, Algorithm, Policy};
 use serde_json::Value;
 
 /// Our client for node's connector, DPoP-bound to `key`.
@@ -78,35 +85,8 @@ impl Drop for ChildGuard {
     }
 }
 
-fn free_address() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
-}
-
-async fn wait_for(address: &str) {
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(address).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("nothing listens on {address}");
-}
-
 /// The example control plane trusting node's issuer with `dpop = "required"`.
-async fn control_plane(node: &NodeIssuer, dir: &Scratch) -> (ChildGuard, String) {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    let binary = match BINARY.get() {
-        Some(binary) => binary.clone(),
-        None => {
-            let built = tokio::task::spawn_blocking(|| {
-                e2e::built_executable(&["--example", "control_plane"], "control_plane")
-            })
-            .await
-            .unwrap();
-            BINARY.get_or_init(|| built).clone()
-        }
-    };
+async fn control_plane(node: &NodeIssuer, dir: &Scratch) -> ControlPlane {
     let trust = dir.path("trust.toml");
     std::fs::write(
         &trust,
@@ -117,25 +97,99 @@ async fn control_plane(node: &NodeIssuer, dir: &Scratch) -> (ChildGuard, String)
         ),
     )
     .unwrap();
-    let listen = free_address();
-    let child = tokio::process::Command::new(&binary)
-        .args([
-            "--trust".as_ref(),
-            trust.as_os_str(),
-            "--listen".as_ref(),
-            listen.as_ref(),
-        ])
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    wait_for(&listen).await;
-    (ChildGuard(child), format!("http://{listen}"))
+    ControlPlane::start(&["--trust".as_ref(), trust.as_os_str()]).await
 }
 
 fn connector_token_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| e2e::built_executable(&["--bin", "connector-token"], "connector-token"))
+}
+
+/// `connector-token agent --dpop --dpop-key-out` with `credentials` (the
+/// flags naming the issuer, the client and its secret file), writing into
+/// `dir`: the running agent, its token file and its key file, once the
+/// first token is written. The key file has mode 0600, and the info file
+/// tells a reader in any language to send the token as DPoP.
+async fn dpop_agent(dir: &Scratch, credentials: &[&OsStr]) -> (ChildGuard, PathBuf, PathBuf) {
+    let (out, key_out) = (dir.path("token"), dir.path("dpop.pem"));
+    let binary = tokio::task::spawn_blocking(connector_token_binary).await.unwrap();
+    let mut command = tokio::process::Command::new(binary);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("CONNECTOR_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .arg("agent")
+        .args(credentials)
+        .arg("--out")
+        .arg(&out)
+        .arg("--dpop-key-out")
+        .arg(&key_out)
+        .env("CONNECTOR_DPOP", "true")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let agent = ChildGuard(command.spawn().unwrap());
+    // The info file follows the token file by a moment on the first write.
+    let info = dir.path("token.json");
+    for _ in 0..300 {
+        if info.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(out.exists(), "the agent wrote no token file");
+    let info: Value = serde_json::from_str(&std::fs::read_to_string(&info).unwrap()).unwrap();
+    assert_eq!(info["token_type"], "DPoP", "{info}");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&key_out).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    (agent, out, key_out)
+}
+
+/// One poll of `url` with `Authorization: SCHEME TOKEN` and `proof` as the
+/// `DPoP` header, if any: the status.
+async fn poll(url: &str, token: &str, scheme: &str, proof: Option<String>) -> u16 {
+    let mut request = http()
+        .get(url)
+        .header("authorization", format!("{scheme} {token}"));
+    if let Some(proof) = proof {
+        request = request.header("dpop", proof);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+/// One round at `poll_url` with the token now in the agent's file `out`:
+/// the connector (the token file and the key file, a fresh proof per poll)
+/// is answered 200; the same token copied by a thief without the key is
+/// refused as `Bearer`, as `DPoP` with a proof of the thief's key, and as
+/// `DPoP` with no proof. Returns the token.
+async fn only_the_key_holder_polls(out: &Path, key: &DpopKey, thief: &DpopKey, poll_url: &str) -> String {
+    let token = std::fs::read_to_string(out).unwrap();
+    let proof = DpopProof::builder(key, "GET", poll_url)
+        .access_token(&token)
+        .sign()
+        .unwrap();
+    assert_eq!(
+        poll(poll_url, &token, "DPoP", Some(proof.into_string())).await,
+        200,
+        "the connector's poll"
+    );
+    assert_eq!(poll(poll_url, &token, "Bearer", None).await, 401, "as Bearer");
+    let forged = DpopProof::builder(thief, "GET", poll_url)
+        .access_token(&token)
+        .sign()
+        .unwrap();
+    assert_eq!(
+        poll(poll_url, &token, "DPoP", Some(forged.into_string())).await,
+        401,
+        "another key's proof"
+    );
+    assert_eq!(poll(poll_url, &token, "DPoP", None).await, 401, "no proof");
+    token
 }
 
 /// Our connector-client gets a DPoP-bound JWT access token from
@@ -146,7 +200,7 @@ fn connector_token_binary() -> &'static Path {
 async fn node_oidc_provider_binds_our_token_and_our_verifier_accepts_our_proofs() {
     let node = NodeIssuer::start_with_dpop(AUDIENCE, "org-node").await;
     let dir = Scratch::new();
-    let (_plane, plane_url) = control_plane(&node, &dir).await;
+    let plane = control_plane(&node, &dir).await;
     let key = Arc::new(DpopKey::generate().unwrap());
 
     let token = node_source(&node, key.clone()).token().await.unwrap();
@@ -162,7 +216,7 @@ async fn node_oidc_provider_binds_our_token_and_our_verifier_accepts_our_proofs(
         .build();
     for _ in 0..3 {
         let response = client
-            .get(format!("{plane_url}/v1/actions?wait=1"))
+            .get(format!("{}?wait=1", plane.actions_url))
             .send()
             .await
             .unwrap();
@@ -176,7 +230,7 @@ async fn node_oidc_provider_binds_our_token_and_our_verifier_accepts_our_proofs(
     // The same token as Bearer, with no proof: refused.
     let bound = tokens.token().await.unwrap();
     let response = http()
-        .get(format!("{plane_url}/v1/actions"))
+        .get(&plane.actions_url)
         .bearer_auth(bound.secret().as_str())
         .send()
         .await
@@ -186,95 +240,33 @@ async fn node_oidc_provider_binds_our_token_and_our_verifier_accepts_our_proofs(
 }
 
 /// The agent's token file, copied by a thief, is useless without the key;
-/// the connector holding the key keeps polling.
+/// the connector holding the key keeps polling. node-oidc-provider's tokens;
+/// the connector signs its proofs with our library, `connector-token proof`
+/// and docs/connector-token.md's Python.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_stolen_from_the_token_file_is_refused_while_the_connector_keeps_polling() {
     let node = NodeIssuer::start_with_dpop(AUDIENCE, "org-node").await;
     let dir = Scratch::new();
-    let (_plane, plane_url) = control_plane(&node, &dir).await;
+    let plane = control_plane(&node, &dir).await;
     let secret = dir.path("secret");
     std::fs::write(&secret, NODE_SECRET).unwrap();
-    let (out, key_out) = (dir.path("token"), dir.path("dpop.pem"));
-    let binary = connector_token_binary().to_owned();
-    let mut command = tokio::process::Command::new(binary);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("CONNECTOR_") {
-            command.env_remove(name);
-        }
-    }
-    command
-        .args([
-            "agent",
-            "--issuer",
-            &node.issuer,
-            "--client-id",
-            NODE_CLIENT,
-            "--scope",
-            "actions:read",
-        ])
-        .arg("--client-secret-file")
-        .arg(&secret)
-        .arg("--out")
-        .arg(&out)
-        .arg("--dpop-key-out")
-        .arg(&key_out)
-        .env("CONNECTOR_DPOP", "true")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    let _agent = ChildGuard(command.spawn().unwrap());
-    for _ in 0..300 {
-        if out.exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(out.exists(), "the agent wrote no token file");
-    use std::os::unix::fs::PermissionsExt as _;
-    assert_eq!(
-        std::fs::metadata(&key_out).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    let credentials = [
+        "--issuer".as_ref(),
+        node.issuer.as_ref(),
+        "--client-id".as_ref(),
+        NODE_CLIENT.as_ref(),
+        "--scope".as_ref(),
+        "actions:read".as_ref(),
+        "--client-secret-file".as_ref(),
+        secret.as_os_str(),
+    ];
+    let (_agent, out, key_out) = dpop_agent(&dir, &credentials).await;
 
-    // The connector: the token file and the key file, a fresh proof per poll.
     let key = DpopKey::from_pem(&std::fs::read_to_string(&key_out).unwrap()).unwrap();
-    let poll_url = format!("{plane_url}/v1/actions");
-    let poll = |token: String, scheme: &'static str, proof: Option<String>| {
-        let url = poll_url.clone();
-        async move {
-            let mut request = http()
-                .get(url)
-                .header("authorization", format!("{scheme} {token}"));
-            if let Some(proof) = proof {
-                request = request.header("dpop", proof);
-            }
-            request.send().await.unwrap().status().as_u16()
-        }
-    };
-    let thief_key = DpopKey::generate().unwrap();
-    for round in 0..3 {
-        let token = std::fs::read_to_string(&out).unwrap();
-        let proof = DpopProof::builder(&key, "GET", &poll_url)
-            .access_token(&token)
-            .sign()
-            .unwrap();
-        assert_eq!(
-            poll(token.clone(), "DPoP", Some(proof.into_string())).await,
-            200,
-            "round {round}"
-        );
-        // The copied token, without the key.
-        assert_eq!(poll(token.clone(), "Bearer", None).await, 401, "as Bearer");
-        let forged = DpopProof::builder(&thief_key, "GET", &poll_url)
-            .access_token(&token)
-            .sign()
-            .unwrap();
-        assert_eq!(
-            poll(token.clone(), "DPoP", Some(forged.into_string())).await,
-            401,
-            "another key's proof"
-        );
-        assert_eq!(poll(token, "DPoP", None).await, 401, "no proof");
+    let thief = DpopKey::generate().unwrap();
+    let poll_url = &plane.actions_url;
+    for _ in 0..3 {
+        only_the_key_holder_polls(&out, &key, &thief, poll_url).await;
     }
     // `connector-token proof` makes the same proofs for a shell.
     let output = tokio::process::Command::new(connector_token_binary())
@@ -294,7 +286,7 @@ async fn a_token_stolen_from_the_token_file_is_refused_while_the_connector_keeps
     );
     let proof = String::from_utf8(output.stdout).unwrap().trim().to_owned();
     let token = std::fs::read_to_string(&out).unwrap();
-    assert_eq!(poll(token, "DPoP", Some(proof)).await, 200);
+    assert_eq!(poll(poll_url, &token, "DPoP", Some(proof)).await, 200);
 
     // docs/connector-token.md's Python proof (PyJWT), with the agent's key file.
     let docs = std::fs::read_to_string(e2e::workspace_path("docs/connector-token.md")).unwrap();
@@ -312,10 +304,72 @@ async fn a_token_stolen_from_the_token_file_is_refused_while_the_connector_keeps
     assert_eq!(printed.code, 0, "{}", printed.stderr);
     let token = std::fs::read_to_string(&out).unwrap();
     assert_eq!(
-        poll(token, "DPoP", Some(printed.stdout.trim().to_owned())).await,
+        poll(poll_url, &token, "DPoP", Some(printed.stdout.trim().to_owned())).await,
         200
     );
     node.stop().await;
+}
+
+/// The same theft against our own token server: `connector-token agent`
+/// is [`DPOP_CLIENT`] (`dpop = "required"`) with tokens of 4 s, the example
+/// control plane verifies by discovery with `--require-dpop`. Every token
+/// is ours and bound to the agent's key; over several refreshes the
+/// connector's polls succeed while each token copied from the file is
+/// refused without the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_of_our_server_stolen_from_the_token_file_is_refused_while_the_connector_keeps_polling() {
+    let (_signer, jwks) = client_key(Algorithm::ES256);
+    let server = TestServer::start(&format!(
+        "{}\n[tokens]\ndefault_ttl_secs = 4\nmax_ttl_secs = 900\n{}",
+        test_config(&jwks),
+        dpop_required_connector()
+    ))
+    .await;
+    let plane =
+        ControlPlane::start(&["--issuer", &server.url, "--audience", AUDIENCE, "--require-dpop"]).await;
+    let dir = Scratch::new();
+    let secret = dir.path("secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let credentials = [
+        "--issuer".as_ref(),
+        server.url.as_ref(),
+        "--client-id".as_ref(),
+        DPOP_CLIENT.as_ref(),
+        "--client-secret-file".as_ref(),
+        secret.as_os_str(),
+    ];
+    let (_agent, out, key_out) = dpop_agent(&dir, &credentials).await;
+
+    let key = DpopKey::from_pem(&std::fs::read_to_string(&key_out).unwrap()).unwrap();
+    let thief = DpopKey::generate().unwrap();
+    let mut seen = BTreeSet::new();
+    // Tokens of 4 s are refreshed every 1.8–2 s: several tokens in 6 s.
+    for _ in 0..12 {
+        let token = only_the_key_holder_polls(&out, &key, &thief, &plane.actions_url).await;
+        if seen.insert(token.clone()) {
+            let claims = server.verify(&token).await;
+            assert_eq!(claims.sub, DPOP_CLIENT);
+            assert_eq!(
+                claims.cnf.and_then(|cnf| cnf.jkt).as_deref(),
+                Some(key.thumbprint()),
+                "bound to the agent's key"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(seen.len() >= 2, "no refresh in 6 s: {} token(s)", seen.len());
+    // Without a proof the token endpoint refuses this connector: no bearer
+    // token to steal in the first place.
+    let response = http()
+        .post(server.token_url())
+        .basic_auth(DPOP_CLIENT, Some(SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_dpop_proof", "{body}");
 }
 
 #[derive(Clone)]

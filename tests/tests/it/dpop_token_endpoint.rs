@@ -1,10 +1,14 @@
 //! DPoP proofs at the token endpoint across a fleet: two replicas of one
 //! issuer share a replay table in moto's DynamoDB (through the real AWS
 //! SDK). A proof used at one replica is refused at the other, and of the
-//! same proof sent to both at once exactly one request gets a token.
+//! same proof sent to both at once exactly one request gets a token. And
+//! DPoP clients nobody here wrote get tokens bound to their keys:
+//! openid-client (npm), and requests-oauth2client (PyPI), whose auth
+//! handler then polls the example control plane with `--require-dpop`.
 
+use e2e::control_plane::ControlPlane;
 use e2e::moto::{self, Moto};
-use e2e::{client_key, test_config, TestServer, SECRET, SECRET_CLIENT};
+use e2e::{client_key, test_config, TestServer, AUDIENCE, SECRET, SECRET_CLIENT};
 use oidc_core::dpop::{DpopKey, DpopProof};
 use oidc_core::Algorithm;
 use serde_json::Value;
@@ -116,4 +120,67 @@ async fn openid_client_gets_a_dpop_bound_token() {
     let claims: Value = serde_json::from_slice(&oidc_core::base64url::decode(payload).unwrap()).unwrap();
     assert_eq!(claims["cnf"]["jkt"], printed["jkt"], "{claims}");
     assert_eq!(claims["sub"], SECRET_CLIENT);
+}
+
+/// requests-oauth2client (PyPI) with its defaults plus DPoP on
+/// (`dpop_bound_access_tokens=True`): the client found by discovery, its
+/// default client authentication for a secret (`client_secret_post`), its
+/// own ES256 key, and its `client_credentials` auth handler, which gets the
+/// token once and signs a proof (with `ath`, and an `htu` with the query)
+/// for each request. Prints the token and its key's thumbprint, the
+/// client authentication class, and each poll's status and body.
+const REQUESTS_OAUTH2CLIENT_DPOP: &str = r#"
+import json, sys, requests
+from requests_oauth2client import OAuth2Client, OAuth2ClientCredentialsAuth
+issuer, client_id, client_secret, actions_url = sys.argv[1:5]
+# testing=True only lifts the library's https-only rule: the server is on loopback http.
+client = OAuth2Client.from_discovery_endpoint(
+    issuer=issuer, client_id=client_id, client_secret=client_secret, testing=True,
+    dpop_bound_access_tokens=True)
+auth = OAuth2ClientCredentialsAuth(client)
+polls = [requests.get(actions_url + "?wait=1", auth=auth) for _ in range(3)]
+token = auth.token
+print(json.dumps({"client_auth": type(client.auth).__name__, "token_class": type(token).__name__,
+                  "token_type": token.token_type, "access_token": token.access_token,
+                  "jkt": token.dpop_key.dpop_jkt, "polls": [[r.status_code, r.text] for r in polls]}))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_oauth2client_gets_a_dpop_bound_token_and_polls_with_its_proofs() {
+    let (_signer, jwks) = client_key(Algorithm::ES256);
+    let server = TestServer::start(&test_config(&jwks)).await;
+    let plane =
+        ControlPlane::start(&["--issuer", &server.url, "--audience", AUDIENCE, "--require-dpop"]).await;
+    let out = e2e::tools::run_python(
+        REQUESTS_OAUTH2CLIENT_DPOP,
+        &[&server.url, SECRET_CLIENT, SECRET, &plane.actions_url],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let printed: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(printed["client_auth"], "ClientSecretPost", "{printed}");
+    assert_eq!(printed["token_class"], "DPoPToken", "{printed}");
+    assert_eq!(printed["token_type"], "DPoP", "{printed}");
+    let token = printed["access_token"].as_str().unwrap();
+    let claims = server.verify(token).await;
+    assert_eq!(claims.sub, SECRET_CLIENT);
+    assert_eq!(
+        claims.cnf.and_then(|cnf| cnf.jkt).as_deref(),
+        printed["jkt"].as_str(),
+        "bound to the library's key"
+    );
+    for poll in printed["polls"].as_array().unwrap() {
+        assert_eq!(poll[0], 200, "{poll}");
+        let body: Value = serde_json::from_str(poll[1].as_str().unwrap()).unwrap();
+        assert_eq!(body["connector"], SECRET_CLIENT);
+    }
+    assert_eq!(server.tokens_issued(), 1, "one token for the three polls");
+    // The check is real: the same token as Bearer is refused.
+    let response = e2e::http()
+        .get(&plane.actions_url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
 }

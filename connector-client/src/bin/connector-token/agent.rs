@@ -1,10 +1,11 @@
 //! `agent`: keep a token file fresh until SIGTERM or SIGINT; and the start-up
 //! both `agent` and `exec` share.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use connector_client::cli::connector_token::{AgentArgs, PROGRAM};
+use connector_client::cli::connector_token::{AgentArgs, FileOptions, PROGRAM};
 use connector_client::cli::{self, Credentials, EXIT_FAILURE, EXIT_USAGE};
 use connector_client::{CachedTokenSource, FileSink, TokenFile};
 
@@ -16,44 +17,59 @@ pub(crate) async fn run(args: AgentArgs) -> ExitCode {
         Ok(signals) => signals,
         Err(e) => return fail(EXIT_FAILURE, &format!("cannot handle signals: {e}")),
     };
-    let file = match args.file.token_file(args.out) {
-        Ok(file) => file,
-        Err(e) => return fail(EXIT_USAGE, &cli::one_line(&e)),
-    };
-    let key_out = match args.dpop_key_out.map(|path| args.file.key_file(path)).transpose() {
-        Ok(key_out) => key_out,
-        Err(e) => return fail(EXIT_USAGE, &cli::one_line(&e)),
-    };
-    let (tokens, file, key_file) = match start(&args.credentials, file, key_out).await {
+    let (tokens, files) = match start(&args.credentials, &args.file, args.out).await {
         Ok(started) => started,
         Err(code) => return code,
     };
-    let sink = FileSink::spawn(tokens, file.clone());
+    let sink = FileSink::spawn(tokens, files.token.clone());
     let signal = signals.recv().await;
     tracing::info!(signal = signals::name(signal), "stopping");
     sink.stop().await;
     if !args.keep_on_exit {
-        remove(&file);
-        // The key file is left when it is the key the agent was started
-        // with (--dpop-key): that one is meant to outlive the process.
-        if let Some(key_file) = key_file {
-            if args.credentials.dpop_key_file() != Some(key_file.path()) {
-                remove(&key_file);
-            }
-        }
+        files.remove();
     }
     ExitCode::SUCCESS
 }
 
-/// Checks the configuration and the token file, clears what an earlier run
-/// left, writes the DPoP key to `key_out` if asked, and starts the cache
-/// (which fetches the first token at once). Configuration problems are one
-/// line on stderr and exit status 2, before anything is written.
+/// What `agent` and `exec` write: the token file and, with
+/// `--dpop-key-out`, the DPoP key file.
+pub(crate) struct Files {
+    /// The token file (and its info file).
+    pub(crate) token: Arc<TokenFile>,
+    /// The key file of `--dpop-key-out`, unless it is the `--dpop-key`
+    /// file the process was started with: that one is meant to outlive
+    /// it, so it is not removed.
+    key_to_remove: Option<TokenFile>,
+}
+
+impl Files {
+    /// Removes the token file and the info file, and the key file written
+    /// for this run, logging the outcome (at exit, once nothing else runs).
+    pub(crate) fn remove(&self) {
+        remove(&self.token, "token file");
+        if let Some(key_file) = &self.key_to_remove {
+            remove(key_file, "DPoP key file");
+        }
+    }
+}
+
+/// Checks the configuration and the files (the token file at `out` and the
+/// key file of `--dpop-key-out`, written as `options` say), clears what an
+/// earlier run left, writes the DPoP key to its file if asked, and starts
+/// the cache (which fetches the first token at once). Configuration
+/// problems are one line on stderr and exit status 2, before anything is
+/// written.
 pub(crate) async fn start(
     credentials: &Credentials,
-    file: TokenFile,
-    key_out: Option<TokenFile>,
-) -> Result<(CachedTokenSource, Arc<TokenFile>, Option<TokenFile>), ExitCode> {
+    options: &FileOptions,
+    out: PathBuf,
+) -> Result<(CachedTokenSource, Files), ExitCode> {
+    let file = options
+        .token_file(out)
+        .map_err(|e| fail(EXIT_USAGE, &cli::one_line(&e)))?;
+    let key_out = options
+        .dpop_key_file()
+        .map_err(|e| fail(EXIT_USAGE, &cli::one_line(&e)))?;
     let dpop = credentials.dpop_key().map_err(|e| cli::report(PROGRAM, &e))?;
     let source = credentials
         .source_with(dpop.clone())
@@ -105,16 +121,22 @@ pub(crate) async fn start(
     if let Some(key) = &dpop {
         tracing::info!(jkt = key.thumbprint(), "tokens are DPoP-bound");
     }
-    Ok((tokens, file, key_out))
+    let key_to_remove = key_out.filter(|key_file| credentials.dpop_key_file() != Some(key_file.path()));
+    Ok((
+        tokens,
+        Files {
+            token: file,
+            key_to_remove,
+        },
+    ))
 }
 
-/// Removes the token file and the info file, logging the outcome (at exit,
-/// once nothing else runs).
-pub(crate) fn remove(file: &TokenFile) {
+/// Removes `file` (and its info file), logging the outcome.
+fn remove(file: &TokenFile, what: &str) {
     match file.remove() {
-        Ok(true) => tracing::info!(path = %file.path().display(), "token file removed"),
+        Ok(true) => tracing::info!(path = %file.path().display(), "{what} removed"),
         Ok(false) => {}
-        Err(e) => tracing::error!(error = %e, "cannot remove the token file"),
+        Err(e) => tracing::error!(error = %e, "cannot remove the {what}"),
     }
 }
 

@@ -17,7 +17,8 @@
 //! waits by itself, and exec starts no other process), so it reaps with
 //! `wait(-1)` and keeps the status when the pid is the command's.
 //!
-//! Once the command exits, the token file is removed (it was the only
+//! Once the command exits, the token file (and the key file of
+//! `--dpop-key-out`, as `agent` removes it) is removed (it was the only
 //! reader) and the agent exits with the command's code, or 128 + the signal
 //! that killed it.
 
@@ -28,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use connector_client::cli::connector_token::{ExecArgs, INFO_FILE_VAR, TOKEN_FILE_VAR};
-use connector_client::cli::{self, EXIT_FAILURE, EXIT_USAGE};
+use connector_client::cli::{EXIT_FAILURE, EXIT_USAGE};
 use connector_client::FileSink;
 use rustix::process::{Pid, Signal, WaitOptions, WaitStatus};
 
@@ -63,14 +64,11 @@ pub(crate) async fn run(args: ExecArgs) -> ExitCode {
     };
     // The command may change its working directory: give it an absolute path.
     let out = std::path::absolute(&out).unwrap_or(out);
-    let file = match args.file.token_file(out) {
-        Ok(file) => file,
-        Err(e) => return fail(EXIT_USAGE, &cli::one_line(&e)),
-    };
-    let (tokens, file, _) = match agent::start(&args.credentials, file, None).await {
+    let (tokens, files) = match agent::start(&args.credentials, &args.file, out).await {
         Ok(started) => started,
         Err(code) => return code,
     };
+    let file = files.token.clone();
     let mut sink = FileSink::spawn(tokens, file.clone());
 
     // Wait for the first token: the command starts with a valid token file.
@@ -81,7 +79,7 @@ pub(crate) async fn run(args: ExecArgs) -> ExitCode {
                 if signals::STOP.contains(&signal) || signal == Signal::QUIT {
                     tracing::info!(signal = signals::name(signal), "stopping before the command started");
                     sink.stop().await;
-                    agent::remove(&file);
+                    files.remove();
                     return ExitCode::from(signals::exit_status(signal.as_raw()));
                 }
             }
@@ -105,7 +103,7 @@ pub(crate) async fn run(args: ExecArgs) -> ExitCode {
         Ok(child) => child,
         Err(e) => {
             sink.stop().await;
-            agent::remove(&file);
+            files.remove();
             // As shells do: 127 for a command not found, 126 for one that cannot run.
             let code = if e.kind() == io::ErrorKind::NotFound {
                 127
@@ -129,7 +127,7 @@ pub(crate) async fn run(args: ExecArgs) -> ExitCode {
         }
     };
     sink.stop().await;
-    agent::remove(&file);
+    files.remove();
     drop(private);
     match status {
         Ok(status) => {

@@ -61,7 +61,8 @@ pub(super) fn missing(state: &AppState) -> Refusal {
 
 /// The refusal of a proof `error` (a check's or the replay store's).
 pub(super) fn refused(state: &AppState, error: &DpopError) -> Refusal {
-    let reason = reason(error);
+    // One of `DpopError::METRIC_REASONS`, a fixed set.
+    let reason = error.metric_reason();
     // The store's failure (and, never from the fleet adapter, a per-key
     // quota) is the server's, not the proof's: 503, retry later.
     if matches!(error, DpopError::ReplayStore(_)) {
@@ -89,33 +90,6 @@ fn invalid(state: &AppState, description: &'static str, reason: &'static str) ->
     });
     refusal.reason = reason;
     refusal
-}
-
-/// The audit and metrics reason of a refused proof: one of a fixed set.
-pub(super) fn reason(error: &DpopError) -> &'static str {
-    match error.reason() {
-        "too_large" => "dpop_too_large",
-        "bad_algorithm" => "dpop_bad_algorithm",
-        "forbidden_header" => "dpop_forbidden_header",
-        "missing_jwk" => "dpop_missing_jwk",
-        "wrong_typ" => "dpop_wrong_typ",
-        "algorithm_not_allowed" => "dpop_algorithm_not_allowed",
-        "private_jwk" => "dpop_private_jwk",
-        "symmetric_jwk" => "dpop_symmetric_jwk",
-        "bad_jwk" => "dpop_bad_jwk",
-        "bad_signature" => "dpop_bad_signature",
-        "malformed_claims" => "dpop_malformed_claims",
-        "missing_claim" => "dpop_missing_claim",
-        "wrong_method" => "dpop_wrong_method",
-        "wrong_url" => "dpop_wrong_url",
-        "issued_in_future" => "dpop_issued_in_future",
-        "too_old" => "dpop_too_old",
-        "missing_ath" | "wrong_ath" => "dpop_ath",
-        "nonce" => "dpop_nonce",
-        "replayed" => "dpop_replayed",
-        "replay_store_unavailable" => "dpop_replay_store_unavailable",
-        _ => "dpop_malformed",
-    }
 }
 
 /// What the answer's `error_description` says: fixed texts, never the proof's.

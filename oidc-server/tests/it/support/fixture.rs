@@ -32,6 +32,25 @@ pub const OTHER_AUDIENCE: &str = "https://other.test";
 /// The `client_assertion_type` of `private_key_jwt` (RFC 7523).
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
+/// A connector with `dpop = "required"` (RFC 9449) and [`SECRET_CLIENT`]'s
+/// secret, not in [`test_config`]: [`dpop_required_connector`] is its entry.
+pub const DPOP_CLIENT: &str = "connector-dpop";
+
+/// The `[[connectors]]` entry of [`DPOP_CLIENT`] (audience [`AUDIENCE`]),
+/// to append to a configuration.
+pub fn dpop_required_connector() -> String {
+    let digest = hex::encode(ring::digest::digest(&ring::digest::SHA256, SECRET.as_bytes()));
+    format!(
+        r#"
+[[connectors]]
+id = "{DPOP_CLIENT}"
+secret_sha256 = "{digest}"
+audiences = ["{AUDIENCE}"]
+dpop = "required"
+"#
+    )
+}
+
 /// A client key for `private_key_jwt` tests, with its public JWKS.
 pub fn client_key(alg: Algorithm) -> (LocalSigner, serde_json::Value) {
     let (signer, _pem) = LocalSigner::generate(alg).expect("generate a client key");
