@@ -135,6 +135,10 @@ pub enum IssueError {
     /// The signer failed.
     #[error("signing failed: {0}")]
     Sign(SignError),
+    /// A signer that waits on a service took longer than the issuer's
+    /// sign deadline ([`Issuer::with_sign_deadline`]).
+    #[error("signing took longer than {0:?}")]
+    SignTimedOut(Duration),
     /// A field of the request is empty or malformed.
     #[error("invalid token request: {0}")]
     InvalidRequest(&'static str),
@@ -171,6 +175,8 @@ pub struct Issuer {
     keys: Arc<KeySet>,
     lifetime: Lifetime,
     clock: Arc<dyn WallClock>,
+    /// How long a signer that is not [in process](crate::keys::Signer::signs_in_process) may take.
+    sign_deadline: Option<Duration>,
 }
 
 /// Tokens shorter-lived than this (or than half the lifetime asked for, for
@@ -207,7 +213,18 @@ impl Issuer {
             keys,
             lifetime,
             clock: Arc::new(SystemClock),
+            sign_deadline: None,
         })
+    }
+
+    /// Bounds each signature by a signer that waits on a service (KMS) to
+    /// `deadline`: past it, issuing fails with [`IssueError::SignTimedOut`]
+    /// instead of waiting on, so a caller can answer "try again later" within
+    /// its own time limit. A local key signs without the timer. Needs a Tokio
+    /// runtime with its time driver.
+    pub fn with_sign_deadline(mut self, deadline: Duration) -> Self {
+        self.sign_deadline = Some(deadline);
+        self
     }
 
     /// Uses `clock` instead of the system clock.
@@ -323,9 +340,15 @@ impl Issuer {
         };
         let payload =
             serde_json::to_vec(&claims).map_err(|_| IssueError::InvalidRequest("claims do not serialize"))?;
-        let token = jws::sign(active.encoded_header(), &payload, active.signer().as_ref())
-            .await
-            .map_err(IssueError::Sign)?;
+        let signer = active.signer();
+        let signing = jws::sign(active.encoded_header(), &payload, signer.as_ref());
+        let token = match self.sign_deadline {
+            Some(deadline) if !signer.signs_in_process() => tokio::time::timeout(deadline, signing)
+                .await
+                .map_err(|_| IssueError::SignTimedOut(deadline))?,
+            _ => signing.await,
+        }
+        .map_err(IssueError::Sign)?;
         Ok(IssuedToken {
             token: BearerToken::new(token),
             jti,
@@ -342,6 +365,7 @@ mod tests {
     use super::*;
     use crate::clock::ManualWallClock;
     use crate::keys::LocalSigner;
+    use crate::keys::{Signer, VerifyingKey};
     use crate::keyset::{ActiveKey, KeySetState};
 
     const NOW: u64 = 1_700_000_000;
@@ -382,5 +406,51 @@ mod tests {
             exp(&issuer(NOW + 1), 4).await,
             Err(IssueError::KeyRetiring { remaining_secs: 1 })
         );
+    }
+
+    /// A signer waiting on a service that never answers.
+    #[derive(Debug)]
+    struct Unanswered(VerifyingKey);
+
+    #[async_trait::async_trait]
+    impl Signer for Unanswered {
+        fn verifying_key(&self) -> &VerifyingKey {
+            &self.0
+        }
+        async fn sign(&self, _: &[u8]) -> Result<Vec<u8>, SignError> {
+            std::future::pending().await
+        }
+    }
+
+    fn issuer_with(signer: Arc<dyn Signer>, deadline: Duration) -> Issuer {
+        let keys = KeySet::single(signer);
+        Issuer::new("https://issuer.test", Arc::new(keys), Lifetime::default())
+            .expect("issuer")
+            .with_sign_deadline(deadline)
+    }
+
+    #[tokio::test]
+    async fn a_remote_signer_past_the_sign_deadline_fails_cleanly() {
+        let (local, _) = LocalSigner::generate(Algorithm::ES256).expect("a key");
+        let remote = Arc::new(Unanswered(local.verifying_key().clone()));
+        let deadline = Duration::from_millis(50);
+        let started = std::time::Instant::now();
+        let result = issuer_with(remote, deadline)
+            .issue(&TokenRequest::new("c", "https://api.test"))
+            .await;
+        assert_eq!(result.map(|_| ()), Err(IssueError::SignTimedOut(deadline)));
+        assert!(started.elapsed() >= deadline);
+    }
+
+    #[test]
+    fn a_local_key_signs_without_the_timer() {
+        // No time driver: a timer would panic here.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let (local, _) = LocalSigner::generate(Algorithm::ES256).expect("a key");
+        let issuer = issuer_with(Arc::new(local), Duration::from_millis(1));
+        let issued = runtime.block_on(issuer.issue(&TokenRequest::new("c", "https://api.test")));
+        assert!(issued.is_ok());
     }
 }

@@ -141,7 +141,10 @@ impl AppStateBuilder {
         let config = self.config;
         let issuer = Issuer::new(config.issuer.clone(), self.keys, config.lifetime)
             .unwrap_or_else(|_| unreachable!("the config checks that the issuer is not empty"))
-            .with_clock(self.clock.clone());
+            .with_clock(self.clock.clone())
+            // A signer waiting on KMS answers within the request's time, so
+            // a hung backend yields a clean 503, audited, not a dropped request.
+            .with_sign_deadline(config.http.request_timeout.mul_f64(0.8));
         let token_endpoint = format!("{}/token", config.issuer);
         let mut dpop = DpopVerifier::builder()
             .algorithms(config.dpop.algorithms.iter().copied())

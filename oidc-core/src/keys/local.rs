@@ -337,4 +337,8 @@ impl Signer for LocalSigner {
     async fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, SignError> {
         self.sign_now(signing_input)
     }
+
+    fn signs_in_process(&self) -> bool {
+        true
+    }
 }

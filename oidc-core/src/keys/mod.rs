@@ -52,6 +52,14 @@ pub trait Signer: Send + Sync + fmt::Debug {
     fn kid(&self) -> &str {
         self.verifying_key().kid()
     }
+
+    /// Whether signing is computation in this process that never waits on
+    /// anything (a local key). [`Issuer`](crate::Issuer) bounds the other
+    /// signers, which wait on a service, by its sign deadline, and spares
+    /// these the timer. The default, `false`, is right for anything remote.
+    fn signs_in_process(&self) -> bool {
+        false
+    }
 }
 
 /// A signer could not sign.

@@ -121,6 +121,38 @@ async fn server_with(signer: Arc<SwitchSigner>) -> TestServer {
         .await
 }
 
+/// A signer still waiting on its backend at the sign deadline (80% of the
+/// request timeout) gets the token endpoint's own clean `503
+/// temporarily_unavailable` with `Retry-After` (not the request timeout's
+/// bare 503), counted as `signer_timeout`; once the backend answers, tokens
+/// are signed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signer_past_the_sign_deadline_is_a_clean_503() {
+    let signer = SwitchSigner::new();
+    let (_key, jwks) = client_key(Algorithm::ES256);
+    let toml = format!("{}\n[http]\nrequest_timeout_secs = 1\n[log]\nmax_wait_ms = 500\n", test_config(&jwks));
+    let server = TestServer::builder(&toml)
+        .keys(Arc::new(KeySet::single(signer.clone())))
+        .start()
+        .await;
+    signer.set(SignMode::Hold);
+    let (status, body, retry_after) = server.request_token().await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+    assert!(retry_after.is_some(), "no Retry-After");
+    let metrics = server.state.metrics().render();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("oidc_server_tokens_refused_total{")
+                && l.contains("signer_timeout")
+                && l.ends_with(" 1")),
+        "not counted as signer_timeout:\n{metrics}"
+    );
+    signer.set(SignMode::Sign);
+    server.verify(&server.token().await).await;
+}
+
 /// Verifies `token` as a control plane would: discovery, JWKS, strict policy,
 /// on `clock` (the issuer's, in the skew test).
 async fn verify_on(server: &TestServer, token: &str, clock: Arc<dyn WallClock>) -> AccessTokenClaims {
