@@ -130,7 +130,10 @@ async fn server_with(signer: Arc<SwitchSigner>) -> TestServer {
 async fn a_signer_past_the_sign_deadline_is_a_clean_503() {
     let signer = SwitchSigner::new();
     let (_key, jwks) = client_key(Algorithm::ES256);
-    let toml = format!("{}\n[http]\nrequest_timeout_secs = 1\n[log]\nmax_wait_ms = 500\n", test_config(&jwks));
+    let toml = format!(
+        "{}\n[http]\nrequest_timeout_secs = 1\n[log]\nmax_wait_ms = 500\n",
+        test_config(&jwks)
+    );
     let server = TestServer::builder(&toml)
         .keys(Arc::new(KeySet::single(signer.clone())))
         .start()
