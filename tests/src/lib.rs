@@ -25,6 +25,7 @@ pub mod lambda_runtime;
 pub mod load;
 pub mod moto;
 pub mod node_issuer;
+pub mod scratch;
 pub mod sim;
 pub mod stack;
 pub mod sts_web_identity;
@@ -351,6 +352,13 @@ pub fn http() -> reqwest::Client {
 /// and would compile and link again while the tests run).
 pub const EXECUTABLES_BUILD_ARGS: [&str; 5] =
     ["build", "--workspace", "--all-features", "--bins", "--examples"];
+
+/// The `connector-token` binary, built once per test run (by the first
+/// caller; call it from `spawn_blocking` in async tests, since it may build).
+pub fn connector_token_binary() -> &'static std::path::Path {
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY.get_or_init(|| built_executable(&["--bin", "connector-token"], "connector-token"))
+}
 
 /// Returns the path of a binary or example of the workspace, built with the
 /// same profile and target folder as the running tests and with

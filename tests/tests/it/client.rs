@@ -24,6 +24,7 @@ use connector_client::{
     AccessToken, BearerAuth, CachedTokenSource, ClientAuth, ClientCredentials, ClientSecret, Endpoint, Error,
     NoTokenReason, TokenSource, TransportErrorKind, UnavailableError,
 };
+use e2e::scratch::Scratch;
 use e2e::{client_key, test_config, TestServer, AUDIENCE, JWT_CLIENT, SECRET, SECRET_CLIENT};
 use oidc_core::clock::{SystemClock, WallClock};
 use oidc_core::keys::{LocalSigner, SignError, Signer, VerifyingKey};
@@ -938,31 +939,6 @@ async fn get_token(args: &[&str]) -> Run {
     }
 }
 
-/// A scratch folder, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Self {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let n = N.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("e2e-client-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn file(&self, name: &str, contents: &str) -> String {
-        let path = self.0.join(name);
-        std::fs::write(&path, contents).unwrap();
-        path.to_str().unwrap().to_owned()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// get-token against the server with `client_secret_basic`, `client_secret_post`,
 /// `private_key_jwt`, and with discovery: exit 0, one JSON object on stdout
 /// (`access_token`, `expires_in`) whose token the control plane accepts,
@@ -975,7 +951,7 @@ async fn get_token_example_with_each_auth_method() {
     let (key, pem) = LocalSigner::generate(Algorithm::ES256).unwrap();
     let jwks = serde_json::json!({ "keys": [Value::Object(key.verifying_key().to_jwk())] });
     let server = TestServer::start(&server_config(&jwks)).await;
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("client");
     let secret_file = scratch.file("secret", &format!("{SECRET}\n"));
     let key_file = scratch.file("client.pem", pem.as_str());
     let token_url = server.token_url();

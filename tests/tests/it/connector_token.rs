@@ -15,20 +15,20 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use e2e::fault_proxy::{FaultProxy, Mode};
+use e2e::scratch::Scratch;
 use e2e::{client_key, test_config, TestServer, AUDIENCE, SECRET, SECRET_CLIENT};
 use oidc_core::Algorithm;
 use serde_json::Value;
 
 /// The connector-token binary, built once per test run.
 fn binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| e2e::built_executable(&["--bin", "connector-token"], "connector-token"))
+    e2e::connector_token_binary()
 }
 
 /// The test configuration with tokens of `ttl_secs`.
@@ -40,36 +40,14 @@ fn config(ttl_secs: u64) -> String {
     )
 }
 
-/// A scratch folder, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Self {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "e2e-connector-token-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    fn secret_file(&self) -> String {
-        let path = self.path("client-secret");
-        std::fs::write(&path, format!("{SECRET}\n")).unwrap();
-        path.to_str().unwrap().to_owned()
-    }
+/// A scratch folder for this module's tests.
+fn scratch() -> Scratch {
+    Scratch::new("connector-token")
 }
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// The client secret file of [`SECRET_CLIENT`] in `scratch`.
+fn secret_file(scratch: &Scratch) -> String {
+    scratch.file("client-secret", &format!("{SECRET}\n"))
 }
 
 /// The environment that configures the binary for [`SECRET_CLIENT`]: a
@@ -187,9 +165,9 @@ fn log_lines<'a>(log: &'a str, message: &str) -> Vec<&'a str> {
 async fn agent_file_is_always_whole_fresh_and_valid_for_a_reader_loop() {
     tokio::task::spawn_blocking(binary).await.unwrap();
     let server = TestServer::start(&config(4)).await;
-    let scratch = Scratch::new();
+    let scratch = scratch();
     let out = scratch.path("token");
-    let mut env = env_for(&server.token_url(), &scratch.secret_file());
+    let mut env = env_for(&server.token_url(), &secret_file(&scratch));
     env.push(("CONNECTOR_TOKEN_FILE", out.to_str().unwrap().to_owned()));
     let log = scratch.path("agent.log");
     let mut cmd = command(binary(), &env, &log);
@@ -300,12 +278,12 @@ struct Seen {
 async fn agent_file_has_its_mode_from_creation_and_gets_it_back_after_chmod() {
     tokio::task::spawn_blocking(binary).await.unwrap();
     let server = TestServer::start(&config(4)).await;
-    let scratch = Scratch::new();
-    let secret = scratch.secret_file();
+    let scratch = scratch();
+    let secret = secret_file(&scratch);
     let dir = scratch.path("out");
     std::fs::create_dir(&dir).unwrap();
     let out = dir.join("token");
-    let root = std::fs::metadata(&scratch.0).unwrap().uid() == 0;
+    let root = std::fs::metadata(scratch.dir()).unwrap().uid() == 0;
     let owner = root.then_some((4321u32, 4322u32));
 
     let log = scratch.path("agent.log");
@@ -420,11 +398,11 @@ async fn agent_file_outlives_an_outage_only_while_its_token_is_usable() {
     // covers the server's exp being rounded down to a whole second.
     let server = TestServer::start(&config(10)).await;
     let proxy = FaultProxy::start(&server.url).await;
-    let scratch = Scratch::new();
+    let scratch = scratch();
     let out = scratch.path("token");
     let log = scratch.path("agent.log");
     let token_url = format!("{}/token", proxy.endpoint);
-    let mut cmd = command(binary(), &env_for(&token_url, &scratch.secret_file()), &log);
+    let mut cmd = command(binary(), &env_for(&token_url, &secret_file(&scratch)), &log);
     cmd.args(["agent", "--out", out.to_str().unwrap()]);
     let mut agent = Running::spawn(cmd, log);
 
@@ -503,8 +481,8 @@ while :; do sleep 0.05; done
 async fn exec_gives_the_command_a_valid_token_passes_sigterm_on_and_exits_with_its_status() {
     tokio::task::spawn_blocking(binary).await.unwrap();
     let server = TestServer::start(&config(4)).await;
-    let scratch = Scratch::new();
-    let env = env_for(&server.token_url(), &scratch.secret_file());
+    let scratch = scratch();
+    let env = env_for(&server.token_url(), &secret_file(&scratch));
     let out = scratch.path("token");
     let child_dir = scratch.path("child");
     std::fs::create_dir(&child_dir).unwrap();
@@ -620,8 +598,8 @@ cp "$CONNECTOR_TOKEN_INFO_FILE" "$1/info"
 async fn exec_writes_the_dpop_key_for_the_command_and_removes_it_after() {
     tokio::task::spawn_blocking(binary).await.unwrap();
     let server = TestServer::start(&config(300)).await;
-    let scratch = Scratch::new();
-    let env = env_for(&server.token_url(), &scratch.secret_file());
+    let scratch = scratch();
+    let env = env_for(&server.token_url(), &secret_file(&scratch));
     let (out, key_out) = (scratch.path("token"), scratch.path("dpop.pem"));
     let child_dir = scratch.path("child");
     std::fs::create_dir(&child_dir).unwrap();
@@ -750,8 +728,8 @@ async fn run_orphaning(
 async fn exec_reaps_orphaned_grandchildren_as_a_subreaper_and_as_pid_1() {
     tokio::task::spawn_blocking(binary).await.unwrap();
     let server = TestServer::start(&config(30)).await;
-    let scratch = Scratch::new();
-    let env = env_for(&server.token_url(), &scratch.secret_file());
+    let scratch = scratch();
+    let env = env_for(&server.token_url(), &secret_file(&scratch));
 
     let (code, exec_pid, parent) = run_orphaning(&[], &scratch, &env, "subreaper").await;
     assert_eq!(code, Some(7), "the command's code is passed on");
@@ -831,8 +809,8 @@ print(json.dumps({"typed": typed, "read": read, "status": status, "transcript": 
 async fn exec_at_a_terminal_keeps_the_command_in_the_foreground_and_passes_signals_on() {
     tokio::task::spawn_blocking(binary).await.unwrap();
     let server = TestServer::start(&config(30)).await;
-    let scratch = Scratch::new();
-    let env = env_for(&server.token_url(), &scratch.secret_file());
+    let scratch = scratch();
+    let env = env_for(&server.token_url(), &secret_file(&scratch));
     let folder = scratch.path("terminal");
     std::fs::create_dir(&folder).unwrap();
     let log = scratch.path("terminal.log");
@@ -899,8 +877,8 @@ type Case<'a> = (&'a str, Vec<&'a str>, Vec<(&'static str, String)>, String);
 async fn bad_configuration_exits_2_with_one_line_and_writes_nothing() {
     tokio::task::spawn_blocking(binary).await.unwrap();
     let server = TestServer::start(&config(4)).await;
-    let scratch = Scratch::new();
-    let secret = scratch.secret_file();
+    let scratch = scratch();
+    let secret = secret_file(&scratch);
     let out_dir = scratch.path("out");
     std::fs::create_dir(&out_dir).unwrap();
     let out = out_dir.join("token");

@@ -17,7 +17,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::FromRef;
@@ -29,6 +29,7 @@ use connector_client::{
 };
 use e2e::control_plane::ControlPlane;
 use e2e::node_issuer::{NodeIssuer, CLIENT as NODE_CLIENT, SECRET as NODE_SECRET};
+use e2e::scratch::Scratch;
 use e2e::{
     client_key, dpop_required_connector, http, test_config, TestServer, AUDIENCE, DPOP_CLIENT, SECRET,
 };
@@ -49,32 +50,6 @@ fn node_source(node: &NodeIssuer, key: Arc<DpopKey>) -> ClientCredentials {
     .dpop(key)
     .build()
     .unwrap()
-}
-
-/// A scratch folder, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Self {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "e2e-dpop-client-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 struct ChildGuard(tokio::process::Child);
@@ -100,11 +75,6 @@ async fn control_plane(node: &NodeIssuer, dir: &Scratch) -> ControlPlane {
     ControlPlane::start(&["--trust".as_ref(), trust.as_os_str()]).await
 }
 
-fn connector_token_binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| e2e::built_executable(&["--bin", "connector-token"], "connector-token"))
-}
-
 /// `connector-token agent --dpop --dpop-key-out` with `credentials` (the
 /// flags naming the issuer, the client and its secret file), writing into
 /// `dir`: the running agent, its token file and its key file, once the
@@ -112,7 +82,9 @@ fn connector_token_binary() -> &'static Path {
 /// tells a reader in any language to send the token as DPoP.
 async fn dpop_agent(dir: &Scratch, credentials: &[&OsStr]) -> (ChildGuard, PathBuf, PathBuf) {
     let (out, key_out) = (dir.path("token"), dir.path("dpop.pem"));
-    let binary = tokio::task::spawn_blocking(connector_token_binary).await.unwrap();
+    let binary = tokio::task::spawn_blocking(e2e::connector_token_binary)
+        .await
+        .unwrap();
     let mut command = tokio::process::Command::new(binary);
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("CONNECTOR_") {
@@ -199,7 +171,7 @@ async fn only_the_key_holder_polls(out: &Path, key: &DpopKey, thief: &DpopKey, p
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_oidc_provider_binds_our_token_and_our_verifier_accepts_our_proofs() {
     let node = NodeIssuer::start_with_dpop(AUDIENCE, "org-node").await;
-    let dir = Scratch::new();
+    let dir = Scratch::new("dpop-client");
     let plane = control_plane(&node, &dir).await;
     let key = Arc::new(DpopKey::generate().unwrap());
 
@@ -246,7 +218,7 @@ async fn node_oidc_provider_binds_our_token_and_our_verifier_accepts_our_proofs(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_stolen_from_the_token_file_is_refused_while_the_connector_keeps_polling() {
     let node = NodeIssuer::start_with_dpop(AUDIENCE, "org-node").await;
-    let dir = Scratch::new();
+    let dir = Scratch::new("dpop-client");
     let plane = control_plane(&node, &dir).await;
     let secret = dir.path("secret");
     std::fs::write(&secret, NODE_SECRET).unwrap();
@@ -269,7 +241,7 @@ async fn a_token_stolen_from_the_token_file_is_refused_while_the_connector_keeps
         only_the_key_holder_polls(&out, &key, &thief, poll_url).await;
     }
     // `connector-token proof` makes the same proofs for a shell.
-    let output = tokio::process::Command::new(connector_token_binary())
+    let output = tokio::process::Command::new(e2e::connector_token_binary())
         .args(["proof", "--htm", "GET", "--htu", &format!("{poll_url}?wait=5")])
         .arg("--token-file")
         .arg(&out)
@@ -327,7 +299,7 @@ async fn a_token_of_our_server_stolen_from_the_token_file_is_refused_while_the_c
     .await;
     let plane =
         ControlPlane::start(&["--issuer", &server.url, "--audience", AUDIENCE, "--require-dpop"]).await;
-    let dir = Scratch::new();
+    let dir = Scratch::new("dpop-client");
     let secret = dir.path("secret");
     std::fs::write(&secret, SECRET).unwrap();
     let credentials = [

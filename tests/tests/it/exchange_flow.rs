@@ -221,11 +221,9 @@ async fn a_connector_on_aws_web_identity_polls_the_control_plane() {
 async fn connector_token_exchanges_an_sts_token_at_the_server() {
     let sts = StsWebIdentity::start(&Moto::shared().endpoint).await;
     let server = TestServer::start(&config(&aws_upstream(&sts))).await;
-    let binary = tokio::task::spawn_blocking(|| {
-        e2e::built_executable(&["--bin", "connector-token"], "connector-token")
-    })
-    .await
-    .unwrap();
+    let binary = tokio::task::spawn_blocking(e2e::connector_token_binary)
+        .await
+        .unwrap();
     let mut command = tokio::process::Command::new(binary);
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("CONNECTOR_") {
