@@ -353,6 +353,20 @@ pub fn http() -> reqwest::Client {
 pub const EXECUTABLES_BUILD_ARGS: [&str; 5] =
     ["build", "--workspace", "--all-features", "--bins", "--examples"];
 
+/// A command for `program` (one of the connector's binaries) that inherits
+/// nothing that could configure it: no `CONNECTOR_*` variable, no
+/// `RUST_LOG`; killed when dropped. Tests add what they mean to set.
+pub fn connector_command(program: &std::path::Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(program);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("CONNECTOR_") {
+            command.env_remove(name);
+        }
+    }
+    command.env_remove("RUST_LOG").kill_on_drop(true);
+    command
+}
+
 /// The `connector-token` binary, built once per test run (by the first
 /// caller; call it from `spawn_blocking` in async tests, since it may build).
 pub fn connector_token_binary() -> &'static std::path::Path {

@@ -703,43 +703,9 @@ jwks = { keys = [] }
 #[cfg(feature = "lambda")]
 #[tokio::test]
 async fn a_function_url_event_with_a_proof_gets_a_dpop_bound_token() {
-    use oidc_server::config::{Config, Origin, Overrides};
-    use std::sync::Arc;
-    // The issuer and the client of the function URL fixture.
-    const LAMBDA_ISSUER: &str = "https://abc123xyz.lambda-url.us-east-1.on.aws";
-    let digest = oidc_server::connectors::secret_digest_hex("lambda-test-secret-0123456789abcdefghijkl");
-    let toml = format!(
-        r#"
-issuer = "{LAMBDA_ISSUER}"
-[signing]
-kind = "local"
-generate = "ES256"
-[[connectors]]
-id = "connector-1"
-secret_sha256 = "{digest}"
-audiences = ["https://control-plane.example.com"]
-dpop = "required"
-"#
-    );
-    let config = Arc::new(
-        Config::from_toml(
-            &toml,
-            Origin::Environment,
-            std::iter::empty(),
-            &Overrides::default(),
-        )
-        .unwrap(),
-    );
-    let keys = oidc_server::keyset::key_set(&config).await.unwrap();
-    let state = oidc_server::AppState::builder(config, keys).build();
-    let event: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/lambda/function-url-token.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
+    use crate::lambda::{fixture, state_with_connector, ISSUER as LAMBDA_ISSUER};
+    let state = state_with_connector("dpop = \"required\"").await;
+    let event: Value = serde_json::from_str(&fixture("function-url-token")).unwrap();
     let invoke = |proof: Option<&str>| {
         let mut event = event.clone();
         if let Some(proof) = proof {

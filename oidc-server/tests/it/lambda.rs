@@ -15,9 +15,16 @@ use tower::ServiceExt;
 use crate::support::capture::Captured;
 
 const SECRET: &str = "lambda-test-secret-0123456789abcdefghijkl";
-const ISSUER: &str = "https://abc123xyz.lambda-url.us-east-1.on.aws";
+/// The issuer of the recorded function URL events.
+pub(crate) const ISSUER: &str = "https://abc123xyz.lambda-url.us-east-1.on.aws";
 
 async fn state() -> AppState {
+    state_with_connector("").await
+}
+
+/// The state for the recorded events' issuer and client (`connector-1`),
+/// with `extra` added to the connector's entry (TOML lines).
+pub(crate) async fn state_with_connector(extra: &str) -> AppState {
     let digest = oidc_server::connectors::secret_digest_hex(SECRET);
     let toml = format!(
         r#"
@@ -29,6 +36,7 @@ generate = "ES256"
 id = "connector-1"
 secret_sha256 = "{digest}"
 audiences = ["https://control-plane.example.com"]
+{extra}
 "#
     );
     let config = Arc::new(
@@ -44,7 +52,8 @@ audiences = ["https://control-plane.example.com"]
     AppState::builder(config, keys).build()
 }
 
-fn fixture(name: &str) -> String {
+/// The recorded event `name` (under tests/fixtures/lambda).
+pub(crate) fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!(
         "{}/tests/fixtures/lambda/{name}.json",
         env!("CARGO_MANIFEST_DIR")

@@ -64,19 +64,12 @@ fn env_for(token_url: &str, secret_file: &str) -> Vec<(&'static str, String)> {
 /// A command for the binary with `env` and nothing inherited that could
 /// configure it (no CONNECTOR_* variable, no RUST_LOG); stderr to `log`.
 fn command(program: &Path, env: &[(&str, String)], log: &Path) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(program);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("CONNECTOR_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = e2e::connector_command(program);
     command
-        .env_remove("RUST_LOG")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).unwrap())
-        .kill_on_drop(true);
+        .stderr(std::fs::File::create(log).unwrap());
     command
 }
 

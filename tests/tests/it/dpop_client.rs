@@ -85,12 +85,7 @@ async fn dpop_agent(dir: &Scratch, credentials: &[&OsStr]) -> (ChildGuard, PathB
     let binary = tokio::task::spawn_blocking(e2e::connector_token_binary)
         .await
         .unwrap();
-    let mut command = tokio::process::Command::new(binary);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("CONNECTOR_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = e2e::connector_command(binary);
     command
         .arg("agent")
         .args(credentials)
@@ -100,8 +95,7 @@ async fn dpop_agent(dir: &Scratch, credentials: &[&OsStr]) -> (ChildGuard, PathB
         .arg(&key_out)
         .env("CONNECTOR_DPOP", "true")
         .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
+        .stdin(Stdio::null());
     let agent = ChildGuard(command.spawn().unwrap());
     // The info file follows the token file by a moment on the first write.
     let info = dir.path("token.json");
@@ -241,7 +235,7 @@ async fn a_token_stolen_from_the_token_file_is_refused_while_the_connector_keeps
         only_the_key_holder_polls(&out, &key, &thief, poll_url).await;
     }
     // `connector-token proof` makes the same proofs for a shell.
-    let output = tokio::process::Command::new(e2e::connector_token_binary())
+    let output = e2e::connector_command(e2e::connector_token_binary())
         .args(["proof", "--htm", "GET", "--htu", &format!("{poll_url}?wait=5")])
         .arg("--token-file")
         .arg(&out)

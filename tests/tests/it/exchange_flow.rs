@@ -224,19 +224,11 @@ async fn connector_token_exchanges_an_sts_token_at_the_server() {
     let binary = tokio::task::spawn_blocking(e2e::connector_token_binary)
         .await
         .unwrap();
-    let mut command = tokio::process::Command::new(binary);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("CONNECTOR_") {
-            command.env_remove(name);
-        }
-    }
-    let output = command
-        .env_remove("RUST_LOG")
+    let output = e2e::connector_command(binary)
         .envs(sts.env())
         .args(["get", "--token-url", &server.token_url()])
         .args(["--subject-token", &format!("aws-sts:{}", server.url)])
         .args(["--audience", AUDIENCE])
-        .kill_on_drop(true)
         .output()
         .await
         .unwrap();

@@ -112,16 +112,8 @@ struct Run {
 /// `binary` with `env` and nothing inherited that could configure it (no
 /// `CONNECTOR_*` variable, no `RUST_LOG`).
 fn command(binary: &Path, env: &[(String, String)]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(binary);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("CONNECTOR_") {
-            command.env_remove(name);
-        }
-    }
-    command
-        .env_remove("RUST_LOG")
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .kill_on_drop(true);
+    let mut command = e2e::connector_command(binary);
+    command.envs(env.iter().map(|(k, v)| (k, v)));
     command
 }
 
